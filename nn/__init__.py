@@ -1,0 +1,1 @@
+"""satnets.nn: layers with explicit forward and backward, models, training, data, checkpoints."""

@@ -1,0 +1,48 @@
+"""The paper's three architectures as model specs (plain data, see ``nn.model``).
+
+* ``sigmoid_mlp`` / ``relu_mlp``: two hidden layers and a readout, D = 3 weight layers,
+  784-H-H-10 (H = 1000 by default; the paper's range is 200-2000).
+* ``cnn`` (Table 2): conv5x5x32-ReLU, maxpool 2x2, conv5x5x64-ReLU, maxpool 2x2, FC1024-ReLU, FC10,
+  with 'same' padding.
+"""
+from __future__ import annotations
+
+MNIST_SHAPE = [1, 28, 28]
+N_CLASSES = 10
+
+
+def mlp(activation="relu", hidden=1000, depth=2, input_shape=MNIST_SHAPE):
+    """A fully connected net: flatten, ``depth`` x (dense H, activation), dense 10."""
+    if activation not in ("relu", "sigmoid"):
+        raise ValueError(f"activation must be 'relu' or 'sigmoid', got {activation!r}")
+    init = "he" if activation == "relu" else "glorot"
+    layers = [{"type": "flatten"}]
+    for _ in range(depth):
+        layers += [{"type": "dense", "units": int(hidden), "init": init}, {"type": activation}]
+    layers.append({"type": "dense", "units": N_CLASSES, "init": "glorot"})
+    return {"name": f"{activation}_mlp", "input_shape": list(input_shape), "layers": layers}
+
+
+def cnn(channels=(32, 64), hidden=1024, kernel=5, input_shape=MNIST_SHAPE):
+    """The CNN of the paper's Table 2."""
+    layers = []
+    for c in channels:
+        layers += [{"type": "conv2d", "channels": int(c), "kernel": int(kernel), "init": "he"},
+                   {"type": "relu"}, {"type": "maxpool2d"}]
+    layers += [{"type": "flatten"}, {"type": "dense", "units": int(hidden), "init": "he"},
+               {"type": "relu"}, {"type": "dense", "units": N_CLASSES, "init": "glorot"}]
+    return {"name": "cnn", "input_shape": list(input_shape), "layers": layers}
+
+
+ARCHITECTURES = {
+    "sigmoid_mlp": lambda **kw: mlp("sigmoid", **kw),
+    "relu_mlp": lambda **kw: mlp("relu", **kw),
+    "cnn": cnn,
+}
+
+
+def build_spec(arch, **kwargs):
+    """The spec of a named architecture ('sigmoid_mlp', 'relu_mlp', 'cnn')."""
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; expected one of {sorted(ARCHITECTURES)}")
+    return ARCHITECTURES[arch](**kwargs)

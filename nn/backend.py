@@ -1,0 +1,84 @@
+"""The array backend: numpy on the CPU, cupy on a CUDA GPU.
+
+Every other module takes its array module ``xp`` from its inputs (``array_module(x)``), so one body
+of layer code serves both. This is the only module that imports cupy, and the only place arrays
+cross the host/device boundary (``to_device`` / ``to_host``). scipy wants host float64: convert with
+``to_host(a, numpy.float64)`` at the call, nowhere else.
+
+Which device a script uses: its ``--device`` option, else the environment variable
+``SATNETS_DEVICE`` (``cpu`` or ``gpu``), else ``cpu``.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+DEVICE_ENV = "SATNETS_DEVICE"
+DEVICES = ("cpu", "gpu")
+
+
+def _cupy():
+    """The cupy module, or None when cupy is not installed or no CUDA device is usable."""
+    try:
+        import cupy
+    except ImportError:
+        return None
+    try:
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            return None
+    except Exception:  # cupy installed but no driver / no device
+        return None
+    return cupy
+
+
+def gpu_available() -> bool:
+    """True when cupy imports and sees at least one CUDA device."""
+    return _cupy() is not None
+
+
+def resolve_device(device: str | None = None) -> str:
+    """The device name to use: ``device`` if given, else ``$SATNETS_DEVICE``, else ``'cpu'``."""
+    name = (device or os.environ.get(DEVICE_ENV) or "cpu").lower()
+    if name not in DEVICES:
+        raise ValueError(f"unknown device {name!r}; expected one of {DEVICES}")
+    return name
+
+
+def get_xp(device: str | None = None):
+    """The array module for a device name (see ``resolve_device``): numpy or cupy."""
+    name = resolve_device(device)
+    if name == "cpu":
+        return np
+    cp = _cupy()
+    if cp is None:
+        raise RuntimeError(
+            "device 'gpu' asked for, but cupy is not installed or sees no CUDA device; "
+            "install the 'gpu' extra (pip install -e '.[gpu]') on a machine with an NVIDIA GPU, "
+            "or use --device cpu")
+    return cp
+
+
+def array_module(*arrays):
+    """numpy or cupy, whichever the arrays live in (numpy for host arrays and Python scalars)."""
+    for a in arrays:
+        if type(a).__module__.startswith("cupy"):
+            import cupy
+            return cupy
+    return np
+
+
+def to_device(a, xp, dtype=None):
+    """Copy a host (or device) array into the module ``xp``, optionally casting to ``dtype``."""
+    if xp is np:
+        return to_host(a, dtype)
+    out = xp.asarray(a)
+    return out if dtype is None else out.astype(dtype, copy=False)
+
+
+def to_host(a, dtype=None):
+    """A numpy array with the contents of ``a`` (numpy or cupy), optionally cast to ``dtype``."""
+    if type(a).__module__.startswith("cupy"):
+        a = a.get()
+    a = np.asarray(a)
+    return a if dtype is None else a.astype(dtype, copy=False)

@@ -1,0 +1,268 @@
+"""Layers as forward/backward pairs (no autodiff).
+
+Each ``*_forward`` returns ``(out, cache)``: its output and exactly what the backward needs. Layers
+with parameters have two backward halves:
+
+* ``*_vjp(dout, cache) -> dx``: the input gradient (a vector-Jacobian product). ``dout`` may carry
+  extra *leading* axes ``(K, ..., N, ...)``: the model's Jacobian pushes K cotangents through the
+  network in one pass this way (``nn.model.jacobian``).
+* ``*_param_grads(dout, cache) -> dict``: the parameter gradients, for ``dout`` of the forward's
+  output shape only.
+
+``*_backward`` returns both, as in cs231n's ``affine_backward``. Parameter-free layers have a single
+``*_backward(dout, cache) -> dx`` that also accepts leading cotangent axes.
+
+Conventions (external tools read our weights): Dense ``W`` is ``(n_out, n_in)`` as the paper's
+``W^l``; Conv2D ``W`` is ``(out_ch, in_ch, kh, kw)``; images are NCHW; Flatten orders features
+``(C, H, W)``.
+
+Ties and kinks, decided on purpose:
+
+* ReLU at exactly 0 has derivative 0 (the unit is treated as off).
+* MaxPool2D sends a window's gradient to one maximum only: the *first* in row-major order within
+  the 2x2 window (top-left, top-right, bottom-left, bottom-right), which is the rule of
+  ``argmax`` on numpy and cupy. MNIST's flat zero background makes such ties common.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .backend import array_module
+
+# ---------------------------------------------------------------------------------------------
+# Dense
+
+
+def dense_forward(x, W, b):
+    """h = W x + b  (eq. 1, the paper's pre-activation h^l).
+
+    x: (N, n_in)  W: (n_out, n_in)  b: (n_out,)  ->  h: (N, n_out)
+    """
+    return x @ W.T + b, (x, W)
+
+
+def dense_vjp(dh, cache):
+    """dL/dx = dh W.   dh: (..., N, n_out) -> dx: (..., N, n_in)."""
+    _, W = cache
+    return dh @ W
+
+
+def dense_param_grads(dh, cache):
+    """dL/dW = dh^T x  (n_out, n_in),  dL/db = sum_n dh  (n_out,)."""
+    x, _ = cache
+    return {"W": dh.T @ x, "b": dh.sum(axis=0)}
+
+
+def dense_backward(dh, cache):
+    """(dx, {'W': dW, 'b': db}) of ``dense_forward``."""
+    return dense_vjp(dh, cache), dense_param_grads(dh, cache)
+
+
+# ---------------------------------------------------------------------------------------------
+# Conv2D: stride 1, "same" zero padding, through im2col
+
+
+def _same_pad(kh, kw):
+    if kh % 2 == 0 or kw % 2 == 0:
+        raise ValueError(f"'same' padding needs odd kernel sizes, got {kh}x{kw}")
+    return (kh - 1) // 2, (kw - 1) // 2
+
+
+def im2col(x, kh, kw):
+    """Patches of a zero-padded image batch, one column per output pixel.
+
+    x: (N, C, H, W)  ->  cols: (C*kh*kw, N*H*W), row index (c, i, j), column index (n, y, x),
+    so that cols[(c, i, j), (n, y, x)] = x_pad[n, c, y + i, x + j].
+
+    Filled with kh*kw strided-slice copies (as Chainer does), identical on numpy and cupy.
+    """
+    xp = array_module(x)
+    N, C, H, W = x.shape
+    ph, pw = _same_pad(kh, kw)
+    xt = xp.zeros((C, N, H + 2 * ph, W + 2 * pw), dtype=x.dtype)  # (C, N, Hp, Wp)
+    xt[:, :, ph:ph + H, pw:pw + W] = x.transpose(1, 0, 2, 3)
+    cols = xp.empty((C, kh, kw, N, H, W), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            cols[:, i, j] = xt[:, :, i:i + H, j:j + W]
+    return cols.reshape(C * kh * kw, N * H * W)
+
+
+def col2im(cols, x_shape, kh, kw):
+    """Adjoint of ``im2col``: add every column entry back onto the pixel it was copied from.
+
+    cols: (C*kh*kw, N*H*W)  ->  dx: (N, C, H, W). kh*kw strided ``+=`` on slices, no scatter.
+    """
+    xp = array_module(cols)
+    N, C, H, W = x_shape
+    ph, pw = _same_pad(kh, kw)
+    cols = cols.reshape(C, kh, kw, N, H, W)
+    dxt = xp.zeros((C, N, H + 2 * ph, W + 2 * pw), dtype=cols.dtype)  # (C, N, Hp, Wp)
+    for i in range(kh):
+        for j in range(kw):
+            dxt[:, :, i:i + H, j:j + W] += cols[:, i, j]
+    return dxt[:, :, ph:ph + H, pw:pw + W].transpose(1, 0, 2, 3)
+
+
+def conv2d_forward(x, W, b):
+    """h[n, o, y, x] = b[o] + sum_{c,i,j} W[o, c, i, j] x_pad[n, c, y+i, x+j]  (stride 1, 'same').
+
+    x: (N, C, H, W)  W: (O, C, kh, kw)  b: (O,)  ->  h: (N, O, H, W).
+    Computed as one matrix product with the im2col patches: h = W_mat @ cols.
+    """
+    N, C, H, Wd = x.shape
+    O, Cw, kh, kw = W.shape
+    if C != Cw:
+        raise ValueError(f"conv2d: input has {C} channels, kernel expects {Cw}")
+    cols = im2col(x, kh, kw)  # (C*kh*kw, N*H*W)
+    h = W.reshape(O, -1) @ cols + b[:, None]  # (O, N*H*W)
+    h = h.reshape(O, N, H, Wd).transpose(1, 0, 2, 3)  # (N, O, H, W)
+    return h, (cols, x.shape, W)
+
+
+def conv2d_vjp(dh, cache):
+    """dL/dx = col2im(W_mat^T dh_mat).   dh: (..., N, O, H, W) -> dx: (..., N, C, H, W)."""
+    _, x_shape, W = cache
+    O, C, kh, kw = W.shape
+    lead = dh.shape[:-4]
+    dh = dh.reshape((-1,) + dh.shape[-3:])  # leading cotangent axes folded into the batch
+    M, _, H, Wd = dh.shape
+    dh_mat = dh.transpose(1, 0, 2, 3).reshape(O, M * H * Wd)  # (O, M*H*W)
+    dcols = W.reshape(O, -1).T @ dh_mat  # (C*kh*kw, M*H*W)
+    dx = col2im(dcols, (M, C, H, Wd), kh, kw)
+    return dx.reshape(lead + tuple(x_shape))
+
+
+def conv2d_param_grads(dh, cache):
+    """dL/dW = dh_mat cols^T reshaped to (O, C, kh, kw);  dL/db = sum over n, y, x of dh."""
+    cols, _, W = cache
+    O = W.shape[0]
+    dh_mat = dh.transpose(1, 0, 2, 3).reshape(O, -1)  # (O, N*H*W)
+    return {"W": (dh_mat @ cols.T).reshape(W.shape), "b": dh_mat.sum(axis=1)}
+
+
+def conv2d_backward(dh, cache):
+    """(dx, {'W': dW, 'b': db}) of ``conv2d_forward``."""
+    return conv2d_vjp(dh, cache), conv2d_param_grads(dh, cache)
+
+
+# ---------------------------------------------------------------------------------------------
+# MaxPool2D: 2x2 windows, stride 2
+
+
+def maxpool2d_forward(x):
+    """y[n, c, p, q] = max over the 2x2 window (2p..2p+1, 2q..2q+1) of x[n, c].
+
+    x: (N, C, H, W) with H, W even  ->  y: (N, C, H/2, W/2).
+    The cache is a 0/1 mask of x's shape with one 1 per window, at its first maximum in row-major
+    order (see the module docstring for why ties need a rule).
+    """
+    xp = array_module(x)
+    N, C, H, W = x.shape
+    if H % 2 or W % 2:
+        raise ValueError(f"maxpool2d needs even spatial sizes, got {H}x{W}")
+    win = x.reshape(N, C, H // 2, 2, W // 2, 2).transpose(0, 1, 2, 4, 3, 5)
+    win = win.reshape(N, C, H // 2, W // 2, 4)  # (N, C, H/2, W/2, 4), row-major window order
+    k = win.argmax(axis=-1)  # first maximum wins ties
+    y = xp.take_along_axis(win, k[..., None], axis=-1)[..., 0]
+    mask = (xp.arange(4) == k[..., None]).astype(x.dtype)  # (N, C, H/2, W/2, 4)
+    mask = mask.reshape(N, C, H // 2, W // 2, 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(x.shape)
+    return y, mask
+
+
+def maxpool2d_backward(dy, mask):
+    """dL/dx = mask * upsample2x2(dy).   dy: (..., N, C, H/2, W/2) -> dx: (..., N, C, H, W)."""
+    xp = array_module(dy)
+    h, w = dy.shape[-2:]
+    up = xp.broadcast_to(dy[..., :, None, :, None], dy.shape[:-2] + (h, 2, w, 2))
+    return up.reshape(dy.shape[:-2] + (2 * h, 2 * w)) * mask
+
+
+# ---------------------------------------------------------------------------------------------
+# Flatten
+
+
+def flatten_forward(x):
+    """(N, C, H, W) -> (N, C*H*W), features ordered (C, H, W)."""
+    return x.reshape(x.shape[0], -1), x.shape
+
+
+def flatten_backward(dy, x_shape):
+    """(..., N, C*H*W) -> (..., N, C, H, W)."""
+    return dy.reshape(dy.shape[:-1] + tuple(x_shape[1:]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Activations
+
+
+def sigmoid(h):
+    """sigma(h) = 1 / (1 + exp(-h)), computed from e = exp(-|h|) so it never overflows:
+    sigma(h) = 1 / (1 + e) for h >= 0 and e / (1 + e) for h < 0.
+
+    float32 facts central to the paper: sigma(h) rounds to exactly 1.0 once exp(-h) < 2^-25, i.e.
+    h > ~17.3, while for negative h it stays a tiny positive number (~exp(h)) until h < ~-103.
+    """
+    xp = array_module(h)
+    e = xp.exp(-xp.abs(h))
+    return xp.where(h >= 0, 1.0, e) / (1.0 + e)
+
+
+def sigmoid_forward(h):
+    """y = sigma(h) (eq. 2).  h: any shape -> y: same shape; the cache is y."""
+    y = sigmoid(h)
+    return y, y
+
+
+def sigmoid_backward(dy, y):
+    """dL/dh = dy * sigma'(h) with sigma'(h) = y (1 - y), from the cached output as TensorFlow did.
+
+    In float32 this is exactly 0 once h > ~17 (y rounds to 1, so 1 - y = 0): the gradient vanishes
+    numerically although the true derivative exp(-h) is still ~4e-8. That rounding is what makes
+    saturated sigmoid networks look robust to gradient attacks (Brendel & Bethge 2017).
+    """
+    return dy * (y * (1 - y))
+
+
+def relu_forward(h):
+    """y = max(0, h).  The cache is the mask h > 0 (so relu'(0) = 0)."""
+    mask = h > 0
+    return h * mask, mask
+
+
+def relu_backward(dy, mask):
+    """dL/dh = dy * 1[h > 0]."""
+    return dy * mask
+
+
+# ---------------------------------------------------------------------------------------------
+# Softmax cross-entropy, from the logits
+
+
+def log_softmax(z):
+    """log p_k = z_k - logsumexp(z), with logsumexp(z) = m + log sum_k exp(z_k - m), m = max_k z_k.
+
+    z: (N, K) -> (N, K). Stable for any finite logits: no exp ever overflows.
+    """
+    xp = array_module(z)
+    m = z.max(axis=-1, keepdims=True)
+    return z - (m + xp.log(xp.exp(z - m).sum(axis=-1, keepdims=True)))
+
+
+def cross_entropy_forward(z, y):
+    """Per-example cross-entropy C_n = -log p_{y_n}(x_n) = logsumexp(z_n) - z_{n, y_n}.
+
+    z: (N, K) logits, y: (N,) integer labels  ->  C: (N,); the cache is (log p, y).
+    """
+    xp = array_module(z)
+    logp = log_softmax(z)
+    return -xp.take_along_axis(logp, y[:, None], axis=1)[:, 0], (logp, y)
+
+
+def cross_entropy_backward(dC, cache):
+    """dL/dz = dC[:, None] * (p - onehot(y)).   dC: (N,) upstream gradient of each C_n."""
+    xp = array_module(dC)
+    logp, y = cache
+    g = xp.exp(logp)  # p: (N, K)
+    g[xp.arange(y.shape[0]), y] -= 1
+    return g * dC[:, None]

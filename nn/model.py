@@ -1,0 +1,322 @@
+"""A sequential network built from a plain-data spec, with explicit forward and backward.
+
+A spec is JSON-able data::
+
+    {"name": "relu_mlp", "input_shape": [1, 28, 28],
+     "layers": [{"type": "flatten"},
+                {"type": "dense", "units": 1000, "init": "he"}, {"type": "relu"},
+                {"type": "dense", "units": 1000, "init": "he"}, {"type": "relu"},
+                {"type": "dense", "units": 10, "init": "glorot"}]}
+
+Layer types: ``dense`` (units), ``conv2d`` (channels, kernel), ``maxpool2d``, ``flatten``,
+``sigmoid``, ``relu``. Parameters are a list with one dict per layer (empty for parameter-free
+layers), e.g. ``params[1] == {"W": (1000, 784) array, "b": (1000,) array}``.
+
+The *pre-activations* ``h^l`` of the paper are the outputs of the weight layers (dense and conv),
+the readout's logits included: ``h^D`` is the last one. The saturating penalty and the analyses
+read them, and ``backward`` accepts extra gradients ``dhs`` injected at each of them.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import layers as L
+from .backend import array_module, to_device
+
+WEIGHT_LAYERS = ("dense", "conv2d")
+ACTIVATIONS = ("sigmoid", "relu")
+LAYER_TYPES = WEIGHT_LAYERS + ACTIVATIONS + ("maxpool2d", "flatten")
+
+
+class SpecError(ValueError):
+    """A model spec, or parameters, that do not describe a valid network."""
+
+
+def layer_shapes(spec):
+    """Validate a spec and return the per-example output shape of every layer.
+
+    -> list of tuples, one per layer, e.g. [(784,), (1000,), (1000,), ..., (10,)].
+    """
+    try:
+        shape = tuple(int(s) for s in spec["input_shape"])
+        layers = spec["layers"]
+    except (KeyError, TypeError, ValueError) as e:
+        raise SpecError(f"spec needs 'input_shape' (list of ints) and 'layers' (list): {e}") from e
+    shapes = []
+    for i, layer in enumerate(layers):
+        try:
+            shape = _layer_shape(i, layer, shape)
+        except SpecError:
+            raise
+        except (KeyError, TypeError, ValueError) as e:
+            raise SpecError(f"layer {i} ({layer}): missing or bad field {e}") from e
+        shapes.append(shape)
+    if not layers or layers[-1]["type"] not in WEIGHT_LAYERS:
+        raise SpecError("the last layer must be a weight layer (the readout h^D)")
+    return shapes
+
+
+def _layer_shape(i, layer, shape):
+    """The per-example output shape of layer i given its input shape."""
+    t = layer.get("type")
+    if t not in LAYER_TYPES:
+        raise SpecError(f"layer {i}: unknown type {t!r}; expected one of {LAYER_TYPES}")
+    if t == "dense":
+        if len(shape) != 1:
+            raise SpecError(f"layer {i}: dense needs a flat input, got shape {shape}; add a flatten")
+        shape = (int(layer["units"]),)
+    elif t == "conv2d":
+        if len(shape) != 3:
+            raise SpecError(f"layer {i}: conv2d needs (C, H, W) input, got shape {shape}")
+        k = int(layer["kernel"])
+        if k % 2 == 0:
+            raise SpecError(f"layer {i}: conv2d 'same' padding needs an odd kernel, got {k}")
+        shape = (int(layer["channels"]),) + shape[1:]
+    elif t == "maxpool2d":
+        if len(shape) != 3 or shape[1] % 2 or shape[2] % 2:
+            raise SpecError(f"layer {i}: maxpool2d needs (C, H, W) with even H, W; got {shape}")
+        shape = (shape[0], shape[1] // 2, shape[2] // 2)
+    elif t == "flatten":
+        shape = (math.prod(shape),)
+    return shape
+
+
+def param_shapes(spec):
+    """The expected shape of every parameter: list (one per layer) of {name: shape}."""
+    shapes = layer_shapes(spec)
+    in_shapes = [tuple(spec["input_shape"])] + shapes[:-1]
+    out = []
+    for layer, s_in, s_out in zip(spec["layers"], in_shapes, shapes):
+        if layer["type"] == "dense":
+            out.append({"W": (s_out[0], s_in[0]), "b": (s_out[0],)})
+        elif layer["type"] == "conv2d":
+            k = int(layer["kernel"])
+            out.append({"W": (s_out[0], s_in[0], k, k), "b": (s_out[0],)})
+        else:
+            out.append({})
+    return out
+
+
+def init_params(spec, seed=0, dtype=np.float32, xp=np):
+    """Random initial parameters, drawn on the host from ``numpy.random.default_rng(seed)`` (so the
+    same seed gives the same network on the CPU and the GPU), then moved to ``xp``.
+
+    W ~ N(0, 2 / fan_in) for ``init: "he"`` (layers followed by ReLU), and
+    W ~ U(-a, a) with a = sqrt(6 / (fan_in + fan_out)) for ``init: "glorot"`` (the default);
+    biases are 0.
+    """
+    rng = np.random.default_rng(seed)
+    params = []
+    for layer, shapes in zip(spec["layers"], param_shapes(spec)):
+        if not shapes:
+            params.append({})
+            continue
+        wshape = shapes["W"]
+        fan_out, fan_in = wshape[0] * math.prod(wshape[2:]), math.prod(wshape[1:])
+        init = layer.get("init", "glorot")
+        if init == "he":
+            W = rng.normal(0.0, math.sqrt(2.0 / fan_in), size=wshape)
+        elif init == "glorot":
+            a = math.sqrt(6.0 / (fan_in + fan_out))
+            W = rng.uniform(-a, a, size=wshape)
+        else:
+            raise SpecError(f"unknown init {init!r}; expected 'he' or 'glorot'")
+        params.append({"W": to_device(W, xp, dtype), "b": xp.zeros(shapes["b"], dtype=dtype)})
+    return params
+
+
+def check_params(spec, params):
+    """Raise SpecError unless ``params`` has exactly the parameters, shapes of ``spec``."""
+    expected = param_shapes(spec)
+    if len(params) != len(expected):
+        raise SpecError(f"spec has {len(expected)} layers, params has {len(params)}")
+    for i, (p, e) in enumerate(zip(params, expected)):
+        if set(p) != set(e):
+            raise SpecError(f"layer {i}: parameters {sorted(p)}, spec expects {sorted(e)}")
+        for name, shape in e.items():
+            if tuple(p[name].shape) != shape:
+                raise SpecError(f"layer {i} {name}: shape {tuple(p[name].shape)}, spec expects {shape}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The composition: forward walks the layers, backward walks the caches in reverse.
+
+
+def _layer_forward(layer, p, x):
+    t = layer["type"]
+    if t == "dense":
+        return L.dense_forward(x, p["W"], p["b"])
+    if t == "conv2d":
+        return L.conv2d_forward(x, p["W"], p["b"])
+    if t == "maxpool2d":
+        return L.maxpool2d_forward(x)
+    if t == "flatten":
+        return L.flatten_forward(x)
+    if t == "sigmoid":
+        return L.sigmoid_forward(x)
+    return L.relu_forward(x)
+
+
+_VJP = {"dense": L.dense_vjp, "conv2d": L.conv2d_vjp, "maxpool2d": L.maxpool2d_backward,
+        "flatten": L.flatten_backward, "sigmoid": L.sigmoid_backward, "relu": L.relu_backward}
+_PARAM_GRADS = {"dense": L.dense_param_grads, "conv2d": L.conv2d_param_grads}
+
+
+def forward(spec, params, x):
+    """x^0 = x,  x^{l+1} = layer_l(x^l).
+
+    x: (N, *input_shape)  ->  (logits (N, 10), caches (one per layer), hs (list of pre-activations
+    h^l, the output of every weight layer, logits last)).
+    """
+    caches, hs = [], []
+    for layer, p in zip(spec["layers"], params):
+        x, cache = _layer_forward(layer, p, x)
+        caches.append(cache)
+        if layer["type"] in WEIGHT_LAYERS:
+            hs.append(x)
+    return x, caches, hs
+
+
+def backward(spec, caches, dlogits, dhs=None, *, param_grads=True, input_grad=False):
+    """Reverse-mode pass: walk the caches backwards from dL/dlogits.
+
+    dlogits: (..., N, 10); leading axes are extra cotangents and need ``param_grads=False``.
+    dhs: optional list (one per weight layer, like ``hs``) of extra gradients dL/dh^l added at each
+    pre-activation (the saturating penalty's); entries may be None.
+    -> (dx or None, grads: list of {name: array} per layer, empty when ``param_grads`` is False).
+    Gradients below the first weight layer are skipped unless ``input_grad``: training never needs
+    them.
+    """
+    layers = spec["layers"]
+    n_weight = sum(layer["type"] in WEIGHT_LAYERS for layer in layers)
+    grads = [{} for _ in layers]
+    first_weight = min(i for i, layer in enumerate(layers) if layer["type"] in WEIGHT_LAYERS)
+    d = dlogits
+    k = n_weight  # index of the next weight layer, counting down
+    for i in range(len(layers) - 1, -1, -1):
+        t = layers[i]["type"]
+        if t in WEIGHT_LAYERS:
+            k -= 1
+            if dhs is not None and dhs[k] is not None:
+                d = d + dhs[k]
+            if param_grads:
+                grads[i] = _PARAM_GRADS[t](d, caches[i])
+        if i <= first_weight and not input_grad:
+            return None, grads  # nothing below has parameters
+        d = _VJP[t](d, caches[i])
+    return d, grads
+
+
+def input_jacobian(spec, params, x):
+    """The input-output Jacobian J = dh^D / dx^0 (section 6), analytic and batched.
+
+    x: (N, *input_shape)  ->  J: (N, 10, prod(input_shape)).
+    One forward pass, then one backward pass carrying all 10 one-hot cotangents at once as a
+    leading axis of the upstream gradient: (10, N, 10) -> (10, N, *input_shape).
+    """
+    xp = array_module(x)
+    logits, caches, _ = forward(spec, params, x)
+    N, K = logits.shape
+    eye = xp.eye(K, dtype=logits.dtype)
+    cot = xp.broadcast_to(eye[:, None, :], (K, N, K))  # (K, N, K): cotangent k is e_k
+    dx, _ = backward(spec, caches, cot, param_grads=False, input_grad=True)  # (K, N, *in)
+    return dx.reshape(K, N, -1).transpose(1, 0, 2)
+
+
+class Sequential:
+    """A spec and its parameters: the model. The methods are thin, stateless wrappers of
+    ``forward`` / ``backward``; nothing computed is stored on the object.
+
+    >>> model = Sequential(spec, init_params(spec, seed=0))
+    """
+
+    def __init__(self, spec, params):
+        check_params(spec, params)
+        self.spec = spec
+        self.params = params
+
+    @classmethod
+    def init(cls, spec, seed=0, dtype=np.float32, xp=np):
+        return cls(spec, init_params(spec, seed=seed, dtype=dtype, xp=xp))
+
+    @property
+    def xp(self):
+        return array_module(self.params[-1]["W"])
+
+    @property
+    def dtype(self):
+        return self.params[-1]["W"].dtype
+
+    def astype(self, dtype):
+        """A copy of the model with every parameter cast (float64 for checks and analysis)."""
+        return Sequential(self.spec, [{k: v.astype(dtype) for k, v in p.items()} for p in self.params])
+
+    def to(self, xp):
+        """A copy of the model with its parameters in the array module ``xp``."""
+        return Sequential(self.spec, [{k: to_device(v, xp) for k, v in p.items()} for p in self.params])
+
+    def _check_input(self, x):
+        want = tuple(self.spec["input_shape"])
+        if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want:
+            raise ValueError(f"input of shape {tuple(x.shape)}; expected (N, {', '.join(map(str, want))})")
+        if x.dtype != self.dtype:
+            raise TypeError(f"input dtype {x.dtype} differs from the model's {self.dtype}; cast it first")
+        if array_module(x) is not self.xp:
+            raise TypeError("input and model live on different devices (numpy vs cupy)")
+
+    def forward(self, x):
+        """-> (logits, caches, hs); see ``forward``."""
+        self._check_input(x)
+        return forward(self.spec, self.params, x)
+
+    def logits(self, x):
+        """h^D(x): (N, 10)."""
+        return self.forward(x)[0]
+
+    def predict(self, x):
+        """argmax_k h^D_k(x): (N,) integer classes."""
+        return self.logits(x).argmax(axis=1)
+
+    def preactivations(self, x):
+        """[h^1, ..., h^D]: the output of every weight layer, shapes (N, ...)."""
+        return self.forward(x)[2]
+
+    def loss_and_grads(self, x, y):
+        """Mean cross-entropy over the batch, L = (1/N) sum_n C_n, and dL/dparams.
+
+        -> (L as a 0-d array, grads: list of {name: array}, logits).
+        """
+        logits, caches, _ = self.forward(x)
+        C, ce_cache = L.cross_entropy_forward(logits, y)
+        N = x.shape[0]
+        dlogits = L.cross_entropy_backward(self.xp.full((N,), 1.0 / N, dtype=logits.dtype), ce_cache)
+        _, grads = backward(self.spec, caches, dlogits)
+        return C.mean(), grads, logits
+
+    def loss_and_input_gradient(self, x, y):
+        """Per-example cross-entropy C_n and its input gradient dC_n/dx_n (what FGSM uses).
+
+        x: (N, 1, 28, 28), y: (N,)  ->  (C: (N,), dx: (N, 1, 28, 28)).
+        """
+        logits, caches, _ = self.forward(x)
+        C, ce_cache = L.cross_entropy_forward(logits, y)
+        dlogits = L.cross_entropy_backward(self.xp.ones_like(C), ce_cache)
+        dx, _ = backward(self.spec, caches, dlogits, param_grads=False, input_grad=True)
+        return C, dx
+
+    def input_gradient(self, x, y):
+        """dC_n/dx_n for each example (analytic, batched): (N, *input_shape)."""
+        return self.loss_and_input_gradient(x, y)[1]
+
+    def vjp(self, x, v):
+        """v^T J for each example: cotangent v (N, 10) on the logits -> (N, *input_shape)."""
+        _, caches, _ = self.forward(x)
+        dx, _ = backward(self.spec, caches, v, param_grads=False, input_grad=True)
+        return dx
+
+    def jacobian(self, x):
+        """J = dh^D/dx^0: (N, 10, prod(input_shape)); see ``input_jacobian``."""
+        self._check_input(x)
+        return input_jacobian(self.spec, self.params, x)
