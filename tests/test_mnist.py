@@ -1,0 +1,123 @@
+"""The MNIST loader: good files, corrupt files, missing files, and the download path."""
+import contextlib
+import functools
+import gzip
+import http.server
+import shutil
+import socket
+import threading
+
+import numpy as np
+import pytest
+
+from nn import mnist
+
+LABELS = "t10k-labels-idx1-ubyte"
+
+
+@pytest.fixture
+def isolated(monkeypatch, tmp_path):
+    """No $SATNETS_MNIST_DIR and an empty cache under tmp_path."""
+    monkeypatch.delenv(mnist.ENV_DIR, raising=False)
+    monkeypatch.delenv(mnist.ENV_MIRRORS, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path
+
+
+def _raw_labels(mnist_dir):
+    return gzip.decompress((mnist_dir / (LABELS + ".gz")).read_bytes())
+
+
+def test_good_files(mnist_dir):
+    data = mnist.load_mnist(mnist_dir, allow_download=False)
+    (xtr, ytr), (xva, yva), (xte, yte) = data["train"], data["val"], data["test"]
+    assert xtr.shape == (55000, 1, 28, 28) and xva.shape == (5000, 1, 28, 28) and xte.shape == (10000, 1, 28, 28)
+    assert xtr.dtype == np.float32 and 0.0 == xte.min() and xte.max() == 1.0
+    counts = np.bincount(np.concatenate([ytr, yva]), minlength=10)
+    assert counts.tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    assert np.bincount(yte).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def test_raw_and_gzip_read_the_same(mnist_dir, tmp_path):
+    (tmp_path / LABELS).write_bytes(_raw_labels(mnist_dir))
+    np.testing.assert_array_equal(mnist.read_idx(tmp_path / LABELS, LABELS),
+                                  mnist.read_idx(mnist_dir / (LABELS + ".gz"), LABELS))
+
+
+@pytest.mark.parametrize("corrupt, message", [
+    (lambda raw: raw[:-100], "truncated"),
+    (lambda raw: raw[:6], "truncated"),
+    (lambda raw: raw[:3] + b"\x03" + raw[4:], "wrong IDX magic number"),
+    (lambda raw: raw[:8] + bytes([(raw[8] + 1) % 10]) + raw[9:], "checksum mismatch"),
+    (lambda raw: raw + b"\x00", "longer than its header"),
+])
+def test_corrupt_files_are_errors(mnist_dir, tmp_path, corrupt, message):
+    path = tmp_path / (LABELS + ".gz")
+    path.write_bytes(gzip.compress(corrupt(_raw_labels(mnist_dir))))
+    with pytest.raises(mnist.MNISTError, match=message):
+        mnist.read_idx(path, LABELS)
+
+
+def test_truncated_gzip_stream_is_an_error(mnist_dir, tmp_path):
+    path = tmp_path / (LABELS + ".gz")
+    path.write_bytes((mnist_dir / (LABELS + ".gz")).read_bytes()[:-50])
+    with pytest.raises(mnist.MNISTError, match="corrupt or truncated"):
+        mnist.read_idx(path, LABELS)
+
+
+def _closed_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_missing_files_without_network(isolated):
+    mirror = f"http://127.0.0.1:{_closed_port()}/"  # nothing listens: like having no network
+    with pytest.raises(mnist.MNISTError) as e:
+        mnist.load_raw(isolated / "empty", mirrors=[mirror])
+    msg = str(e.value)
+    assert "not found in" in msg and str(isolated / "empty") in msg and str(mnist.cache_dir()) in msg
+    assert "download failed" in msg and mirror in msg and mnist.ENV_DIR in msg
+    with pytest.raises(mnist.MNISTError, match="not found in"):
+        mnist.load_raw(isolated / "empty", allow_download=False)
+
+
+@contextlib.contextmanager
+def serve(folder):
+    """An HTTP server on 127.0.0.1 serving a folder; yields its URL, shuts down afterwards."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *a, **k: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def local_mirror(mnist_dir):
+    with serve(mnist_dir) as url:
+        yield url
+
+
+def test_download_from_local_server(isolated, local_mirror, monkeypatch, mnist_dir):
+    bad = f"http://127.0.0.1:{_closed_port()}/"  # the first mirror fails, the second serves
+    monkeypatch.setenv(mnist.ENV_MIRRORS, bad + "," + local_mirror)
+    raw = mnist.load_raw()
+    assert sorted(p.name for p in mnist.cache_dir().iterdir()) == sorted(n + ".gz" for n in mnist.FILES)
+    np.testing.assert_array_equal(raw[LABELS], mnist.read_idx(mnist_dir / (LABELS + ".gz"), LABELS))
+    # a second load reads the cache, with no server at all
+    monkeypatch.setenv(mnist.ENV_MIRRORS, bad)
+    assert mnist.load_raw()[LABELS].shape == (10000,)
+
+
+def test_download_rejects_a_corrupt_mirror(isolated, tmp_path, mnist_dir):
+    served = tmp_path / "served"
+    shutil.copytree(mnist_dir, served)
+    (served / (LABELS + ".gz")).write_bytes(gzip.compress(_raw_labels(mnist_dir)[:-1] + b"\x07"))
+    with serve(served) as url:
+        with pytest.raises(mnist.MNISTError, match="checksum mismatch"):
+            mnist.download(LABELS, mnist.cache_dir(), [url])
+    assert not any(mnist.cache_dir().iterdir())  # nothing unverified is kept
