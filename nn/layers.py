@@ -38,7 +38,9 @@ def dense_forward(x, W, b):
 
     x: (N, n_in)  W: (n_out, n_in)  b: (n_out,)  ->  h: (N, n_out)
     """
-    return x @ W.T + b, (x, W)
+    h = x @ W.T
+    h += b
+    return h, (x, W)
 
 
 def dense_vjp(dh, cache):
@@ -115,8 +117,9 @@ def conv2d_forward(x, W, b):
     if C != Cw:
         raise ValueError(f"conv2d: input has {C} channels, kernel expects {Cw}")
     cols = im2col(x, kh, kw)  # (C*kh*kw, N*H*W)
-    h = W.reshape(O, -1) @ cols + b[:, None]  # (O, N*H*W)
-    h = h.reshape(O, N, H, Wd).transpose(1, 0, 2, 3)  # (N, O, H, W)
+    h = W.reshape(O, -1) @ cols  # (O, N*H*W)
+    h += b[:, None]
+    h = h.reshape(O, N, H, Wd).transpose(1, 0, 2, 3)  # (N, O, H, W), a view of (O, N, H, W) memory
     return h, (cols, x.shape, W)
 
 
@@ -150,32 +153,43 @@ def conv2d_backward(dh, cache):
 # MaxPool2D: 2x2 windows, stride 2
 
 
+_WINDOW = ((0, 0), (0, 1), (1, 0), (1, 1))  # row-major order within a 2x2 window
+
+
 def maxpool2d_forward(x):
     """y[n, c, p, q] = max over the 2x2 window (2p..2p+1, 2q..2q+1) of x[n, c].
 
     x: (N, C, H, W) with H, W even  ->  y: (N, C, H/2, W/2).
-    The cache is a 0/1 mask of x's shape with one 1 per window, at its first maximum in row-major
-    order (see the module docstring for why ties need a rule).
+    The four window positions are strided views x[..., i::2, j::2] (no copy). The cache is four
+    boolean masks of y's shape, one per position, true where that position is the window's *first*
+    maximum in row-major order (see the module docstring for why ties need a rule).
     """
     xp = array_module(x)
-    N, C, H, W = x.shape
+    H, W = x.shape[-2:]
     if H % 2 or W % 2:
         raise ValueError(f"maxpool2d needs even spatial sizes, got {H}x{W}")
-    win = x.reshape(N, C, H // 2, 2, W // 2, 2).transpose(0, 1, 2, 4, 3, 5)
-    win = win.reshape(N, C, H // 2, W // 2, 4)  # (N, C, H/2, W/2, 4), row-major window order
-    k = win.argmax(axis=-1)  # first maximum wins ties
-    y = xp.take_along_axis(win, k[..., None], axis=-1)[..., 0]
-    mask = (xp.arange(4) == k[..., None]).astype(x.dtype)  # (N, C, H/2, W/2, 4)
-    mask = mask.reshape(N, C, H // 2, W // 2, 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(x.shape)
-    return y, mask
+    a, b, c, d = (x[..., i::2, j::2] for i, j in _WINDOW)
+    y = xp.maximum(xp.maximum(a, b), xp.maximum(c, d))
+    ka = a == y
+    kb = (b == y) & ~ka
+    kc = (c == y) & ~(ka | kb)
+    kd = ~(ka | kb | kc)
+    return y, (ka, kb, kc, kd)
 
 
-def maxpool2d_backward(dy, mask):
-    """dL/dx = mask * upsample2x2(dy).   dy: (..., N, C, H/2, W/2) -> dx: (..., N, C, H, W)."""
+def maxpool2d_backward(dy, masks):
+    """dL/dx[..., 2p+i, 2q+j] = dy[..., p, q] * mask_ij[p, q].
+
+    dy: (..., N, C, H/2, W/2) -> dx: (..., N, C, H, W). The windows tile x, so each entry of dx is
+    written exactly once. dx is laid out channel-major in memory, (..., C, N, H, W), which makes
+    the next convolution's gradient a free reshape (see ``conv2d_param_grads``).
+    """
     xp = array_module(dy)
-    h, w = dy.shape[-2:]
-    up = xp.broadcast_to(dy[..., :, None, :, None], dy.shape[:-2] + (h, 2, w, 2))
-    return up.reshape(dy.shape[:-2] + (2 * h, 2 * w)) * mask
+    *lead, N, C, h, w = dy.shape
+    dx = xp.empty((*lead, C, N, 2 * h, 2 * w), dtype=dy.dtype).swapaxes(-4, -3)  # (..., N, C, H, W)
+    for (i, j), m in zip(_WINDOW, masks):
+        xp.multiply(dy, m, out=dx[..., i::2, j::2])
+    return dx
 
 
 # ---------------------------------------------------------------------------------------------

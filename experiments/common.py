@@ -1,0 +1,78 @@
+"""What every experiment script shares: options, the run folder, logging, JSON written atomically.
+
+A run folder holds everything one command made: ``config.json`` (the resolved settings),
+``log.txt`` (what was printed), checkpoints and result files; any number in RESULTS.md can be
+traced to one folder and one command.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from nn.backend import get_xp, resolve_device
+from nn.checkpoint import atomic_write
+
+
+def add_common_args(parser: argparse.ArgumentParser):
+    """Options every script takes: --device, --data-dir, --out, --seed, --quick."""
+    parser.add_argument("--device", choices=["cpu", "gpu"], default=None,
+                        help="array backend (default: $SATNETS_DEVICE, else cpu)")
+    parser.add_argument("--data-dir", default=None,
+                        help="folder of the MNIST IDX files (default: $SATNETS_MNIST_DIR, then the cache)")
+    parser.add_argument("--out", default=None, help="run folder (default: runs/<script>[-quick])")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="a small smoke-test preset (minutes on a CPU)")
+    return parser
+
+
+def write_json(path, obj):
+    """Write obj as indented JSON, atomically."""
+    text = json.dumps(obj, indent=2, default=_jsonable).encode()
+    atomic_write(path, lambda f: f.write(text))
+
+
+def _jsonable(o):
+    if isinstance(o, (np.integer, np.floating)):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON-serialisable: {type(o)}")
+
+
+class Run:
+    """A run folder with a log that goes both to stdout and to ``log.txt``."""
+
+    def __init__(self, name, args):
+        self.dir = Path(args.out or os.path.join("runs", name + ("-quick" if args.quick else "")))
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.device = resolve_device(args.device)
+        self.xp = get_xp(self.device)
+        self._log = open(self.dir / "log.txt", "a", buffering=1)
+        self.log(f"$ {' '.join(['python -m experiments.' + name] + sys.argv[1:])}")
+        self.log(f"run folder {self.dir}  device {self.device}  {hardware()}")
+
+    def log(self, msg):
+        line = f"[{time.strftime('%H:%M:%S')}] {msg}"
+        print(line, flush=True)
+        self._log.write(line + "\n")
+
+    def path(self, name):
+        return self.dir / name
+
+
+def hardware():
+    """A one-line description of the machine (CPU count, numpy/BLAS, GPU name if used)."""
+    desc = f"{platform.machine()} {os.cpu_count()} cpus, python {platform.python_version()}, numpy {np.__version__}"
+    try:
+        import cupy
+        desc += f", cupy {cupy.__version__} on {cupy.cuda.runtime.getDeviceProperties(0)['name'].decode()}"
+    except Exception:
+        pass
+    return desc
