@@ -82,3 +82,9 @@ def to_host(a, dtype=None):
         a = a.get()
     a = np.asarray(a)
     return a if dtype is None else a.astype(dtype, copy=False)
+
+
+def synchronize(xp):
+    """Wait for the device to finish queued work (a no-op on numpy); for honest timings."""
+    if xp is not np:
+        xp.cuda.Device().synchronize()

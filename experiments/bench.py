@@ -1,0 +1,90 @@
+"""Throughput benchmark: how close one training epoch comes to the machine's matmul peak.
+
+    python -m experiments.bench [--device gpu] [--steps K]
+
+Prints (1) the float32 throughput of one large ``xp.matmul`` (n = 4096), and (2) for the
+784-1000-1000-10 ReLU MLP and the paper's CNN at batch 128, the achieved GFLOP/s of a training
+epoch (forward, backward, Adam) counting only the matrix products, 2 FLOPs per multiply-add (a
+convolution counted as its im2col product), and the ratio of the two. Random data of MNIST's shape
+stand in for the images: throughput does not depend on pixel values.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import numpy as np
+
+from experiments.common import add_common_args, hardware
+from nn.architectures import cnn, mlp
+from nn.backend import get_xp, synchronize
+from nn.model import WEIGHT_LAYERS, Sequential, layer_shapes
+from nn.train import TrainConfig, train
+
+
+def matmul_gflops(xp, n=4096, repeats=5):
+    """Best-of-``repeats`` GFLOP/s of an (n, n) @ (n, n) float32 product: 2 n^3 FLOPs."""
+    a = xp.asarray(np.random.default_rng(0).random((n, n), dtype=np.float32))
+    a @ a
+    best = math.inf
+    for _ in range(repeats):
+        synchronize(xp)
+        t = time.perf_counter()
+        a @ a
+        synchronize(xp)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n ** 3 / best / 1e9
+
+
+def train_step_flops(spec, batch):
+    """Matrix-product FLOPs of one training step: per weight layer with m = fan_in * fan_out * P
+    multiply-adds per example (P = output pixels of a conv, 1 for dense): forward 2 N m, dL/dW 2 N m,
+    and dL/dx 2 N m except for the first weight layer, whose input gradient training skips."""
+    shapes = [tuple(spec["input_shape"])] + layer_shapes(spec)
+    total, first = 0, True
+    for layer, s_in, s_out in zip(spec["layers"], shapes[:-1], shapes[1:]):
+        if layer["type"] not in WEIGHT_LAYERS:
+            continue
+        if layer["type"] == "dense":
+            m = s_in[0] * s_out[0]
+        else:
+            k = layer["kernel"]
+            m = s_in[0] * k * k * s_out[0] * s_out[1] * s_out[2]
+        total += 2 * batch * m * (2 if first else 3)
+        first = False
+    return total
+
+
+def epoch_gflops(spec, xp, steps, batch=128):
+    """Achieved matmul GFLOP/s of ``steps`` training steps (steps * batch random examples)."""
+    n = steps * batch
+    rng = np.random.default_rng(0)
+    data = {"train": (rng.random((n, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, n))}
+    model = Sequential.init(spec, seed=0, xp=xp)
+    train(model, {"train": (data["train"][0][:batch], data["train"][1][:batch])},
+          TrainConfig(epochs=1, batch_size=batch), log=lambda s: None)  # warm-up
+    synchronize(xp)
+    t = time.perf_counter()
+    train(model, data, TrainConfig(epochs=1, batch_size=batch), log=lambda s: None)
+    synchronize(xp)
+    dt = time.perf_counter() - t
+    return train_step_flops(spec, batch) * steps / dt / 1e9, dt
+
+
+def main(argv=None):
+    parser = add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
+    parser.add_argument("--steps", type=int, default=430, help="training steps per model (430 = one epoch of 55k)")
+    args = parser.parse_args(argv)
+    xp = get_xp(args.device)
+    print(f"{hardware()}, device {args.device or 'cpu'}")
+    peak = matmul_gflops(xp)
+    print(f"matmul peak (4096^3 float32): {peak:8.1f} GFLOP/s")
+    for name, spec in [("mlp 784-1000-1000-10", mlp("relu", hidden=1000)), ("cnn (Table 2)", cnn())]:
+        steps = args.steps if not args.quick else 20
+        gf, dt = epoch_gflops(spec, xp, steps)
+        print(f"{name:22s} {steps} steps in {dt:6.2f} s: {gf:8.1f} GFLOP/s, ratio to peak {gf / peak:.2f}")
+
+
+if __name__ == "__main__":
+    main()
