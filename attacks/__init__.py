@@ -1,0 +1,2 @@
+"""satnets.attacks: adversarial attacks with analytic input gradients."""
+from .fgsm import FGSM, AttackResult  # noqa: F401

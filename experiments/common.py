@@ -49,13 +49,14 @@ def _jsonable(o):
 class Run:
     """A run folder with a log that goes both to stdout and to ``log.txt``."""
 
-    def __init__(self, name, args):
-        self.dir = Path(args.out or os.path.join("runs", name + ("-quick" if args.quick else "")))
+    def __init__(self, script, args, default_dir=None):
+        default_dir = default_dir or os.path.join("runs", script)
+        self.dir = Path(args.out or default_dir + ("-quick" if args.quick else ""))
         self.dir.mkdir(parents=True, exist_ok=True)
         self.device = resolve_device(args.device)
         self.xp = get_xp(self.device)
         self._log = open(self.dir / "log.txt", "a", buffering=1)
-        self.log(f"$ {' '.join(['python -m experiments.' + name] + sys.argv[1:])}")
+        self.log(f"$ {' '.join(['python -m experiments.' + script] + sys.argv[1:])}")
         self.log(f"run folder {self.dir}  device {self.device}  {hardware()}")
 
     def log(self, msg):

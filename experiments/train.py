@@ -56,9 +56,7 @@ def main(argv=None):
     parser.add_argument("--batch-size", dest="batch_size", type=int, default=None)
     parser.add_argument("--max-train", dest="max_train", type=int, default=None)
     args = parser.parse_args(argv)
-    if args.out is None:
-        args.out = f"runs/train-{args.arch}" + ("-quick" if args.quick else "")
-    run = Run("train", args)
+    run = Run("train", args, default_dir=f"runs/train-{args.arch}")
 
     arch_kw, cfg = resolve_config(args)
     spec = build_spec(args.arch, **arch_kw)

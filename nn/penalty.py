@@ -1,0 +1,69 @@
+"""The saturating penalty (eqs. 6-8) and its lambda schedule.
+
+    R(x) = lambda * sum_l sum_i phi_c(h_i^l)
+
+over every weight layer's pre-activations h^l, the readout included, with one phi_c per layer:
+
+* ``relu``:    phi(z) = max(0, z),                    phi'(z) = 1[z > 0]
+* ``sigmoid``: phi(z) = |sigma'(z)| = sigma(1 - sigma), phi'(z) = sigma(1 - sigma)(1 - 2 sigma)
+* ``linear``:  phi(z) = z,                            phi'(z) = 1   (the paper's last CNN layer)
+
+Batch convention (the paper does not say): R is averaged over the examples of a batch, like the
+cross-entropy it is added to, so lambda does not change meaning with the batch size.
+"""
+from __future__ import annotations
+
+from .backend import array_module
+
+PHI_KINDS = ("relu", "sigmoid", "linear")
+
+
+def phi_relu(h):
+    """phi = max(0, h), dphi/dh = 1[h > 0] (0 at the kink, like ReLU's backward)."""
+    mask = h > 0
+    return h * mask, mask.astype(h.dtype)
+
+
+def phi_sigmoid(h):
+    """phi = sigma(h)(1 - sigma(h)) = e / (1 + e)^2 with e = exp(-|h|) (even in h, never 0/0 or
+    overflow; nonzero in float32 until |h| > ~103, unlike the product of a rounded sigma);
+    dphi/dh = phi (1 - 2 sigma(h)) = -phi * sign(h) (1 - e) / (1 + e)."""
+    xp = array_module(h)
+    e = xp.exp(-xp.abs(h))
+    phi = e / (1 + e) ** 2
+    return phi, -phi * xp.sign(h) * (1 - e) / (1 + e)
+
+
+def phi_linear(h):
+    """phi = h, dphi/dh = 1."""
+    return h, h * 0 + 1
+
+
+PHI = {"relu": phi_relu, "sigmoid": phi_sigmoid, "linear": phi_linear}
+
+
+def saturating_penalty(hs, kinds, lam):
+    """R = lam * (1/N) sum_n sum_l sum_i phi_l(h^l_{n,i})  (eqs. 6-8) and dR/dh^l for each layer.
+
+    hs: list of pre-activations, each (N, ...); kinds: one name of PHI_KINDS (or None: no penalty
+    on that layer) per entry of hs.  ->  (R as a 0-d array, list of dR/dh^l or None).
+    """
+    if len(kinds) != len(hs):
+        raise ValueError(f"{len(kinds)} penalty kinds for {len(hs)} weight layers")
+    N = hs[0].shape[0]
+    total, dhs = 0.0, []
+    for h, kind in zip(hs, kinds):
+        if kind is None or lam == 0:
+            dhs.append(None)
+            continue
+        if kind not in PHI:
+            raise ValueError(f"unknown penalty kind {kind!r}; expected one of {PHI_KINDS} or None")
+        phi, dphi = PHI[kind](h)
+        total = total + phi.sum()
+        dhs.append(dphi * (lam / N))
+    return total * (lam / N), dhs
+
+
+def lambda_schedule(step, lam_max, lam_step):
+    """lambda at a training step: 0 at step 0, rising by lam_step every step up to lam_max."""
+    return min(lam_max, step * lam_step)

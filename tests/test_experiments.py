@@ -1,0 +1,27 @@
+"""The experiment scripts run end to end and write their run folders; the benchmark counts FLOPs right."""
+import json
+
+from experiments import bench
+from experiments import train as train_script
+from nn import architectures
+
+
+def test_train_quick_writes_run_folder(tmp_path, mnist_dir):
+    out = tmp_path / "run"
+    acc = train_script.main(["--arch", "relu_mlp", "--quick", "--out", str(out), "--data-dir", str(mnist_dir)])
+    assert {p.name for p in out.iterdir()} == {"config.json", "log.txt", "model.npz", "metrics.json"}
+    metrics = json.loads((out / "metrics.json").read_text())
+    config = json.loads((out / "config.json").read_text())
+    assert metrics["test_acc"] == acc > 0.9  # 10k examples, one epoch
+    assert config["train"]["max_train"] == 10000 and config["arch_kwargs"] == {"hidden": 256}
+    assert "test accuracy" in (out / "log.txt").read_text()
+
+
+def test_train_step_flops_by_hand():
+    # dense 784->5 (first: forward + dW), dense 5->10 (forward + dW + dx): 2 FLOPs per multiply-add
+    spec = architectures.mlp("relu", hidden=5, depth=1)
+    assert bench.train_step_flops(spec, batch=2) == 2 * 2 * (784 * 5 * 2 + 5 * 10 * 3)
+    # a 3x3 conv 1->2 on 8x8, pool, dense 32->10: the conv's m = 1*9*2*64 multiply-adds per example
+    spec = architectures.cnn(channels=(2,), hidden=4, kernel=3, input_shape=[1, 8, 8])
+    m_conv, m_fc1, m_fc2 = 9 * 2 * 64, 32 * 4, 4 * 10
+    assert bench.train_step_flops(spec, batch=1) == 2 * (2 * m_conv + 3 * m_fc1 + 3 * m_fc2)

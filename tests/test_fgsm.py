@@ -1,0 +1,43 @@
+"""FGSM (eq. 3)."""
+import numpy as np
+
+from attacks import FGSM
+from nn import architectures
+from nn.backend import to_device, to_host
+from nn.model import Sequential
+
+
+def _linear_model(xp):
+    """A one-layer network h = W x + b on 2x2 'images': its cross-entropy gradient is known."""
+    spec = {"name": "linear", "input_shape": [1, 2, 2], "layers": [{"type": "flatten"}, {"type": "dense", "units": 10}]}
+    W = np.zeros((10, 4))
+    W[0] = [1.0, -1.0, 2.0, -3.0]  # logit 0 only
+    return Sequential(spec, [{}, {"W": to_device(W, xp), "b": to_device(np.zeros(10), xp)}])
+
+
+def test_fgsm_hand_computed(xp):
+    """For label 0: dC/dx = (p_0 - 1) W_0, so sign(dC/dx) = -sign(W_0) = (-1, +1, -1, +1)."""
+    model = _linear_model(xp)
+    x = to_device(np.array([[[[0.5, 0.5], [0.1, 0.9]]]]), xp)
+    r = FGSM(eps=0.25)(model, x, to_device(np.array([0]), xp))
+    np.testing.assert_allclose(to_host(r.x_adv), [[[[0.25, 0.75], [0.0, 1.0]]]])  # two pixels clipped
+    r = FGSM(eps=0.25, clip=False)(model, x, to_device(np.array([0]), xp))
+    np.testing.assert_allclose(to_host(r.x_adv), [[[[0.25, 0.75], [-0.15, 1.15]]]])
+
+
+def test_fgsm_moves_every_pixel_by_eps_or_to_the_boundary(xp):
+    model = Sequential.init(architectures.mlp("relu", hidden=8, input_shape=[1, 6, 6]), seed=0,
+                            dtype=np.float64, xp=xp)
+    rng = np.random.default_rng(0)
+    x = to_device(rng.uniform(0, 1, (5, 1, 6, 6)), xp)
+    y = to_device(rng.integers(0, 10, 5), xp)
+    g = to_host(model.input_gradient(x, y))
+    assert (g != 0).all()  # every pixel has a direction
+    r = FGSM(eps=0.25)(model, x, y)
+    xa, x0 = to_host(r.x_adv), to_host(x)
+    step = np.abs(xa - x0)
+    at_bound = ((xa == 0) | (xa == 1)) & (step < 0.25)
+    assert (np.isclose(step, 0.25) | at_bound).all()
+    assert (np.sign(xa - x0)[~at_bound | (step > 0)] == np.sign(g)[~at_bound | (step > 0)]).all()
+    assert xa.min() >= 0 and xa.max() <= 1
+    np.testing.assert_array_equal(to_host(r.success), to_host(model.predict(r.x_adv)) != to_host(y))

@@ -1,0 +1,73 @@
+"""The saturating penalty: values, float64 finite differences, and the lambda schedule."""
+import numpy as np
+import pytest
+
+from nn import architectures
+from nn.backend import to_device, to_host
+from nn.gradcheck import numerical_gradient, rel_error
+from nn.model import Sequential, backward
+from nn.penalty import PHI, lambda_schedule, saturating_penalty
+
+
+@pytest.mark.parametrize("kind", sorted(PHI))
+def test_phi_derivative(xp, kind):
+    rng = np.random.default_rng(0)
+    h = to_device(rng.standard_normal((4, 5)) * 4, xp)
+    h = h + 0.1 * xp.sign(h)  # off relu's kink
+    _, dphi = PHI[kind](h)
+    assert rel_error(dphi, numerical_gradient(lambda z: PHI[kind](z)[0].sum(), h)) < 1e-7
+
+
+def test_phi_values():
+    h = np.array([-2.0, 0.0, 3.0])
+    s = 1 / (1 + np.exp(-h))
+    np.testing.assert_allclose(PHI["sigmoid"](h)[0], s * (1 - s), rtol=1e-14)
+    np.testing.assert_array_equal(PHI["relu"](h)[0], [0.0, 0.0, 3.0])
+    np.testing.assert_array_equal(PHI["linear"](h)[0], h)
+    big = np.array([40.0, -40.0], np.float32)  # sigma rounds to 1 / stays tiny: phi must not be 0
+    assert (PHI["sigmoid"](big)[0] > 0).all()
+
+
+@pytest.mark.parametrize("arch, kinds", [("sigmoid_mlp", ["sigmoid", "sigmoid", "sigmoid"]),
+                                         ("relu_mlp", ["relu", "relu", None]),
+                                         ("cnn", ["relu", "relu", "relu", "linear"])])
+def test_penalty_gradient_through_the_model(xp, arch, kinds):
+    """d/dparams and d/dx of R(h(x)) through backward's dhs, against finite differences."""
+    if arch == "cnn":
+        spec = architectures.cnn(channels=(2, 3), hidden=5, kernel=3, input_shape=[1, 8, 8])
+    else:
+        spec = architectures.mlp(arch.split("_")[0], hidden=6, input_shape=[1, 4, 4])
+    model = Sequential.init(spec, seed=1, dtype=np.float64, xp=xp)
+    rng = np.random.default_rng(2)
+    x = to_device(rng.uniform(0, 1, (3, *spec["input_shape"])), xp)
+    lam = 0.37
+    _, caches, hs = model.forward(x)
+    for h, k in zip(hs, kinds):
+        if k == "relu":
+            assert float(abs(h).min()) > 1e-4  # off the kink
+    R, dhs = saturating_penalty(hs, kinds, lam)
+    dx, grads = backward(model.spec, caches, xp.zeros_like(hs[-1]), dhs=dhs, input_grad=True)
+
+    def objective(_):
+        return saturating_penalty(model.preactivations(x), kinds, lam)[0]
+    for i, p in enumerate(model.params):
+        for name, v in p.items():
+            assert rel_error(grads[i][name], numerical_gradient(objective, v)) < 1e-7, (i, name)
+    assert rel_error(dx, numerical_gradient(objective, x)) < 1e-7
+
+
+def test_penalty_is_a_batch_mean():
+    h = [np.ones((4, 3)), np.ones((4, 2))]
+    R, dhs = saturating_penalty(h, ["linear", "linear"], 2.0)
+    assert float(R) == 2.0 * 5  # per example: 5 units of value 1
+    np.testing.assert_array_equal(dhs[0], np.full((4, 3), 0.5))
+    with pytest.raises(ValueError, match="2 penalty kinds for 1"):
+        saturating_penalty(h[:1], ["linear", "relu"], 1.0)
+
+
+def test_lambda_schedule_is_exact():
+    assert [lambda_schedule(t, 1.74, 0.001) for t in (0, 1, 1000)] == [0.0, 0.001, 1.0]
+    assert lambda_schedule(1740, 1.74, 0.001) == pytest.approx(1.74)
+    assert lambda_schedule(10 ** 6, 1.74, 0.001) == 1.74
+    assert lambda_schedule(400, 3.99e-8, 1e-10) == 3.99e-8
+    assert lambda_schedule(1, 1e-5, 1e-5) == 1e-5
