@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from nn.backend import array_module
+
 
 @dataclasses.dataclass(frozen=True)
 class AttackResult:
@@ -25,8 +27,11 @@ class FGSM:
     clip: bool = True
 
     def __call__(self, model, x, y):
-        xp = model.xp
-        x_adv = x + self.eps * xp.sign(model.input_gradient(x, y))
-        if self.clip:
-            x_adv = xp.clip(x_adv, 0.0, 1.0)
+        x_adv = self.step(x, model.input_gradient(x, y))
         return AttackResult(x_adv, model.predict(x_adv) != y)
+
+    def step(self, x, g):
+        """x + eps sign(g), clipped to [0, 1] if ``clip``: the attack given the gradient g."""
+        xp = array_module(x)
+        x_adv = x + self.eps * xp.sign(g)
+        return xp.clip(x_adv, 0.0, 1.0) if self.clip else x_adv

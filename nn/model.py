@@ -283,17 +283,26 @@ class Sequential:
         """[h^1, ..., h^D]: the output of every weight layer, shapes (N, ...)."""
         return self.forward(x)[2]
 
-    def loss_and_grads(self, x, y):
-        """Mean cross-entropy over the batch, L = (1/N) sum_n C_n, and dL/dparams.
+    def loss_and_grads(self, x, y, weights=None, penalty=None):
+        """Weighted cross-entropy plus an optional penalty on the pre-activations, and dL/dparams.
 
+        L = sum_n w_n C_n + R(h^1, ..., h^D), with w_n = 1/N by default (the batch mean).
+        weights: optional (N,) per-example weights w_n (adversarial training, eq. 4, uses them).
+        penalty: optional function hs -> (R, dR/dhs) (the saturating penalty, eqs. 6-8).
         -> (L as a 0-d array, grads: list of {name: array}, logits).
         """
-        logits, caches, _ = self.forward(x)
+        logits, caches, hs = self.forward(x)
         C, ce_cache = L.cross_entropy_forward(logits, y)
-        N = x.shape[0]
-        dlogits = L.cross_entropy_backward(self.xp.full((N,), 1.0 / N, dtype=logits.dtype), ce_cache)
-        _, grads = backward(self.spec, caches, dlogits)
-        return C.mean(), grads, logits
+        if weights is None:
+            weights = self.xp.full((x.shape[0],), 1.0 / x.shape[0], dtype=logits.dtype)
+        loss = (weights * C).sum()
+        dhs = None
+        if penalty is not None:
+            R, dhs = penalty(hs)
+            loss = loss + R
+        dlogits = L.cross_entropy_backward(weights, ce_cache)
+        _, grads = backward(self.spec, caches, dlogits, dhs=dhs)
+        return loss, grads, logits
 
     def loss_and_input_gradient(self, x, y):
         """Per-example cross-entropy C_n and its input gradient dC_n/dx_n (what FGSM uses).

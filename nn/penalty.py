@@ -67,3 +67,31 @@ def saturating_penalty(hs, kinds, lam):
 def lambda_schedule(step, lam_max, lam_step):
     """lambda at a training step: 0 at step 0, rising by lam_step every step up to lam_max."""
     return min(lam_max, step * lam_step)
+
+
+def saturating_objective(kinds, lam_max, lam_step):
+    """The training objective of the saturated networks: mean cross-entropy + R (eqs. 6-8) with
+    lambda = lambda_schedule(step). -> objective(model, x, y, step) for ``nn.train.train``."""
+    def objective(model, x, y, step):
+        lam = lambda_schedule(step, lam_max, lam_step)
+        return model.loss_and_grads(x, y, penalty=lambda hs: saturating_penalty(hs, kinds, lam))
+    return objective
+
+
+# float32 resolution: sigma'(h) ~ exp(-|h|) falls below float32's machine epsilon 2^-23 once
+# |h| > 23 log 2 ~ 15.9; past ~17.3 sigma(h) itself rounds to exactly 1 for h > 0.
+SIGMOID_SATURATION = 15.9
+
+
+def saturated_fraction(h, kind):
+    """Fraction of the entries of h that are saturated units.
+
+    sigmoid: sigma'(h) below float32 machine epsilon, |h| > 15.9; relu: h <= 0 (the unit is off and
+    passes no gradient); linear: never.
+    """
+    xp = array_module(h)
+    if kind == "sigmoid":
+        return float((xp.abs(h) > SIGMOID_SATURATION).mean())
+    if kind == "relu":
+        return float((h <= 0).mean())
+    return 0.0

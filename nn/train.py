@@ -55,12 +55,13 @@ def _all_finite(params):
 
 
 def train(model, data, cfg: TrainConfig, *, objective=cross_entropy_objective, log=print,
-          checkpoint=None, checkpoint_meta=None):
+          checkpoint=None, checkpoint_meta=None, progress=None):
     """Train ``model`` in place with Adam on data["train"], reporting data["val"] each epoch.
 
     After every epoch whose parameters are finite, the checkpoint (if a path is given) is
     rewritten atomically; on a NaN/inf loss training stops with TrainingDiverged and the last
-    good checkpoint stays on disk. -> history: list of per-epoch dicts.
+    good checkpoint stays on disk. ``progress(model, step) -> dict`` adds entries (e.g. lambda,
+    saturated fraction) to each epoch's record and progress line. -> history: list of dicts.
     """
     xp = model.xp
     x_host, y_host = data["train"]
@@ -98,10 +99,13 @@ def train(model, data, cfg: TrainConfig, *, objective=cross_entropy_objective, l
         rec = {"epoch": epoch, "step": step, "lr": lr, "loss": loss_sum / n, "train_acc": correct / n,
                "val_acc": accuracy(model, *data["val"]) if "val" in data else float("nan"),
                "examples_per_s": n / dt, "seconds": dt}
+        extra = progress(model, step) if progress else {}
+        rec.update(extra)
         history.append(rec)
         left = (time.perf_counter() - t_start) / epoch * (cfg.epochs - epoch)
         log(f"epoch {epoch:3d}/{cfg.epochs}  loss {rec['loss']:.4f}  train {rec['train_acc']:.4f}  "
-            f"val {rec['val_acc']:.4f}  {rec['examples_per_s']:8.0f} ex/s  {dt:6.1f} s  ~{left:5.0f} s left")
+            f"val {rec['val_acc']:.4f}  {rec['examples_per_s']:8.0f} ex/s  {dt:6.1f} s  ~{left:5.0f} s left"
+            + "".join(f"  {k} {v:.4g}" if isinstance(v, float) else f"  {k} {v}" for k, v in extra.items()))
         if checkpoint:
             save_checkpoint(checkpoint, model, config=dataclasses.asdict(cfg), epoch=epoch,
                             history=history, **(checkpoint_meta or {}))

@@ -25,3 +25,34 @@ def test_train_step_flops_by_hand():
     spec = architectures.cnn(channels=(2,), hidden=4, kernel=3, input_shape=[1, 8, 8])
     m_conv, m_fc1, m_fc2 = 9 * 2 * 64, 32 * 4, 4 * 10
     assert bench.train_step_flops(spec, batch=1) == 2 * (2 * m_conv + 3 * m_fc1 + 3 * m_fc2)
+
+
+def test_table1_quick_end_to_end(tmp_path, mnist_dir):
+    from experiments import table1
+    out = tmp_path / "t1"
+    argv = ["--quick", "--out", str(out), "--data-dir", str(mnist_dir)]
+    rows = table1.main(argv)
+    assert {(r["arch"], r["training"]) for r in rows} == set(table1.PAPER)
+    assert {"settings.json", "table.json", "table.md", "log.txt"} <= {p.name for p in out.iterdir()}
+    table = json.loads((out / "table.json").read_text())
+    assert len(table["rows"]) == 9 and all(0 <= r["fgsm_acc"] <= r["clean_acc"] + 0.2 for r in table["rows"])
+    md = (out / "table.md").read_text()
+    assert md.count("\n| ") == 4 and "94.43" in md  # header, rule, three trainings; paper beside ours
+    vanilla = {r["arch"]: r for r in rows if r["training"] == "vanilla"}
+    assert vanilla["relu_mlp"]["clean_acc"] > 0.9
+    # a second call reuses the nine checkpoints and gives the same numbers
+    mtimes = {p.name: p.stat().st_mtime_ns for p in out.glob("*.npz")}
+    again = table1.main(argv + ["--only", "relu_mlp"])
+    assert [r["clean_acc"] for r in again] == [r["clean_acc"] for r in rows if r["arch"] == "relu_mlp"]
+    assert mtimes == {p.name: p.stat().st_mtime_ns for p in out.glob("*.npz")}
+
+
+def test_table1_overrides():
+    from experiments import table1
+    s = table1.default_settings()
+    table1.apply_override(s, "relu_mlp.saturated.lam_max=1e-3")
+    table1.apply_override(s, "cnn.train.epochs=3")
+    assert s["relu_mlp"]["saturated"]["lam_max"] == 1e-3 and s["cnn"]["train"]["epochs"] == 3
+    import pytest
+    with pytest.raises(KeyError, match="no setting"):
+        table1.apply_override(s, "mlp.train.epochs=3")

@@ -41,3 +41,23 @@ def test_fgsm_moves_every_pixel_by_eps_or_to_the_boundary(xp):
     assert (np.sign(xa - x0)[~at_bound | (step > 0)] == np.sign(g)[~at_bound | (step > 0)]).all()
     assert xa.min() >= 0 and xa.max() <= 1
     np.testing.assert_array_equal(to_host(r.success), to_host(model.predict(r.x_adv)) != to_host(y))
+
+
+def test_adversarial_training_gradient(xp):
+    """Eq. 4's parameter gradient against finite differences, with the FGSM example held fixed."""
+    from attacks.adversarial_training import adversarial_loss_and_grads
+    from nn.gradcheck import numerical_gradient, rel_error
+    model = Sequential.init(architectures.mlp("sigmoid", hidden=6, input_shape=[1, 3, 3]), seed=0,
+                            dtype=np.float64, xp=xp)
+    rng = np.random.default_rng(1)
+    x = to_device(rng.uniform(0, 1, (4, 1, 3, 3)), xp)
+    y = to_device(rng.integers(0, 10, 4), xp)
+    x_adv = FGSM(eps=0.25)(model, x, y).x_adv
+    loss, grads, logits = adversarial_loss_and_grads(model, x, x_adv, y, alpha=0.3)
+    C = lambda xx: model.loss_and_input_gradient(xx, y)[0]  # noqa: E731
+    np.testing.assert_allclose(float(loss), float(0.3 * C(x).mean() + 0.7 * C(x_adv).mean()), rtol=1e-12)
+    assert logits.shape == (4, 10)
+    for i, p in enumerate(model.params):
+        for k, v in p.items():
+            num = numerical_gradient(lambda _: adversarial_loss_and_grads(model, x, x_adv, y, 0.3)[0], v)
+            assert rel_error(grads[i][k], num) < 1e-7

@@ -1,0 +1,228 @@
+"""Table 1: clean and FGSM test accuracy of nine models, {sigmoid MLP, ReLU MLP, CNN} x
+{vanilla, adversarial (eq. 4), saturated (eqs. 6-8)}, beside the paper's numbers.
+
+    python -m experiments.table1                  # full preset (what RESULTS.md reports)
+    python -m experiments.table1 --quick          # smoke preset: small models, a few minutes on 2 CPUs
+    python -m experiments.table1 --only cnn-saturated --set cnn.saturated.lam_max=1e-4
+    python -m experiments.table1 --device gpu
+
+Each model is trained once into the run folder (default runs/table1[-quick]) as <arch>-<training>.npz
+and loaded on later calls if its settings have not changed. Writes settings.json, table.json,
+table.md and log.txt there. FGSM: eps = 0.25 with the true label, images clipped to [0, 1].
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import time
+
+import numpy as np
+
+from attacks import FGSM
+from attacks.adversarial_training import adversarial_objective
+from experiments.common import Run, add_common_args, hardware, write_json
+from experiments.train import PRESETS
+from nn.architectures import build_spec
+from nn.backend import to_device, to_host
+from nn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from nn.mnist import load_mnist
+from nn.model import Sequential
+from nn.penalty import saturated_fraction, saturating_objective
+from nn.train import TrainConfig, cross_entropy_objective, train
+
+ARCHS = ("sigmoid_mlp", "relu_mlp", "cnn")
+TRAININGS = ("vanilla", "adversarial", "saturated")
+
+# The paper's Table 1: (clean test accuracy %, FGSM accuracy % at eps = 0.25)
+PAPER = {
+    ("sigmoid_mlp", "vanilla"): (97.6, 0.0), ("relu_mlp", "vanilla"): (98.1, 0.41),
+    ("cnn", "vanilla"): (99.35, 5.62),
+    ("sigmoid_mlp", "adversarial"): (92.27, 81.71), ("relu_mlp", "adversarial"): (92.29, 91.04),
+    ("cnn", "adversarial"): (99.32, 83.83),
+    ("sigmoid_mlp", "saturated"): (97.01, 94.43), ("relu_mlp", "saturated"): (95.24, 94.59),
+    ("cnn", "saturated"): (99.33, 98.45),
+}
+
+
+def default_settings():
+    """Every setting of the nine models, as nested data (overridable with --set a.b.c=value).
+
+    The penalty defaults are the paper's: phi_c = sigma' on every sigmoid-MLP layer, relu on every
+    ReLU-MLP layer, and for the CNN relu on the hidden layers and the linear f(z) = z on the readout
+    (our reading of "the last layer"). lambda rises from 0 by lam_step per step up to lam_max.
+    """
+    s = {}
+    for arch in ARCHS:
+        s[arch] = {"arch": dict(PRESETS[arch]["arch"]), "train": dict(PRESETS[arch]["train"]),
+                   "adversarial": {"alpha": 0.5, "eps": 0.25}}
+    s["cnn"]["train"].update(epochs=8, lr_decay=0.7)  # 8 epochs: within 0.1 point of 15, half the time
+    s["sigmoid_mlp"]["saturated"] = {"kinds": ["sigmoid"] * 3, "lam_max": 1.74, "lam_step": 0.001}
+    s["relu_mlp"]["saturated"] = {"kinds": ["relu"] * 3, "lam_max": 3.99e-8, "lam_step": 1e-10}
+    s["cnn"]["saturated"] = {"kinds": ["relu", "relu", "relu", "linear"], "lam_max": 1e-5, "lam_step": 1e-5}
+    s["eval"] = {"eps": 0.25, "clip": True, "n_test": 10000, "batch": 500}
+    return s
+
+
+def quick_settings():
+    """Small models and data for smoke runs (CI): the same code paths, minutes on 2 CPUs."""
+    s = default_settings()
+    for arch in ("sigmoid_mlp", "relu_mlp"):
+        s[arch]["arch"] = {"hidden": 128}
+        s[arch]["train"].update(epochs=2, max_train=10000)
+    s["cnn"]["arch"] = {"channels": [8, 16], "hidden": 128}
+    s["cnn"]["train"].update(epochs=1, max_train=5000)
+    s["eval"]["n_test"] = 1000
+    return s
+
+
+def apply_override(settings, assignment):
+    """'a.b.c=value' -> settings[a][b][c] = value (value parsed as a Python literal if it is one)."""
+    key, _, raw = assignment.partition("=")
+    if not raw:
+        raise ValueError(f"--set needs key=value, got {assignment!r}")
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        value = raw
+    *path, last = key.split(".")
+    node = settings
+    for part in path:
+        if part not in node:
+            raise KeyError(f"--set {key}: no setting {part!r}")
+        node = node[part]
+    node[last] = value
+
+
+def model_settings(settings, arch, training):
+    """The settings that determine one model (stored in its checkpoint to decide reuse)."""
+    s = settings[arch]
+    return {"arch": arch, "training": training, "arch_kwargs": s["arch"], "train": s["train"],
+            "method": s.get(training, {})}
+
+
+def objective_for(ms):
+    if ms["training"] == "adversarial":
+        return adversarial_objective(**ms["method"])
+    if ms["training"] == "saturated":
+        return saturating_objective(**ms["method"])
+    return cross_entropy_objective
+
+
+def train_or_load(run, data, ms, seed):
+    """Load <arch>-<training>.npz from the run folder if it was trained with these settings, else
+    train it (checkpointing every epoch). -> (model, metadata)."""
+    path = run.path(f"{ms['arch']}-{ms['training']}.npz")
+    try:
+        model, meta = load_checkpoint(path, run.xp)
+        if meta.get("model_settings") == ms and meta.get("complete"):
+            run.log(f"{path.name}: loaded (trained with the same settings)")
+            return model, meta
+        run.log(f"{path.name}: settings changed or training incomplete; retraining")
+    except CheckpointError:
+        pass
+    cfg = TrainConfig(**ms["train"], seed=seed)
+    model = Sequential.init(build_spec(ms["arch"], **ms["arch_kwargs"]), seed=seed, xp=run.xp)
+    kinds = ms["method"].get("kinds") if ms["training"] == "saturated" else None
+    probe = to_device(data["val"][0][:500], run.xp)
+
+    def progress(m, step):
+        out = {}
+        if kinds:
+            lam = min(ms["method"]["lam_max"], step * ms["method"]["lam_step"])
+            hs = m.preactivations(probe)
+            out = {"lambda": lam, "saturated": [round(saturated_fraction(h, k), 3) for h, k in zip(hs, kinds)]}
+        return out
+
+    run.log(f"training {ms['arch']}-{ms['training']}: {cfg}  {ms['method']}")
+    t0 = time.perf_counter()
+    history = train(model, data, cfg, objective=objective_for(ms), log=run.log, checkpoint=path,
+                    checkpoint_meta={"model_settings": ms, "complete": False}, progress=progress)
+    meta = {"model_settings": ms, "complete": True, "history": history, "epoch": cfg.epochs,
+            "train_seconds": time.perf_counter() - t0, "config": dataclasses.asdict(cfg)}
+    save_checkpoint(path, model, **meta)
+    return model, meta
+
+
+def evaluate(model, x, y, attack, kinds, batch):
+    """Clean accuracy, FGSM accuracy, fraction of exactly-zero input gradients, saturated fractions."""
+    xp = model.xp
+    clean = adv = zero_grad = 0
+    sat = None
+    for i in range(0, len(x), batch):
+        xb, yb = to_device(x[i:i + batch], xp), to_device(y[i:i + batch], xp)
+        clean += int((model.predict(xb) == yb).sum())
+        g = model.input_gradient(xb, yb)
+        adv += int((model.predict(attack.step(xb, g)) == yb).sum())
+        zero_grad += int((xp.abs(g).reshape(len(xb), -1).max(axis=1) == 0).sum())
+        if kinds:
+            f = np.array([saturated_fraction(h, k) for h, k in zip(model.preactivations(xb), kinds)]) * len(xb)
+            sat = f if sat is None else sat + f
+    n = len(x)
+    return {"clean_acc": clean / n, "fgsm_acc": adv / n, "zero_grad_frac": zero_grad / n,
+            "saturated_frac": None if sat is None else (sat / n).round(4).tolist()}
+
+
+def penalty_kinds(settings, arch):
+    return settings[arch]["saturated"]["kinds"]
+
+
+def format_table(rows):
+    """Markdown: one line per training, one column pair per architecture, paper beside ours."""
+    lines = ["| training | " + " | ".join(f"{a} paper | {a} ours" for a in ARCHS) + " |",
+             "| --- |" + " --- | --- |" * len(ARCHS)]
+    by = {(r["arch"], r["training"]): r for r in rows}
+    for t in TRAININGS:
+        cells = []
+        for a in ARCHS:
+            p = PAPER[(a, t)]
+            r = by.get((a, t))
+            ours = f"{100 * r['clean_acc']:.2f} / {100 * r['fgsm_acc']:.2f}" if r else "-"
+            cells += [f"{p[0]:.2f} / {p[1]:.2f}", ours]
+        lines.append(f"| {t} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n\n(clean test accuracy % / FGSM accuracy % at eps = 0.25)\n"
+
+
+def main(argv=None):
+    parser = add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
+    parser.add_argument("--only", nargs="*", default=None,
+                        help="models to run: arch (e.g. cnn), training (e.g. saturated) or arch-training")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        help="override a setting, e.g. --set relu_mlp.saturated.lam_max=1e-3")
+    args = parser.parse_args(argv)
+    run = Run("table1", args)
+    settings = quick_settings() if args.quick else default_settings()
+    for o in args.overrides:
+        apply_override(settings, o)
+    write_json(run.path("settings.json"), settings)
+    data = load_mnist(args.data_dir)
+    ev = settings["eval"]
+    attack = FGSM(eps=ev["eps"], clip=ev["clip"])
+    x_test, y_test = data["test"][0][:ev["n_test"]], data["test"][1][:ev["n_test"]]
+
+    rows, t_start = [], time.perf_counter()
+    for arch in ARCHS:
+        for training in TRAININGS:
+            name = f"{arch}-{training}"
+            if args.only and not ({arch, training, name} & set(args.only)):
+                continue
+            ms = model_settings(settings, arch, training)
+            model, meta = train_or_load(run, data, ms, args.seed)
+            res = evaluate(model, x_test, y_test, attack, penalty_kinds(settings, arch), ev["batch"])
+            row = {"arch": arch, "training": training, **res, "paper_clean": PAPER[(arch, training)][0],
+                   "paper_fgsm": PAPER[(arch, training)][1], "train_seconds": meta.get("train_seconds")}
+            rows.append(row)
+            run.log(f"{name}: clean {100 * res['clean_acc']:.2f} %  FGSM {100 * res['fgsm_acc']:.2f} %  "
+                    f"(paper {row['paper_clean']} / {row['paper_fgsm']})  zero input gradients "
+                    f"{100 * res['zero_grad_frac']:.1f} %  saturated units per layer {res['saturated_frac']}")
+    table = format_table(rows)
+    wall = time.perf_counter() - t_start
+    run.log("\n" + table + f"\nwall time {wall:.0f} s on {hardware()}, device {run.device}, seed {args.seed}")
+    write_json(run.path("table.json"), {"rows": rows, "seed": args.seed, "device": run.device,
+                                        "hardware": hardware(), "wall_seconds": wall, "settings": settings})
+    run.path("table.md").write_text(table)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
