@@ -45,21 +45,32 @@ PAPER = {
 }
 
 
+# The paper's lambda schedules: lambda rises from 0 by lam_step every step up to lam_max.
+PAPER_LAMBDA = {"sigmoid_mlp": {"lam_max": 1.74, "lam_step": 0.001},
+                "relu_mlp": {"lam_max": 3.99e-8, "lam_step": 1e-10},
+                "cnn": {"lam_max": 1e-5, "lam_step": 1e-5}}
+# Under our convention (penalty summed over units, averaged over the batch) the paper's MLP
+# constants do not give a saturated, accurate network: 1.74 collapses the sigmoid MLP to chance and
+# 3.99e-8 leaves the ReLU MLP untouched (RESULTS.md has the runs). These saturate it instead.
+FOUND_LAMBDA = {"sigmoid_mlp": {"lam_max": 0.3, "lam_step": 0.00015},
+                "relu_mlp": {"lam_max": 0.01, "lam_step": 1e-5}}
+
+
 def default_settings():
     """Every setting of the nine models, as nested data (overridable with --set a.b.c=value).
 
-    The penalty defaults are the paper's: phi_c = sigma' on every sigmoid-MLP layer, relu on every
-    ReLU-MLP layer, and for the CNN relu on the hidden layers and the linear f(z) = z on the readout
-    (our reading of "the last layer"). lambda rises from 0 by lam_step per step up to lam_max.
+    phi_c = sigma' on every sigmoid-MLP layer, relu on every ReLU-MLP layer, and for the CNN relu on
+    the hidden layers and the linear f(z) = z on the readout (our reading of "the last layer").
+    lambda: the paper's schedule for the CNN, FOUND_LAMBDA for the MLPs (see above).
     """
     s = {}
     for arch in ARCHS:
         s[arch] = {"arch": dict(PRESETS[arch]["arch"]), "train": dict(PRESETS[arch]["train"]),
                    "adversarial": {"alpha": 0.5, "eps": 0.25}}
-    s["cnn"]["train"].update(epochs=8, lr_decay=0.7)  # 8 epochs: within 0.1 point of 15, half the time
-    s["sigmoid_mlp"]["saturated"] = {"kinds": ["sigmoid"] * 3, "lam_max": 1.74, "lam_step": 0.001}
-    s["relu_mlp"]["saturated"] = {"kinds": ["relu"] * 3, "lam_max": 3.99e-8, "lam_step": 1e-10}
-    s["cnn"]["saturated"] = {"kinds": ["relu", "relu", "relu", "linear"], "lam_max": 1e-5, "lam_step": 1e-5}
+    s["cnn"]["train"].update(epochs=6, lr_decay=0.7)  # 6 epochs: a CNN costs ~70 s an epoch on 2 cores
+    s["sigmoid_mlp"]["saturated"] = {"kinds": ["sigmoid"] * 3, **FOUND_LAMBDA["sigmoid_mlp"]}
+    s["relu_mlp"]["saturated"] = {"kinds": ["relu"] * 3, **FOUND_LAMBDA["relu_mlp"]}
+    s["cnn"]["saturated"] = {"kinds": ["relu", "relu", "relu", "linear"], **PAPER_LAMBDA["cnn"]}
     s["eval"] = {"eps": 0.25, "clip": True, "n_test": 10000, "batch": 500}
     return s
 
