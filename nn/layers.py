@@ -282,7 +282,13 @@ def cross_entropy_forward(z, y):
 
 
 def cross_entropy_backward(dC, cache):
-    """dL/dz = dC[:, None] * (p - onehot(y)).   dC: (N,) upstream gradient of each C_n."""
+    """dL/dz = dC[:, None] * (p - onehot(y)).   dC: (N,) upstream gradient of each C_n.
+
+    float32 facts: p_y rounds to exactly 1 once every other logit trails z_y by more than ~16.6
+    (1 - p_y < 2^-24), so the true class's entry p_y - 1 is exactly 0 for a confident network; the
+    other entries p_j = exp(log p_j) stay tiny but nonzero until log p_j < ~-103, where they
+    underflow to 0 too and the whole gradient vanishes.
+    """
     xp = array_module(dC)
     logp, y = cache
     g = xp.exp(logp)  # p: (N, K)
