@@ -145,10 +145,12 @@ def train_or_load(run, data, ms, seed):
             out = {"lambda": lam, "saturated": [round(saturated_fraction(h, k), 3) for h, k in zip(hs, kinds)]}
         return out
 
-    run.log(f"training {ms['arch']}-{ms['training']}: {cfg}  {ms['method']}")
+    name = f"{ms['arch']}-{ms['training']}"
+    run.log(f"training {name}: {cfg}  {ms['method']}")
     t0 = time.perf_counter()
-    history = train(model, data, cfg, objective=objective_for(ms), log=run.log, checkpoint=path,
-                    checkpoint_meta={"model_settings": ms, "complete": False}, progress=progress)
+    history = train(model, data, cfg, objective=objective_for(ms), log=lambda line: run.log(f"{name} {line}"),
+                    checkpoint=path, checkpoint_meta={"model_settings": ms, "complete": False},
+                    progress=progress)
     meta = {"model_settings": ms, "complete": True, "history": history, "epoch": cfg.epochs,
             "train_seconds": time.perf_counter() - t0, "config": dataclasses.asdict(cfg)}
     save_checkpoint(path, model, **meta)
