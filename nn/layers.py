@@ -20,8 +20,8 @@ Ties and kinks, decided on purpose:
 
 * ReLU at exactly 0 has derivative 0 (the unit is treated as off).
 * MaxPool2D sends a window's gradient to one maximum only: the *first* in row-major order within
-  the 2x2 window (top-left, top-right, bottom-left, bottom-right), which is the rule of
-  ``argmax`` on numpy and cupy. MNIST's flat zero background makes such ties common.
+  the 2x2 window (top-left, top-right, bottom-left, bottom-right), the same rule as ``argmax`` on
+  numpy and cupy. MNIST's flat zero background makes such ties common.
 """
 from __future__ import annotations
 

@@ -54,6 +54,12 @@ def _all_finite(params):
     return all(bool(v.dtype.kind != "f" or np.isfinite(float(v.sum()))) for p in params for v in p.values())
 
 
+def _last_good(checkpoint, epoch):
+    if checkpoint and epoch > 1:
+        return f"The last good checkpoint (epoch {epoch - 1}) is {checkpoint}."
+    return "No checkpoint was written yet."
+
+
 def train(model, data, cfg: TrainConfig, *, objective=cross_entropy_objective, log=print,
           checkpoint=None, checkpoint_meta=None, progress=None):
     """Train ``model`` in place with Adam on data["train"], reporting data["val"] each epoch.
@@ -84,17 +90,15 @@ def train(model, data, cfg: TrainConfig, *, objective=cross_entropy_objective, l
             loss, grads, logits = objective(model, xb, yb, step)
             loss = float(loss)
             if not math.isfinite(loss):
-                raise TrainingDiverged(
-                    f"loss became {loss} at epoch {epoch}, step {step}; stopped. "
-                    + (f"The last good checkpoint is {checkpoint}." if checkpoint and epoch > 1
-                       else "No checkpoint was written yet."))
+                raise TrainingDiverged(f"loss became {loss} at epoch {epoch}, step {step}; stopped. "
+                                       + _last_good(checkpoint, epoch))
             adam_update(model.params, grads, state, lr, cfg.beta1, cfg.beta2, cfg.eps)
             loss_sum += loss * len(idx)
             correct += int((logits.argmax(axis=1) == yb).sum())
             step += 1
         if not _all_finite(model.params):
-            raise TrainingDiverged(f"parameters became NaN/inf in epoch {epoch}; stopped."
-                                   + (f" The last good checkpoint is {checkpoint}." if checkpoint else ""))
+            raise TrainingDiverged(f"parameters became NaN/inf in epoch {epoch}; stopped. "
+                                   + _last_good(checkpoint, epoch))
         dt = time.perf_counter() - t0
         rec = {"epoch": epoch, "step": step, "lr": lr, "loss": loss_sum / n, "train_acc": correct / n,
                "val_acc": accuracy(model, *data["val"]) if "val" in data else float("nan"),
