@@ -2,8 +2,10 @@
 import numpy as np
 
 from attacks import FGSM
+from attacks.adversarial_training import adversarial_loss_and_grads
 from nn import architectures
 from nn.backend import to_device, to_host
+from nn.gradcheck import numerical_gradient, rel_error
 from nn.model import Sequential
 
 
@@ -25,12 +27,17 @@ def test_fgsm_hand_computed(xp):
     np.testing.assert_allclose(to_host(r.x_adv), [[[[0.25, 0.75], [-0.15, 1.15]]]])
 
 
-def test_fgsm_moves_every_pixel_by_eps_or_to_the_boundary(xp):
-    model = Sequential.init(architectures.mlp("relu", hidden=8, input_shape=[1, 6, 6]), seed=0,
+def _small_problem(xp, activation, side, n, seed):
+    """A float64 MLP on side x side images, with n random images in [0, 1] and labels."""
+    model = Sequential.init(architectures.mlp(activation, hidden=8, input_shape=[1, side, side]), seed=0,
                             dtype=np.float64, xp=xp)
-    rng = np.random.default_rng(0)
-    x = to_device(rng.uniform(0, 1, (5, 1, 6, 6)), xp)
-    y = to_device(rng.integers(0, 10, 5), xp)
+    rng = np.random.default_rng(seed)
+    return (model, to_device(rng.uniform(0, 1, (n, 1, side, side)), xp),
+            to_device(rng.integers(0, 10, n), xp))
+
+
+def test_fgsm_moves_every_pixel_by_eps_or_to_the_boundary(xp):
+    model, x, y = _small_problem(xp, "relu", side=6, n=5, seed=0)
     g = to_host(model.input_gradient(x, y))
     assert (g != 0).all()  # every pixel has a direction
     r = FGSM(eps=0.25)(model, x, y)
@@ -38,20 +45,15 @@ def test_fgsm_moves_every_pixel_by_eps_or_to_the_boundary(xp):
     step = np.abs(xa - x0)
     at_bound = ((xa == 0) | (xa == 1)) & (step < 0.25)
     assert (np.isclose(step, 0.25) | at_bound).all()
-    assert (np.sign(xa - x0)[~at_bound | (step > 0)] == np.sign(g)[~at_bound | (step > 0)]).all()
+    moved = step > 0  # all but pixels already at the bound the gradient pushes towards
+    assert (np.sign(xa - x0)[moved] == np.sign(g)[moved]).all()
     assert xa.min() >= 0 and xa.max() <= 1
     np.testing.assert_array_equal(to_host(r.success), to_host(model.predict(r.x_adv)) != to_host(y))
 
 
 def test_adversarial_training_gradient(xp):
     """Eq. 4's parameter gradient against finite differences, with the FGSM example held fixed."""
-    from attacks.adversarial_training import adversarial_loss_and_grads
-    from nn.gradcheck import numerical_gradient, rel_error
-    model = Sequential.init(architectures.mlp("sigmoid", hidden=6, input_shape=[1, 3, 3]), seed=0,
-                            dtype=np.float64, xp=xp)
-    rng = np.random.default_rng(1)
-    x = to_device(rng.uniform(0, 1, (4, 1, 3, 3)), xp)
-    y = to_device(rng.integers(0, 10, 4), xp)
+    model, x, y = _small_problem(xp, "sigmoid", side=3, n=4, seed=1)
     x_adv = FGSM(eps=0.25)(model, x, y).x_adv
     loss, grads, logits = adversarial_loss_and_grads(model, x, x_adv, y, alpha=0.3)
     C = lambda xx: model.loss_and_input_gradient(xx, y)[0]  # noqa: E731
