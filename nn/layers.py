@@ -231,19 +231,32 @@ def sigmoid(h):
 
 
 def sigmoid_forward(h):
-    """y = sigma(h) (eq. 2).  h: any shape -> y: same shape; the cache is y."""
+    """y = sigma(h) (eq. 2).  h: any shape -> y: same shape; the cache is (h, y)."""
     y = sigmoid(h)
-    return y, y
+    return y, (h, y)
 
 
-def sigmoid_backward(dy, y):
+def sigmoid_backward(dy, cache):
     """dL/dh = dy * sigma'(h) with sigma'(h) = y (1 - y), from the cached output as TensorFlow did.
 
     In float32 this is exactly 0 once h > ~17 (y rounds to 1, so 1 - y = 0): the gradient vanishes
     numerically although the true derivative exp(-h) is still ~4e-8. That rounding is what makes
     saturated sigmoid networks look robust to gradient attacks (Brendel & Bethge 2017).
     """
+    _, y = cache
     return dy * (y * (1 - y))
+
+
+def sigmoid_backward_stable(dy, cache):
+    """dL/dh = dy * sigma'(h) with sigma'(h) = e / (1 + e)^2, e = exp(-|h|), from the pre-activation.
+
+    The same derivative as ``sigmoid_backward`` without the cancellation in 1 - y: in float32 it stays
+    nonzero until e underflows, |h| > ~87 (normal range) or ~103 (subnormals), instead of h > ~17.
+    """
+    h, _ = cache
+    xp = array_module(h)
+    e = xp.exp(-xp.abs(h))
+    return dy * (e / (1 + e) ** 2)
 
 
 def relu_forward(h):
@@ -271,13 +284,27 @@ def log_softmax(z):
     return z - (m + xp.log(xp.exp(z - m).sum(axis=-1, keepdims=True)))
 
 
-def cross_entropy_forward(z, y):
+def log_softmax_stable(z):
+    """log p_k = z_k - m - log1p(s), s = sum_{k != k*} exp(z_k - m), m = z_{k*} = max_k z_k.
+
+    z: (N, K) -> (N, K). The same value as ``log_softmax``, but the largest class's log-probability
+    -log1p(s) keeps its tiny size instead of rounding to exactly 0 once s < 2^-24 (float32).
+    """
+    xp = array_module(z)
+    k = z.argmax(axis=-1)[..., None]
+    m = xp.take_along_axis(z, k, axis=-1)
+    e = xp.where(xp.arange(z.shape[-1]) == k, 0.0, xp.exp(z - m))  # the maximum's exp(0) = 1 left out
+    return z - m - xp.log1p(e.sum(axis=-1, keepdims=True))
+
+
+def cross_entropy_forward(z, y, stable=False):
     """Per-example cross-entropy C_n = -log p_{y_n}(x_n) = logsumexp(z_n) - z_{n, y_n}.
 
     z: (N, K) logits, y: (N,) integer labels  ->  C: (N,); the cache is (log p, y).
+    ``stable`` uses ``log_softmax_stable``: C_n stays nonzero (~s) for a confident correct network.
     """
     xp = array_module(z)
-    logp = log_softmax(z)
+    logp = log_softmax_stable(z) if stable else log_softmax(z)
     return -xp.take_along_axis(logp, y[:, None], axis=1)[:, 0], (logp, y)
 
 
@@ -293,4 +320,16 @@ def cross_entropy_backward(dC, cache):
     logp, y = cache
     g = xp.exp(logp)  # p: (N, K)
     g[xp.arange(y.shape[0]), y] -= 1
+    return g * dC[:, None]
+
+
+def cross_entropy_backward_stable(dC, cache):
+    """dL/dz as ``cross_entropy_backward``, with the true class's entry p_y - 1 = expm1(log p_y):
+    with the cache of ``cross_entropy_forward(..., stable=True)`` it is -(1 - p_y) to full relative
+    precision, never the exact 0 that 1 - p_y rounds to."""
+    xp = array_module(dC)
+    logp, y = cache
+    g = xp.exp(logp)  # p: (N, K)
+    rows = xp.arange(y.shape[0])
+    g[rows, y] = xp.expm1(logp[rows, y])
     return g * dC[:, None]

@@ -161,6 +161,8 @@ def _layer_forward(layer, p, x):
 
 _VJP = {"dense": L.dense_vjp, "conv2d": L.conv2d_vjp, "maxpool2d": L.maxpool2d_backward,
         "flatten": L.flatten_backward, "sigmoid": L.sigmoid_backward, "relu": L.relu_backward}
+# Stable derivatives (no underflow where the exact derivative is nonzero): only sigmoid differs.
+_VJP_STABLE = {**_VJP, "sigmoid": L.sigmoid_backward_stable}
 _PARAM_GRADS = {"dense": L.dense_param_grads, "conv2d": L.conv2d_param_grads}
 
 
@@ -179,7 +181,7 @@ def forward(spec, params, x):
     return x, caches, hs
 
 
-def backward(spec, caches, dlogits, dhs=None, *, param_grads=True, input_grad=False):
+def backward(spec, caches, dlogits, dhs=None, *, param_grads=True, input_grad=False, stable=False):
     """Reverse-mode pass: walk the caches backwards from dL/dlogits.
 
     dlogits: (..., N, 10); leading axes are extra cotangents and need ``param_grads=False``.
@@ -187,8 +189,10 @@ def backward(spec, caches, dlogits, dhs=None, *, param_grads=True, input_grad=Fa
     pre-activation (the saturating penalty's); entries may be None.
     -> (dx or None, grads: list of {name: array} per layer, empty when ``param_grads`` is False).
     Gradients below the first weight layer are skipped unless ``input_grad``: training never needs
-    them.
+    them. ``stable`` computes sigmoid' from the pre-activation (``sigmoid_backward_stable``) instead
+    of the paper's y (1 - y), which is exactly 0 in float32 for h > ~17.
     """
+    vjps = _VJP_STABLE if stable else _VJP
     layers = spec["layers"]
     n_weight = sum(layer["type"] in WEIGHT_LAYERS for layer in layers)
     grads = [{} for _ in layers]
@@ -205,7 +209,7 @@ def backward(spec, caches, dlogits, dhs=None, *, param_grads=True, input_grad=Fa
                 grads[i] = _PARAM_GRADS[t](d, caches[i])
         if i <= first_weight and not input_grad:
             return None, grads  # nothing below has parameters
-        d = _VJP[t](d, caches[i])
+        d = vjps[t](d, caches[i])
     return d, grads
 
 

@@ -107,8 +107,40 @@ def test_sigmoid_is_stable_and_saturates_in_float32(xp):
     np.testing.assert_allclose(y_host[1:6], 1 / (1 + np.exp(-to_host(h)[1:6].astype(np.float64))), rtol=1e-6)
     assert y_host[0] == 0.0 and y_host[1] > 0.0  # small tail kept (denormal down to ~exp(-103))
     assert y_host[-2] == 1.0  # rounds to exactly 1 past h ~ 17.3 ...
-    dh = to_host(L.sigmoid_backward(xp.ones_like(y), y))
+    dh = to_host(L.sigmoid_backward(xp.ones_like(y), (h, y)))
     assert dh[4] > 0 and dh[5] == 0.0  # ... so the cached-output derivative is exactly 0 there
+
+
+def test_stable_sigmoid_derivative_agrees_where_default_does_not_underflow(xp):
+    h = to_device(np.array([-90.0, -30.0, -5.0, -0.5, 0.0, 0.7, 4.0, 12.0, 16.0, 18.0, 30.0, 90.0], np.float32), xp)
+    y, cache = L.sigmoid_forward(h)
+    one = xp.ones_like(h)
+    default, stable = to_host(L.sigmoid_backward(one, cache)), to_host(L.sigmoid_backward_stable(one, cache))
+    exact = np.exp(-np.abs(to_host(h).astype(np.float64))) / (1 + np.exp(-np.abs(to_host(h).astype(np.float64)))) ** 2
+    np.testing.assert_allclose(stable, exact, rtol=1e-6)  # to float32 precision everywhere
+    small = np.abs(to_host(h)) < 5  # where 1 - y keeps full precision the two forms agree
+    np.testing.assert_allclose(default[small], stable[small], rtol=1e-5)  # 1 - y loses ~eps/(1 - y)
+    assert (default[to_host(h) > 17.4] == 0).all() and (stable > 0).all()  # and only the stable one survives
+
+
+def test_stable_cross_entropy_gradient(xp):
+    rng = np.random.default_rng(11)
+    z = _rand(xp, rng, 5, 7)  # float64: both forms agree with finite differences
+    y = to_device(rng.integers(0, 7, 5), xp)
+    w = _rand(xp, rng, 5)
+    C, cache = L.cross_entropy_forward(z, y, stable=True)
+    np.testing.assert_allclose(to_host(C), to_host(L.cross_entropy_forward(z, y)[0]), rtol=1e-12)
+    num = numerical_gradient(lambda zz: (L.cross_entropy_forward(zz, y, stable=True)[0] * w).sum(), z)
+    assert rel_error(L.cross_entropy_backward_stable(w, cache), num) < TOL
+    # a confident float32 network: z_y leads by 20 > 16.6, so 1 - p_y rounds to 0 in the default form
+    z = to_device(np.array([[20.0, 0.0, 0.0]], np.float32), xp)
+    y = to_device(np.array([0]), xp)
+    one = xp.ones(1, dtype=xp.float32)
+    d_default = to_host(L.cross_entropy_backward(one, L.cross_entropy_forward(z, y)[1]))
+    C_s, cache_s = L.cross_entropy_forward(z, y, stable=True)
+    d_stable = to_host(L.cross_entropy_backward_stable(one, cache_s))
+    assert d_default[0, 0] == 0.0 and float(C_s[0]) > 0
+    np.testing.assert_allclose(d_stable[0], [-2 * np.exp(-20.0), np.exp(-20.0), np.exp(-20.0)], rtol=1e-5)
 
 
 def test_relu(xp):
