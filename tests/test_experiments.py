@@ -56,3 +56,20 @@ def test_table1_overrides():
     import pytest
     with pytest.raises(KeyError, match="no setting"):
         table1.apply_override(s, "mlp.train.epochs=3")
+
+
+def test_targeted_grids_quick_end_to_end(tmp_path, mnist_dir, small_mnist_models):
+    import numpy as np
+    from experiments import adam_attack, lbfgs_grid
+    folder, _ = small_mnist_models
+    for script in (lbfgs_grid, adam_attack):
+        out = tmp_path / script.__name__
+        rows = script.main(["--quick", "--from", str(folder), "--models", "relu_mlp-vanilla",
+                            "--out", str(out), "--data-dir", str(mnist_dir)])
+        assert [(r["model"], r["sources"]) for r in rows] == [("relu_mlp-vanilla", "least"), ("relu_mlp-vanilla", "most")]
+        assert all(r["success"] >= 80 for r in rows)  # a vanilla net falls on nearly every pair
+        with np.load(out / "relu_mlp-vanilla-most.npz") as z:
+            assert z["x_adv"].shape == (90, 1, 28, 28) and z["success"].shape == (90,)
+            assert ((z["x_adv"] >= 0) & (z["x_adv"] <= 1)).all() and (z["target"] != z["source_index"] % 10).any()
+        summary = json.loads((out / "summary.json").read_text())
+        assert len(summary["rows"]) == 2 and "fooled / 90" in (out / "summary.md").read_text()

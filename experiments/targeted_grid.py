@@ -1,0 +1,163 @@
+"""The 10 x 10 source-class x target-class grid of a targeted attack (section 7, Figures 5 and 8),
+shared by ``experiments.lbfgs_grid`` and ``experiments.adam_attack``.
+
+For each model (a Table 1 checkpoint) and each source kind ("least" / "most" confident correctly
+classified test image of each class), the attack runs on the 90 (source, target) pairs. Written to the
+run folder: ``<model>-<sources>.npz`` (every per-pair record: success, iterations, evaluations,
+final images, L2 / L-inf distances, loss curves, stop reasons, source indices, targets),
+``summary.json`` and ``summary.md`` (success counts out of 90, median iterations and distances over
+the successes, beside the paper), and with the ``plots`` extra ``<sources>.png``, the image grids.
+The figures can be redrawn from the NPZ files alone: ``python -m experiments.targeted_grid <folder>``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from attacks.targeted import adam_attack, grid_pairs, lbfgs_attack, select_sources
+from experiments.common import Run, add_common_args, write_json
+from nn.backend import to_device
+from nn.checkpoint import atomic_write, load_checkpoint
+from nn.mnist import load_mnist
+
+MODELS = ("sigmoid_mlp-vanilla", "sigmoid_mlp-saturated", "relu_mlp-vanilla", "relu_mlp-saturated",
+          "cnn-vanilla", "cnn-saturated")
+SOURCES = ("least", "most")
+
+PAPER = {
+    "lbfgs": "vanilla: always fooled, usually within 1-2 L-BFGS iterations; saturated sigmoid MLP: "
+             "mostly not fooled within 1000 iterations, 5 successes from the most-confident sources",
+    "adam": "vanilla: always fooled, usually in under 10 Adam iterations; saturated: mostly not fooled "
+            "(the paper ran up to 30 million iterations on single pairs)",
+}
+
+
+def attack_grid(model, x_test, y_test, attack, sources, xp):
+    """Run ``attack(model, x0, targets)`` on the 90 pairs from one kind of source.
+
+    -> (TargetedResult, source test indices (90,), targets (90,)).
+    """
+    s_cls, t_cls = grid_pairs()
+    idx = select_sources(model, to_device(x_test, xp), to_device(y_test, xp))[sources][s_cls]
+    x0 = to_device(x_test[idx], xp, model.dtype)
+    return attack(model, x0, to_device(t_cls, xp)), idx, t_cls
+
+
+def save_result(path, result, idx, targets, meta):
+    arrays = {**result.arrays(), "source_index": idx, "target": targets, "meta": np.array(repr(meta))}
+    atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
+
+
+def format_summary(rows, attack):
+    lines = [f"| model | sources | fooled / 90 | median iterations | median L2 | median Linf | time (s) |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['sources']} | {r['success']} | {fmt(r['median_iterations'], '.0f')} | "
+                     f"{fmt(r['median_l2'], '.2f')} | {fmt(r['median_linf'], '.2f')} | {r['seconds']:.0f} |")
+    return "\n".join(lines) + f"\n\nPaper ({attack}): {PAPER[attack]}.\n"
+
+
+def draw_grids(folder):
+    """One PNG per source kind: for each model, the 10 x 10 grid of final images (row: source class,
+    column: target class; the diagonal shows the source; a failure is drawn dimmed with a red cross).
+    Needs matplotlib (the ``plots`` extra); returns the paths written, or [] without it."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    folder = Path(folder)
+    written = []
+    for sources in SOURCES:
+        files = sorted(folder.glob(f"*-{sources}.npz"))
+        if not files:
+            continue
+        fig, axes = plt.subplots(1, len(files), figsize=(5 * len(files), 5.4), squeeze=False)
+        for ax, f in zip(axes[0], files):
+            with np.load(f) as z:
+                x_adv, success = z["x_adv"][:, 0], z["success"]
+            s_cls, t_cls = grid_pairs()
+            side = x_adv.shape[-1]
+            canvas = np.ones((10 * side, 10 * side, 3))
+            for k, (s, t) in enumerate(zip(s_cls, t_cls)):
+                img = x_adv[k] if success[k] else 0.3 * x_adv[k]
+                canvas[s * side:(s + 1) * side, t * side:(t + 1) * side] = img[..., None]
+                if not success[k]:
+                    ax.plot([t * side, (t + 1) * side], [s * side, (s + 1) * side], "r-", lw=0.8)
+            ax.imshow(1 - canvas, interpolation="nearest")
+            ax.set_title(f"{f.stem}: {int(success.sum())}/90 fooled", fontsize=9)
+            ax.set_xlabel("target class")
+            ax.set_ylabel("source class")
+            ax.set_xticks(np.arange(10) * side + side / 2, range(10))
+            ax.set_yticks(np.arange(10) * side + side / 2, range(10))
+        fig.tight_layout()
+        out = folder / f"{sources}.png"
+        fig.savefig(out, dpi=120)
+        plt.close(fig)
+        written.append(out)
+    return written
+
+
+def main(argv, script, attack_name, make_attack, add_args):
+    parser = add_common_args(argparse.ArgumentParser(description=f"targeted {attack_name} grid (section 7)"))
+    parser.add_argument("--from", dest="checkpoints", default="runs/table1",
+                        help="folder with the Table 1 checkpoints <arch>-<training>.npz (default runs/table1)")
+    parser.add_argument("--models", nargs="*", default=list(MODELS), help=f"default: {' '.join(MODELS)}")
+    parser.add_argument("--sources", nargs="*", default=list(SOURCES), choices=SOURCES)
+    add_args(parser)
+    args = parser.parse_args(argv)
+    run = Run(script, args)
+    data = load_mnist(args.data_dir)
+    x_test, y_test = data["test"]
+    attack = make_attack(args)
+    rows = []
+    for name in args.models:
+        model, _ = load_checkpoint(Path(args.checkpoints) / f"{name}.npz", run.xp)
+        for sources in args.sources:
+            t0 = time.perf_counter()
+            result, idx, targets = attack_grid(model, x_test, y_test, attack, sources, run.xp)
+            seconds = time.perf_counter() - t0
+            save_result(run.path(f"{name}-{sources}.npz"), result, idx, targets, vars(args))
+            row = {"model": name, "sources": sources, **result.summary(), "seconds": seconds,
+                   "stops": {s: result.stop.count(s) for s in sorted(set(result.stop))}}
+            rows.append(row)
+            run.log(f"{name} {sources}-confident sources: fooled {row['success']}/90, median iterations "
+                    f"{row['median_iterations']}, median L2 {row['median_l2']}, {seconds:.0f} s; stops {row['stops']}")
+    write_json(run.path("summary.json"), {"attack": attack_name, "options": vars(args), "rows": rows,
+                                          "paper": PAPER[attack_name]})
+    table = format_summary(rows, attack_name)
+    run.path("summary.md").write_text(table)
+    run.log("\n" + table)
+    pngs = draw_grids(run.dir)
+    run.log(f"figures: {[str(p) for p in pngs]}" if pngs else "figures: skipped (install the plots extra)")
+    return rows
+
+
+def lbfgs_main(argv=None):
+    def add(p):
+        p.add_argument("--max-iter", type=int, default=1000, help="L-BFGS iterations per pair (default 1000)")
+
+    def make(args):
+        return lambda model, x0, t: lbfgs_attack(model, x0, t, max_iter=10 if args.quick else args.max_iter)
+    return main(argv, "lbfgs_grid", "lbfgs", make, add)
+
+
+def adam_main(argv=None):
+    def add(p):
+        p.add_argument("--max-iter", type=int, default=10000, help="Adam iterations per pair (default 10000)")
+        p.add_argument("--lr", type=float, default=0.01, help="Adam step size in pixel units (default 0.01)")
+
+    def make(args):
+        return lambda model, x0, t: adam_attack(model, x0, t, max_iter=100 if args.quick else args.max_iter,
+                                                lr=args.lr)
+    return main(argv, "adam_attack", "adam", make, add)
+
+
+if __name__ == "__main__":
+    print("\n".join(map(str, draw_grids(sys.argv[1]))) or "matplotlib not installed")
