@@ -77,3 +77,32 @@ def hardware():
     except Exception:
         pass
     return desc
+
+
+def add_checkpoint_args(parser, default_models):
+    """--from (the folder of Table 1 checkpoints) and --models (their names, <arch>-<training>)."""
+    parser.add_argument("--from", dest="checkpoints", default="runs/table1",
+                        help="folder with the Table 1 checkpoints <arch>-<training>.npz (default runs/table1)")
+    parser.add_argument("--models", nargs="*", default=list(default_models), help=f"default: {' '.join(default_models)}")
+    return parser
+
+
+def load_models(args, xp, dtype=None):
+    """{name: model} for ``args.models`` from ``args.checkpoints``, optionally cast (float64 for analysis)."""
+    from nn.checkpoint import load_checkpoint
+    models = {}
+    for name in args.models:
+        model, _ = load_checkpoint(Path(args.checkpoints) / f"{name}.npz", xp)
+        models[name] = model.astype(dtype) if dtype is not None else model
+    return models
+
+
+def pyplot():
+    """matplotlib.pyplot with the file-only Agg backend, or None without the ``plots`` extra."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    return plt

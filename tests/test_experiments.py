@@ -73,3 +73,23 @@ def test_targeted_grids_quick_end_to_end(tmp_path, mnist_dir, small_mnist_models
             assert ((z["x_adv"] >= 0) & (z["x_adv"] <= 1)).all() and (z["target"] != z["source_index"] % 10).any()
         summary = json.loads((out / "summary.json").read_text())
         assert len(summary["rows"]) == 2 and "fooled / 90" in (out / "summary.md").read_text()
+
+
+def test_analysis_scripts_quick_end_to_end(tmp_path, mnist_dir, small_mnist_models):
+    from experiments import fisher_path, kurtosis_linear, rdm, weights
+    folder, _ = small_mnist_models
+    common = ["--quick", "--from", str(folder), "--models", "sigmoid_mlp-vanilla", "relu_mlp-vanilla",
+              "--data-dir", str(mnist_dir)]
+    stats = weights.main(common + ["--out", str(tmp_path / "w")])
+    assert [len(s["weights"]) for s in stats.values()] == [3, 3]
+    sat = stats["relu_mlp-vanilla"]["preactivations"]
+    assert 0 < sat[0]["saturated"] < 1 and sat[-1]["saturated"] is None  # the readout is not a hidden unit
+    ratios = rdm.main(common + ["--out", str(tmp_path / "r")])
+    assert all(len(v) == 3 and min(v) > 1 for v in ratios.values())  # classes separate in a trained net
+    paths = fisher_path.main(common + ["--out", str(tmp_path / "f")])
+    assert set(paths["relu_mlp-vanilla"]) == {"1-7", "3-7", "6-9", "0-6"}
+    assert all(p["length"] > 0 for p in paths["relu_mlp-vanilla"].values())
+    k = kurtosis_linear.main(common + ["--out", str(tmp_path / "k"), "--dim", "2000"])
+    assert k["pearson7"][0]["rise"] == 0 and k["pearson7"][-1]["rise"] > 0.1
+    for d, f in [("w", "stats.json"), ("r", "rdm.npz"), ("f", "paths.npz"), ("k", "ratios.json")]:
+        assert (tmp_path / d / f).exists()

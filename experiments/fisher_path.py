@@ -1,0 +1,83 @@
+"""Section 6, eqs. 10-13, Figure 4: along the straight path from the most confident test image of
+class a to the most confident one of class b, for (a, b) in (1, 7), (3, 7), (6, 9), (0, 6): the
+length element dl/dt = sqrt(v^T G^in v), v = x_b - x_a, with G^in = J^T (diag p - p p^T) J; the ten
+softmax probabilities; and the singular values of the Jacobian J = dh^D/dx, all in float64 from the
+float32 checkpoints.
+
+    python -m experiments.fisher_path              # vanilla and saturated MLPs and CNN
+    python -m experiments.fisher_path --models sigmoid_mlp-saturated --points 400
+
+Headline numbers per path: the path length, peak / median of dl (flat with sharp peaks gives a large
+value), and how many singular values inflate at the class transition (max along the path above 10x
+their median). Writes paths.json, paths.npz and, with the plots extra, fisher_path.png.
+"""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from analysis.fisher import path_geometry
+from attacks.targeted import select_sources
+from experiments.common import Run, add_checkpoint_args, add_common_args, load_models, pyplot, write_json
+from nn.backend import to_device
+from nn.mnist import load_mnist
+
+MODELS = ("sigmoid_mlp-vanilla", "sigmoid_mlp-saturated", "relu_mlp-vanilla", "relu_mlp-saturated",
+          "cnn-vanilla", "cnn-saturated")
+PAIRS = ((1, 7), (3, 7), (6, 9), (0, 6))
+
+
+def summarise(g):
+    dl, sv = g["dl"], g["sv"]
+    med = np.median(sv, axis=0)
+    return {"length": g["length"], "dl_peak_over_median": float(dl.max() / max(np.median(dl), 1e-300)),
+            "dl_median": float(np.median(dl)), "dl_max": float(dl.max()),
+            "inflated_singular_values": int((sv.max(axis=0) > 10 * np.maximum(med, 1e-300)).sum()),
+            "sv_max": float(sv.max())}
+
+
+def main(argv=None):
+    parser = add_checkpoint_args(add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0])), MODELS)
+    parser.add_argument("--points", type=int, default=200, help="points along each path (default 200)")
+    args = parser.parse_args(argv)
+    run = Run("fisher_path", args)
+    models = load_models(args, run.xp, dtype=np.float64)
+    x, y = load_mnist(args.data_dir)["test"]
+    x64 = x.astype(np.float64)
+    n = 20 if args.quick else args.points
+    summary, arrays = {}, {}
+    for name, model in models.items():
+        most = select_sources(model, to_device(x64, run.xp), to_device(y, run.xp))["most"]
+        summary[name] = {}
+        for a, b in PAIRS:
+            g = path_geometry(model, to_device(x64[most[a]], run.xp), to_device(x64[most[b]], run.xp), n)
+            key = f"{a}-{b}"
+            summary[name][key] = summarise(g)
+            for k in ("t", "p", "dl", "sv"):
+                arrays[f"{name}/{key}/{k}"] = g[k]
+            run.log(f"{name} path {key}: {summary[name][key]}")
+    write_json(run.path("paths.json"), summary)
+    np.savez_compressed(run.path("paths.npz"), **arrays)
+    plt = pyplot()
+    if plt is not None:
+        fig, axes = plt.subplots(3 * len(models), len(PAIRS), figsize=(4 * len(PAIRS), 2.2 * 3 * len(models)),
+                                 squeeze=False)
+        for r, name in enumerate(models):
+            for c, (a, b) in enumerate(PAIRS):
+                key = f"{name}/{a}-{b}"
+                t = arrays[f"{key}/t"]
+                axes[3 * r, c].plot(t, arrays[f"{key}/dl"])
+                axes[3 * r, c].set_title(f"{name} {a}->{b}: dl/dt", fontsize=8)
+                axes[3 * r + 1, c].plot(t, arrays[f"{key}/p"])
+                axes[3 * r + 1, c].set_title("softmax p", fontsize=8)
+                axes[3 * r + 2, c].semilogy(t, np.maximum(arrays[f"{key}/sv"], 1e-30))
+                axes[3 * r + 2, c].set_title("singular values of J", fontsize=8)
+        fig.tight_layout()
+        fig.savefig(run.path("fisher_path.png"), dpi=100)
+        plt.close(fig)
+    return summary
+
+
+if __name__ == "__main__":
+    main()
