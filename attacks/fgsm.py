@@ -5,6 +5,8 @@ import dataclasses
 
 from nn.backend import array_module
 
+from .losses import LOSSES, loss_and_input_gradient
+
 
 @dataclasses.dataclass(frozen=True)
 class AttackResult:
@@ -20,14 +22,19 @@ class FGSM:
     ``clip`` keeps the adversarial image in the pixel range [0, 1] (the paper does not say whether
     it clipped; ``clip=False`` turns it off). sign(0) = 0: a pixel whose gradient is exactly zero,
     as it is in float32 for a saturated network, does not move at all.
+    ``loss`` ("ce", the paper's, or "margin") and ``stable`` (the numeric mode of the derivatives,
+    ``attacks.losses``) are for the gradient-masking audit; the defaults are the paper's attack.
 
     >>> result = FGSM(eps=0.25)(model, x, y)
     """
     eps: float = 0.25
     clip: bool = True
+    loss: str = "ce"
+    stable: bool = False
 
     def __call__(self, model, x, y):
-        x_adv = self.step(x, model.input_gradient(x, y))
+        _, g, _ = loss_and_input_gradient(model, x, y, LOSSES[self.loss], stable=self.stable)
+        x_adv = self.step(x, g)
         return AttackResult(x_adv, model.predict(x_adv) != y)
 
     def step(self, x, g):

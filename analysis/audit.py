@@ -1,0 +1,104 @@
+"""The gradient-masking audit's bookkeeping: worst case over an attack suite, accuracy against eps,
+exact-zero gradients, and the named flags of Carlini et al. (2019), "On evaluating adversarial
+robustness", section 5 (the checks that tell true robustness from gradient masking).
+
+Pure functions of attack outcomes: the attacks themselves live in ``attacks``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from attacks.losses import LOSSES, loss_and_input_gradient
+from nn.backend import to_host
+
+# Every flag, with the pattern that raises it (accuracies in percentage points).
+FLAG_RULES = {
+    "gradient_masking": "worst-case accuracy more than {big} points below the paper-mode gradient attacks "
+                        "(FGSM and PGD with the paper's float32 derivatives)",
+    "zero_gradients": "more than {zero} % of the examples have an input gradient that is exactly 0 in the paper's mode",
+    "stable_mode_stronger": "stable derivatives lower the accuracy by more than {small} points",
+    "gradient_free_stronger": "the gradient-free Square attack beats every gradient attack by more than {small} points",
+    "transfer_stronger": "examples transferred from the vanilla model beat every white-box gradient attack by more "
+                         "than {small} points",
+    "single_step_stronger": "single-step FGSM beats iterative PGD by more than {small} points",
+    "noise_stronger": "uniform random noise beats every gradient attack",
+    "eps_sweep_not_zero": "accuracy is still above {floor} % at eps = {eps_big}, where MNIST images can be made "
+                          "uniformly grey",
+}
+THRESHOLDS = {"big": 10.0, "small": 5.0, "zero": 1.0, "floor": 1.0, "eps_big": 0.5}
+
+
+def accuracy(fooled):
+    """Robust accuracy (%) from a per-example fooled mask (clean errors count as fooled)."""
+    f = to_host(fooled).astype(bool)
+    return 100.0 * float((~f).mean())
+
+
+def worst_case(fooled_by):
+    """Per-example worst case over an attack suite: an example is robust only if no attack fooled it.
+
+    fooled_by: {attack name: (N,) bool}  ->  {"accuracy": %, "fooled": (N,) bool, "strongest": the
+    attack with the lowest accuracy on its own, "unique": {attack: examples only it fooled}}.
+    """
+    names = list(fooled_by)
+    F = np.stack([to_host(fooled_by[n]).astype(bool) for n in names])  # (A, N)
+    any_f = F.any(axis=0)
+    accs = {n: accuracy(F[i]) for i, n in enumerate(names)}
+    unique = {n: int((F[i] & (F.sum(axis=0) == 1)).sum()) for i, n in enumerate(names)}
+    return {"accuracy": accuracy(any_f), "fooled": any_f, "strongest": min(accs, key=accs.get), "unique": unique}
+
+
+def accuracy_curve(model, x, y, eps_values, make_attack):
+    """Robust accuracy (%) at each eps: ``make_attack(eps)(model, x, y) -> (x_adv, fooled)``."""
+    return [accuracy(make_attack(float(e))(model, x, y)[1]) for e in eps_values]
+
+
+def zero_gradient_fraction(model, x, y, loss="ce", stable=False):
+    """Fraction of examples whose input gradient dL_n/dx_n is exactly 0 in every pixel (the float32
+    saturation signature: FGSM's sign(0) = 0 does not move such an image at all)."""
+    _, g, _ = loss_and_input_gradient(model, x, y, LOSSES[loss], stable=stable)
+    g = to_host(g).reshape(len(g), -1)
+    return float((np.abs(g).max(axis=1) == 0).mean())
+
+
+def _min(accs, keys):
+    vals = [accs[k] for k in keys if k in accs]
+    return min(vals) if vals else None
+
+
+def flags(accs, worst, zero_grad_paper, curve=None, eps_values=None, t=THRESHOLDS):
+    """The named flags raised by one model's numbers.
+
+    accs: {attack name: accuracy %} with names "<family>-<loss>-<mode>" for gradient attacks
+    (family fgsm / pgd; mode paper / stable / float64) and "square", "transfer", "noise";
+    worst: worst-case accuracy %; zero_grad_paper: fraction of exact-zero gradients in paper mode;
+    curve / eps_values: the accuracy-against-eps sweep. -> {flag: reason} (empty: nothing suspicious).
+    """
+    grad = [k for k in accs if k.startswith(("fgsm-", "pgd-"))]
+    paper = [k for k in grad if k.endswith("-paper")]
+    stable = [k for k in grad if not k.endswith("-paper")]
+    out = {}
+
+    def below(a, b, margin):
+        return a is not None and b is not None and a < b - margin
+
+    if below(worst, _min(accs, paper), t["big"]):
+        out["gradient_masking"] = f"worst case {worst:.1f} % vs paper-mode gradient attacks {_min(accs, paper):.1f} %"
+    if 100 * zero_grad_paper > t["zero"]:
+        out["zero_gradients"] = f"{100 * zero_grad_paper:.1f} % of examples"
+    if below(_min(accs, stable), _min(accs, paper), t["small"]):
+        out["stable_mode_stronger"] = f"{_min(accs, stable):.1f} % vs {_min(accs, paper):.1f} %"
+    if below(accs.get("square"), _min(accs, grad), t["small"]):
+        out["gradient_free_stronger"] = f"Square {accs['square']:.1f} % vs gradient {_min(accs, grad):.1f} %"
+    if below(accs.get("transfer"), _min(accs, grad), t["small"]):
+        out["transfer_stronger"] = f"transfer {accs['transfer']:.1f} % vs white-box {_min(accs, grad):.1f} %"
+    fgsm, pgd = [k for k in grad if k.startswith("fgsm-")], [k for k in grad if k.startswith("pgd-")]
+    if below(_min(accs, fgsm), _min(accs, pgd), t["small"]):
+        out["single_step_stronger"] = f"FGSM {_min(accs, fgsm):.1f} % vs PGD {_min(accs, pgd):.1f} %"
+    if below(accs.get("noise"), _min(accs, grad), 0.0):
+        out["noise_stronger"] = f"noise {accs['noise']:.1f} % vs gradient {_min(accs, grad):.1f} %"
+    if curve is not None:
+        big = [a for e, a in zip(eps_values, curve) if e >= t["eps_big"]]
+        if big and big[0] > t["floor"]:
+            out["eps_sweep_not_zero"] = f"{big[0]:.1f} % at eps = {t['eps_big']}"
+    return out

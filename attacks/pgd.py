@@ -1,0 +1,98 @@
+"""Projected gradient descent in the L-inf ball (Madry et al. 2018), with random starts and restarts.
+
+x_{k+1} = Proj_{B(x, eps) and [0, 1]}(x_k + alpha * sign(dL/dx (x_k))), maximising an attack loss L
+(cross-entropy or logit margin, ``attacks.losses``) in a chosen numeric mode. Each restart starts at
+a uniform random point of the ball; across steps and restarts every example keeps its worst case:
+the first iterate that is misclassified, else the iterate with the highest loss.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from nn.backend import array_module, to_device
+
+from .losses import LOSSES, loss_and_input_gradient
+
+
+def project(x_adv, x, eps):
+    """The nearest point of {|x' - x|_inf <= eps} and [0, 1]^D: clip(clip(x_adv, x - eps, x + eps), 0, 1)."""
+    xp = array_module(x)
+    return xp.clip(xp.clip(x_adv, x - eps, x + eps), 0.0, 1.0)
+
+
+def merge_worst(best, new):
+    """Per example, keep the worse case for the model of two attack outcomes.
+
+    Each outcome is (x_adv (N, ...), fooled (N,) bool, loss (N,)); a fooled example beats an unfooled
+    one, and between two of the same kind the higher loss wins (the earlier one on ties).
+    -> the merged outcome.
+    """
+    xp = array_module(best[0])
+    bx, bf, bl = best
+    nx, nf, nl = new
+    take = (nf & ~bf) | ((nf == bf) & (nl > bl))  # (N,)
+    shape = (-1,) + (1,) * (bx.ndim - 1)
+    return xp.where(take.reshape(shape), nx, bx), bf | nf, xp.where(take, nl, bl)
+
+
+@dataclasses.dataclass(frozen=True)
+class PGD:
+    """L-inf PGD: ``steps`` sign-gradient steps of size ``alpha`` (default 2.5 eps / steps), from
+    ``restarts`` uniform random starts (the first from x itself when ``random_start`` is False).
+
+    loss: "ce" or "margin"; stable: the numeric mode of the derivatives (``attacks.losses``).
+    Examples already misclassified stop early (their iterate is kept).
+    >>> x_adv, fooled = PGD(eps=0.25, steps=100, restarts=5)(model, x, y)
+    """
+    eps: float = 0.25
+    steps: int = 100
+    restarts: int = 5
+    alpha: float | None = None
+    loss: str = "ce"
+    stable: bool = False
+    random_start: bool = True
+    seed: int = 0
+
+    def __call__(self, model, x, y):
+        """x: (N, ...), y: (N,) on the model's device -> (x_adv (N, ...), fooled (N,) bool)."""
+        xp = array_module(x)
+        best = (x, model.predict(x) != y, xp.full(len(x), -xp.inf, dtype=x.dtype))
+        if self.eps == 0:
+            return best[0], best[1]
+        for r in range(self.restarts):
+            best = merge_worst(best, self.run(model, x, y, restart=r))
+        return best[0], best[1]
+
+    def run(self, model, x, y, restart=0):
+        """One restart. -> (x_adv, fooled, loss) with every example's worst iterate."""
+        xp = array_module(x)
+        loss_fn = LOSSES[self.loss]
+        alpha = self.alpha if self.alpha is not None else 2.5 * self.eps / self.steps
+        if self.random_start:
+            rng = np.random.default_rng([self.seed, restart])
+            x_k = project(x + to_device(rng.uniform(-self.eps, self.eps, x.shape), xp, x.dtype), x, self.eps)
+        else:
+            x_k = x.copy()
+        out_x, out_f = x_k.copy(), xp.zeros(len(x), dtype=bool)
+        out_l = xp.full(len(x), -xp.inf, dtype=x.dtype)
+        active = xp.arange(len(x))
+        x0, ya = x, y
+        for k in range(self.steps + 1):
+            L, g, logits = loss_and_input_gradient(model, x_k, ya, loss_fn, stable=self.stable)
+            fooled = logits.argmax(axis=1) != ya
+            better = fooled | (L > out_l[active])
+            out_x[active[better]] = x_k[better]
+            out_l[active[better]] = L[better]
+            out_f[active[fooled]] = True
+            if k == self.steps:
+                break
+            keep = ~fooled
+            if not bool(keep.all()):
+                active, x_k, x0, ya, g = active[keep], x_k[keep], x0[keep], ya[keep], g[keep]
+                if len(active) == 0:
+                    break
+            x_k = project(x_k + alpha * xp.sign(g), x0, self.eps)
+        return out_x, out_f, out_l
+

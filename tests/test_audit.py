@@ -1,0 +1,161 @@
+"""The gradient-masking audit: stable derivatives, the margin loss, PGD, Square, noise, flags."""
+import numpy as np
+import pytest
+
+from analysis import audit
+from attacks import FGSM
+from attacks.losses import cross_entropy, loss_and_input_gradient, margin
+from attacks.noise import uniform_noise
+from attacks.pgd import PGD, merge_worst
+from attacks.square import Square
+from nn import architectures
+from nn.backend import to_device, to_host
+from nn.gradcheck import numerical_gradient, rel_error
+from nn.model import Sequential
+
+
+def _one_unit(xp, h_value, dtype=np.float32):
+    """x (2x2) -> h = w . x (one sigmoid unit) -> logits (a h, 0, ..., 0): a hand-built saturated unit
+    with h = h_value at x = 1/2 everywhere. Returns the model, x, y and the exact dC/dx (float64)."""
+    spec = {"name": "unit", "input_shape": [1, 2, 2],
+            "layers": [{"type": "flatten"}, {"type": "dense", "units": 1}, {"type": "sigmoid"},
+                       {"type": "dense", "units": 10}]}
+    w = np.array([1.0, 2.0, -0.5, 1.5]) * h_value / 2.0  # w . x = h_value at x = 0.5
+    a = np.zeros((10, 1))
+    a[0, 0] = 4.0  # class 0 leads by 4 sigma(h) < 16.6: the softmax itself does not round
+    params = [{}, {"W": w[None, :], "b": np.zeros(1)}, {}, {"W": a, "b": np.zeros(10)}]
+    model = Sequential(spec, [{k: to_device(v, xp, dtype) for k, v in p.items()} for p in params])
+    x = np.full((1, 1, 2, 2), 0.5)
+    s = 1 / (1 + np.exp(-h_value))
+    z = a[:, 0] * s
+    p = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+    dz = p.copy()
+    dz[0] -= 1  # y = 0
+    e = np.exp(-abs(h_value))
+    exact = (dz @ a[:, 0]) * e / (1 + e) ** 2 * w  # dC/dx = (p - e_y) . a * sigma'(h) * w (s (1 - s) cancels)
+    return model, to_device(x, xp, dtype), to_device(np.array([0]), xp), exact
+
+
+def test_stable_and_paper_modes_agree_without_underflow(xp):
+    model, x, y, exact = _one_unit(xp, h_value=2.0)
+    _, g_paper, _ = loss_and_input_gradient(model, x, y, cross_entropy)
+    _, g_stable, _ = loss_and_input_gradient(model, x, y, cross_entropy, stable=True)
+    np.testing.assert_allclose(to_host(g_stable).ravel(), to_host(g_paper).ravel(), rtol=1e-5)
+    np.testing.assert_allclose(to_host(g_stable).ravel(), exact, rtol=1e-5)
+
+
+def test_stable_mode_survives_where_paper_mode_is_exactly_zero(xp):
+    model, x, y, exact = _one_unit(xp, h_value=30.0)  # sigma(30) rounds to 1 in float32
+    _, g_paper, _ = loss_and_input_gradient(model, x, y, cross_entropy)
+    _, g_stable, _ = loss_and_input_gradient(model, x, y, cross_entropy, stable=True)
+    assert (to_host(g_paper) == 0).all()  # the float32 saturation: exactly zero
+    assert (to_host(g_stable) != 0).all()
+    np.testing.assert_allclose(to_host(g_stable).ravel(), exact, rtol=1e-4)  # and it is the true derivative
+    assert audit.zero_gradient_fraction(model, x, y) == 1.0
+    assert audit.zero_gradient_fraction(model, x, y, stable=True) == 0.0
+    # FGSM does not move in the paper's mode, and moves every pixel in the stable one
+    assert (to_host(FGSM(0.25)(model, x, y).x_adv) == to_host(x)).all()
+    assert (np.abs(to_host(FGSM(0.25, stable=True)(model, x, y).x_adv) - 0.5) == 0.25).all()
+
+
+def _small(xp, act="relu", n=6, seed=0):
+    model = Sequential.init(architectures.mlp(act, hidden=10, input_shape=[1, 4, 4]), seed=seed, dtype=np.float64, xp=xp)
+    rng = np.random.default_rng(seed)
+    return model, to_device(rng.uniform(0, 1, (n, 1, 4, 4)), xp), to_device(rng.integers(0, 10, n), xp)
+
+
+def test_margin_loss_and_its_input_gradient(xp):
+    model, x, y = _small(xp, "sigmoid")
+    M, dz = margin(model.logits(x), y)
+    z = to_host(model.logits(x))
+    other = np.where(np.arange(10) == to_host(y)[:, None], -np.inf, z)
+    np.testing.assert_allclose(to_host(M), other.max(1) - z[np.arange(len(z)), to_host(y)])
+    assert np.sort(np.abs(np.diff(np.sort(other, 1), axis=1)[:, -1])).min() > 1e-4  # no near-tie: differentiable
+    _, g, _ = loss_and_input_gradient(model, x, y, margin)
+    num = numerical_gradient(lambda xx: loss_and_input_gradient(model, xx, y, margin)[0].sum(), x)
+    assert rel_error(g, num) < 1e-7
+
+
+def test_pgd_stays_in_the_ball_and_the_box(xp):
+    model, x, y = _small(xp, n=20)
+    x[:5] = 0.0  # pixels at the box edges
+    x[5:10] = 1.0
+    for loss in ("ce", "margin"):
+        x_adv, fooled = PGD(eps=0.1, steps=10, restarts=2, loss=loss)(model, x, y)
+        d = to_host(x_adv - x)
+        assert np.abs(d).max() <= 0.1 + 1e-12
+        assert to_host(x_adv).min() >= 0 and to_host(x_adv).max() <= 1
+        pred = to_host(model.predict(x_adv))
+        np.testing.assert_array_equal(to_host(fooled), pred != to_host(y))  # the kept iterate is the one judged
+
+
+def test_restarts_keep_the_per_example_worst_case():
+    model, x, y = _small(np, n=40, seed=1)
+    attack = PGD(eps=0.08, steps=5, restarts=4, seed=3)
+    runs = [attack.run(model, x, y, restart=r) for r in range(4)]
+    _, fooled = attack(model, x, y)
+    any_run = np.any([f for _, f, _ in runs], axis=0) | (model.predict(x) != y)
+    np.testing.assert_array_equal(fooled, any_run)
+    assert 0 < fooled.sum() < len(x)  # the test means something: some, not all, fooled
+    # merge_worst: fooled beats unfooled, else the higher loss; ties keep the first
+    a = (np.zeros((3, 1)), np.array([False, True, False]), np.array([1.0, 0.0, 2.0]))
+    b = (np.ones((3, 1)), np.array([True, False, False]), np.array([0.0, 5.0, 2.0]))
+    mx, mf, ml = merge_worst(a, b)
+    assert mx[:, 0].tolist() == [1, 0, 0] and mf.tolist() == [True, True, False] and ml.tolist() == [0, 0, 2]
+
+
+def test_uniform_noise_stays_in_the_ball():
+    model, x, y = _small(np)
+    x_adv, fooled = uniform_noise(model, x, y, eps=0.2, draws=5)
+    assert np.abs(x_adv - x).max() <= 0.2 and x_adv.min() >= 0 and x_adv.max() <= 1
+    np.testing.assert_array_equal(fooled, model.predict(x_adv) != y)
+
+
+def test_square_attack_fools_a_small_trained_network(small_mnist_models, mnist_test):
+    _, models = small_mnist_models
+    model = models["relu_mlp-vanilla"]
+    x, y = mnist_test[0][:200], mnist_test[1][:200]
+    clean = audit.accuracy(model.predict(x) != y)
+    x_adv, fooled = Square(eps=0.25, n_queries=300)(model, x, y)
+    assert clean > 85 and audit.accuracy(fooled) < clean - 40
+    assert np.abs(x_adv - x).max() <= 0.25 + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
+    np.testing.assert_array_equal(fooled, model.predict(x_adv) != y)
+
+
+def test_eps_sweep_matches_the_closed_form_on_a_linear_model():
+    """Two live classes, h = W x + b: the smallest L-inf perturbation that flips example n is
+    eps*_n = (h_y - h_other) / ||w_y - w_other||_1 (inside the box here), and one sign step of the
+    margin attack reaches it, so PGD's accuracy at eps is exactly the fraction with eps*_n > eps."""
+    rng = np.random.default_rng(7)
+    D = 16
+    W = np.zeros((10, D))
+    W[0], W[1] = rng.standard_normal(D), rng.standard_normal(D)
+    b = np.full(10, -1e3)  # classes 2-9 never win
+    b[:2] = 0
+    spec = {"name": "linear", "input_shape": [1, 4, 4], "layers": [{"type": "flatten"}, {"type": "dense", "units": 10}]}
+    model = Sequential(spec, [{}, {"W": W, "b": b}])
+    x = 0.5 + rng.uniform(-0.05, 0.05, (400, 1, 4, 4))  # far from the box edges for eps <= 0.45
+    y = model.predict(x)
+    h = model.logits(x)
+    w_diff = np.abs(W[0] - W[1]).sum()
+    eps_star = np.abs(h[:, 0] - h[:, 1]) / w_diff
+    eps_values = np.linspace(0, 1.01, 9) * eps_star.max()  # the last one just past the largest eps*
+    curve = audit.accuracy_curve(model, x, y, eps_values,
+                                 lambda e: PGD(eps=e, steps=3, restarts=1, loss="margin", random_start=False))
+    expected = [100.0 * (eps_star > e).mean() for e in eps_values]
+    np.testing.assert_allclose(curve, expected, atol=100 / 400 + 1e-9)  # a tie at the boundary at most
+    assert all(a >= b for a, b in zip(curve, curve[1:])) and curve[0] == 100 and curve[-1] == 0
+
+
+def test_flags():
+    vanilla = {"fgsm-ce-paper": 3.0, "pgd-ce-paper": 0.0, "pgd-ce-stable": 0.0, "square": 2.0, "noise": 97.0}
+    assert audit.flags(vanilla, worst=0.0, zero_grad_paper=0.0, curve=[98, 0, 0], eps_values=[0, 0.25, 0.5]) == {}
+    masked = {"fgsm-ce-paper": 90.0, "pgd-ce-paper": 88.0, "pgd-ce-stable": 5.0, "square": 3.0,
+              "transfer": 40.0, "noise": 96.0}
+    f = audit.flags(masked, worst=1.0, zero_grad_paper=0.6, curve=[99, 80, 30], eps_values=[0, 0.25, 0.5])
+    assert set(f) == {"gradient_masking", "zero_gradients", "stable_mode_stronger", "eps_sweep_not_zero"}
+    f = audit.flags({"fgsm-ce-paper": 50.0, "pgd-ce-paper": 60.0, "square": 10.0, "transfer": 20.0, "noise": 40.0},
+                    worst=9.0, zero_grad_paper=0.0)
+    assert {"single_step_stronger", "gradient_free_stronger", "transfer_stronger", "noise_stronger"} <= set(f)
+    w = audit.worst_case({"a": np.array([True, False, False]), "b": np.array([False, False, True])})
+    assert w["accuracy"] == pytest.approx(100 / 3) and w["strongest"] == "a" and w["unique"] == {"a": 1, "b": 1}
