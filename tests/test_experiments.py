@@ -93,3 +93,23 @@ def test_analysis_scripts_quick_end_to_end(tmp_path, mnist_dir, small_mnist_mode
     assert k["pearson7"][0]["rise"] == 0 and k["pearson7"][-1]["rise"] > 0.1
     for d, f in [("w", "stats.json"), ("r", "rdm.npz"), ("f", "paths.npz"), ("k", "ratios.json")]:
         assert (tmp_path / d / f).exists()
+
+
+def test_audit_quick_end_to_end(tmp_path, mnist_dir, small_mnist_models):
+    import shutil
+    from experiments import audit
+    folder, _ = small_mnist_models
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(folder / "relu_mlp-vanilla.npz", models / "relu_mlp-vanilla.npz")
+    shutil.copy(folder / "relu_mlp-vanilla.npz", models / "relu_mlp-saturated.npz")  # exercises transfer
+    out = tmp_path / "audit"
+    rows = audit.main(["--quick", "--from", str(models), "--models", "relu_mlp-vanilla", "relu_mlp-saturated",
+                       "--out", str(out), "--data-dir", str(mnist_dir)])
+    vanilla, copy = rows
+    assert vanilla["flags"] == {}  # a plain trained network: nothing suspicious
+    assert "transfer" in copy["accuracy"] and "transfer" not in vanilla["accuracy"]
+    assert vanilla["worst"] <= min(vanilla["accuracy"].values()) and vanilla["worst"] < 10
+    assert vanilla["curve"][0] == vanilla["clean"] > 80 and vanilla["curve"][-1] == 0
+    saved = json.loads((out / "audit.json").read_text())
+    assert len(saved["rows"]) == 2 and "worst case" in (out / "audit.md").read_text()

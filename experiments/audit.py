@@ -1,0 +1,192 @@
+"""Beyond the paper: a gradient-masking audit of the nine Table 1 models.
+
+For each model, on the first --n-test test images (--n-test-cnn for the CNNs, whose passes cost
+~10x more on a CPU), at eps = 0.25 in L-inf:
+
+* FGSM with the cross-entropy in the paper's float32 mode (what Table 1 reports), in the stable
+  mode, in float64, and with the logit-margin loss;
+* PGD (100 steps, 5 random restarts, worst case kept) with the cross-entropy in both modes and with
+  the margin loss;
+* the gradient-free Square attack (--square-queries forward passes per image);
+* transfer: PGD examples made on the vanilla model of the same architecture;
+* uniform random noise of the same size (the floor);
+
+then the per-example worst case over the whole suite, the fraction of exactly-zero input gradients
+per numeric mode, robust accuracy against eps from 0 to 1 (PGD, cross-entropy paper mode and margin
+stable mode, per-example worst), and the named flags of ``analysis.audit``.
+
+    python -m experiments.audit                       # all nine models of runs/table1
+    python -m experiments.audit --models sigmoid_mlp-saturated --n-test 10000
+    python -m experiments.audit --device gpu --n-test 10000 --n-test-cnn 10000
+
+Writes audit.json (everything), audit.md (the table) and, with the plots extra, eps_sweep.png.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from analysis import audit
+from attacks import FGSM
+from attacks.noise import uniform_noise
+from attacks.pgd import PGD
+from attacks.square import Square
+from experiments.common import Run, add_checkpoint_args, add_common_args, load_models, pyplot, write_json
+from experiments.table1 import ARCHS, PAPER, TRAININGS
+from nn.backend import to_device, to_host
+from nn.mnist import load_mnist
+
+MODELS = tuple(f"{a}-{t}" for a in ARCHS for t in TRAININGS)
+EPS_SWEEP = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0)
+
+
+def in_batches(attack, model, x, y, batch):
+    """Run ``attack(model, x, y) -> (x_adv, fooled)`` on slices of ``batch`` examples (bounded memory)."""
+    xs, fs = [], []
+    for i in range(0, len(x), batch):
+        xa, f = attack(model, x[i:i + batch], y[i:i + batch])
+        xs.append(xa)
+        fs.append(f)
+    xp = model.xp
+    return xp.concatenate(xs), xp.concatenate(fs)
+
+
+def fgsm_attack(eps, loss="ce", stable=False):
+    def attack(model, x, y):
+        r = FGSM(eps, loss=loss, stable=stable)(model, x, y)
+        return r.x_adv, r.success | (model.predict(x) != y)  # a clean error counts as fooled
+    return attack
+
+
+def noise_attack(eps, seed):
+    return lambda model, x, y: uniform_noise(model, x, y, eps=eps, draws=10, seed=seed)
+
+
+def suite(args):
+    """The white-box and black-box attacks at eps, by name ("<family>-<loss>-<mode>" for gradients)."""
+    e, s = args.eps, args.seed
+    pgd = dict(eps=e, steps=args.pgd_steps, restarts=args.restarts, seed=s)
+    return {
+        "fgsm-ce-paper": fgsm_attack(e),
+        "fgsm-ce-stable": fgsm_attack(e, stable=True),
+        "fgsm-margin-stable": fgsm_attack(e, "margin", stable=True),
+        "pgd-ce-paper": PGD(**pgd),
+        "pgd-ce-stable": PGD(**pgd, stable=True),
+        "pgd-margin-stable": PGD(**pgd, loss="margin", stable=True),
+        "square": Square(eps=e, n_queries=args.square_queries, seed=s),
+        "noise": noise_attack(e, s),
+    }
+
+
+def sweep_attack(args):
+    """The eps sweep's attack: per-example worst of PGD (cross-entropy, paper mode) and PGD (margin,
+    stable mode), --sweep-steps steps and one random start each."""
+    def make(eps):
+        a = PGD(eps=eps, steps=args.sweep_steps, restarts=1, seed=args.seed)
+        b = PGD(eps=eps, steps=args.sweep_steps, restarts=1, seed=args.seed, loss="margin", stable=True)
+
+        def attack(model, x, y):
+            xa, fa = in_batches(a, model, x, y, args.batch)
+            xb, fb = in_batches(b, model, x, y, args.batch)
+            return xa, fa | fb
+        return attack
+    return make
+
+
+def audit_model(run, name, model, vanilla, x, y, args):
+    """Every number of one model. x, y on the model's device."""
+    t0 = time.perf_counter()
+    fooled = {}
+    for attack_name, attack in suite(args).items():
+        t = time.perf_counter()
+        _, f = in_batches(attack, model, x, y, args.batch)
+        fooled[attack_name] = f
+        run.log(f"  {name} {attack_name}: {audit.accuracy(f):.1f} %  ({time.perf_counter() - t:.0f} s)")
+    x64, m64 = x.astype(np.float64), model.astype(np.float64)
+    f64 = fgsm_attack(args.eps, stable=True)
+    fooled["fgsm-ce-float64"] = in_batches(f64, m64, x64, y, args.batch)[1]
+    if vanilla is not None:
+        x_transfer, _ = in_batches(PGD(eps=args.eps, steps=args.pgd_steps, restarts=1, seed=args.seed, loss="margin",
+                                       stable=True), vanilla, x, y, args.batch)
+        fooled["transfer"] = (model.predict(x_transfer) != y) | (model.predict(x) != y)
+    accs = {k: audit.accuracy(v) for k, v in fooled.items()}
+    worst = audit.worst_case(fooled)
+    zero = {mode: float(np.mean([audit.zero_gradient_fraction(mm, xx[i:i + args.batch], y[i:i + args.batch],
+                                                               stable=st) for i in range(0, len(x), args.batch)]))
+            for mode, mm, xx, st in [("paper", model, x, False), ("stable", model, x, True), ("float64", m64, x64, True)]}
+    eps_values = list(EPS_SWEEP)
+    curve = audit.accuracy_curve(model, x, y, eps_values, sweep_attack(args))
+    flags = audit.flags(accs, worst["accuracy"], zero["paper"], curve, eps_values)
+    clean = audit.accuracy(model.predict(x) != y)
+    return {"model": name, "n": int(len(x)), "clean": clean, "accuracy": accs, "worst": worst["accuracy"],
+            "strongest": worst["strongest"], "unique": worst["unique"], "zero_gradient_fraction": zero,
+            "eps": eps_values, "curve": curve, "flags": flags, "seconds": time.perf_counter() - t0}
+
+
+def format_table(rows):
+    lines = ["| model | n | clean | paper FGSM | our FGSM (paper mode) | worst case | strongest attack | flags |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        arch, training = r["model"].split("-")
+        lines.append(f"| {r['model']} | {r['n']} | {r['clean']:.1f} | {PAPER[(arch, training)][1]:.2f} | "
+                     f"{r['accuracy']['fgsm-ce-paper']:.1f} | {r['worst']:.1f} | {r['strongest']} | "
+                     f"{', '.join(r['flags']) or '-'} |")
+    return "\n".join(lines) + "\n\n(accuracies in %, L-inf eps = 0.25; worst case: per-example minimum over the suite)\n"
+
+
+def main(argv=None):
+    parser = add_checkpoint_args(add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0])), MODELS)
+    parser.add_argument("--n-test", type=int, default=1000, help="test images for the MLPs (default 1000)")
+    parser.add_argument("--n-test-cnn", type=int, default=250, help="test images for the CNNs (default 250)")
+    parser.add_argument("--eps", type=float, default=0.25)
+    parser.add_argument("--pgd-steps", type=int, default=100)
+    parser.add_argument("--restarts", type=int, default=5)
+    parser.add_argument("--square-queries", type=int, default=1000)
+    parser.add_argument("--sweep-steps", type=int, default=20)
+    parser.add_argument("--batch", type=int, default=250)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.n_test, args.n_test_cnn, args.pgd_steps, args.restarts = 100, 50, 10, 2
+        args.square_queries, args.sweep_steps = 50, 5
+    run = Run("audit", args)
+    x_all, y_all = load_mnist(args.data_dir)["test"]
+    models = load_models(args, run.xp)
+    rows = []
+    for name, model in models.items():
+        arch = name.split("-")[0]
+        n = args.n_test_cnn if arch == "cnn" else args.n_test
+        x, y = to_device(x_all[:n], run.xp), to_device(y_all[:n], run.xp)
+        vanilla = None
+        if not name.endswith("-vanilla"):
+            vname = f"{arch}-vanilla"
+            vanilla = models[vname] if vname in models else load_models(
+                argparse.Namespace(checkpoints=args.checkpoints, models=[vname]), run.xp)[vname]
+        run.log(f"{name}: auditing on {n} test images")
+        row = audit_model(run, name, model, vanilla, x, y, args)
+        rows.append(row)
+        run.log(f"{name}: clean {row['clean']:.1f} %, FGSM (paper) {row['accuracy']['fgsm-ce-paper']:.1f} %, "
+                f"worst case {row['worst']:.1f} % by {row['strongest']}; zero gradients {row['zero_gradient_fraction']}; "
+                f"eps sweep {[round(a, 1) for a in row['curve']]}; flags {row['flags'] or 'none'} ({row['seconds']:.0f} s)")
+        write_json(run.path("audit.json"), {"rows": rows, "options": vars(args), "flag_rules": audit.FLAG_RULES,
+                                            "thresholds": audit.THRESHOLDS})
+    table = format_table(rows)
+    run.path("audit.md").write_text(table)
+    run.log("\n" + table)
+    plt = pyplot()
+    if plt is not None:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for r in rows:
+            ax.plot(r["eps"], r["curve"], marker=".", label=r["model"])
+        ax.set_xlabel("eps (L-inf)")
+        ax.set_ylabel("robust accuracy %")
+        ax.legend(fontsize=6)
+        fig.tight_layout()
+        fig.savefig(run.path("eps_sweep.png"), dpi=120)
+        plt.close(fig)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
