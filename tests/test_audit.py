@@ -150,6 +150,10 @@ def test_eps_sweep_matches_the_closed_form_on_a_linear_model():
 def test_flags():
     vanilla = {"fgsm-ce-paper": 3.0, "pgd-ce-paper": 0.0, "pgd-ce-stable": 0.0, "square": 2.0, "noise": 97.0}
     assert audit.flags(vanilla, worst=0.0, zero_grad_paper=0.0, curve=[98, 0, 0], eps_values=[0, 0.25, 0.5]) == {}
+    cnn_like = {"fgsm-ce-paper": 28.0, "pgd-ce-paper": 0.0, "pgd-ce-stable": 0.0, "square": 20.0, "noise": 99.0}
+    assert audit.flags(cnn_like, worst=0.0, zero_grad_paper=0.0) == {}  # FGSM > PGD is normal, not masking
+    fgsm_trained = {"fgsm-ce-paper": 90.0, "pgd-ce-paper": 4.0, "pgd-ce-stable": 3.0, "square": 60.0, "noise": 99.0}
+    assert set(audit.flags(fgsm_trained, worst=2.0, zero_grad_paper=0.0)) == {"gradient_masking"}
     masked = {"fgsm-ce-paper": 90.0, "pgd-ce-paper": 88.0, "pgd-ce-stable": 5.0, "square": 3.0,
               "transfer": 40.0, "noise": 96.0}
     f = audit.flags(masked, worst=1.0, zero_grad_paper=0.6, curve=[99, 80, 30], eps_values=[0, 0.25, 0.5])
