@@ -33,9 +33,9 @@ from attacks import FGSM
 from attacks.noise import uniform_noise
 from attacks.pgd import PGD
 from attacks.square import Square
-from experiments.common import Run, add_checkpoint_args, add_common_args, load_models, pyplot, write_json
+from experiments.common import Run, add_checkpoint_args, add_common_args, load_models, save_figure, write_json
 from experiments.table1 import ARCHS, PAPER, TRAININGS
-from nn.backend import to_device, to_host
+from nn.backend import to_device
 from nn.mnist import load_mnist
 
 MODELS = tuple(f"{a}-{t}" for a in ARCHS for t in TRAININGS)
@@ -174,17 +174,15 @@ def main(argv=None):
     table = format_table(rows)
     run.path("audit.md").write_text(table)
     run.log("\n" + table)
-    plt = pyplot()
-    if plt is not None:
-        fig, ax = plt.subplots(figsize=(6, 4))
+
+    def draw(axes):
+        ax = axes[0, 0]
         for r in rows:
             ax.plot(r["eps"], r["curve"], marker=".", label=r["model"])
         ax.set_xlabel("eps (L-inf)")
         ax.set_ylabel("robust accuracy %")
         ax.legend(fontsize=6)
-        fig.tight_layout()
-        fig.savefig(run.path("eps_sweep.png"), dpi=120)
-        plt.close(fig)
+    save_figure(run.path("eps_sweep.png"), draw)
     return rows
 
 

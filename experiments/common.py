@@ -97,12 +97,18 @@ def load_models(args, xp, dtype=None):
     return models
 
 
-def pyplot():
-    """matplotlib.pyplot with the file-only Agg backend, or None without the ``plots`` extra."""
+def save_figure(path, draw, shape=(1, 1), figsize=(6, 4), dpi=120):
+    """Draw a PNG with matplotlib (the ``plots`` extra, Agg backend): ``draw(axes)`` fills the
+    (rows, cols) array of axes. -> True, or False (nothing written) without matplotlib."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        return None
-    return plt
+        return False
+    fig, axes = plt.subplots(*shape, figsize=figsize, squeeze=False)
+    draw(axes)
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return True

@@ -19,7 +19,7 @@ import numpy as np
 
 from analysis.fisher import path_geometry
 from attacks.targeted import select_sources
-from experiments.common import Run, add_checkpoint_args, add_common_args, load_models, pyplot, write_json
+from experiments.common import Run, add_checkpoint_args, add_common_args, load_models, save_figure, write_json
 from nn.backend import to_device
 from nn.mnist import load_mnist
 
@@ -59,10 +59,8 @@ def main(argv=None):
             run.log(f"{name} path {key}: {summary[name][key]}")
     write_json(run.path("paths.json"), summary)
     np.savez_compressed(run.path("paths.npz"), **arrays)
-    plt = pyplot()
-    if plt is not None:
-        fig, axes = plt.subplots(3 * len(models), len(PAIRS), figsize=(4 * len(PAIRS), 2.2 * 3 * len(models)),
-                                 squeeze=False)
+
+    def draw(axes):
         for r, name in enumerate(models):
             for c, (a, b) in enumerate(PAIRS):
                 key = f"{name}/{a}-{b}"
@@ -73,9 +71,8 @@ def main(argv=None):
                 axes[3 * r + 1, c].set_title("softmax p", fontsize=8)
                 axes[3 * r + 2, c].semilogy(t, np.maximum(arrays[f"{key}/sv"], 1e-30))
                 axes[3 * r + 2, c].set_title("singular values of J", fontsize=8)
-        fig.tight_layout()
-        fig.savefig(run.path("fisher_path.png"), dpi=100)
-        plt.close(fig)
+    save_figure(run.path("fisher_path.png"), draw, (3 * len(models), len(PAIRS)),
+                (4 * len(PAIRS), 2.2 * 3 * len(models)), dpi=100)
     return summary
 
 

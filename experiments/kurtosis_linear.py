@@ -15,7 +15,7 @@ import argparse
 
 from analysis.kurtosis import empirical_sampler, ratio_statistics, sample_pearson7
 from analysis.stats import excess_kurtosis, weight_layers
-from experiments.common import Run, add_checkpoint_args, add_common_args, load_models, pyplot, write_json
+from experiments.common import Run, add_checkpoint_args, add_common_args, load_models, save_figure, write_json
 
 MODELS = ("sigmoid_mlp-vanilla", "sigmoid_mlp-saturated", "relu_mlp-vanilla", "relu_mlp-saturated")
 GAMMAS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
@@ -46,9 +46,9 @@ def main(argv=None):
             run.log(f"{name} layer {k + 1}: kurtosis {row['kurtosis']:.2f}, R = {m:.4f} +- {s:.4f} "
                     f"({100 * row['rise']:+.1f} % over the Gaussian)")
     write_json(run.path("ratios.json"), out)
-    plt = pyplot()
-    if plt is not None:
-        fig, ax = plt.subplots(figsize=(5, 3.5))
+
+    def draw(axes):
+        ax = axes[0, 0]
         p7 = out["pearson7"]
         ax.errorbar([r["gamma2"] for r in p7], [r["mean"] for r in p7], [r["std"] for r in p7], marker="o",
                     label="Pearson VII")
@@ -59,9 +59,7 @@ def main(argv=None):
         ax.set_xlabel("excess kurtosis gamma_2")
         ax.set_ylabel("R")
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(run.path("kurtosis_linear.png"), dpi=120)
-        plt.close(fig)
+    save_figure(run.path("kurtosis_linear.png"), draw, figsize=(5, 3.5))
     return out
 
 

@@ -15,7 +15,7 @@ import argparse
 import numpy as np
 
 from analysis.rdm import between_within_ratio, rdm, sample_per_class
-from experiments.common import Run, add_checkpoint_args, add_common_args, load_models, pyplot, write_json
+from experiments.common import Run, add_checkpoint_args, add_common_args, load_models, save_figure, write_json
 from nn import layers as L
 from nn.backend import to_device, to_host
 from nn.mnist import load_mnist
@@ -58,19 +58,16 @@ def main(argv=None):
         run.log(f"{name}: between/within dissimilarity per layer {[round(v, 2) for v in ratios[name]]}")
     write_json(run.path("ratios.json"), {"ratios": ratios, "indices": idx.tolist(), "labels": labels.tolist()})
     np.savez_compressed(run.path("rdm.npz"), **mats)
-    plt = pyplot()
-    if plt is not None:
-        n_layers = max(len(v) for v in ratios.values())
-        fig, axes = plt.subplots(len(models), n_layers, figsize=(3 * n_layers, 3 * len(models)), squeeze=False)
+    n_layers = max(len(v) for v in ratios.values())
+
+    def draw(axes):
         for r, name in enumerate(models):
             for c in range(len(ratios[name])):
                 D = mats[f"{name}/layer{c + 1}"]
                 axes[r, c].imshow(D / max(D.max(), 1e-30), cmap="viridis")
                 axes[r, c].set_title(f"{name} l{c + 1}: {ratios[name][c]:.2f}", fontsize=8)
                 axes[r, c].axis("off")
-        fig.tight_layout()
-        fig.savefig(run.path("rdm.png"), dpi=110)
-        plt.close(fig)
+    save_figure(run.path("rdm.png"), draw, (len(models), n_layers), (3 * n_layers, 3 * len(models)), dpi=110)
     return ratios
 
 

@@ -24,7 +24,7 @@ from attacks.adversarial_training import adversarial_objective
 from experiments.common import Run, add_common_args, hardware, write_json
 from experiments.train import PRESETS
 from nn.architectures import build_spec
-from nn.backend import to_device, to_host
+from nn.backend import to_device
 from nn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from nn.mnist import load_mnist
 from nn.model import Sequential

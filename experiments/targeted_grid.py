@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from attacks.targeted import adam_attack, grid_pairs, lbfgs_attack, select_sources
-from experiments.common import Run, add_common_args, write_json
+from experiments.common import Run, add_checkpoint_args, add_common_args, load_models, save_figure, write_json
 from nn.backend import to_device
-from nn.checkpoint import atomic_write, load_checkpoint
+from nn.checkpoint import atomic_write
 from nn.mnist import load_mnist
 
 MODELS = ("sigmoid_mlp-vanilla", "sigmoid_mlp-saturated", "relu_mlp-vanilla", "relu_mlp-saturated",
@@ -53,7 +53,7 @@ def save_result(path, result, idx, targets, meta):
 
 
 def format_summary(rows, attack):
-    lines = [f"| model | sources | fooled / 90 | median iterations | median L2 | median Linf | time (s) |",
+    lines = ["| model | sources | fooled / 90 | median iterations | median L2 | median Linf | time (s) |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
     for r in rows:
@@ -64,51 +64,41 @@ def format_summary(rows, attack):
 
 def draw_grids(folder):
     """One PNG per source kind: for each model, the 10 x 10 grid of final images (row: source class,
-    column: target class; the diagonal shows the source; a failure is drawn dimmed with a red cross).
+    column: target class; the diagonal is blank; a failure is drawn faded with a red cross).
     Needs matplotlib (the ``plots`` extra); returns the paths written, or [] without it."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return []
     folder = Path(folder)
     written = []
     for sources in SOURCES:
         files = sorted(folder.glob(f"*-{sources}.npz"))
-        if not files:
-            continue
-        fig, axes = plt.subplots(1, len(files), figsize=(5 * len(files), 5.4), squeeze=False)
-        for ax, f in zip(axes[0], files):
-            with np.load(f) as z:
-                x_adv, success = z["x_adv"][:, 0], z["success"]
-            s_cls, t_cls = grid_pairs()
-            side = x_adv.shape[-1]
-            canvas = np.ones((10 * side, 10 * side, 3))
-            for k, (s, t) in enumerate(zip(s_cls, t_cls)):
-                img = x_adv[k] if success[k] else 0.3 * x_adv[k]
-                canvas[s * side:(s + 1) * side, t * side:(t + 1) * side] = img[..., None]
-                if not success[k]:
-                    ax.plot([t * side, (t + 1) * side], [s * side, (s + 1) * side], "r-", lw=0.8)
-            ax.imshow(1 - canvas, interpolation="nearest")
-            ax.set_title(f"{f.stem}: {int(success.sum())}/90 fooled", fontsize=9)
-            ax.set_xlabel("target class")
-            ax.set_ylabel("source class")
-            ax.set_xticks(np.arange(10) * side + side / 2, range(10))
-            ax.set_yticks(np.arange(10) * side + side / 2, range(10))
-        fig.tight_layout()
         out = folder / f"{sources}.png"
-        fig.savefig(out, dpi=120)
-        plt.close(fig)
-        written.append(out)
+        if files and save_figure(out, lambda axes, files=files: _draw_grid_row(axes[0], files),
+                                 (1, len(files)), (5 * len(files), 5.4)):
+            written.append(out)
     return written
 
 
+def _draw_grid_row(axes, files):
+    s_cls, t_cls = grid_pairs()
+    for ax, f in zip(axes, files):
+        with np.load(f) as z:
+            x_adv, success = z["x_adv"][:, 0], z["success"]
+        side = x_adv.shape[-1]
+        canvas = np.zeros((10 * side, 10 * side))  # ink: 1 is black once inverted below
+        for k, (s, t) in enumerate(zip(s_cls, t_cls)):
+            canvas[s * side:(s + 1) * side, t * side:(t + 1) * side] = x_adv[k] if success[k] else 0.3 * x_adv[k]
+            if not success[k]:
+                ax.plot([t * side, (t + 1) * side], [s * side, (s + 1) * side], "r-", lw=0.8)
+        ax.imshow(1 - canvas, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(f"{f.stem}: {int(success.sum())}/90 fooled", fontsize=9)
+        ax.set_xlabel("target class")
+        ax.set_ylabel("source class")
+        ax.set_xticks(np.arange(10) * side + side / 2, range(10))
+        ax.set_yticks(np.arange(10) * side + side / 2, range(10))
+
+
 def main(argv, script, attack_name, make_attack, add_args):
-    parser = add_common_args(argparse.ArgumentParser(description=f"targeted {attack_name} grid (section 7)"))
-    parser.add_argument("--from", dest="checkpoints", default="runs/table1",
-                        help="folder with the Table 1 checkpoints <arch>-<training>.npz (default runs/table1)")
-    parser.add_argument("--models", nargs="*", default=list(MODELS), help=f"default: {' '.join(MODELS)}")
+    parser = add_checkpoint_args(add_common_args(argparse.ArgumentParser(
+        description=f"targeted {attack_name} grid (section 7)")), MODELS)
     parser.add_argument("--sources", nargs="*", default=list(SOURCES), choices=SOURCES)
     add_args(parser)
     args = parser.parse_args(argv)
@@ -117,8 +107,7 @@ def main(argv, script, attack_name, make_attack, add_args):
     x_test, y_test = data["test"]
     attack = make_attack(args)
     rows = []
-    for name in args.models:
-        model, _ = load_checkpoint(Path(args.checkpoints) / f"{name}.npz", run.xp)
+    for name, model in load_models(args, run.xp).items():
         for sources in args.sources:
             t0 = time.perf_counter()
             result, idx, targets = attack_grid(model, x_test, y_test, attack, sources, run.xp)

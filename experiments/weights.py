@@ -15,7 +15,7 @@ import argparse
 import numpy as np
 
 from analysis.stats import excess_kurtosis, histogram, saturated_fraction, weight_layers
-from experiments.common import Run, add_checkpoint_args, add_common_args, load_models, pyplot, write_json
+from experiments.common import Run, add_checkpoint_args, add_common_args, load_models, save_figure, write_json
 from nn.backend import to_device, to_host
 from nn.mnist import load_mnist
 
@@ -69,23 +69,18 @@ def main(argv=None):
                 f"h ranges {[(round(p['min'], 1), round(p['max'], 1)) for p in pre]}")
     write_json(run.path("stats.json"), stats)
     np.savez_compressed(run.path("hist.npz"), **arrays)
-    plt = pyplot()
-    if plt is not None:
-        for what, title in (("W", "weights"), ("h", "preactivations")):
-            n_layers = max(len(s["weights"]) for s in stats.values())
-            fig, axes = plt.subplots(len(models), n_layers, figsize=(4 * n_layers, 2.5 * len(models)), squeeze=False)
+    n_layers = max(len(s["weights"]) for s in stats.values())
+    for what, title in (("W", "weights"), ("h", "preactivations")):
+        def draw(axes, what=what):
             for r, name in enumerate(models):
                 for c in range(n_layers):
                     key = f"{name}/{what}{c + 1}"
                     if f"{key}/counts" in arrays:
-                        e, n = arrays[f"{key}/edges"], arrays[f"{key}/counts"]
-                        axes[r, c].stairs(n, e, fill=True)
+                        axes[r, c].stairs(arrays[f"{key}/counts"], arrays[f"{key}/edges"], fill=True)
                         axes[r, c].set_yscale("log")
                         extra = f" kurtosis {stats[name]['weights'][c]['kurtosis']:.1f}" if what == "W" else ""
                         axes[r, c].set_title(f"{name} layer {c + 1}{extra}", fontsize=8)
-            fig.tight_layout()
-            fig.savefig(run.path(f"{title}.png"), dpi=110)
-            plt.close(fig)
+        save_figure(run.path(f"{title}.png"), draw, (len(models), n_layers), (4 * n_layers, 2.5 * len(models)), dpi=110)
     return stats
 
 

@@ -25,8 +25,6 @@ Ties and kinks, decided on purpose:
 """
 from __future__ import annotations
 
-import numpy as np
-
 from .backend import array_module
 
 # ---------------------------------------------------------------------------------------------

@@ -1,6 +1,5 @@
 """Every layer's backward against centred finite differences in float64."""
 import numpy as np
-import pytest
 
 from nn import layers as L
 from nn.backend import to_device, to_host

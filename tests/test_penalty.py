@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from nn import architectures
-from nn.backend import to_device, to_host
+from nn.backend import to_device
 from nn.gradcheck import numerical_gradient, rel_error
 from nn.model import Sequential, backward
 from nn.penalty import PHI, lambda_schedule, saturating_penalty
