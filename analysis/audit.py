@@ -51,8 +51,20 @@ def worst_case(fooled_by):
 
 
 def accuracy_curve(model, x, y, eps_values, make_attack):
-    """Robust accuracy (%) at each eps: ``make_attack(eps)(model, x, y) -> (x_adv, fooled)``."""
-    return [accuracy(make_attack(float(e))(model, x, y)[1]) for e in eps_values]
+    """Robust accuracy (%) at each eps (ascending): ``make_attack(eps)(model, x, y) -> (x_adv, fooled)``.
+
+    An example fooled at eps is fooled at every larger eps (the smaller ball lies inside the larger
+    one), so the fooled masks are accumulated: the curve is non-increasing even where an attack run
+    at a larger eps does worse than one at a smaller eps.
+    """
+    if list(eps_values) != sorted(eps_values):
+        raise ValueError(f"eps values must be ascending, got {list(eps_values)}")
+    curve, fooled = [], None
+    for e in eps_values:
+        f = to_host(make_attack(float(e))(model, x, y)[1]).astype(bool)
+        fooled = f if fooled is None else fooled | f
+        curve.append(accuracy(fooled))
+    return curve
 
 
 def zero_gradient_fraction(model, x, y, loss="ce", stable=False):

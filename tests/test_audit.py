@@ -147,6 +147,15 @@ def test_eps_sweep_matches_the_closed_form_on_a_linear_model():
     assert all(a >= b for a, b in zip(curve, curve[1:])) and curve[0] == 100 and curve[-1] == 0
 
 
+def test_eps_curve_accumulates_fooled_examples():
+    """An attack that fools example 0 only at the small eps still counts it fooled at the larger one."""
+    outcomes = {0.1: [True, False], 0.2: [False, True]}
+    curve = audit.accuracy_curve(None, None, None, [0.1, 0.2], lambda e: lambda m, x, y: (None, np.array(outcomes[e])))
+    assert curve == [50.0, 0.0]
+    with pytest.raises(ValueError, match="ascending"):
+        audit.accuracy_curve(None, None, None, [0.2, 0.1], None)
+
+
 def test_flags():
     vanilla = {"fgsm-ce-paper": 3.0, "pgd-ce-paper": 0.0, "pgd-ce-stable": 0.0, "square": 2.0, "noise": 97.0}
     assert audit.flags(vanilla, worst=0.0, zero_grad_paper=0.0, curve=[98, 0, 0], eps_values=[0, 0.25, 0.5]) == {}
