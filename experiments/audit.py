@@ -113,9 +113,11 @@ def audit_model(run, name, model, vanilla, x, y, args):
         fooled["transfer"] = (model.predict(x_transfer) != y) | (model.predict(x) != y)
     accs = {k: audit.accuracy(v) for k, v in fooled.items()}
     worst = audit.worst_case(fooled)
-    zero = {mode: float(np.mean([audit.zero_gradient_fraction(mm, xx[i:i + args.batch], y[i:i + args.batch],
-                                                               stable=st) for i in range(0, len(x), args.batch)]))
-            for mode, mm, xx, st in [("paper", model, x, False), ("stable", model, x, True), ("float64", m64, x64, True)]}
+    zero = {}
+    for mode, mm, xx, st in [("paper", model, x, False), ("stable", model, x, True), ("float64", m64, x64, True)]:
+        counts = [audit.zero_gradient_fraction(mm, xx[i:i + args.batch], y[i:i + args.batch], stable=st)
+                  * len(xx[i:i + args.batch]) for i in range(0, len(x), args.batch)]
+        zero[mode] = float(sum(counts) / len(x))
     eps_values = list(EPS_SWEEP)
     curve = audit.accuracy_curve(model, x, y, eps_values, sweep_attack(args))
     flags = audit.flags(accs, worst["accuracy"], zero["paper"], curve, eps_values)
