@@ -96,6 +96,7 @@ def test_sigmoid(xp):
     rng = np.random.default_rng(5)
     h = _rand(xp, rng, 4, 6) * 3
     _check_layer(xp, L.sigmoid_forward, lambda d, c: (L.sigmoid_backward(d, c),), [h], rng)
+    _check_layer(xp, L.sigmoid_forward, lambda d, c: (L.sigmoid_backward_stable(d, c),), [h], rng)
 
 
 def test_sigmoid_is_stable_and_saturates_in_float32(xp):

@@ -90,6 +90,9 @@ def test_input_gradient(xp, name):
     assert dx.shape == x.shape
     assert rel_error(dx, num) < TOL
     np.testing.assert_allclose(to_host(model.input_gradient(x, y)), to_host(dx))
+    from attacks.losses import cross_entropy, loss_and_input_gradient
+    _, dx_stable, _ = loss_and_input_gradient(model, x, y, cross_entropy, stable=True)
+    assert rel_error(dx_stable, num) < TOL  # the stable mode's derivatives, through the whole network
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
