@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from attacks.losses import cross_entropy, loss_and_input_gradient
 from nn import architectures, model as M
 from nn.backend import to_device, to_host
 from nn.gradcheck import numerical_gradient, numerical_jvp, rel_error
@@ -90,7 +91,6 @@ def test_input_gradient(xp, name):
     assert dx.shape == x.shape
     assert rel_error(dx, num) < TOL
     np.testing.assert_allclose(to_host(model.input_gradient(x, y)), to_host(dx))
-    from attacks.losses import cross_entropy, loss_and_input_gradient
     _, dx_stable, _ = loss_and_input_gradient(model, x, y, cross_entropy, stable=True)
     assert rel_error(dx_stable, num) < TOL  # the stable mode's derivatives, through the whole network
 
