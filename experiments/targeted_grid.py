@@ -57,7 +57,7 @@ def format_summary(rows, attack):
              "| --- | --- | --- | --- | --- | --- | --- |"]
     fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
     for r in rows:
-        lines.append(f"| {r['model']} | {r['sources']} | {r['success']} | {fmt(r['median_iterations'], '.0f')} | "
+        lines.append(f"| {r['model']} | {r['sources']} | {r['success']} | {fmt(r['median_iterations'], 'g')} | "
                      f"{fmt(r['median_l2'], '.2f')} | {fmt(r['median_linf'], '.2f')} | {r['seconds']:.0f} |")
     return "\n".join(lines) + f"\n\nPaper ({attack}): {PAPER[attack]}.\n"
 
