@@ -67,12 +67,12 @@ def accuracy_curve(model, x, y, eps_values, make_attack):
     return curve
 
 
-def zero_gradient_fraction(model, x, y, loss="ce", stable=False):
-    """Fraction of examples whose input gradient dL_n/dx_n is exactly 0 in every pixel (the float32
+def zero_gradient(model, x, y, loss="ce", stable=False):
+    """(N,) host bool: the example's input gradient dL_n/dx_n is exactly 0 in every pixel (the float32
     saturation signature: FGSM's sign(0) = 0 does not move such an image at all)."""
     _, g, _ = loss_and_input_gradient(model, x, y, LOSSES[loss], stable=stable)
     g = to_host(g).reshape(len(g), -1)
-    return float((np.abs(g).max(axis=1) == 0).mean())
+    return np.abs(g).max(axis=1) == 0
 
 
 def _min(accs, keys):
@@ -85,7 +85,8 @@ def flags(accs, worst, zero_grad_paper, curve=None, eps_values=None, t=THRESHOLD
 
     accs: {attack name: accuracy %} with names "<family>-<loss>-<mode>" for gradient attacks
     (family fgsm / pgd; mode paper / stable / float64) and "square", "transfer", "noise";
-    worst: worst-case accuracy %; zero_grad_paper: fraction of exact-zero gradients in paper mode;
+    worst: worst-case accuracy %; zero_grad_paper: fraction of exact-zero gradients in paper mode
+    (``zero_gradient``);
     curve / eps_values: the accuracy-against-eps sweep. -> {flag: reason} (empty: nothing suspicious).
     """
     grad = [k for k in accs if k.startswith(("fgsm-", "pgd-"))]

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -35,22 +36,25 @@ from attacks.pgd import PGD
 from attacks.square import Square
 from experiments.common import Run, add_checkpoint_args, add_common_args, load_models, save_figure, write_json
 from experiments.table1 import ARCHS, PAPER, TRAININGS
-from nn.backend import to_device
+from nn.backend import array_module, to_device, to_host
+from nn.checkpoint import load_checkpoint
 from nn.mnist import load_mnist
 
 MODELS = tuple(f"{a}-{t}" for a in ARCHS for t in TRAININGS)
 EPS_SWEEP = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0)
 
 
-def in_batches(attack, model, x, y, batch):
-    """Run ``attack(model, x, y) -> (x_adv, fooled)`` on slices of ``batch`` examples (bounded memory)."""
-    xs, fs = [], []
-    for i in range(0, len(x), batch):
-        xa, f = attack(model, x[i:i + batch], y[i:i + batch])
-        xs.append(xa)
-        fs.append(f)
-    xp = model.xp
-    return xp.concatenate(xs), xp.concatenate(fs)
+def in_batches(fn, x, y, batch):
+    """Apply ``fn(x_slice, y_slice) -> tuple of (n, ...) arrays`` to slices of ``batch`` examples and
+    concatenate each output: bounded memory (a CNN's im2col grows with the batch) on CPU and GPU."""
+    parts = [fn(x[i:i + batch], y[i:i + batch]) for i in range(0, len(x), batch)]
+    xp = array_module(x)
+    return tuple(xp.concatenate([xp.asarray(a) for a in p]) for p in zip(*parts))
+
+
+def fooled_by(attack, model, x, y, batch):
+    """(N,) bool: ``attack(model, x, y) -> (x_adv, fooled)`` run in batches; only the mask is kept."""
+    return in_batches(lambda xb, yb: (attack(model, xb, yb)[1],), x, y, batch)[0]
 
 
 def fgsm_attack(eps, loss="ce", stable=False):
@@ -88,9 +92,7 @@ def sweep_attack(args):
         b = PGD(eps=eps, steps=args.sweep_steps, restarts=1, seed=args.seed, loss="margin", stable=True)
 
         def attack(model, x, y):
-            xa, fa = in_batches(a, model, x, y, args.batch)
-            xb, fb = in_batches(b, model, x, y, args.batch)
-            return xa, fa | fb
+            return None, fooled_by(a, model, x, y, args.batch) | fooled_by(b, model, x, y, args.batch)
         return attack
     return make
 
@@ -101,27 +103,27 @@ def audit_model(run, name, model, vanilla, x, y, args):
     fooled = {}
     for attack_name, attack in suite(args).items():
         t = time.perf_counter()
-        _, f = in_batches(attack, model, x, y, args.batch)
-        fooled[attack_name] = f
+        fooled[attack_name] = f = fooled_by(attack, model, x, y, args.batch)
         run.log(f"  {name} {attack_name}: {audit.accuracy(f):.1f} %  ({time.perf_counter() - t:.0f} s)")
     x64, m64 = x.astype(np.float64), model.astype(np.float64)
-    f64 = fgsm_attack(args.eps, stable=True)
-    fooled["fgsm-ce-float64"] = in_batches(f64, m64, x64, y, args.batch)[1]
+    fooled["fgsm-ce-float64"] = fooled_by(fgsm_attack(args.eps, stable=True), m64, x64, y, args.batch)
     if vanilla is not None:
-        x_transfer, _ = in_batches(PGD(eps=args.eps, steps=args.pgd_steps, restarts=1, seed=args.seed, loss="margin",
-                                       stable=True), vanilla, x, y, args.batch)
-        fooled["transfer"] = (model.predict(x_transfer) != y) | (model.predict(x) != y)
+        made_on_vanilla = PGD(eps=args.eps, steps=args.pgd_steps, restarts=1, seed=args.seed, loss="margin", stable=True)
+
+        def transfer(model, xb, yb):
+            x_adv, _ = made_on_vanilla(vanilla, xb, yb)
+            return x_adv, (model.predict(x_adv) != yb) | (model.predict(xb) != yb)
+        fooled["transfer"] = fooled_by(transfer, model, x, y, args.batch)
     accs = {k: audit.accuracy(v) for k, v in fooled.items()}
     worst = audit.worst_case(fooled)
-    zero = {}
-    for mode, mm, xx, st in [("paper", model, x, False), ("stable", model, x, True), ("float64", m64, x64, True)]:
-        counts = [audit.zero_gradient_fraction(mm, xx[i:i + args.batch], y[i:i + args.batch], stable=st)
-                  * len(xx[i:i + args.batch]) for i in range(0, len(x), args.batch)]
-        zero[mode] = float(sum(counts) / len(x))
+    zero = {mode: float(to_host(in_batches(lambda xb, yb: (audit.zero_gradient(mm, xb, yb, stable=st),),
+                                           xx, y, args.batch)[0]).mean())
+            for mode, mm, xx, st in [("paper", model, x, False), ("stable", model, x, True),
+                                     ("float64", m64, x64, True)]}
     eps_values = list(EPS_SWEEP)
     curve = audit.accuracy_curve(model, x, y, eps_values, sweep_attack(args))
     flags = audit.flags(accs, worst["accuracy"], zero["paper"], curve, eps_values)
-    clean = audit.accuracy(model.predict(x) != y)
+    clean = audit.accuracy(in_batches(lambda xb, yb: (model.predict(xb) != yb,), x, y, args.batch)[0])
     return {"model": name, "n": int(len(x)), "clean": clean, "accuracy": accs, "worst": worst["accuracy"],
             "strongest": worst["strongest"], "unique": worst["unique"], "zero_gradient_fraction": zero,
             "eps": eps_values, "curve": curve, "flags": flags, "seconds": time.perf_counter() - t0}
@@ -163,8 +165,8 @@ def main(argv=None):
         vanilla = None
         if not name.endswith("-vanilla"):
             vname = f"{arch}-vanilla"
-            vanilla = models[vname] if vname in models else load_models(
-                argparse.Namespace(checkpoints=args.checkpoints, models=[vname]), run.xp)[vname]
+            vanilla = models[vname] if vname in models else load_checkpoint(
+                Path(args.checkpoints) / f"{vname}.npz", run.xp)[0]
         run.log(f"{name}: auditing on {n} test images")
         row = audit_model(run, name, model, vanilla, x, y, args)
         rows.append(row)

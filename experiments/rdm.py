@@ -33,7 +33,7 @@ def representations(model, x):
     reps = []
     for k, (i, h) in enumerate(zip(weight_idx, hs)):
         act = layers[i + 1]["type"] if i + 1 < len(layers) else None
-        r = L.sigmoid(h) if act == "sigmoid" else h * (h > 0) if act == "relu" else h
+        r = L.sigmoid(h) if act == "sigmoid" else L.relu_forward(h)[0] if act == "relu" else h
         reps.append(r.reshape(len(r), -1))
     return reps
 
