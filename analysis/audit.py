@@ -10,6 +10,7 @@ import numpy as np
 
 from attacks.losses import LOSSES, loss_and_input_gradient
 from nn.backend import to_host
+from nn.model import Sequential
 
 # Every flag, with the pattern that raises it (accuracies in percentage points).
 FLAG_RULES = {
@@ -73,6 +74,25 @@ def zero_gradient(model, x, y, loss="ce", stable=False):
     _, g, _ = loss_and_input_gradient(model, x, y, LOSSES[loss], stable=stable)
     g = to_host(g).reshape(len(g), -1)
     return np.abs(g).max(axis=1) == 0
+
+
+def scale_logits(model, c):
+    """The logit-scaling probe (after Brendel & Bethge 2017): the same network with its readout
+    multiplied by c > 0, W^D <- c W^D and b^D <- c b^D, so z -> c z.
+
+    Every prediction is unchanged (argmax is scale-invariant), and so is the direction of the margin
+    loss's input gradient (it scales by c), yet the softmax saturates: once c times the logit margin
+    exceeds ~104 every p_j (j != y) of a float32 softmax underflows to exactly 0, p_y rounds to 1,
+    and the cross-entropy's input gradient is exactly 0 (~745 in float64). An attack whose accuracy
+    rises with c measures the arithmetic, not the classifier.
+    """
+    if not c > 0:
+        raise ValueError(f"the logit scale must be positive, got {c}")
+    if model.spec["layers"][-1]["type"] != "dense":
+        raise ValueError(f"the readout must be a dense layer, got {model.spec['layers'][-1]['type']!r}")
+    params = [dict(p) for p in model.params]
+    params[-1] = {k: v * model.dtype.type(c) for k, v in params[-1].items()}
+    return Sequential(model.spec, params)
 
 
 def _min(accs, keys):

@@ -10,6 +10,11 @@ over every weight layer's pre-activations h^l, the readout included, with one ph
 
 Batch convention (the paper does not say): R is averaged over the examples of a batch, like the
 cross-entropy it is added to, so lambda does not change meaning with the batch size.
+
+Unit convention (the paper does not say either): ``units="sum"`` (default) sums phi over the units of
+a layer, as eq. 6 is written; ``units="mean"`` averages over each layer's units instead (what
+``tf.reduce_mean`` of each layer's penalty gives), so a layer's weight in R is lambda / n_l and the
+10-unit readout's units weigh 100 x more each than those of a 1000-unit hidden layer.
 """
 from __future__ import annotations
 
@@ -40,16 +45,20 @@ def phi_linear(h):
 
 
 PHI = {"relu": phi_relu, "sigmoid": phi_sigmoid, "linear": phi_linear}
+UNIT_REDUCTIONS = ("sum", "mean")
 
 
-def saturating_penalty(hs, kinds, lam):
-    """R = lam * (1/N) sum_n sum_l sum_i phi_l(h^l_{n,i})  (eqs. 6-8) and dR/dh^l for each layer.
+def saturating_penalty(hs, kinds, lam, units="sum"):
+    """R = lam * (1/N) sum_n sum_l w_l sum_i phi_l(h^l_{n,i})  (eqs. 6-8) and dR/dh^l for each layer,
+    with w_l = 1 (``units="sum"``) or 1 / n_l, n_l the units of layer l (``units="mean"``).
 
     hs: list of pre-activations, each (N, ...); kinds: one name of PHI_KINDS (or None: no penalty
     on that layer) per entry of hs.  ->  (R as a 0-d array, list of dR/dh^l or None).
     """
     if len(kinds) != len(hs):
         raise ValueError(f"{len(kinds)} penalty kinds for {len(hs)} weight layers")
+    if units not in UNIT_REDUCTIONS:
+        raise ValueError(f"unknown unit reduction {units!r}; expected one of {UNIT_REDUCTIONS}")
     N = hs[0].shape[0]
     total, dhs = 0.0, []
     for h, kind in zip(hs, kinds):
@@ -59,9 +68,10 @@ def saturating_penalty(hs, kinds, lam):
         if kind not in PHI:
             raise ValueError(f"unknown penalty kind {kind!r}; expected one of {PHI_KINDS} or None")
         phi, dphi = PHI[kind](h)
-        total = total + phi.sum()
-        dhs.append(dphi * (lam / N))
-    return total * (lam / N), dhs
+        scale = lam / N if units == "sum" else lam / h.size  # h.size = N * n_l
+        total = total + phi.sum() * scale
+        dhs.append(dphi * scale)
+    return total, dhs
 
 
 def lambda_schedule(step, lam_max, lam_step):
@@ -69,12 +79,15 @@ def lambda_schedule(step, lam_max, lam_step):
     return min(lam_max, step * lam_step)
 
 
-def saturating_objective(kinds, lam_max, lam_step):
+def saturating_objective(kinds, lam_max, lam_step, units="sum"):
     """The training objective of the saturated networks: mean cross-entropy + R (eqs. 6-8) with
     lambda = lambda_schedule(step). -> objective(model, x, y, step) for ``nn.train.train``."""
+    if units not in UNIT_REDUCTIONS:
+        raise ValueError(f"unknown unit reduction {units!r}; expected one of {UNIT_REDUCTIONS}")
+
     def objective(model, x, y, step):
         lam = lambda_schedule(step, lam_max, lam_step)
-        return model.loss_and_grads(x, y, penalty=lambda hs: saturating_penalty(hs, kinds, lam))
+        return model.loss_and_grads(x, y, penalty=lambda hs: saturating_penalty(hs, kinds, lam, units))
     return objective
 
 

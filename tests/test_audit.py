@@ -172,3 +172,34 @@ def test_flags():
     assert {"single_step_stronger", "gradient_free_stronger", "transfer_stronger", "noise_stronger"} <= set(f)
     w = audit.worst_case({"a": np.array([True, False, False]), "b": np.array([False, False, True])})
     assert w["accuracy"] == pytest.approx(100 / 3) and w["strongest"] == "a" and w["unique"] == {"a": 1, "b": 1}
+
+
+def test_scale_logits_changes_no_prediction_but_zeroes_the_float32_cross_entropy_gradient(
+        small_mnist_models, mnist_test):
+    """Brendel & Bethge's mechanism on a plain trained network: with the logits multiplied by c the
+    predictions and the margin-FGSM image are bit-identical, while every example whose scaled margin
+    passes ~104 has an exactly-zero paper-mode gradient (float64 still sees it), so FGSM stops."""
+    model = small_mnist_models[1]["sigmoid_mlp-vanilla"]
+    x, y = mnist_test[0][:300], mnist_test[1][:300]
+    c = 4096.0  # a power of two: c z is exact, the readout's arithmetic is unchanged otherwise
+    big = audit.scale_logits(model, c)
+    z = model.logits(x)
+    np.testing.assert_array_equal(big.logits(x), c * z)
+    np.testing.assert_array_equal(big.predict(x), model.predict(x))
+    for m in (model, big):
+        assert m.dtype == np.float32
+    fgsm_margin = FGSM(0.25, loss="margin", stable=True)
+    np.testing.assert_array_equal(fgsm_margin(big, x, y).x_adv, fgsm_margin(model, x, y).x_adv)
+
+    rows = np.arange(len(y))
+    lead = z[rows, y] - np.where(np.arange(10) == y[:, None], -np.inf, z).max(axis=1)
+    saturated = c * lead > 110  # every p_j, j != y, underflows in float32
+    assert 0.5 < saturated.mean() < 1
+    zero_big, zero = audit.zero_gradient(big, x, y), audit.zero_gradient(model, x, y)
+    assert zero_big[saturated].all() and not zero.any()
+    assert not audit.zero_gradient(big.astype(np.float64), x.astype(np.float64), y, stable=True)[c * lead < 700].any()
+    r_small, r_big = FGSM(0.25)(model, x, y), FGSM(0.25)(big, x, y)
+    np.testing.assert_array_equal(r_big.x_adv[saturated], x[saturated])  # sign(0) = 0: nothing moves
+    assert r_big.success[saturated].sum() < r_small.success[saturated].sum() / 10
+    with pytest.raises(ValueError, match="positive"):
+        audit.scale_logits(model, 0.0)

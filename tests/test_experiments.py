@@ -113,3 +113,19 @@ def test_audit_quick_end_to_end(tmp_path, mnist_dir, small_mnist_models):
     assert vanilla["curve"][0] == vanilla["clean"] > 80 and vanilla["curve"][-1] == 0
     saved = json.loads((out / "audit.json").read_text())
     assert len(saved["rows"]) == 2 and "worst case" in (out / "audit.md").read_text()
+
+
+def test_logit_scale_quick_end_to_end(tmp_path, mnist_dir, small_mnist_models):
+    from experiments import logit_scale
+    folder, _ = small_mnist_models
+    out = tmp_path / "logit_scale"
+    results = logit_scale.main(["--quick", "--from", str(folder), "--models", "relu_mlp-vanilla",
+                                "--scales", "1", "1024", "--out", str(out), "--data-dir", str(mnist_dir)])
+    (r,) = results
+    small, big = r["scales"]
+    assert small["clean"] == big["clean"] > 80  # the scale changes no prediction
+    assert big["accuracy"]["fgsm-margin-stable"] == small["accuracy"]["fgsm-margin-stable"] < 20
+    assert small["accuracy"]["fgsm-ce-paper"] < 20 and big["accuracy"]["fgsm-ce-paper"] > 60  # masked
+    assert big["zero_gradient_fraction"] > 0.6 and small["zero_gradient_fraction"] == 0
+    assert json.loads((out / "logit_scale.json").read_text())["results"][0]["model"] == "relu_mlp-vanilla"
+    assert "FGSM CE paper" in (out / "logit_scale.md").read_text()

@@ -28,10 +28,11 @@ def test_phi_values():
     assert (PHI["sigmoid"](big)[0] > 0).all()
 
 
+@pytest.mark.parametrize("units", ["sum", "mean"])
 @pytest.mark.parametrize("arch, kinds", [("sigmoid_mlp", ["sigmoid", "sigmoid", "sigmoid"]),
                                          ("relu_mlp", ["relu", "relu", None]),
                                          ("cnn", ["relu", "relu", "relu", "linear"])])
-def test_penalty_gradient_through_the_model(xp, arch, kinds):
+def test_penalty_gradient_through_the_model(xp, arch, kinds, units):
     """d/dparams and d/dx of R(h(x)) through backward's dhs, against finite differences."""
     if arch == "cnn":
         spec = architectures.cnn(channels=(2, 3), hidden=5, kernel=3, input_shape=[1, 8, 8])
@@ -45,11 +46,11 @@ def test_penalty_gradient_through_the_model(xp, arch, kinds):
     for h, k in zip(hs, kinds):
         if k == "relu":
             assert float(abs(h).min()) > 1e-4  # off the kink
-    R, dhs = saturating_penalty(hs, kinds, lam)
+    R, dhs = saturating_penalty(hs, kinds, lam, units)
     dx, grads = backward(model.spec, caches, xp.zeros_like(hs[-1]), dhs=dhs, input_grad=True)
 
     def objective(_):
-        return saturating_penalty(model.preactivations(x), kinds, lam)[0]
+        return saturating_penalty(model.preactivations(x), kinds, lam, units)[0]
     for i, p in enumerate(model.params):
         for name, v in p.items():
             assert rel_error(grads[i][name], numerical_gradient(objective, v)) < 1e-7, (i, name)
@@ -63,6 +64,17 @@ def test_penalty_is_a_batch_mean():
     np.testing.assert_array_equal(dhs[0], np.full((4, 3), 0.5))
     with pytest.raises(ValueError, match="2 penalty kinds for 1"):
         saturating_penalty(h[:1], ["linear", "relu"], 1.0)
+
+
+def test_unit_mean_weighs_each_layer_by_its_width():
+    """units="mean": lambda * sum_l mean_i phi, so a 3-unit and a 2-unit layer of ones give 2 lambda."""
+    h = [np.ones((4, 3)), np.ones((4, 2))]
+    R, dhs = saturating_penalty(h, ["linear", "linear"], 2.0, units="mean")
+    assert float(R) == 2.0 * 2
+    np.testing.assert_array_equal(dhs[0], np.full((4, 3), 2.0 / 12))
+    np.testing.assert_array_equal(dhs[1], np.full((4, 2), 2.0 / 8))
+    with pytest.raises(ValueError, match="unit reduction 'max'"):
+        saturating_penalty(h, ["linear", "linear"], 1.0, units="max")
 
 
 def test_lambda_schedule_is_exact():

@@ -1,0 +1,111 @@
+"""Beyond the paper: the logit-scaling probe. FGSM "robustness" made from arithmetic alone.
+
+Multiplying a network's readout by c (``analysis.audit.scale_logits``) changes no prediction, yet
+once c times the logit margin passes ~104 the float32 softmax of the cross-entropy rounds to a
+one-hot vector and the loss's input gradient is exactly 0: FGSM (eq. 3, sign(0) = 0) leaves the
+image where it is. This is the mechanism Brendel & Bethge (2017) proposed for the paper's Table 1.
+For each model and each c, on the first --n-test test images (--n-test-cnn for the CNNs):
+
+* clean accuracy (must not change with c);
+* FGSM at eps = 0.25 with the cross-entropy in the paper's float32 mode, in the stable mode and in
+  float64, and with the logit-margin loss (scale-invariant: its accuracy must not change either);
+* the fraction of examples whose input gradient is exactly 0 in the paper's mode;
+* the logit margin's median (at c = 1), which predicts where the paper-mode FGSM starts to fail.
+
+    python -m experiments.logit_scale                    # all nine models of runs/table1
+    python -m experiments.logit_scale --models sigmoid_mlp-vanilla --scales 1 10 100
+
+Writes logit_scale.json and logit_scale.md into the run folder.
+"""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from analysis import audit
+from experiments.audit import MODELS, fgsm_attack, fooled_by, in_batches
+from experiments.common import Run, add_checkpoint_args, add_common_args, load_models, write_json
+from nn.backend import to_device, to_host
+from nn.mnist import load_mnist
+
+SCALES = (1, 2, 4, 8, 16, 32, 64, 128)  # powers of two: c z is exact in floating point
+ATTACKS = {"fgsm-ce-paper": ("ce", False, False), "fgsm-ce-stable": ("ce", True, False),
+           "fgsm-ce-float64": ("ce", True, True), "fgsm-margin-stable": ("margin", True, False)}
+
+
+def logit_margin(model, x, y, batch):
+    """(N,) host float64: z_y - max_{j != y} z_j, the true logit's lead (negative: misclassified)."""
+    def margin(xb, yb):
+        z = model.logits(xb)
+        xp = model.xp
+        rows = xp.arange(len(yb))
+        zy = z[rows, yb]
+        z = z.copy()
+        z[rows, yb] = -xp.inf
+        return (zy - z.max(axis=1),)
+    return to_host(in_batches(margin, x, y, batch)[0]).astype(np.float64)
+
+
+def probe(model, x, y, scales, eps, batch):
+    """Every number of one model at every scale. -> list of dicts, one per c."""
+    x64 = x.astype(np.float64)
+    rows = []
+    for c in scales:
+        m = audit.scale_logits(model, c)
+        m64 = m.astype(np.float64)
+        clean = audit.accuracy(in_batches(lambda xb, yb: (m.predict(xb) != yb,), x, y, batch)[0])
+        accs = {}
+        for name, (loss, stable, f64) in ATTACKS.items():
+            accs[name] = audit.accuracy(fooled_by(fgsm_attack(eps, loss, stable), m64 if f64 else m,
+                                                  x64 if f64 else x, y, batch))
+        zero = in_batches(lambda xb, yb: (audit.zero_gradient(m, xb, yb),), x, y, batch)[0]
+        rows.append({"scale": c, "clean": clean, "accuracy": accs, "zero_gradient_fraction": float(to_host(zero).mean())})
+    return rows
+
+
+def format_table(results):
+    lines = ["| model | median margin | c | clean | FGSM CE paper | FGSM CE stable | FGSM CE float64 | "
+             "FGSM margin | exact-zero gradients |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in results:
+        for i, s in enumerate(r["scales"]):
+            a = s["accuracy"]
+            head = f"| {r['model']} | {r['median_margin']:.1f}" if i == 0 else "| |"
+            lines.append(f"{head} | {s['scale']:g} | {s['clean']:.1f} | {a['fgsm-ce-paper']:.1f} | "
+                         f"{a['fgsm-ce-stable']:.1f} | {a['fgsm-ce-float64']:.1f} | {a['fgsm-margin-stable']:.1f} | "
+                         f"{100 * s['zero_gradient_fraction']:.1f} % |")
+    return "\n".join(lines) + "\n\n(accuracies in %, FGSM at L-inf eps = 0.25; c multiplies the logits)\n"
+
+
+def main(argv=None):
+    parser = add_checkpoint_args(add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0])), MODELS)
+    parser.add_argument("--scales", type=float, nargs="+", default=list(SCALES), help="logit scales c")
+    parser.add_argument("--n-test", type=int, default=2000, help="test images for the MLPs (default 2000)")
+    parser.add_argument("--n-test-cnn", type=int, default=500, help="test images for the CNNs (default 500)")
+    parser.add_argument("--eps", type=float, default=0.25)
+    parser.add_argument("--batch", type=int, default=250)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.n_test, args.n_test_cnn = 200, 50
+    run = Run("logit_scale", args)
+    x_all, y_all = load_mnist(args.data_dir)["test"]
+    results = []
+    for name, model in load_models(args, run.xp).items():
+        n = args.n_test_cnn if name.startswith("cnn") else args.n_test
+        x, y = to_device(x_all[:n], run.xp), to_device(y_all[:n], run.xp)
+        margin = logit_margin(model, x, y, args.batch)
+        rows = probe(model, x, y, args.scales, args.eps, args.batch)
+        results.append({"model": name, "n": n, "median_margin": float(np.median(margin)), "scales": rows})
+        for s in rows:
+            run.log(f"{name} c = {s['scale']:g}: clean {s['clean']:.1f} %, "
+                    + ", ".join(f"{k} {v:.1f} %" for k, v in s["accuracy"].items())
+                    + f", exact-zero gradients {100 * s['zero_gradient_fraction']:.1f} %")
+        write_json(run.path("logit_scale.json"), {"results": results, "options": vars(args)})
+    table = format_table(results)
+    run.path("logit_scale.md").write_text(table)
+    run.log("\n" + table)
+    return results
+
+
+if __name__ == "__main__":
+    main()
