@@ -18,7 +18,7 @@ import numpy as np
 
 from experiments.common import add_common_args, hardware
 from nn.architectures import cnn, mlp
-from nn.backend import get_xp, synchronize
+from nn.backend import get_xp, retain_freed_memory, synchronize
 from nn.model import WEIGHT_LAYERS, Sequential, layer_shapes
 from nn.train import TrainConfig, train
 
@@ -77,7 +77,8 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=430, help="training steps per model (430 = one epoch of 55k)")
     args = parser.parse_args(argv)
     xp = get_xp(args.device)
-    print(f"{hardware()}, device {args.device or 'cpu'}")
+    retained = xp is np and retain_freed_memory()
+    print(f"{hardware()}, device {args.device or 'cpu'}, freed memory retained for reuse: {retained}")
     peak = matmul_gflops(xp)
     print(f"matmul peak (4096^3 float32): {peak:8.1f} GFLOP/s")
     for name, spec in [("mlp 784-1000-1000-10", mlp("relu", hidden=1000)), ("cnn (Table 2)", cnn())]:

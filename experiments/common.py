@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nn.backend import get_xp, resolve_device
+from nn.backend import get_xp, resolve_device, retain_freed_memory
 from nn.checkpoint import atomic_write
 
 
@@ -55,6 +55,8 @@ class Run:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.device = resolve_device(args.device)
         self.xp = get_xp(self.device)
+        if self.device == "cpu":
+            retain_freed_memory()  # large numpy temporaries reused, not page-faulted in every step
         self._log = open(self.dir / "log.txt", "a", buffering=1)
         self.log(f"$ {' '.join(['python -m experiments.' + script] + sys.argv[1:])}")
         self.log(f"run folder {self.dir}  device {self.device}  {hardware()}")
