@@ -8,7 +8,8 @@
 
 Each model is trained once into the run folder (default runs/table1[-quick]) as <arch>-<training>.npz
 and loaded on later calls if its settings have not changed. Writes settings.json, table.json,
-table.md and log.txt there. FGSM: eps = 0.25 with the true label, images clipped to [0, 1].
+table.md and log.txt there. FGSM: eps = 0.25 with the true label, images clipped to [0, 1], run with
+the paper's float32 derivatives and, reported beside it, with the stable ones (``attacks.losses``).
 """
 from __future__ import annotations
 
