@@ -15,7 +15,8 @@ For each model and each c, on the first --n-test test images (--n-test-cnn for t
     python -m experiments.logit_scale                    # all nine models of runs/table1
     python -m experiments.logit_scale --models sigmoid_mlp-vanilla --scales 1 10 100
 
-Writes logit_scale.json and logit_scale.md into the run folder.
+Writes logit_scale.json and logit_scale.md into the run folder and, with the plots extra,
+logit_scale.png (FGSM accuracy against c, cross-entropy in paper mode and margin loss).
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ import numpy as np
 
 from analysis import audit
 from experiments.audit import MODELS, fgsm_attack, fooled_by, in_batches
-from experiments.common import Run, add_checkpoint_args, add_common_args, load_models, write_json
+from experiments.common import Run, add_checkpoint_args, add_common_args, load_models, save_figure, write_json
 from nn.backend import to_device, to_host
 from nn.mnist import load_mnist
 
@@ -104,7 +105,21 @@ def main(argv=None):
     table = format_table(results)
     run.path("logit_scale.md").write_text(table)
     run.log("\n" + table)
+    save_figure(run.path("logit_scale.png"), lambda axes: draw(axes[0, 0], results))
     return results
+
+
+def draw(ax, results):
+    """FGSM accuracy against the logit scale: cross-entropy in paper mode (solid), margin (dashed)."""
+    for r in results:
+        c = [s["scale"] for s in r["scales"]]
+        line, = ax.plot(c, [s["accuracy"]["fgsm-ce-paper"] for s in r["scales"]], marker=".", label=r["model"])
+        ax.plot(c, [s["accuracy"]["fgsm-margin-stable"] for s in r["scales"]], ls="--", color=line.get_color())
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("logit scale c (predictions unchanged)")
+    ax.set_ylabel("FGSM accuracy % (eps = 0.25)")
+    ax.set_title("cross-entropy, float32 (solid) vs margin loss (dashed)", fontsize=8)
+    ax.legend(fontsize=6)
 
 
 if __name__ == "__main__":
