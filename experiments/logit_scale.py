@@ -25,6 +25,7 @@ import argparse
 import numpy as np
 
 from analysis import audit
+from attacks.losses import margin
 from experiments.audit import MODELS, fgsm_attack, fooled_by, in_batches
 from experiments.common import Run, add_checkpoint_args, add_common_args, load_models, save_figure, write_json
 from nn.backend import to_device, to_host
@@ -36,16 +37,9 @@ ATTACKS = {"fgsm-ce-paper": ("ce", False, False), "fgsm-ce-stable": ("ce", True,
 
 
 def logit_margin(model, x, y, batch):
-    """(N,) host float64: z_y - max_{j != y} z_j, the true logit's lead (negative: misclassified)."""
-    def margin(xb, yb):
-        z = model.logits(xb)
-        xp = model.xp
-        rows = xp.arange(len(yb))
-        zy = z[rows, yb]
-        z = z.copy()
-        z[rows, yb] = -xp.inf
-        return (zy - z.max(axis=1),)
-    return to_host(in_batches(margin, x, y, batch)[0]).astype(np.float64)
+    """(N,) host float64: z_y - max_{j != y} z_j, the true logit's lead (negative: misclassified),
+    i.e. minus the margin loss of ``attacks.losses``."""
+    return -to_host(in_batches(lambda xb, yb: (margin(model.logits(xb), yb)[0],), x, y, batch)[0]).astype(np.float64)
 
 
 def probe(model, x, y, scales, eps, batch):

@@ -113,10 +113,9 @@ def test_end_to_end_mnist(mnist, tmp_path):
 
 def test_retain_freed_memory_takes_effect_on_glibc_and_nowhere_else():
     """The allocator setting the CPU scripts apply (large numpy temporaries reused between steps):
-    mallopt accepts it on Linux with glibc; elsewhere it is a no-op that says so."""
+    mallopt accepts it on Linux with glibc; elsewhere it is a no-op that says so. (Its speed effect is
+    a benchmark figure, RESULTS.md, not a test.)"""
     import platform
     from nn.backend import retain_freed_memory
     glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
     assert retain_freed_memory() is glibc
-    a = np.ones(10_000_000, dtype=np.float32)  # 40 MB, above glibc's default mmap threshold
-    assert float(a.sum()) == 1e7  # allocation and arithmetic unaffected
