@@ -1,6 +1,6 @@
 """Throughput benchmark: how close one training epoch comes to the machine's matmul peak.
 
-    python -m experiments.bench [--device gpu] [--steps K]
+    python -m experiments.bench [--device gpu] [--steps K] [--profile] [--no-retain]
 
 Prints (1) the float32 throughput of one large ``xp.matmul`` (n = 4096), and (2) for the
 784-1000-1000-10 ReLU MLP and the paper's CNN at batch 128, the achieved GFLOP/s of a training
@@ -11,8 +11,11 @@ stand in for the images: throughput does not depend on pixel values.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import math
+import pstats
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -72,19 +75,36 @@ def epoch_gflops(spec, xp, steps, batch=128):
     return train_step_flops(spec, batch) * steps / dt / 1e9, dt
 
 
+def print_profile(profiler, steps, top=12):
+    """The ``top`` functions by own time, in ms per training step (cProfile adds a little overhead)."""
+    stats = pstats.Stats(profiler).stats  # {(file, line, name): (calls, _, own s, cumulative s, _)}
+    rows = sorted(((v[2], v[0], k) for k, v in stats.items()), reverse=True)[:top]
+    for own, calls, (path, line, fn) in rows:
+        print(f"    {1e3 * own / steps:7.2f} ms/step  {calls // steps:4d} calls/step  {Path(path).name}:{line} {fn}")
+
+
 def main(argv=None):
     parser = add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
     parser.add_argument("--steps", type=int, default=430, help="training steps per model (430 = one epoch of 55k)")
+    parser.add_argument("--profile", action="store_true", help="also print where each step's time goes (cProfile)")
+    parser.add_argument("--no-retain", action="store_true",
+                        help="leave glibc's allocator at its defaults (see nn.backend.retain_freed_memory)")
     args = parser.parse_args(argv)
     xp = get_xp(args.device)
-    retained = xp is np and retain_freed_memory()
+    retained = xp is np and not args.no_retain and retain_freed_memory()
     print(f"{hardware()}, device {args.device or 'cpu'}, freed memory retained for reuse: {retained}")
     peak = matmul_gflops(xp)
     print(f"matmul peak (4096^3 float32): {peak:8.1f} GFLOP/s")
     for name, spec in [("mlp 784-1000-1000-10", mlp("relu", hidden=1000)), ("cnn (Table 2)", cnn())]:
         steps = args.steps if not args.quick else 20
+        profiler = cProfile.Profile() if args.profile else None
+        if profiler:
+            profiler.enable()
         gf, dt = epoch_gflops(spec, xp, steps)
         print(f"{name:22s} {steps} steps in {dt:6.2f} s: {gf:8.1f} GFLOP/s, ratio to peak {gf / peak:.2f}")
+        if profiler:
+            profiler.disable()
+            print_profile(profiler, steps + 1)  # + 1: the warm-up step
 
 
 if __name__ == "__main__":

@@ -130,3 +130,18 @@ def test_logit_scale_quick_end_to_end(tmp_path, mnist_dir, small_mnist_models):
     assert big["zero_gradient_fraction"] > 0.6 and small["zero_gradient_fraction"] == 0
     assert json.loads((out / "logit_scale.json").read_text())["results"][0]["model"] == "relu_mlp-vanilla"
     assert "FGSM CE paper" in (out / "logit_scale.md").read_text()
+
+
+def test_bench_profile_reports_calls_per_step(capsys):
+    import cProfile
+
+    def layer_under_test():
+        return sum(range(1000))
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(6):
+        layer_under_test()
+    profiler.disable()
+    bench.print_profile(profiler, steps=3, top=50)
+    (line,) = [ln for ln in capsys.readouterr().out.splitlines() if "layer_under_test" in ln]
+    assert "   2 calls/step" in line and "ms/step" in line
