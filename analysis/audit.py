@@ -68,10 +68,11 @@ def accuracy_curve(model, x, y, eps_values, make_attack):
     return curve
 
 
-def zero_gradient(model, x, y, loss="ce", stable=False):
+def zero_gradient(model, x, y, loss="ce", stable=False, ftz=False):
     """(N,) host bool: the example's input gradient dL_n/dx_n is exactly 0 in every pixel (the float32
-    saturation signature: FGSM's sign(0) = 0 does not move such an image at all)."""
-    _, g, _ = loss_and_input_gradient(model, x, y, LOSSES[loss], stable=stable)
+    saturation signature: FGSM's sign(0) = 0 does not move such an image at all). ``ftz``: with
+    TensorFlow's flush-to-zero, as the paper computed it."""
+    _, g, _ = loss_and_input_gradient(model, x, y, LOSSES[loss], stable=stable, ftz=ftz)
     g = to_host(g).reshape(len(g), -1)
     return np.abs(g).max(axis=1) == 0
 

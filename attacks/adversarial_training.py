@@ -4,7 +4,7 @@ from __future__ import annotations
 from .fgsm import FGSM
 
 
-def adversarial_loss_and_grads(model, x, x_adv, y, alpha=0.5):
+def adversarial_loss_and_grads(model, x, x_adv, y, alpha=0.5, ftz=False):
     """L = (1/N) sum_n [alpha C(x_n) + (1 - alpha) C(x_adv_n)] and dL/dparams, x_adv held fixed.
 
     One forward and backward pass on the stacked batch (x; x_adv), with per-example weights
@@ -13,7 +13,7 @@ def adversarial_loss_and_grads(model, x, x_adv, y, alpha=0.5):
     xp = model.xp
     N = x.shape[0]
     w = xp.concatenate([xp.full((N,), alpha / N, dtype=x.dtype), xp.full((N,), (1 - alpha) / N, dtype=x.dtype)])
-    loss, grads, logits = model.loss_and_grads(xp.concatenate([x, x_adv]), xp.concatenate([y, y]), weights=w)
+    loss, grads, logits = model.loss_and_grads(xp.concatenate([x, x_adv]), xp.concatenate([y, y]), weights=w, ftz=ftz)
     return loss, grads, logits[:N]
 
 
@@ -21,6 +21,6 @@ def adversarial_objective(alpha=0.5, eps=0.25):
     """Training objective: FGSM examples from the current model at every step, then eq. 4."""
     attack = FGSM(eps=eps)
 
-    def objective(model, x, y, step):
-        return adversarial_loss_and_grads(model, x, attack(model, x, y).x_adv, y, alpha)
+    def objective(model, x, y, step, ftz=False):
+        return adversarial_loss_and_grads(model, x, attack(model, x, y).x_adv, y, alpha, ftz)
     return objective

@@ -23,7 +23,8 @@ class FGSM:
     it clipped; ``clip=False`` turns it off). sign(0) = 0: a pixel whose gradient is exactly zero,
     as it is in float32 for a saturated network, does not move at all.
     ``loss`` ("ce", the paper's, or "margin") and ``stable`` (the numeric mode of the derivatives,
-    ``attacks.losses``) are for the gradient-masking audit; the defaults are the paper's attack.
+    ``attacks.losses``) are for the gradient-masking audit; the defaults are the paper's attack in
+    numpy's float32, and ``ftz=True`` adds TensorFlow's flush-to-zero, the paper's exact numerics.
 
     >>> result = FGSM(eps=0.25)(model, x, y)
     """
@@ -31,9 +32,10 @@ class FGSM:
     clip: bool = True
     loss: str = "ce"
     stable: bool = False
+    ftz: bool = False
 
     def __call__(self, model, x, y):
-        _, g, _ = loss_and_input_gradient(model, x, y, LOSSES[self.loss], stable=self.stable)
+        _, g, _ = loss_and_input_gradient(model, x, y, LOSSES[self.loss], stable=self.stable, ftz=self.ftz)
         x_adv = self.step(x, g)
         return AttackResult(x_adv, model.predict(x_adv) != y)
 

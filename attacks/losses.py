@@ -9,31 +9,41 @@ An attack loss maps logits z (N, K) and labels (N,) to per-example values (N,) a
 * ``margin``: M = max_{j != y} z_j - z_y (Carlini-Wagner / DLR family). Its gradient e_{j*} - e_y
   never passes through a softmax, so it cannot round to 0 because p_y rounds to 1.
 
-Numeric modes: ``stable=False`` is what the paper computed (TensorFlow's float32 derivatives:
-sigmoid' = y (1 - y), dC/dz = p - onehot); ``stable=True`` computes sigmoid' from the pre-activation
-and dC/dz from log-softmax (see ``nn.layers``), nonzero wherever the exact derivative is nonzero in
-the dtype's range. Casting model and input to float64 is the third, slowest, mode.
+Numeric modes:
+
+* ``stable=False`` is what the paper computed (TensorFlow's float32 derivatives: sigmoid' =
+  y (1 - y), dC/dz = p - onehot), with ``ftz=True`` also TensorFlow's flush-to-zero (``nn.numerics``):
+  the gradient of a saturated example is then exactly 0 (e^-87 rather than e^-103 is the floor).
+* ``stable=True`` carries each example's gradient as a direction and a log-magnitude
+  (``nn.model.backward_scaled``): the CE's dC/dz from log-softmax, sigmoid' in log form, the signal
+  rescaled after every layer. It is exact in direction at any depth of saturation, in float32 as in
+  float64, even where the gradient itself (e^-200, say) has no float32 representation. The returned
+  dx is the gradient up to a positive factor per example (max |dx_n| = 1), which is all that a
+  sign step or a normalised step uses; ``scaled_input_gradient`` also returns the factor.
+* Casting model and input to float64 is the third, slowest, mode.
 """
 from __future__ import annotations
 
 from nn import layers as L
 from nn.backend import array_module
-from nn.model import backward
+from nn.model import backward, backward_scaled
 
 
-def cross_entropy(z, y, stable=False):
-    """C_n = -log p_{y_n}(z_n) and dC_n/dz_n = p_n - onehot(y_n).   z: (N, K), y: (N,) -> (N,), (N, K)."""
+def cross_entropy(z, y, stable=False, ftz=False):
+    """C_n = -log p_{y_n}(z_n) and dC_n/dz_n = p_n - onehot(y_n).   z: (N, K), y: (N,) -> (N,), (N, K).
+    ``ftz``: p flushed to zero below float32's smallest normal number (TensorFlow's numerics)."""
     C, cache = L.cross_entropy_forward(z, y, stable=stable)
     dC = array_module(z).ones_like(C)
-    back = L.cross_entropy_backward_stable if stable else L.cross_entropy_backward
-    return C, back(dC, cache)
+    if stable:
+        return C, L.cross_entropy_backward_stable(dC, cache)
+    return C, L.cross_entropy_backward(dC, cache, ftz)
 
 
-def margin(z, y, stable=False):
+def margin(z, y, stable=False, ftz=False):
     """M_n = max_{j != y_n} z_{n,j} - z_{n,y_n}, dM_n/dz_n = e_{j*} - e_{y_n} (j* the first maximiser).
 
     M_n > 0 exactly when the network misclassifies x_n (ties aside). Exact in any dtype: ``stable``
-    changes nothing here and is accepted for a uniform signature.
+    and ``ftz`` change nothing here and are accepted for a uniform signature.
     z: (N, K), y: (N,) -> M: (N,), dM/dz: (N, K).
     """
     xp = array_module(z)
@@ -48,16 +58,49 @@ def margin(z, y, stable=False):
     return M, dz
 
 
+def cross_entropy_scaled(z, y):
+    """C_n and dC_n/dz_n = exp(s_n) d_n in scaled form (``L.cross_entropy_backward_scaled``).
+    z: (N, K), y: (N,) -> C: (N,), d: (N, K), s: (N,)."""
+    C, cache = L.cross_entropy_forward(z, y, stable=True)
+    d, s = L.cross_entropy_backward_scaled(cache)
+    return C, d, s
+
+
+def margin_scaled(z, y):
+    """M_n and dM_n/dz_n (entries 0 and +-1, already of unit scale): log-scale 0."""
+    M, dz = margin(z, y)
+    return M, dz, array_module(z).zeros(len(M), dtype=z.dtype)
+
+
 LOSSES = {"ce": cross_entropy, "margin": margin}
+SCALED = {cross_entropy: cross_entropy_scaled, margin: margin_scaled}
 
 
-def loss_and_input_gradient(model, x, labels, loss=cross_entropy, *, stable=False):
+def scaled_input_gradient(model, x, labels, loss=cross_entropy):
+    """The stable mode: per-example loss L_n, its input gradient as a direction dx_n (max |dx_n| = 1)
+    and log-magnitude s_n with dL_n/dx_n = exp(s_n) dx_n, and the logits.
+
+    x: (N, *input_shape) -> (L: (N,), dx: like x, s: (N,), logits: (N, K)). One forward pass and one
+    scaled backward pass (``nn.model.backward_scaled``); dx is 0 only where the exact gradient is.
+    """
+    logits, caches, _ = model.forward(x)
+    value, d, s = SCALED[loss](logits, labels)
+    dx, s = backward_scaled(model.spec, caches, d, s)
+    return value, dx, s, logits
+
+
+def loss_and_input_gradient(model, x, labels, loss=cross_entropy, *, stable=False, ftz=False):
     """Per-example loss L_n(h^D(x_n), labels_n), its analytic input gradient dL_n/dx_n, and the logits.
 
     x: (N, *input_shape) in the model's dtype and device  ->  (L: (N,), dx: like x, logits: (N, K)).
-    One forward and one backward pass; ``stable`` selects the stable derivatives everywhere.
+    One forward and one backward pass. ``stable``: the scaled stable mode, dx the gradient's direction
+    (a positive multiple of it per example; see the module docstring). ``ftz``: the paper's mode with
+    TensorFlow's flush-to-zero (ignored with ``stable``, which has nothing to flush).
     """
-    logits, caches, _ = model.forward(x)
-    value, dz = loss(logits, labels, stable=stable)
-    dx, _ = backward(model.spec, caches, dz, param_grads=False, input_grad=True, stable=stable)
+    if stable:
+        value, dx, _, logits = scaled_input_gradient(model, x, labels, loss)
+        return value, dx, logits
+    logits, caches, _ = model.forward(x, ftz)
+    value, dz = loss(logits, labels, ftz=ftz)
+    dx, _ = backward(model.spec, caches, dz, param_grads=False, input_grad=True, ftz=ftz)
     return value, dx, logits

@@ -27,11 +27,11 @@ from experiments.common import Run, add_common_args, hardware, write_json
 from experiments.train import PRESETS
 from nn.architectures import build_spec
 from nn.backend import to_device
-from nn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from nn.checkpoint import CheckpointError, load_checkpoint
 from nn.mnist import load_mnist
 from nn.model import Sequential
 from nn.penalty import saturated_fraction, saturating_objective
-from nn.train import TrainConfig, cross_entropy_objective, train
+from nn.train import TrainConfig, cross_entropy_objective, resume_state, train
 
 ARCHS = ("sigmoid_mlp", "relu_mlp", "cnn")
 TRAININGS = ("vanilla", "adversarial", "saturated")
@@ -123,19 +123,22 @@ def objective_for(ms):
 
 
 def train_or_load(run, data, ms, seed):
-    """Load <arch>-<training>.npz from the run folder if it was trained with these settings, else
-    train it (checkpointing every epoch). -> (model, metadata)."""
+    """Load <arch>-<training>.npz from the run folder if it was trained with these settings, continue
+    it from its last epoch if its training was interrupted, else train it (checkpointing every
+    epoch). -> (model, metadata)."""
     path = run.path(f"{ms['arch']}-{ms['training']}.npz")
+    cfg = TrainConfig(**ms["train"], seed=seed)
     try:
         model, meta = load_checkpoint(path, run.xp)
-        if meta.get("model_settings") == ms and meta.get("complete"):
+        if meta.get("model_settings") == ms and meta.get("complete") and meta.get("config", {}).get("seed") == seed:
             run.log(f"{path.name}: loaded (trained with the same settings)")
             return model, meta
-        run.log(f"{path.name}: settings changed or training incomplete; retraining")
+        resumed = resume_state(path, cfg, run.xp, match={"model_settings": ms})
+        run.log(f"{path.name}: " + ("training interrupted; resuming" if resumed else "settings changed; retraining"))
     except CheckpointError:
-        pass
-    cfg = TrainConfig(**ms["train"], seed=seed)
-    model = Sequential.init(build_spec(ms["arch"], **ms["arch_kwargs"]), seed=seed, xp=run.xp)
+        resumed = None
+    model = (resumed[0] if resumed else
+             Sequential.init(build_spec(ms["arch"], **ms["arch_kwargs"]), seed=seed, xp=run.xp))
     kinds = ms["method"].get("kinds") if ms["training"] == "saturated" else None
     probe = to_device(data["val"][0][:500], run.xp)
 
@@ -149,14 +152,11 @@ def train_or_load(run, data, ms, seed):
 
     name = f"{ms['arch']}-{ms['training']}"
     run.log(f"training {name}: {cfg}  {ms['method']}")
-    t0 = time.perf_counter()
     history = train(model, data, cfg, objective=objective_for(ms), log=lambda line: run.log(f"{name} {line}"),
-                    checkpoint=path, checkpoint_meta={"model_settings": ms, "complete": False},
-                    progress=progress)
-    meta = {"model_settings": ms, "complete": True, "history": history, "epoch": cfg.epochs,
-            "train_seconds": time.perf_counter() - t0, "config": dataclasses.asdict(cfg)}
-    save_checkpoint(path, model, **meta)
-    return model, meta
+                    checkpoint=path, checkpoint_meta={"model_settings": ms}, progress=progress,
+                    resume=resumed[1] if resumed else None)
+    return model, {"model_settings": ms, "complete": True, "history": history, "epoch": cfg.epochs,
+                   "config": dataclasses.asdict(cfg)}
 
 
 def evaluate(model, x, y, attack, kinds, batch):
@@ -231,7 +231,8 @@ def main(argv=None):
             model, meta = train_or_load(run, data, ms, args.seed)
             res = evaluate(model, x_test, y_test, attack, penalty_kinds(settings, arch), ev["batch"])
             row = {"arch": arch, "training": training, **res, "paper_clean": PAPER[(arch, training)][0],
-                   "paper_fgsm": PAPER[(arch, training)][1], "train_seconds": meta.get("train_seconds")}
+                   "paper_fgsm": PAPER[(arch, training)][1],
+                   "train_seconds": sum(h["seconds"] for h in meta.get("history", []))}
             rows.append(row)
             run.log(f"{name}: clean {100 * res['clean_acc']:.2f} %  FGSM {100 * res['fgsm_acc']:.2f} %  "
                     f"(stable derivatives {100 * res['fgsm_stable_acc']:.2f} %)  "

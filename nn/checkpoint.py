@@ -2,7 +2,8 @@
 
 Layout: arrays ``layer{i}.W`` / ``layer{i}.b`` on the host in their training dtype, and
 ``__meta__``, a JSON string ``{"format": ..., "spec": <model spec>, "config": <training settings>,
-...}``. Loading checks the format, rebuilds the spec and validates every parameter's shape
+...}``. A checkpoint written during training also holds the optimizer: Adam's moments as arrays
+``adam.m.layer{i}.W`` (likewise ``adam.v``), its step count in the meta's ``adam_t``. Loading checks the format, rebuilds the spec and validates every parameter's shape
 against it, so a checkpoint that does not describe a valid network never loads silently.
 """
 from __future__ import annotations
@@ -42,16 +43,26 @@ def atomic_write(path, write):
             os.unlink(tmp)
 
 
-def save_checkpoint(path, model: Sequential, **meta):
-    """Write model (spec + parameters) and JSON-able ``meta`` (e.g. config=..., epoch=...) to path."""
+ADAM = "adam."
+
+
+def save_checkpoint(path, model: Sequential, optimizer=None, **meta):
+    """Write model (spec + parameters), optionally the Adam state of ``nn.optim.adam_init``, and
+    JSON-able ``meta`` (e.g. config=..., epoch=...) to path."""
     arrays = {f"layer{i}.{k}": to_host(v) for i, p in enumerate(model.params) for k, v in p.items()}
+    if optimizer is not None:
+        for moment in ("m", "v"):
+            arrays.update({f"{ADAM}{moment}.layer{i}.{k}": to_host(v)
+                           for i, p in enumerate(optimizer[moment]) for k, v in p.items()})
+        meta["adam_t"] = optimizer["t"]
     header = json.dumps({"format": FORMAT, "spec": model.spec, **meta})
     arrays["__meta__"] = np.array(header)
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
-def load_checkpoint(path, xp=np):
-    """-> (Sequential with parameters in ``xp``, meta dict). Raises CheckpointError on any problem."""
+def load_checkpoint(path, xp=np, optimizer=False):
+    """-> (Sequential with parameters in ``xp``, meta dict), and with ``optimizer`` the Adam state
+    as a third item (CheckpointError if the file has none). Raises CheckpointError on any problem."""
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -64,6 +75,7 @@ def load_checkpoint(path, xp=np):
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: format {meta.get('format')!r}, expected {FORMAT!r}")
     spec = meta["spec"]
+    adam = {k[len(ADAM):]: arrays.pop(k) for k in list(arrays) if k.startswith(ADAM)}
     params = []
     try:
         for i, layer in enumerate(spec["layers"]):
@@ -74,4 +86,12 @@ def load_checkpoint(path, xp=np):
         model = Sequential(spec, params)
     except (SpecError, KeyError, TypeError) as e:
         raise CheckpointError(f"{path}: parameters do not match the spec: {e}") from e
-    return model, meta
+    if not optimizer:
+        return model, meta
+    try:
+        state = {"t": int(meta["adam_t"]),
+                 **{m: [{k: to_device(adam.pop(f"{m}.layer{i}.{k}"), xp) for k in p} for i, p in enumerate(params)]
+                    for m in ("m", "v")}}
+    except KeyError as e:
+        raise CheckpointError(f"{path}: no complete optimizer state ({e} missing)") from e
+    return model, meta, state

@@ -26,6 +26,7 @@ Ties and kinks, decided on purpose:
 from __future__ import annotations
 
 from .backend import array_module
+from .numerics import flush_subnormals, log_sigmoid_prime
 
 # ---------------------------------------------------------------------------------------------
 # Dense
@@ -228,9 +229,15 @@ def sigmoid(h):
     return xp.where(h >= 0, 1.0, e) / (1.0 + e)
 
 
-def sigmoid_forward(h):
-    """y = sigma(h) (eq. 2).  h: any shape -> y: same shape; the cache is (h, y)."""
+def sigmoid_forward(h, ftz=False):
+    """y = sigma(h) (eq. 2).  h: any shape -> y: same shape; the cache is (h, y).
+
+    ``ftz``: flush-to-zero (``nn.numerics``), as TensorFlow computed it: y = e^h is subnormal in
+    float32 for -103 < h < -87 and becomes exactly 0 there, and so does the backward's y (1 - y).
+    """
     y = sigmoid(h)
+    if ftz:
+        y = flush_subnormals(y)
     return y, (h, y)
 
 
@@ -255,6 +262,24 @@ def sigmoid_backward_stable(dy, cache):
     xp = array_module(h)
     e = xp.exp(-xp.abs(h))
     return dy * (e / (1 + e) ** 2)
+
+
+def sigmoid_backward_scaled(dy, cache, log_scale):
+    """The sigmoid's backward in scaled form: dL/dh = exp(log_scale) * d with no factor underflowing.
+
+    dy: (..., N, n) direction of the upstream gradient, log_scale: (..., N) its log-magnitude
+    (dL/dy = exp(log_scale) dy). Each entry's log-magnitude log|dy| + log sigma'(h)
+    (``nn.numerics.log_sigmoid_prime``) is shifted by its example's maximum M before exponentiating:
+    -> (d, log_scale + M) with max |d| = 1 per example (0 where dy is all 0). Exact in direction for
+    units at any |h|, in float32 as in float64.
+    """
+    h, _ = cache
+    xp = array_module(h)
+    with xp.errstate(divide="ignore"):
+        a = xp.log(xp.abs(dy)) + log_sigmoid_prime(h)  # (..., N, n), -inf where dy == 0
+    M = a.max(axis=-1)  # (..., N)
+    M = xp.where(xp.isfinite(M), M, 0)
+    return xp.sign(dy) * xp.exp(a - M[..., None]), log_scale + M
 
 
 def relu_forward(h):
@@ -306,17 +331,20 @@ def cross_entropy_forward(z, y, stable=False):
     return -xp.take_along_axis(logp, y[:, None], axis=1)[:, 0], (logp, y)
 
 
-def cross_entropy_backward(dC, cache):
+def cross_entropy_backward(dC, cache, ftz=False):
     """dL/dz = dC[:, None] * (p - onehot(y)).   dC: (N,) upstream gradient of each C_n.
 
     float32 facts: p_y rounds to exactly 1 once every other logit trails z_y by more than ~16.6
     (1 - p_y < 2^-24), so the true class's entry p_y - 1 is exactly 0 for a confident network; the
     other entries p_j = exp(log p_j) stay tiny but nonzero until log p_j < ~-103, where they
-    underflow to 0 too and the whole gradient vanishes.
+    underflow to 0 too and the whole gradient vanishes: below the smallest subnormal (log p_j <
+    ~-103.3), or below the smallest normal (log p_j < ~-87.3) with ``ftz`` (TensorFlow's flush-to-zero).
     """
     xp = array_module(dC)
     logp, y = cache
     g = xp.exp(logp)  # p: (N, K)
+    if ftz:
+        g = flush_subnormals(g)
     g[xp.arange(y.shape[0]), y] -= 1
     return g * dC[:, None]
 
@@ -331,3 +359,23 @@ def cross_entropy_backward_stable(dC, cache):
     rows = xp.arange(y.shape[0])
     g[rows, y] = xp.expm1(logp[rows, y])
     return g * dC[:, None]
+
+
+def cross_entropy_backward_scaled(cache):
+    """dC_n/dz_n = p_n - onehot(y_n) in scaled form, for every margin: -> (d (N, K), log_scale (N,))
+    with dC_n/dz_n = exp(log_scale_n) d_n and max_k |d_{n,k}| = 1.
+
+    With the cache of ``cross_entropy_forward(..., stable=True)``: the entries are p_j (j != y) and
+    -(1 - p_y) = -sum_{j != y} p_j. The largest magnitude is 1 - p_y, with log(1 - p_y) =
+    logsumexp_{j != y} log p_j; dividing by it gives d_y = -1 and d_j = exp(log p_j - log(1 - p_y)),
+    so nothing underflows however confident the network is (in float32, p_j itself is 0 once
+    log p_j < ~-103).
+    """
+    xp = array_module(cache[0])
+    logp, y = cache
+    true = xp.arange(logp.shape[1]) == y[:, None]  # (N, K)
+    other = xp.where(true, -xp.inf, logp)  # log p_j, j != y
+    m = other.max(axis=1, keepdims=True)  # (N, 1), finite for K >= 2
+    log_rest = m + xp.log(xp.exp(other - m).sum(axis=1, keepdims=True))  # (N, 1): log(1 - p_y)
+    d = xp.where(true, -1.0, xp.exp(other - log_rest)).astype(logp.dtype)
+    return d, log_rest[:, 0]

@@ -24,6 +24,7 @@ import numpy as np
 
 from . import layers as L
 from .backend import array_module, to_device
+from .numerics import flush_subnormals
 
 WEIGHT_LAYERS = ("dense", "conv2d")
 ACTIVATIONS = ("sigmoid", "relu")
@@ -144,7 +145,7 @@ def check_params(spec, params):
 # The composition: forward walks the layers, backward walks the caches in reverse.
 
 
-def _layer_forward(layer, p, x):
+def _layer_forward(layer, p, x, ftz=False):
     t = layer["type"]
     if t == "dense":
         return L.dense_forward(x, p["W"], p["b"])
@@ -155,7 +156,7 @@ def _layer_forward(layer, p, x):
     if t == "flatten":
         return L.flatten_forward(x)
     if t == "sigmoid":
-        return L.sigmoid_forward(x)
+        return L.sigmoid_forward(x, ftz=ftz)
     return L.relu_forward(x)
 
 
@@ -166,22 +167,24 @@ _VJP_STABLE = {**_VJP, "sigmoid": L.sigmoid_backward_stable}
 _PARAM_GRADS = {"dense": L.dense_param_grads, "conv2d": L.conv2d_param_grads}
 
 
-def forward(spec, params, x):
+def forward(spec, params, x, ftz=False):
     """x^0 = x,  x^{l+1} = layer_l(x^l).
 
     x: (N, *input_shape)  ->  (logits (N, 10), caches (one per layer), hs (list of pre-activations
     h^l, the output of every weight layer, logits last)).
+    ``ftz``: flush-to-zero where subnormals arise in the forward pass, the sigmoid's outputs
+    (``nn.numerics``; weight layers and ReLU only combine values they are given).
     """
     caches, hs = [], []
     for layer, p in zip(spec["layers"], params):
-        x, cache = _layer_forward(layer, p, x)
+        x, cache = _layer_forward(layer, p, x, ftz)
         caches.append(cache)
         if layer["type"] in WEIGHT_LAYERS:
             hs.append(x)
     return x, caches, hs
 
 
-def backward(spec, caches, dlogits, dhs=None, *, param_grads=True, input_grad=False, stable=False):
+def backward(spec, caches, dlogits, dhs=None, *, param_grads=True, input_grad=False, stable=False, ftz=False):
     """Reverse-mode pass: walk the caches backwards from dL/dlogits.
 
     dlogits: (..., N, 10); leading axes are extra cotangents and need ``param_grads=False``.
@@ -190,9 +193,13 @@ def backward(spec, caches, dlogits, dhs=None, *, param_grads=True, input_grad=Fa
     -> (dx or None, grads: list of {name: array} per layer, empty when ``param_grads`` is False).
     Gradients below the first weight layer are skipped unless ``input_grad``: training never needs
     them. ``stable`` computes sigmoid' from the pre-activation (``sigmoid_backward_stable``) instead
-    of the paper's y (1 - y), which is exactly 0 in float32 for h > ~17.
+    of the paper's y (1 - y), which is exactly 0 in float32 for h > ~17. ``ftz`` flushes every
+    backward product to zero below the smallest normal number, as TensorFlow did (``nn.numerics``);
+    parameter gradients are products of flushed factors and are not flushed again (Adam flushes its
+    moments, ``nn.optim``).
     """
     vjps = _VJP_STABLE if stable else _VJP
+    flush = flush_subnormals if ftz else (lambda a: a)
     layers = spec["layers"]
     n_weight = sum(layer["type"] in WEIGHT_LAYERS for layer in layers)
     grads = [{} for _ in layers]
@@ -204,13 +211,40 @@ def backward(spec, caches, dlogits, dhs=None, *, param_grads=True, input_grad=Fa
         if t in WEIGHT_LAYERS:
             k -= 1
             if dhs is not None and dhs[k] is not None:
-                d = d + dhs[k]
+                d = flush(d + dhs[k])
             if param_grads:
-                grads[i] = _PARAM_GRADS[t](d, caches[i])
+                grads[i] = _PARAM_GRADS[t](d, caches[i])  # from flushed factors; Adam flushes its moments
         if i <= first_weight and not input_grad:
             return None, grads  # nothing below has parameters
-        d = vjps[t](d, caches[i])
+        d = flush(vjps[t](d, caches[i]))
     return d, grads
+
+
+def backward_scaled(spec, caches, d, log_scale):
+    """The input gradient in scaled form, for any depth of saturation: dL/dx = exp(log_scale) * dx.
+
+    d: (..., N, 10) direction of dL/dlogits, log_scale: (..., N) its log-magnitude (e.g. from
+    ``L.cross_entropy_backward_scaled``). Walks the caches like ``backward`` (input gradient only),
+    with sigmoid' applied in log form (``L.sigmoid_backward_scaled``) and each example's signal
+    rescaled to max |d| = 1 after every layer, its log-magnitude added to log_scale: no factor
+    underflows or overflows wherever the exact derivative is nonzero, in float32 as in float64,
+    where the exact input gradient itself may be far below the dtype's range (e^-200 and beyond).
+    -> (dx: (..., N, *input_shape), log_scale: (..., N)).
+    """
+    xp = array_module(d)
+    for i in range(len(spec["layers"]) - 1, -1, -1):
+        t = spec["layers"][i]["type"]
+        if t == "sigmoid":
+            d, log_scale = L.sigmoid_backward_scaled(d, caches[i], log_scale)
+            continue
+        d = _VJP[t](d, caches[i])
+        n = log_scale.ndim  # the leading axes (..., N) index examples
+        s = xp.abs(d).reshape(d.shape[:n] + (-1,)).max(axis=-1)  # (..., N)
+        ok = s > 0
+        s = xp.where(ok, s, 1)
+        d = d / s.reshape(s.shape + (1,) * (d.ndim - n))
+        log_scale = log_scale + xp.log(s)
+    return d, log_scale
 
 
 def input_jacobian(spec, params, x):
@@ -270,10 +304,10 @@ class Sequential:
         if array_module(x) is not self.xp:
             raise TypeError("input and model live on different devices (numpy vs cupy)")
 
-    def forward(self, x):
+    def forward(self, x, ftz=False):
         """-> (logits, caches, hs); see ``forward``."""
         self._check_input(x)
-        return forward(self.spec, self.params, x)
+        return forward(self.spec, self.params, x, ftz)
 
     def logits(self, x):
         """h^D(x): (N, 10)."""
@@ -287,15 +321,16 @@ class Sequential:
         """[h^1, ..., h^D]: the output of every weight layer, shapes (N, ...)."""
         return self.forward(x)[2]
 
-    def loss_and_grads(self, x, y, weights=None, penalty=None):
+    def loss_and_grads(self, x, y, weights=None, penalty=None, ftz=False):
         """Weighted cross-entropy plus an optional penalty on the pre-activations, and dL/dparams.
 
         L = sum_n w_n C_n + R(h^1, ..., h^D), with w_n = 1/N by default (the batch mean).
         weights: optional (N,) per-example weights w_n (adversarial training, eq. 4, uses them).
         penalty: optional function hs -> (R, dR/dhs) (the saturating penalty, eqs. 6-8).
+        ftz: flush-to-zero in the forward and backward passes (TensorFlow's numerics, ``nn.numerics``).
         -> (L as a 0-d array, grads: list of {name: array}, logits).
         """
-        logits, caches, hs = self.forward(x)
+        logits, caches, hs = self.forward(x, ftz)
         C, ce_cache = L.cross_entropy_forward(logits, y)
         if weights is None:
             weights = self.xp.full((x.shape[0],), 1.0 / x.shape[0], dtype=logits.dtype)
@@ -304,8 +339,8 @@ class Sequential:
         if penalty is not None:
             R, dhs = penalty(hs)
             loss = loss + R
-        dlogits = L.cross_entropy_backward(weights, ce_cache)
-        _, grads = backward(self.spec, caches, dlogits, dhs=dhs)
+        dlogits = L.cross_entropy_backward(weights, ce_cache, ftz)
+        _, grads = backward(self.spec, caches, dlogits, dhs=dhs, ftz=ftz)
         return loss, grads, logits
 
     def loss_and_input_gradient(self, x, y):

@@ -8,17 +8,24 @@ over every weight layer's pre-activations h^l, the readout included, with one ph
 * ``sigmoid``: phi(z) = |sigma'(z)| = sigma(1 - sigma), phi'(z) = sigma(1 - sigma)(1 - 2 sigma)
 * ``linear``:  phi(z) = z,                            phi'(z) = 1   (the paper's last CNN layer)
 
-Batch convention (the paper does not say): R is averaged over the examples of a batch, like the
-cross-entropy it is added to, so lambda does not change meaning with the batch size.
+Batch convention (the paper does not say): ``batch="mean"`` (default) averages R over the examples
+of a batch, like the cross-entropy it is added to, so lambda does not change meaning with the batch
+size; ``batch="sum"`` sums it (lambda then weighs 128 x more at batch 128).
 
 Unit convention (the paper does not say either): ``units="sum"`` (default) sums phi over the units of
 a layer, as eq. 6 is written; ``units="mean"`` averages over each layer's units instead (what
 ``tf.reduce_mean`` of each layer's penalty gives), so a layer's weight in R is lambda / n_l and the
 10-unit readout's units weigh 100 x more each than those of a 1000-unit hidden layer.
+
+Derivative (``derivative=``): ``"stable"`` (default) computes the sigmoid penalty and its derivative
+from e = exp(-|h|), nonzero in float32 until |h| > ~103; ``"paper"`` is what TensorFlow's autodiff
+computes from a rounded sigma, s = sigma(h): phi = s (1 - s), phi' = s (1 - s)(1 - 2 s), both exactly
+0 once s rounds to 1 (h > ~17.3 in float32), so units past that point feel no push at all.
 """
 from __future__ import annotations
 
 from .backend import array_module
+from .layers import sigmoid
 
 PHI_KINDS = ("relu", "sigmoid", "linear")
 
@@ -44,21 +51,42 @@ def phi_linear(h):
     return h, h * 0 + 1
 
 
+def phi_sigmoid_paper(h):
+    """phi = s (1 - s), dphi/dh = s (1 - s)(1 - 2 s) with s = sigma(h) rounded to h's dtype: the
+    penalty as TensorFlow differentiates it. Equal to ``phi_sigmoid`` up to rounding wherever s < 1,
+    exactly 0 where s rounds to 1 (float32: h > ~17.3)."""
+    s = sigmoid(h)
+    phi = s * (1 - s)
+    return phi, phi * (1 - 2 * s)
+
+
 PHI = {"relu": phi_relu, "sigmoid": phi_sigmoid, "linear": phi_linear}
+PHI_PAPER = {**PHI, "sigmoid": phi_sigmoid_paper}
 UNIT_REDUCTIONS = ("sum", "mean")
+BATCH_REDUCTIONS = ("mean", "sum")
+DERIVATIVES = ("stable", "paper")
 
 
-def saturating_penalty(hs, kinds, lam, units="sum"):
-    """R = lam * (1/N) sum_n sum_l w_l sum_i phi_l(h^l_{n,i})  (eqs. 6-8) and dR/dh^l for each layer,
-    with w_l = 1 (``units="sum"``) or 1 / n_l, n_l the units of layer l (``units="mean"``).
+def _check_choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; expected one of {choices}")
+
+
+def saturating_penalty(hs, kinds, lam, units="sum", batch="mean", derivative="stable"):
+    """R = lam * b sum_n sum_l w_l sum_i phi_l(h^l_{n,i})  (eqs. 6-8) and dR/dh^l for each layer,
+    with w_l = 1 (``units="sum"``) or 1 / n_l, n_l the units of layer l (``units="mean"``), and
+    b = 1/N (``batch="mean"``) or 1 (``batch="sum"``).
 
     hs: list of pre-activations, each (N, ...); kinds: one name of PHI_KINDS (or None: no penalty
-    on that layer) per entry of hs.  ->  (R as a 0-d array, list of dR/dh^l or None).
+    on that layer) per entry of hs; derivative: "stable" or "paper" (see the module docstring).
+    ->  (R as a 0-d array, list of dR/dh^l or None).
     """
     if len(kinds) != len(hs):
         raise ValueError(f"{len(kinds)} penalty kinds for {len(hs)} weight layers")
-    if units not in UNIT_REDUCTIONS:
-        raise ValueError(f"unknown unit reduction {units!r}; expected one of {UNIT_REDUCTIONS}")
+    _check_choice("unit reduction", units, UNIT_REDUCTIONS)
+    _check_choice("batch reduction", batch, BATCH_REDUCTIONS)
+    _check_choice("penalty derivative", derivative, DERIVATIVES)
+    phis = PHI_PAPER if derivative == "paper" else PHI
     N = hs[0].shape[0]
     total, dhs = 0.0, []
     for h, kind in zip(hs, kinds):
@@ -67,8 +95,8 @@ def saturating_penalty(hs, kinds, lam, units="sum"):
             continue
         if kind not in PHI:
             raise ValueError(f"unknown penalty kind {kind!r}; expected one of {PHI_KINDS} or None")
-        phi, dphi = PHI[kind](h)
-        scale = lam / N if units == "sum" else lam / h.size  # h.size = N * n_l
+        phi, dphi = phis[kind](h)
+        scale = lam * (1 / N if batch == "mean" else 1) * (1 if units == "sum" else N / h.size)  # h.size = N * n_l
         total = total + phi.sum() * scale
         dhs.append(dphi * scale)
     return total, dhs
@@ -79,15 +107,17 @@ def lambda_schedule(step, lam_max, lam_step):
     return min(lam_max, step * lam_step)
 
 
-def saturating_objective(kinds, lam_max, lam_step, units="sum"):
+def saturating_objective(kinds, lam_max, lam_step, units="sum", batch="mean", derivative="stable"):
     """The training objective of the saturated networks: mean cross-entropy + R (eqs. 6-8) with
-    lambda = lambda_schedule(step). -> objective(model, x, y, step) for ``nn.train.train``."""
-    if units not in UNIT_REDUCTIONS:
-        raise ValueError(f"unknown unit reduction {units!r}; expected one of {UNIT_REDUCTIONS}")
+    lambda = lambda_schedule(step). -> objective(model, x, y, step, ftz=False) for ``nn.train.train``."""
+    _check_choice("unit reduction", units, UNIT_REDUCTIONS)
+    _check_choice("batch reduction", batch, BATCH_REDUCTIONS)
+    _check_choice("penalty derivative", derivative, DERIVATIVES)
 
-    def objective(model, x, y, step):
+    def objective(model, x, y, step, ftz=False):
         lam = lambda_schedule(step, lam_max, lam_step)
-        return model.loss_and_grads(x, y, penalty=lambda hs: saturating_penalty(hs, kinds, lam, units))
+        return model.loss_and_grads(x, y, ftz=ftz,
+                                    penalty=lambda hs: saturating_penalty(hs, kinds, lam, units, batch, derivative))
     return objective
 
 

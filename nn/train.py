@@ -1,19 +1,25 @@
-"""Training with Adam: minibatches, seeds, per-epoch progress, checkpoints, and a stop on NaN.
+"""Training with Adam: minibatches, seeds, per-epoch progress, resumable checkpoints, a stop on NaN.
 
-The loop is generic in its objective: ``objective(model, x, y, step) -> (loss, grads, logits)``
-(the default is the mean cross-entropy; the saturating penalty and adversarial training plug in
-here). Data stay on the host and are moved to the model's device once.
+The loop is generic in its objective: ``objective(model, x, y, step, ftz=False) -> (loss, grads,
+logits)`` (the default is the mean cross-entropy; the saturating penalty and adversarial training
+plug in here). Data stay on the host and are moved to the model's device once.
+
+A checkpoint holds everything the loop's future depends on: parameters, Adam's moments and step,
+the training step (which sets lambda's schedule), the learning rate, the shuffling generator's state
+and the history. ``resume_state`` reads it back, and training continued from it gives the same model,
+bit for bit on the same machine, as a run that was never interrupted.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 
 from .backend import to_device, to_host
-from .checkpoint import save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .optim import adam_init, adam_update
 
 
@@ -29,15 +35,27 @@ class TrainConfig:
     eps: float = 1e-8
     seed: int = 0  # seeds the initial weights and the shuffling
     max_train: int | None = None  # use only the first max_train training examples (smoke runs)
+    ftz: bool = False  # flush-to-zero arithmetic, TensorFlow's float32 setting (nn.numerics)
+
+
+@dataclasses.dataclass
+class TrainState:
+    """Where a training run stands after ``epoch`` complete epochs (what a checkpoint restores)."""
+    epoch: int
+    step: int
+    lr: float  # the learning rate of the next epoch
+    rng: dict  # the shuffling generator's bit_generator.state
+    adam: dict  # nn.optim.adam_init's state
+    history: list
 
 
 class TrainingDiverged(RuntimeError):
     """The loss or the parameters became NaN or inf."""
 
 
-def cross_entropy_objective(model, x, y, step):
+def cross_entropy_objective(model, x, y, step, ftz=False):
     """The plain objective: mean cross-entropy over the batch and its parameter gradients."""
-    return model.loss_and_grads(x, y)
+    return model.loss_and_grads(x, y, ftz=ftz)
 
 
 def accuracy(model, x, y, batch_size=1000):
@@ -60,14 +78,46 @@ def _last_good(checkpoint, epoch):
     return "No checkpoint was written yet."
 
 
+def _resumable(cfg):
+    """The settings a run can be resumed under: all but the number of epochs (a run may be extended)."""
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k != "epochs"}
+
+
+def resume_state(path, cfg: TrainConfig, xp, match=None):
+    """The model and TrainState saved in checkpoint ``path`` by ``train``, if it can continue ``cfg``.
+
+    -> (model, state, meta), or None when there is no checkpoint there, it holds no training state,
+    or it was trained with other settings (every TrainConfig field but ``epochs``, and each item of
+    the optional dict ``match`` against the checkpoint's meta, must be equal). A corrupt file raises
+    ``CheckpointError``.
+    """
+    try:
+        model, meta, adam = load_checkpoint(path, xp, optimizer=True)
+    except CheckpointError as e:
+        if not Path(path).exists() or "optimizer" in str(e):
+            return None
+        raise
+    if "train_state" not in meta or _resumable(TrainConfig(**meta["config"])) != _resumable(cfg):
+        return None
+    if any(meta.get(k) != v for k, v in (match or {}).items()):
+        return None
+    t = meta["train_state"]
+    return model, TrainState(t["epoch"], t["step"], t["lr"], t["rng"], adam, meta.get("history", [])), meta
+
+
 def train(model, data, cfg: TrainConfig, *, objective=cross_entropy_objective, log=print,
-          checkpoint=None, checkpoint_meta=None, progress=None):
+          checkpoint=None, checkpoint_meta=None, progress=None, resume: TrainState | None = None,
+          checkpoint_every=1, after_epoch=None):
     """Train ``model`` in place with Adam on data["train"], reporting data["val"] each epoch.
 
-    After every epoch whose parameters are finite, the checkpoint (if a path is given) is
-    rewritten atomically; on a NaN/inf loss training stops with TrainingDiverged and the last
-    good checkpoint stays on disk. ``progress(model, step) -> dict`` adds entries (e.g. lambda,
-    saturated fraction) to each epoch's record and progress line. -> history: list of dicts.
+    After every ``checkpoint_every``-th epoch whose parameters are finite, and after the last, the
+    checkpoint (if a path is given) is rewritten atomically with the full training state; on a
+    NaN/inf loss training stops with TrainingDiverged and the last good checkpoint stays on disk.
+    ``resume``: a TrainState from ``resume_state`` (``model`` then is the model it came with):
+    training continues after its epoch, up to cfg.epochs. ``progress(model, step) -> dict`` adds
+    entries (e.g. lambda, saturated fraction) to each epoch's record and progress line;
+    ``after_epoch(model, record)`` is called after each epoch (e.g. to keep snapshots).
+    -> history: list of dicts, one per epoch since the start of the run.
     """
     xp = model.xp
     x_host, y_host = data["train"]
@@ -77,22 +127,26 @@ def train(model, data, cfg: TrainConfig, *, objective=cross_entropy_objective, l
     y_all = to_device(y_host, xp)
     n = len(x_host)
     rng = np.random.default_rng(cfg.seed)
-    state = adam_init(model.params)
-    history, step, lr = [], 0, cfg.lr
-    t_start = time.perf_counter()
-    for epoch in range(1, cfg.epochs + 1):
+    if resume is None:
+        state, history, step, lr, first = adam_init(model.params), [], 0, cfg.lr, 1
+    else:
+        rng.bit_generator.state = resume.rng
+        state, history, step, lr, first = resume.adam, list(resume.history), resume.step, resume.lr, resume.epoch + 1
+        log(f"resuming after epoch {resume.epoch} (step {step})")
+    t_start, done_before = time.perf_counter(), first - 1
+    for epoch in range(first, cfg.epochs + 1):
         t0 = time.perf_counter()
         order = rng.permutation(n)
         loss_sum, correct = 0.0, 0
         for i in range(0, n, cfg.batch_size):
             idx = to_device(order[i:i + cfg.batch_size], xp)
             xb, yb = x_all[idx], y_all[idx]
-            loss, grads, logits = objective(model, xb, yb, step)
+            loss, grads, logits = objective(model, xb, yb, step, ftz=cfg.ftz)
             loss = float(loss)
             if not math.isfinite(loss):
                 raise TrainingDiverged(f"loss became {loss} at epoch {epoch}, step {step}; stopped. "
                                        + _last_good(checkpoint, epoch))
-            adam_update(model.params, grads, state, lr, cfg.beta1, cfg.beta2, cfg.eps)
+            adam_update(model.params, grads, state, lr, cfg.beta1, cfg.beta2, cfg.eps, ftz=cfg.ftz)
             loss_sum += loss * len(idx)
             correct += int((logits.argmax(axis=1) == yb).sum())
             step += 1
@@ -106,12 +160,16 @@ def train(model, data, cfg: TrainConfig, *, objective=cross_entropy_objective, l
         extra = progress(model, step) if progress else {}
         rec.update(extra)
         history.append(rec)
-        left = (time.perf_counter() - t_start) / epoch * (cfg.epochs - epoch)
+        left = (time.perf_counter() - t_start) / (epoch - done_before) * (cfg.epochs - epoch)
         log(f"epoch {epoch:3d}/{cfg.epochs}  loss {rec['loss']:.4f}  train {rec['train_acc']:.4f}  "
             f"val {rec['val_acc']:.4f}  {rec['examples_per_s']:8.0f} ex/s  {dt:6.1f} s  ~{left:5.0f} s left"
             + "".join(f"  {k} {v:.4g}" if isinstance(v, float) else f"  {k} {v}" for k, v in extra.items()))
-        if checkpoint:
-            save_checkpoint(checkpoint, model, config=dataclasses.asdict(cfg), epoch=epoch,
-                            history=history, **(checkpoint_meta or {}))
         lr *= cfg.lr_decay
+        if checkpoint and (epoch % checkpoint_every == 0 or epoch == cfg.epochs):
+            ts = {"epoch": epoch, "step": step, "lr": lr, "rng": rng.bit_generator.state}
+            save_checkpoint(checkpoint, model, optimizer=state, config=dataclasses.asdict(cfg), epoch=epoch,
+                            history=history, train_state=ts, complete=epoch == cfg.epochs,
+                            **(checkpoint_meta or {}))
+        if after_epoch:
+            after_epoch(model, rec)
     return history

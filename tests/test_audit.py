@@ -4,7 +4,7 @@ import pytest
 
 from analysis import audit
 from attacks import FGSM
-from attacks.losses import cross_entropy, loss_and_input_gradient, margin
+from attacks.losses import cross_entropy, loss_and_input_gradient, margin, scaled_input_gradient
 from attacks.noise import uniform_noise
 from attacks.pgd import PGD, merge_worst
 from attacks.square import Square
@@ -36,12 +36,17 @@ def _one_unit(xp, h_value, dtype=np.float32):
     return model, to_device(x, xp, dtype), to_device(np.array([0]), xp), exact
 
 
+def _gradient(model, x, y):
+    """The stable mode's input gradient, direction times scale, on the host in float64."""
+    _, d, s, _ = scaled_input_gradient(model, x, y, cross_entropy)
+    return to_host(d, np.float64).ravel() * np.exp(float(to_host(s, np.float64)[0]))
+
+
 def test_stable_and_paper_modes_agree_without_underflow(xp):
     model, x, y, exact = _one_unit(xp, h_value=2.0)
     _, g_paper, _ = loss_and_input_gradient(model, x, y, cross_entropy)
-    _, g_stable, _ = loss_and_input_gradient(model, x, y, cross_entropy, stable=True)
-    np.testing.assert_allclose(to_host(g_stable).ravel(), to_host(g_paper).ravel(), rtol=1e-5)
-    np.testing.assert_allclose(to_host(g_stable).ravel(), exact, rtol=1e-5)
+    np.testing.assert_allclose(_gradient(model, x, y), to_host(g_paper).ravel(), rtol=1e-5)
+    np.testing.assert_allclose(_gradient(model, x, y), exact, rtol=1e-5)
 
 
 def test_stable_mode_survives_where_paper_mode_is_exactly_zero(xp):
@@ -50,7 +55,25 @@ def test_stable_mode_survives_where_paper_mode_is_exactly_zero(xp):
     _, g_stable, _ = loss_and_input_gradient(model, x, y, cross_entropy, stable=True)
     assert (to_host(g_paper) == 0).all()  # the float32 saturation: exactly zero
     assert (to_host(g_stable) != 0).all()
-    np.testing.assert_allclose(to_host(g_stable).ravel(), exact, rtol=1e-4)  # and it is the true derivative
+    np.testing.assert_allclose(_gradient(model, x, y), exact, rtol=1e-4)  # and it is the true derivative
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_stable_mode_direction_at_any_depth(xp, dtype):
+    """A unit at h = 200: sigma'(200) = e^-200 underflows in float32 (and the gradient e^-200 * ... has
+    no float32 value at all), yet the scaled mode gives the exact direction and log-magnitude."""
+    model, x, y, _ = _one_unit(xp, h_value=200.0, dtype=dtype)
+    _, d, s, _ = scaled_input_gradient(model, x, y, cross_entropy)
+    w = np.array([1.0, 2.0, -0.5, 1.5]) * 100.0
+    p = np.exp(np.r_[4.0, np.zeros(9)] - 4.0)
+    p /= p.sum()  # sigma(200) = 1: logits (4, 0, ..., 0)
+    coef = (p[0] - 1) * 4.0  # dC/dh = (p - e_y) . a * sigma'(h), sigma'(h) = e^-200 / (1 + e^-200)^2
+    log_exact = np.log(abs(coef)) - 200.0 + np.log(np.abs(w))  # log |dC/dx|, per pixel
+    direction = -np.sign(w)  # coef < 0
+    np.testing.assert_allclose(to_host(d, np.float64).ravel(), direction * np.exp(log_exact - log_exact.max()),
+                               rtol=1e-5)
+    np.testing.assert_allclose(float(to_host(s, np.float64)[0]), log_exact.max(), rtol=1e-6)
+    assert (to_host(loss_and_input_gradient(model, x, y, cross_entropy)[1]) == 0).all()  # the paper's: 0
     assert audit.zero_gradient(model, x, y).tolist() == [True]
     assert audit.zero_gradient(model, x, y, stable=True).tolist() == [False]
     # FGSM does not move in the paper's mode, and moves every pixel in the stable one

@@ -1,9 +1,12 @@
 """The experiment scripts run end to end and write their run folders; the benchmark counts FLOPs right."""
 import json
 
+import numpy as np
+
 from experiments import bench
 from experiments import train as train_script
 from nn import architectures
+from nn.mnist import load_mnist
 
 
 def test_train_quick_writes_run_folder(tmp_path, mnist_dir):
@@ -145,3 +148,28 @@ def test_bench_profile_reports_calls_per_step(capsys):
     bench.print_profile(profiler, steps=3, top=50)
     (line,) = [ln for ln in capsys.readouterr().out.splitlines() if "layer_under_test" in ln]
     assert "   2 calls/step" in line and "ms/step" in line
+
+
+def test_sweep_quick_end_to_end_and_resumes(tmp_path, mnist_dir):
+    """The sweep's quick grid trains, snapshots and evaluates every run, writes the report; a run whose
+    epochs are raised continues from its last epoch instead of starting over."""
+    from experiments import sweep
+    out = tmp_path / "sweep"
+    argv = ["--quick", "--out", str(out), "--data-dir", str(mnist_dir), "--n-test", "300"]
+    rows = sweep.main(argv)
+    assert {r["run"] for r in rows} == {sweep.run_name(s) for s in sweep.GRIDS["quick"]}
+    assert {"table.md", "table.json", "log.txt"} <= {p.name for p in out.iterdir()}
+    for r in rows:
+        assert 0 <= r["fgsm_tf"] <= r["clean_acc"] and 0 <= r["zero_grad_tf"] <= 1
+        assert len(r["depth_q"]) == 3 and r["n_test"] == 300
+    first = sweep.GRIDS["quick"][0]
+    folder = out / sweep.run_name(first)
+    snaps = {p.name: p.stat().st_mtime_ns for p in folder.glob("snap-*.npz")}
+    assert set(snaps) == {f"snap-e{first['epochs']}.npz"}
+    lines = []
+    longer = dict(first, epochs=first["epochs"] + 1)
+    sweep.train_run(longer, out, load_mnist(mnist_dir), np, lines.append)
+    assert any(f"from epoch {first['epochs']}" in line for line in lines)
+    assert {p.name: p.stat().st_mtime_ns for p in folder.glob("snap-*.npz")}.items() >= snaps.items()
+    assert (folder / f"snap-e{first['epochs'] + 1}.npz").exists()
+    assert sweep.main(argv + ["--report"])  # the report alone re-reads every run

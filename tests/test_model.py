@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from attacks.losses import cross_entropy, loss_and_input_gradient
+from attacks.losses import cross_entropy, loss_and_input_gradient, scaled_input_gradient
 from nn import architectures, model as M
 from nn.backend import to_device, to_host
 from nn.gradcheck import numerical_gradient, numerical_jvp, rel_error
@@ -91,8 +91,12 @@ def test_input_gradient(xp, name):
     assert dx.shape == x.shape
     assert rel_error(dx, num) < TOL
     np.testing.assert_allclose(to_host(model.input_gradient(x, y)), to_host(dx))
+    _, d, s, _ = scaled_input_gradient(model, x, y, cross_entropy)
+    xp_ = model.xp
+    assert rel_error(d * xp_.exp(s).reshape(-1, 1, 1, 1), num) < TOL  # the stable mode: direction x scale
+    assert np.allclose(to_host(xp_.abs(d).reshape(len(d), -1).max(axis=1)), 1.0)  # unit max-norm directions
     _, dx_stable, _ = loss_and_input_gradient(model, x, y, cross_entropy, stable=True)
-    assert rel_error(dx_stable, num) < TOL  # the stable mode's derivatives, through the whole network
+    np.testing.assert_array_equal(to_host(dx_stable), to_host(d))
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))

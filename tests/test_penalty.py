@@ -3,10 +3,11 @@ import numpy as np
 import pytest
 
 from nn import architectures
-from nn.backend import to_device
+from nn.backend import to_device, to_host
 from nn.gradcheck import numerical_gradient, rel_error
+from nn.layers import sigmoid
 from nn.model import Sequential, backward
-from nn.penalty import PHI, lambda_schedule, saturating_penalty
+from nn.penalty import PHI, PHI_PAPER, lambda_schedule, saturating_penalty
 
 
 @pytest.mark.parametrize("kind", sorted(PHI))
@@ -83,3 +84,32 @@ def test_lambda_schedule_is_exact():
     assert lambda_schedule(10 ** 6, 1.74, 0.001) == 1.74
     assert lambda_schedule(400, 3.99e-8, 1e-10) == 3.99e-8
     assert lambda_schedule(1, 1e-5, 1e-5) == 1e-5
+
+
+def test_batch_sum_is_n_times_the_batch_mean():
+    h = [np.ones((4, 3)), np.ones((4, 2))]
+    R, dhs = saturating_penalty(h, ["linear", "linear"], 2.0, batch="sum")
+    assert float(R) == 4 * 2.0 * 5
+    np.testing.assert_array_equal(dhs[0], np.full((4, 3), 2.0))
+    with pytest.raises(ValueError, match="batch reduction 'max'"):
+        saturating_penalty(h, ["linear", "linear"], 1.0, batch="max")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tensorflow_penalty_derivative_equals_stable_until_sigma_rounds(xp, dtype):
+    """derivative="paper" (TensorFlow's autodiff of s (1 - s) with a rounded s) equals the stable form
+    wherever sigma(h) < 1 in the dtype, and is exactly 0 where sigma(h) rounds to 1."""
+    h = xp.asarray(np.r_[-np.geomspace(0.01, 60, 40), np.geomspace(0.01, 60, 40)], dtype=dtype)
+    phi_s, d_s = PHI["sigmoid"](h)
+    phi_p, d_p = PHI_PAPER["sigmoid"](h)
+    rounds = to_host(sigmoid(h) == 1)
+    cutoff = 17.33 if dtype == np.float32 else 36.74  # sigma(h) = 1 past -log(eps / 2)
+    assert rounds.any() and (to_host(h)[rounds] > cutoff - 0.1).all() and (to_host(h)[~rounds] < cutoff + 0.1).all()
+    assert (to_host(phi_p)[rounds] == 0).all() and (to_host(d_p)[rounds] == 0).all()
+    assert (to_host(phi_s) > 0).all()  # the stable one never rounds to 0 in this range
+    # 1 - s loses relative precision ~eps / (1 - s) near the cutoff: compare where that is below 1e-3
+    ok = ~rounds & (to_host(h) < cutoff - 7)
+    np.testing.assert_allclose(to_host(phi_p)[ok], to_host(phi_s)[ok], rtol=1e-3)
+    np.testing.assert_allclose(to_host(d_p)[ok], to_host(d_s)[ok], rtol=1e-3, atol=0)
+    with pytest.raises(ValueError, match="penalty derivative 'tf'"):
+        saturating_penalty([h[None]], ["sigmoid"], 1.0, derivative="tf")

@@ -1,4 +1,5 @@
-"""Adam, the training loop, checkpoints, and an end-to-end run on real MNIST."""
+"""Adam, the training loop, checkpoints, resuming, and an end-to-end run on real MNIST."""
+import dataclasses
 import json
 
 import numpy as np
@@ -9,7 +10,8 @@ from nn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from nn.mnist import load_mnist
 from nn.model import Sequential
 from nn.optim import adam_init, adam_update
-from nn.train import TrainConfig, TrainingDiverged, accuracy, train
+from nn.penalty import saturating_objective
+from nn.train import TrainConfig, TrainingDiverged, accuracy, resume_state, train
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +84,7 @@ def test_nan_stops_training_and_keeps_last_good_checkpoint(mnist, tmp_path):
     ckpt = tmp_path / "model.npz"
     calls = {"n": 0}
 
-    def objective(m, x, y, step):  # poisons the loss in the second epoch
+    def objective(m, x, y, step, ftz=False):  # poisons the loss in the second epoch
         loss, grads, logits = m.loss_and_grads(x, y)
         calls["n"] += 1
         return (loss * np.nan if step >= 8 else loss), grads, logits
@@ -119,3 +121,48 @@ def test_retain_freed_memory_takes_effect_on_glibc_and_nowhere_else():
     from nn.backend import retain_freed_memory
     glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
     assert retain_freed_memory() is glibc
+
+
+@pytest.mark.parametrize("ftz", [False, True])
+def test_resume_equals_an_uninterrupted_run(mnist, tmp_path, ftz):
+    """A run interrupted after epoch 2 of 3 and resumed from its checkpoint ends bit for bit where an
+    uninterrupted run ends: parameters, Adam's moments, lambda's schedule position, the shuffling."""
+    spec = architectures.mlp("sigmoid", hidden=16)
+    cfg = TrainConfig(epochs=3, max_train=1000, seed=3, lr_decay=0.9, ftz=ftz)
+    objective = saturating_objective(["sigmoid"] * 3, 1.74, 0.05, units="mean")
+    quiet = lambda line: None  # noqa: E731
+    straight = Sequential.init(spec, seed=3)
+    full = train(straight, mnist, cfg, objective=objective, log=quiet, checkpoint=tmp_path / "a.npz")
+
+    class Stop(Exception):
+        pass
+
+    def interrupt(model, rec):
+        if rec["epoch"] == 2:
+            raise Stop
+    with pytest.raises(Stop):
+        train(Sequential.init(spec, seed=3), mnist, cfg, objective=objective, log=quiet,
+              checkpoint=tmp_path / "b.npz", after_epoch=interrupt)
+    model, state, meta = resume_state(tmp_path / "b.npz", cfg, np)
+    assert (state.epoch, state.step) == (2, 16) and meta["complete"] is False
+    resumed = train(model, mnist, cfg, objective=objective, log=quiet, checkpoint=tmp_path / "b.npz", resume=state)
+    for pa, pb in zip(straight.params, model.params):
+        for k in pa:
+            np.testing.assert_array_equal(pa[k], pb[k])
+    _, _, adam_a = load_checkpoint(tmp_path / "a.npz", optimizer=True)
+    _, _, adam_b = load_checkpoint(tmp_path / "b.npz", optimizer=True)
+    assert adam_a["t"] == adam_b["t"] == 24
+    for moment in ("m", "v"):
+        for pa, pb in zip(adam_a[moment], adam_b[moment]):
+            for k in pa:
+                np.testing.assert_array_equal(pa[k], pb[k])
+    timing = ("seconds", "examples_per_s")
+    assert [{k: v for k, v in h.items() if k not in timing} for h in full] == \
+        [{k: v for k, v in h.items() if k not in timing} for h in resumed]
+    # another run's settings, or no checkpoint at all: nothing to resume
+    assert resume_state(tmp_path / "b.npz", TrainConfig(epochs=3, max_train=1000, seed=4), np) is None
+    assert resume_state(tmp_path / "none.npz", cfg, np) is None
+    # a finished run extends: more epochs continue from the last one
+    longer = dataclasses.replace(cfg, epochs=4)
+    model, state, _ = resume_state(tmp_path / "b.npz", longer, np)
+    assert state.epoch == 3 and len(train(model, mnist, longer, objective=objective, log=quiet, resume=state)) == 4

@@ -1,0 +1,352 @@
+"""The saturated-regime sweep: train a grid of saturated networks by the paper's method (eqs. 6-8,
+Adam, no adversarial examples) and measure where their FGSM robustness comes from.
+
+    python -m experiments.sweep                        # the sigmoid-MLP grid (--grid relu, cnn, all)
+    python -m experiments.sweep --shard 0/2 &          # two processes share the grid on two cores
+    python -m experiments.sweep --shard 1/2 &
+    python -m experiments.sweep --report               # table and figure from what is there now
+    python -m experiments.sweep --quick                # the CI smoke grid, seconds
+
+Each run trains in its own folder (runs/sweep/<run name>/) with a resumable checkpoint: the same
+command, run again after an interruption, continues every unfinished run where it stopped (epochs
+can also be raised later: a run continues from its last epoch). At each milestone epoch (25, 50,
+100, 200, ... and the last) the parameters are kept as snap-e<epoch>.npz and evaluated on the first
+--n-test test images (``evaluate``); evals.json holds one record per milestone.
+
+The report (table.md, table.json, sweep.png in the sweep folder) lists, per run and milestone: the
+settings, clean accuracy, FGSM accuracy at eps = 0.25 in the paper's numerics (float32 with
+TensorFlow's flush-to-zero, and numpy's float32 without it) and with stable (scaled) derivatives,
+the fraction of exactly-zero input gradients, the median logit margin, the saturation depth per
+layer (quantiles of |h|) and the training time.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from attacks import FGSM
+from attacks.losses import LOSSES, loss_and_input_gradient, margin
+from experiments.common import Run, add_common_args, save_figure, write_json
+from experiments.table1 import PAPER
+from nn.architectures import build_spec
+from nn.backend import to_device, to_host
+from nn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from nn.mnist import load_mnist
+from nn.model import Sequential
+from nn.penalty import saturating_objective
+from nn.train import TrainConfig, resume_state, train
+
+KINDS = {"sigmoid_mlp": ["sigmoid"] * 3, "relu_mlp": ["relu"] * 3, "cnn": ["relu", "relu", "relu", "linear"]}
+# One run's settings. lam_step: lambda rises by this every step from 0 to lam_max (the paper's 1e-3
+# reaches 1.74 after 1,740 steps, four epochs at batch 128).
+BASE = {"arch": "sigmoid_mlp", "hidden": 200, "lam_max": 1.74, "lam_step": 1e-3, "units": "mean", "batch": "mean",
+        "derivative": "stable", "ftz": True, "lr": 1e-3, "batch_size": 128, "epochs": 1600, "seed": 0,
+        "max_train": None}
+MILESTONES = tuple(25 * 2 ** k for k in range(12))  # 25, 50, 100, ..., 51200
+EVAL_VERSION = 1  # bump when ``evaluate`` changes: older records are recomputed from the snapshots
+
+
+def _run(**changes):
+    unknown = set(changes) - set(BASE)
+    if unknown:
+        raise ValueError(f"unknown sweep settings {sorted(unknown)}; expected some of {sorted(BASE)}")
+    return {**BASE, **changes}
+
+
+# The grids, each in the order its runs are trained (the most informative first). Axes: penalty
+# reduction over units and over the batch, lambda_max (a tenth to ten times the paper's), the
+# annealing step, epochs (the milestones of long runs), width, learning rate, the numerics
+# (flush-to-zero, the penalty's derivative as TensorFlow computes it).
+GRIDS = {
+    "sigmoid": [
+        _run(epochs=3200),                                       # the lead, with TensorFlow's flush-to-zero
+        _run(lr=3e-3),                                           # learning rate
+        _run(lam_max=17.4, lam_step=1e-2),                       # ten times the paper's lambda
+        _run(derivative="paper"),                                # TensorFlow's penalty derivative
+        _run(ftz=False, epochs=800),                             # the lead as first probed (no flush-to-zero)
+        _run(lam_max=0.174, lam_step=1e-4, epochs=800),          # a tenth of the paper's lambda
+        _run(lam_step=1e-4, epochs=800),                         # slower annealing (40 epochs)
+        _run(lr=1e-2, epochs=800),
+        _run(lr=3e-4, epochs=800),
+        _run(units="sum", lam_max=0.3, lam_step=1.5e-4, epochs=400),   # today's Table 1 penalty
+        _run(units="sum", epochs=200),                           # the paper's 1.74, summed over units
+        _run(batch="sum", epochs=200),                           # summed over the batch too
+        _run(batch="sum", lam_max=0.0136, lam_step=7.8e-6, epochs=800),  # 1.74 / 128: the batch mean's size
+        _run(hidden=1000, epochs=800),                           # the paper's width
+        _run(hidden=500, epochs=800),
+        _run(hidden=2000, epochs=400),
+        _run(seed=1, epochs=800),
+        _run(lam_max=5.5, lam_step=3e-3, epochs=800),
+        _run(lam_max=0.55, lam_step=3e-4, epochs=800),
+        _run(lr=3e-3, lam_max=17.4, lam_step=1e-2, epochs=800),
+    ],
+    "relu": [
+        _run(arch="relu_mlp", lam_max=3.99e-8, lam_step=1e-10, epochs=400),  # the paper's constants
+        _run(arch="relu_mlp", lam_max=3.99e-4, lam_step=1e-6, epochs=800),
+        _run(arch="relu_mlp", lam_max=3.99e-2, lam_step=1e-4, epochs=800),
+        _run(arch="relu_mlp", lam_max=1.0, lam_step=1e-3, epochs=800),
+        _run(arch="relu_mlp", lam_max=1e-2, lam_step=1e-5, units="sum", epochs=800),
+        _run(arch="relu_mlp", lam_max=1.0, lam_step=1e-3, lr=3e-3, epochs=800),
+    ],
+    "cnn": [
+        _run(arch="cnn", hidden=1024, lam_max=1e-5, lam_step=1e-5, units="sum", epochs=50),  # the paper's
+        _run(arch="cnn", hidden=1024, lam_max=1e-2, lam_step=1e-5, epochs=50),
+    ],
+    "quick": [
+        _run(hidden=16, epochs=3, max_train=2000, lam_step=1e-2),
+        _run(arch="relu_mlp", hidden=16, epochs=2, max_train=2000, lam_max=1e-2, lam_step=1e-3, ftz=False),
+    ],
+}
+GRIDS["all"] = GRIDS["sigmoid"] + GRIDS["relu"] + GRIDS["cnn"]
+
+
+def run_name(s):
+    """A readable folder name that differs between any two runs of the grids."""
+    name = f"{s['arch']}-h{s['hidden']}-lam{s['lam_max']:g}-step{s['lam_step']:g}-{s['units']}units-{s['batch']}batch"
+    name += f"-lr{s['lr']:g}-bs{s['batch_size']}" + ("-ftz" if s["ftz"] else "") + (
+        "-tfpenalty" if s["derivative"] == "paper" else "") + f"-seed{s['seed']}"
+    return name + (f"-n{s['max_train']}" if s["max_train"] else "")
+
+
+def spec_of(s):
+    kw = {"channels": (32, 64), "hidden": s["hidden"]} if s["arch"] == "cnn" else {"hidden": s["hidden"]}
+    return build_spec(s["arch"], **kw)
+
+
+def train_config(s):
+    return TrainConfig(epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"], seed=s["seed"],
+                       max_train=s["max_train"], ftz=s["ftz"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation of one snapshot
+
+
+def _quantiles(a, qs=(0.01, 0.1, 0.5, 0.9, 0.99)):
+    return [float(v) for v in np.quantile(a, qs)]
+
+
+def evaluate(model, x, y, batch=500, eps=0.25):
+    """The regime's measurements on test images x, y (host arrays).
+
+    -> {clean_acc, fgsm_tf (float32 with flush-to-zero: the paper's numerics), fgsm_f32 (numpy's
+    float32, subnormals kept), fgsm_stable (scaled stable derivatives), fgsm_margin (margin loss),
+    zero_grad_tf, zero_grad_f32 (fraction of exactly-zero cross-entropy input gradients), margin_q
+    (quantiles of the logit margin z_y - max_{j != y} z_j over correctly classified examples),
+    depth_q (per layer, quantiles of |h| over units and examples)}.
+    """
+    xp = model.xp
+    counts = {k: 0 for k in ("clean", "tf", "f32", "stable", "margin", "zero_tf", "zero_f32")}
+    margins, hs_all = [], None
+    attacks = {"tf": FGSM(eps, ftz=True), "f32": FGSM(eps), "stable": FGSM(eps, stable=True),
+               "margin": FGSM(eps, loss="margin", stable=True)}
+    for i in range(0, len(x), batch):
+        xb, yb = to_device(x[i:i + batch], xp, model.dtype), to_device(y[i:i + batch], xp)
+        logits, _, hs = model.forward(xb)
+        right = logits.argmax(axis=1) == yb
+        counts["clean"] += int(right.sum())
+        M, _ = margin(logits, yb)
+        margins.append(to_host(-M[right]))
+        for name, attack in attacks.items():
+            counts[name] += int((~attack(model, xb, yb).success).sum())
+        for mode, ftz in (("zero_tf", True), ("zero_f32", False)):
+            _, g, _ = loss_and_input_gradient(model, xb, yb, LOSSES["ce"], ftz=ftz)
+            counts[mode] += int((xp.abs(g).reshape(len(xb), -1).max(axis=1) == 0).sum())
+        sample = [to_host(xp.abs(h)).ravel()[::7] for h in hs]  # a fixed subsample of |h| per layer
+        hs_all = sample if hs_all is None else [np.concatenate([a, b]) for a, b in zip(hs_all, sample)]
+    n = len(x)
+    out = {"clean_acc": counts["clean"] / n, **{f"fgsm_{k}": counts[k] / n for k in ("tf", "f32", "stable", "margin")},
+           "zero_grad_tf": counts["zero_tf"] / n, "zero_grad_f32": counts["zero_f32"] / n,
+           "margin_q": _quantiles(np.concatenate(margins)), "depth_q": [_quantiles(a) for a in hs_all]}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Training one run, with snapshots and evaluations at the milestones
+
+
+def _read_json(path, default):
+    try:
+        return json.loads(Path(path).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return default
+
+
+def evaluate_snapshots(folder, x, y, xp, log, batch):
+    """Evaluate every snap-e<epoch>.npz of a run folder not yet in evals.json (or evaluated by an older
+    EVAL_VERSION). -> the evals dict {epoch: record}."""
+    folder = Path(folder)
+    evals = _read_json(folder / "evals.json", {})
+    for snap in sorted(folder.glob("snap-e*.npz"), key=lambda p: int(p.stem[6:])):
+        epoch = snap.stem[6:]
+        if evals.get(epoch, {}).get("version") == EVAL_VERSION:
+            continue
+        try:
+            model, meta = load_checkpoint(snap, xp)
+        except CheckpointError as e:
+            log(f"{folder.name}: skipping {snap.name} ({e})")
+            continue
+        t0 = time.perf_counter()
+        rec = {"version": EVAL_VERSION, "epoch": int(epoch), "train_seconds": meta.get("train_seconds"),
+               "n_test": len(x), **evaluate(model, x, y, batch)}
+        evals[epoch] = rec
+        write_json(folder / "evals.json", evals)
+        log(f"{folder.name} epoch {epoch}: clean {100 * rec['clean_acc']:.2f}  FGSM tf {100 * rec['fgsm_tf']:.1f}  "
+            f"f32 {100 * rec['fgsm_f32']:.1f}  stable {100 * rec['fgsm_stable']:.1f}  margin-loss "
+            f"{100 * rec['fgsm_margin']:.1f}  zero grads tf {100 * rec['zero_grad_tf']:.1f} %  median margin "
+            f"{rec['margin_q'][2]:.1f}  median |h| {[round(q[2], 1) for q in rec['depth_q']]}  "
+            f"({time.perf_counter() - t0:.0f} s)")
+    return evals
+
+
+def train_run(s, root, data, xp, log):
+    """Train (or continue) one run to s['epochs'], keeping a snapshot at every milestone."""
+    folder = Path(root) / run_name(s)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / "settings.json", s)
+    path, cfg = folder / "train.npz", train_config(s)
+    resumed = resume_state(path, cfg, xp, match={"sweep_settings": {k: v for k, v in s.items() if k != "epochs"}})
+    if resumed and resumed[1].epoch >= s["epochs"]:
+        return folder
+    model = resumed[0] if resumed else Sequential.init(spec_of(s), seed=s["seed"], xp=xp)
+    objective = saturating_objective(KINDS[s["arch"]], s["lam_max"], s["lam_step"], s["units"], s["batch"],
+                                     s["derivative"])
+
+    def after_epoch(m, rec):
+        history.append(rec)
+        if rec["epoch"] in MILESTONES or rec["epoch"] == s["epochs"]:
+            save_checkpoint(folder / f"snap-e{rec['epoch']}.npz", m, settings=s, epoch=rec["epoch"],
+                            train_seconds=sum(h["seconds"] for h in history))
+
+    history = list(resumed[1].history) if resumed else []
+    log(f"{folder.name}: training to epoch {s['epochs']}" + (f", from epoch {resumed[1].epoch}" if resumed else ""))
+    train(model, data, cfg, objective=objective, checkpoint=path, resume=resumed[1] if resumed else None,
+          checkpoint_meta={"sweep_settings": {k: v for k, v in s.items() if k != "epochs"}},
+          checkpoint_every=25, after_epoch=after_epoch,
+          log=lambda line: log(f"{folder.name} {line}") if ("epoch" not in line or _every(line, 25)) else None)
+    return folder
+
+
+def _every(line, k):
+    """True for the progress lines of every k-th epoch (and resume notes): keeps logs of long runs short."""
+    try:
+        return int(line.split()[1].split("/")[0]) % k == 0
+    except (IndexError, ValueError):
+        return True
+
+
+# ---------------------------------------------------------------------------------------------
+# The report
+
+
+def collect(root):
+    """-> list of rows, one per run and evaluated milestone, sorted by run then epoch."""
+    rows = []
+    for folder in sorted(Path(root).glob("*/")):
+        s = _read_json(folder / "settings.json", None)
+        if s is None:
+            continue
+        for epoch, rec in sorted(_read_json(folder / "evals.json", {}).items(), key=lambda kv: int(kv[0])):
+            rows.append({"run": folder.name, **s, **rec})
+    return rows
+
+
+def format_table(rows):
+    head = ("| run | epoch | clean % | FGSM tf % | FGSM f32 % | FGSM stable % | FGSM margin % | zero grads tf % | "
+            "median margin | median abs h per layer | train min |")
+    lines = [head, "|" + " --- |" * (head.count("|") - 1)]
+    for r in rows:
+        lines.append(f"| {r['run']} | {r['epoch']} | {100 * r['clean_acc']:.2f} | {100 * r['fgsm_tf']:.1f} | "
+                     f"{100 * r['fgsm_f32']:.1f} | {100 * r['fgsm_stable']:.1f} | {100 * r['fgsm_margin']:.1f} | "
+                     f"{100 * r['zero_grad_tf']:.1f} | {r['margin_q'][2]:.1f} | "
+                     f"{' / '.join(f'{q[2]:.1f}' for q in r['depth_q'])} | "
+                     f"{(r['train_seconds'] or 0) / 60:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def frontier(rows):
+    """The best paper-numerics FGSM accuracy reached at each clean accuracy (per arch, any run, any
+    milestone): -> {arch: [(clean %, best FGSM tf % among rows at least this clean), ...]}."""
+    out = {}
+    for arch in sorted({r["arch"] for r in rows}):
+        rs = sorted((r for r in rows if r["arch"] == arch), key=lambda r: -r["clean_acc"])
+        best, pts = -1.0, []
+        for r in rs:
+            if r["fgsm_tf"] > best:
+                best = r["fgsm_tf"]
+                pts.append((round(100 * r["clean_acc"], 2), round(100 * best, 1)))
+        out[arch] = pts
+    return out
+
+
+def draw(rows, path):
+    """Left: FGSM accuracy (paper numerics) against epochs, one line per run; right: FGSM against clean
+    accuracy, the paper's saturated point marked."""
+    runs = sorted({r["run"] for r in rows})
+
+    def fill(axes):
+        ax, bx = axes[0]
+        for run in runs:
+            rr = [r for r in rows if r["run"] == run]
+            line, = ax.plot([r["epoch"] for r in rr], [100 * r["fgsm_tf"] for r in rr], marker="o", ms=3,
+                            label=run.replace("sigmoid_mlp", "sig").replace("relu_mlp", "relu"))
+            bx.scatter([100 * r["clean_acc"] for r in rr], [100 * r["fgsm_tf"] for r in rr], s=10,
+                       color=line.get_color())
+        ax.set_xscale("log")
+        ax.set_xlabel("epochs (constant learning rate)")
+        ax.set_ylabel("FGSM accuracy at eps 0.25, paper numerics (%)")
+        ax.set_title("saturated networks: FGSM accuracy while training")
+        ax.legend(fontsize=5, loc="upper left")
+        for arch, marker in (("sigmoid_mlp", "*"), ("relu_mlp", "P"), ("cnn", "X")):
+            c, f = PAPER[(arch, "saturated")]
+            bx.scatter([c], [f], marker=marker, s=120, color="black", label=f"paper, {arch}")
+        bx.set_xlabel("clean test accuracy (%)")
+        bx.set_ylabel("FGSM accuracy at eps 0.25, paper numerics (%)")
+        bx.set_title("the frontier: robustness against accuracy")
+        bx.legend(fontsize=7)
+    return save_figure(path, fill, shape=(1, 2), figsize=(13, 5))
+
+
+def report(root, log):
+    rows = collect(root)
+    table = format_table(rows)
+    Path(root, "table.md").write_text(table)
+    write_json(Path(root, "table.json"), {"rows": rows, "frontier": frontier(rows)})
+    if rows and draw(rows, Path(root, "sweep.png")):
+        log(f"figure {Path(root, 'sweep.png')}")
+    log("\n" + table)
+    return rows
+
+
+def main(argv=None):
+    parser = add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
+    parser.add_argument("--grid", choices=sorted(GRIDS), default="sigmoid")
+    parser.add_argument("--shard", default="0/1", help="i/n: train every n-th run of the grid, starting at i")
+    parser.add_argument("--report", action="store_true", help="only (re)evaluate snapshots and write the report")
+    parser.add_argument("--n-test", type=int, default=2000, help="test images per evaluation (default 2000)")
+    parser.add_argument("--batch", type=int, default=500)
+    args = parser.parse_args(argv)
+    grid = "quick" if args.quick else args.grid
+    run = Run("sweep", args)
+    i, n = (int(v) for v in args.shard.split("/"))
+    data = load_mnist(args.data_dir)
+    x, y = data["test"][0][:args.n_test], data["test"][1][:args.n_test]
+    root = run.dir
+    if not args.report:
+        for s in GRIDS[grid][i::n]:
+            folder = train_run(s, root, data, run.xp, run.log)
+            evaluate_snapshots(folder, x, y, run.xp, run.log, args.batch)
+    if n > 1 and not args.report:
+        return None  # each shard evaluates only its own runs; --report collects them all
+    for folder in sorted(p for p in Path(root).glob("*/") if (p / "settings.json").exists()):
+        evaluate_snapshots(folder, x, y, run.xp, run.log, args.batch)
+    return report(root, run.log)
+
+
+if __name__ == "__main__":
+    main()
