@@ -42,7 +42,7 @@ class PGD:
     """L-inf PGD: ``steps`` sign-gradient steps of size ``alpha`` (default 2.5 eps / steps), from
     ``restarts`` uniform random starts (the first from x itself when ``random_start`` is False).
 
-    loss: "ce" or "margin"; stable: the numeric mode of the derivatives (``attacks.losses``).
+    loss: "ce" or "margin"; stable, ftz: the numeric mode of the derivatives (``attacks.losses``).
     Examples already misclassified stop early (their iterate is kept).
     >>> x_adv, fooled = PGD(eps=0.25, steps=100, restarts=5)(model, x, y)
     """
@@ -52,6 +52,7 @@ class PGD:
     alpha: float | None = None
     loss: str = "ce"
     stable: bool = False
+    ftz: bool = False
     random_start: bool = True
     seed: int = 0
 
@@ -80,7 +81,7 @@ class PGD:
         active = xp.arange(len(x))
         x0, ya = x, y
         for k in range(self.steps + 1):
-            L, g, logits = loss_and_input_gradient(model, x_k, ya, loss_fn, stable=self.stable)
+            L, g, logits = loss_and_input_gradient(model, x_k, ya, loss_fn, stable=self.stable, ftz=self.ftz)
             fooled = logits.argmax(axis=1) != ya
             better = fooled | (L > out_l[active])
             out_x[active[better]] = x_k[better]

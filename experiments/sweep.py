@@ -2,14 +2,15 @@
 Adam, no adversarial examples) and measure where their FGSM robustness comes from.
 
     python -m experiments.sweep                        # the sigmoid-MLP grid (--grid relu, cnn, all)
-    python -m experiments.sweep --shard 0/2 &          # two processes share the grid on two cores
-    python -m experiments.sweep --shard 1/2 &
+    python -m experiments.sweep & python -m experiments.sweep &   # two workers share the grid on two cores
     python -m experiments.sweep --report               # table and figure from what is there now
     python -m experiments.sweep --quick                # the CI smoke grid, seconds
 
 Each run trains in its own folder (runs/sweep/<run name>/) with a resumable checkpoint: the same
 command, run again after an interruption, continues every unfinished run where it stopped (epochs
-can also be raised later: a run continues from its last epoch). At each milestone epoch (25, 50,
+can also be raised later: a run continues from its last epoch). A worker claims a run with a lock
+file (``claim``), so several workers started with the same command share the grid, each run trained
+by one of them; a lock left by a dead process is taken over. At each milestone epoch (25, 50,
 100, 200, ... and the last) the parameters are kept as snap-e<epoch>.npz and evaluated on the first
 --n-test test images (``evaluate``); evals.json holds one record per milestone.
 
@@ -22,8 +23,8 @@ layer (quantiles of |h|) and the training time.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
+import os
 import time
 from pathlib import Path
 
@@ -65,8 +66,8 @@ def _run(**changes):
 GRIDS = {
     "sigmoid": [
         _run(epochs=3200),                                       # the lead, with TensorFlow's flush-to-zero
-        _run(lr=3e-3),                                           # learning rate
         _run(lam_max=17.4, lam_step=1e-2),                       # ten times the paper's lambda
+        _run(lr=3e-3),                                           # learning rate
         _run(derivative="paper"),                                # TensorFlow's penalty derivative
         _run(ftz=False, epochs=800),                             # the lead as first probed (no flush-to-zero)
         _run(lam_max=0.174, lam_step=1e-4, epochs=800),          # a tenth of the paper's lambda
@@ -204,6 +205,33 @@ def evaluate_snapshots(folder, x, y, xp, log, batch):
     return evals
 
 
+def claim(folder):
+    """Take the run in ``folder`` for this process: create folder/lock holding our pid, atomically.
+    -> True if we hold it now (also when its holder has died), False if a live process holds it."""
+    lock = Path(folder) / "lock"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text() or 0)
+                os.kill(pid, 0)  # raises if no such process
+                return pid == os.getpid()
+            except (ValueError, ProcessLookupError, FileNotFoundError):
+                lock.unlink(missing_ok=True)  # a stale lock: its process is gone
+                continue
+            except PermissionError:
+                return False  # alive, another user's
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return True
+    return False
+
+
+def release(folder):
+    (Path(folder) / "lock").unlink(missing_ok=True)
+
+
 def train_run(s, root, data, xp, log):
     """Train (or continue) one run to s['epochs'], keeping a snapshot at every milestone."""
     folder = Path(root) / run_name(s)
@@ -326,25 +354,32 @@ def report(root, log):
 def main(argv=None):
     parser = add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
     parser.add_argument("--grid", choices=sorted(GRIDS), default="sigmoid")
-    parser.add_argument("--shard", default="0/1", help="i/n: train every n-th run of the grid, starting at i")
     parser.add_argument("--report", action="store_true", help="only (re)evaluate snapshots and write the report")
     parser.add_argument("--n-test", type=int, default=2000, help="test images per evaluation (default 2000)")
     parser.add_argument("--batch", type=int, default=500)
     args = parser.parse_args(argv)
     grid = "quick" if args.quick else args.grid
     run = Run("sweep", args)
-    i, n = (int(v) for v in args.shard.split("/"))
     data = load_mnist(args.data_dir)
     x, y = data["test"][0][:args.n_test], data["test"][1][:args.n_test]
     root = run.dir
     if not args.report:
-        for s in GRIDS[grid][i::n]:
-            folder = train_run(s, root, data, run.xp, run.log)
-            evaluate_snapshots(folder, x, y, run.xp, run.log, args.batch)
-    if n > 1 and not args.report:
-        return None  # each shard evaluates only its own runs; --report collects them all
+        for s in GRIDS[grid]:
+            folder = Path(root) / run_name(s)
+            folder.mkdir(parents=True, exist_ok=True)
+            if not claim(folder):
+                continue  # another worker trains it
+            try:
+                train_run(s, root, data, run.xp, run.log)
+                evaluate_snapshots(folder, x, y, run.xp, run.log, args.batch)
+            finally:
+                release(folder)
     for folder in sorted(p for p in Path(root).glob("*/") if (p / "settings.json").exists()):
-        evaluate_snapshots(folder, x, y, run.xp, run.log, args.batch)
+        if claim(folder):  # not while another worker is training or evaluating it
+            try:
+                evaluate_snapshots(folder, x, y, run.xp, run.log, args.batch)
+            finally:
+                release(folder)
     return report(root, run.log)
 
 
