@@ -23,6 +23,7 @@ layer (quantiles of |h|) and the training time.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import time
@@ -33,7 +34,6 @@ import numpy as np
 from attacks import FGSM
 from attacks.losses import LOSSES, loss_and_input_gradient, margin
 from experiments.common import Run, add_common_args, save_figure, write_json
-from experiments.table1 import PAPER
 from nn.architectures import build_spec
 from nn.backend import to_device, to_host
 from nn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -122,6 +122,41 @@ def spec_of(s):
 def train_config(s):
     return TrainConfig(epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"], seed=s["seed"],
                        max_train=s["max_train"], ftz=s["ftz"])
+
+
+def model_settings(s):
+    """A run's settings as Table 1 writes a saturated model's (``experiments.table1.model_settings``),
+    so that Table 1 can reuse a model the sweep trained with the same settings."""
+    method = {"kinds": KINDS[s["arch"]], "lam_max": s["lam_max"], "lam_step": s["lam_step"], "units": s["units"]}
+    method.update({k: s[k] for k, default in (("batch", "mean"), ("derivative", "stable")) if s[k] != default})
+    cfg = {k: v for k, v in dataclasses.asdict(train_config(s)).items() if k != "seed"}
+    kw = {"channels": [32, 64], "hidden": s["hidden"]} if s["arch"] == "cnn" else {"hidden": s["hidden"]}
+    return {"arch": s["arch"], "training": "saturated", "arch_kwargs": kw, "train": cfg, "method": method}
+
+
+def same_model(s, ms):
+    """True when sweep run ``s`` trains the model of Table 1's model settings ``ms`` (epochs aside)."""
+    mine = model_settings(s)
+    theirs = {**ms, "train": {k: v for k, v in {**dataclasses.asdict(TrainConfig()), **ms["train"]}.items()
+                              if k != "seed"}}
+    mine["train"]["epochs"] = theirs["train"]["epochs"]
+    return _canonical(mine) == _canonical(theirs)
+
+
+def find_snapshot(root, ms, seed):
+    """The sweep's snapshot of a model trained with Table 1's model settings ``ms`` and ``seed``, at
+    exactly ms's epochs: -> path or None."""
+    for folder in sorted(Path(root).glob("*/")):
+        s = _read_json(folder / "settings.json", None)
+        if s is not None and s.get("seed") == seed and same_model(s, ms):
+            snap = folder / f"snap-e{ms['train']['epochs']}.npz"
+            if snap.exists():
+                return snap
+    return None
+
+
+def _canonical(obj):
+    return json.loads(json.dumps(obj, sort_keys=True))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -315,6 +350,7 @@ def frontier(rows):
 def draw(rows, path):
     """Left: FGSM accuracy (paper numerics) against epochs, one line per run; right: FGSM against clean
     accuracy, the paper's saturated point marked."""
+    from experiments.table1 import PAPER  # table1 imports this module: import it when drawing
     runs = sorted({r["run"] for r in rows})
 
     def fill(axes):

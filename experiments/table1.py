@@ -30,7 +30,8 @@ from experiments.common import Run, add_common_args, hardware, write_json
 from experiments.train import PRESETS
 from nn.architectures import build_spec
 from nn.backend import to_device, to_host
-from nn.checkpoint import CheckpointError, load_checkpoint
+from experiments.sweep import find_snapshot
+from nn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from nn.mnist import load_mnist
 from nn.model import Sequential
 from nn.penalty import saturated_fraction, saturating_objective
@@ -97,7 +98,10 @@ def quick_settings():
     for arch in ("sigmoid_mlp", "relu_mlp"):
         s[arch]["arch"] = {"hidden": 128}
         s[arch]["train"].update(epochs=2, max_train=10000)
-    s["sigmoid_mlp"]["saturated_model"] = {"arch": {"hidden": 64}, "train": {"epochs": 3, "lr_decay": 1.0, "ftz": True}}
+    # the sweep's quick sigmoid run (experiments.sweep.GRIDS["quick"][0])
+    s["sigmoid_mlp"]["saturated"]["lam_step"] = 1e-2
+    s["sigmoid_mlp"]["saturated_model"] = {"arch": {"hidden": 16},
+                                           "train": {"epochs": 3, "max_train": 2000, "lr_decay": 1.0, "ftz": True}}
     s["cnn"]["arch"] = {"channels": [8, 16], "hidden": 128}
     s["cnn"]["train"].update(epochs=1, max_train=5000)
     s["eval"]["n_test"] = 1000
@@ -139,10 +143,11 @@ def objective_for(ms):
     return cross_entropy_objective
 
 
-def train_or_load(run, data, ms, seed):
-    """Load <arch>-<training>.npz from the run folder if it was trained with these settings, continue
-    it from its last epoch if its training was interrupted, else train it (checkpointing every
-    epoch). -> (model, metadata)."""
+def train_or_load(run, data, ms, seed, sweep_dir=None):
+    """Load <arch>-<training>.npz from the run folder if it was trained with these settings; else take
+    the snapshot of a model the sweep (``experiments.sweep``, folder ``sweep_dir``) trained with the
+    same settings to the same epoch; else continue it from its last epoch if its training was
+    interrupted, or train it (checkpointing every epoch). -> (model, metadata)."""
     path = run.path(f"{ms['arch']}-{ms['training']}.npz")
     cfg = TrainConfig(**ms["train"], seed=seed)
     try:
@@ -150,8 +155,20 @@ def train_or_load(run, data, ms, seed):
         if meta.get("model_settings") == ms and meta.get("complete") and meta.get("config", {}).get("seed") == seed:
             run.log(f"{path.name}: loaded (trained with the same settings)")
             return model, meta
+    except CheckpointError:
+        pass
+    snap = find_snapshot(sweep_dir, ms, seed) if sweep_dir and ms["training"] == "saturated" else None
+    if snap is not None:
+        model, snap_meta = load_checkpoint(snap, run.xp)
+        meta = {"model_settings": ms, "complete": True, "config": dataclasses.asdict(cfg), "epoch": cfg.epochs,
+                "history": [{"seconds": snap_meta.get("train_seconds") or 0.0}], "from_sweep": str(snap)}
+        save_checkpoint(path, model, **meta)
+        run.log(f"{path.name}: taken from the sweep's {snap} (trained there with the same settings)")
+        return model, meta
+    try:
         resumed = resume_state(path, cfg, run.xp, match={"model_settings": ms})
-        run.log(f"{path.name}: " + ("training interrupted; resuming" if resumed else "settings changed; retraining"))
+        if path.exists():
+            run.log(f"{path.name}: " + ("training interrupted; resuming" if resumed else "settings changed; retraining"))
     except CheckpointError:
         resumed = None
     model = (resumed[0] if resumed else
@@ -232,6 +249,9 @@ def main(argv=None):
     parser = add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
     parser.add_argument("--only", nargs="*", default=None,
                         help="models to run: arch (e.g. cnn), training (e.g. saturated) or arch-training")
+    parser.add_argument("--sweep", default="runs/sweep",
+                        help="sweep folder whose snapshots stand in for saturated models trained with the same "
+                             "settings (default runs/sweep; 'none' to always train)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         help="override a setting, e.g. --set relu_mlp.saturated.lam_max=1e-3")
     args = parser.parse_args(argv)
@@ -251,7 +271,7 @@ def main(argv=None):
             if args.only and not ({arch, training, name} & set(args.only)):
                 continue
             ms = model_settings(settings, arch, training)
-            model, meta = train_or_load(run, data, ms, args.seed)
+            model, meta = train_or_load(run, data, ms, args.seed, None if args.sweep == "none" else args.sweep)
             res = evaluate(model, x_test, y_test, ev["eps"], ev["clip"], penalty_kinds(settings, arch), ev["batch"])
             row = {"arch": arch, "training": training, **res, "paper_clean": PAPER[(arch, training)][0],
                    "paper_fgsm": PAPER[(arch, training)][1],

@@ -33,7 +33,7 @@ def test_train_step_flops_by_hand():
 def test_table1_quick_end_to_end(tmp_path, mnist_dir):
     from experiments import table1
     out = tmp_path / "t1"
-    argv = ["--quick", "--out", str(out), "--data-dir", str(mnist_dir)]
+    argv = ["--quick", "--out", str(out), "--data-dir", str(mnist_dir), "--sweep", "none"]
     rows = table1.main(argv)
     assert {(r["arch"], r["training"]) for r in rows} == set(table1.PAPER)
     assert {"settings.json", "table.json", "table.md", "log.txt"} <= {p.name for p in out.iterdir()}
@@ -173,3 +173,19 @@ def test_sweep_quick_end_to_end_and_resumes(tmp_path, mnist_dir):
     assert {p.name: p.stat().st_mtime_ns for p in folder.glob("snap-*.npz")}.items() >= snaps.items()
     assert (folder / f"snap-e{first['epochs'] + 1}.npz").exists()
     assert sweep.main(argv + ["--report"])  # the report alone re-reads every run
+    # Table 1 finds the sweep's snapshot of a model trained with its settings, and only that one
+    ms = sweep.model_settings(first)
+    assert sweep.find_snapshot(out, ms, first["seed"]) == folder / f"snap-e{first['epochs']}.npz"
+    assert sweep.find_snapshot(out, ms, first["seed"] + 1) is None
+    assert sweep.find_snapshot(out, {**ms, "train": {**ms["train"], "lr": 0.5}}, first["seed"]) is None
+
+
+def test_table1_saturated_sigmoid_mlp_is_a_sweep_run():
+    """The default Table 1's saturated sigmoid MLP is one of the sweep's runs, snapshotted at its epoch,
+    so the sweep's training serves Table 1 (and the quick presets of both agree too)."""
+    from experiments import sweep, table1
+    for settings, grid in ((table1.default_settings(), "sigmoid"), (table1.quick_settings(), "quick")):
+        ms = table1.model_settings(settings, "sigmoid_mlp", "saturated")
+        epochs = ms["train"]["epochs"]
+        runs = [s for s in sweep.GRIDS[grid] if sweep.same_model(s, ms)]
+        assert any(epochs in sweep.MILESTONES and s["epochs"] >= epochs or s["epochs"] == epochs for s in runs)
