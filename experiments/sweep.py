@@ -12,7 +12,8 @@ can also be raised later: a run continues from its last epoch). A worker claims 
 file (``claim``), so several workers started with the same command share the grid, each run trained
 by one of them; a lock left by a dead process is taken over. At each milestone epoch (25, 50,
 100, 200, ... and the last) the parameters are kept as snap-e<epoch>.npz and evaluated on the first
---n-test test images (``evaluate``); evals.json holds one record per milestone.
+--n-test test images (``evaluate``) into eval-e<epoch>.json beside it (one file per snapshot, so
+that any number of processes can evaluate and report while workers train).
 
 The report (table.md, table.json, sweep.png in the sweep folder) lists, per run and milestone: the
 settings, clean accuracy, FGSM accuracy at eps = 0.25 in the paper's numerics (float32 with
@@ -213,31 +214,35 @@ def _read_json(path, default):
         return default
 
 
-def evaluate_snapshots(folder, x, y, xp, log, batch):
-    """Evaluate every snap-e<epoch>.npz of a run folder not yet in evals.json (or evaluated by an older
-    EVAL_VERSION). -> the evals dict {epoch: record}."""
-    folder = Path(folder)
-    evals = _read_json(folder / "evals.json", {})
-    for snap in sorted(folder.glob("snap-e*.npz"), key=lambda p: int(p.stem[6:])):
-        epoch = snap.stem[6:]
-        if evals.get(epoch, {}).get("version") == EVAL_VERSION:
-            continue
-        try:
-            model, meta = load_checkpoint(snap, xp)
-        except CheckpointError as e:
-            log(f"{folder.name}: skipping {snap.name} ({e})")
-            continue
-        t0 = time.perf_counter()
-        rec = {"version": EVAL_VERSION, "epoch": int(epoch), "train_seconds": meta.get("train_seconds"),
-               "n_test": len(x), **evaluate(model, x, y, batch)}
-        evals[epoch] = rec
-        write_json(folder / "evals.json", evals)
-        log(f"{folder.name} epoch {epoch}: clean {100 * rec['clean_acc']:.2f}  FGSM tf {100 * rec['fgsm_tf']:.1f}  "
-            f"f32 {100 * rec['fgsm_f32']:.1f}  stable {100 * rec['fgsm_stable']:.1f}  margin-loss "
-            f"{100 * rec['fgsm_margin']:.1f}  zero grads tf {100 * rec['zero_grad_tf']:.1f} %  median margin "
-            f"{rec['margin_q'][2]:.1f}  median |h| {[round(q[2], 1) for q in rec['depth_q']]}  "
-            f"({time.perf_counter() - t0:.0f} s)")
-    return evals
+def evaluate_snapshot(snap, x, y, xp, log, batch):
+    """Evaluate snapshot ``snap`` (snap-e<epoch>.npz) into eval-e<epoch>.json beside it, unless that
+    exists from the current EVAL_VERSION. -> the record (None if the snapshot cannot be read)."""
+    snap = Path(snap)
+    epoch = int(snap.stem[len("snap-e"):])
+    out = snap.with_name(f"eval-e{epoch}.json")
+    rec = _read_json(out, {})
+    if rec.get("version") == EVAL_VERSION:
+        return rec
+    try:
+        model, meta = load_checkpoint(snap, xp)
+    except CheckpointError as e:
+        log(f"{snap.parent.name}: skipping {snap.name} ({e})")
+        return None
+    t0 = time.perf_counter()
+    rec = {"version": EVAL_VERSION, "epoch": epoch, "train_seconds": meta.get("train_seconds"),
+           "n_test": len(x), **evaluate(model, x, y, batch)}
+    write_json(out, rec)
+    log(f"{snap.parent.name} epoch {epoch}: clean {100 * rec['clean_acc']:.2f}  FGSM tf {100 * rec['fgsm_tf']:.1f}  "
+        f"f32 {100 * rec['fgsm_f32']:.1f}  stable {100 * rec['fgsm_stable']:.1f}  margin-loss "
+        f"{100 * rec['fgsm_margin']:.1f}  zero grads tf {100 * rec['zero_grad_tf']:.1f} %  median margin "
+        f"{rec['margin_q'][2]:.1f}  median |h| {[round(q[2], 1) for q in rec['depth_q']]}  "
+        f"({time.perf_counter() - t0:.0f} s)")
+    return rec
+
+
+def snapshots(folder):
+    """The run's snapshots, by epoch."""
+    return sorted(Path(folder).glob("snap-e*.npz"), key=lambda p: int(p.stem[len("snap-e"):]))
 
 
 def claim(folder):
@@ -267,8 +272,9 @@ def release(folder):
     (Path(folder) / "lock").unlink(missing_ok=True)
 
 
-def train_run(s, root, data, xp, log):
-    """Train (or continue) one run to s['epochs'], keeping a snapshot at every milestone."""
+def train_run(s, root, data, xp, log, evaluate_on=None):
+    """Train (or continue) one run to s['epochs'], keeping a snapshot at every milestone, evaluated
+    at once on ``evaluate_on`` = (x, y, batch) if given."""
     folder = Path(root) / run_name(s)
     folder.mkdir(parents=True, exist_ok=True)
     write_json(folder / "settings.json", s)
@@ -283,8 +289,10 @@ def train_run(s, root, data, xp, log):
     def after_epoch(m, rec):
         history.append(rec)
         if rec["epoch"] in MILESTONES or rec["epoch"] == s["epochs"]:
-            save_checkpoint(folder / f"snap-e{rec['epoch']}.npz", m, settings=s, epoch=rec["epoch"],
-                            train_seconds=sum(h["seconds"] for h in history))
+            snap = folder / f"snap-e{rec['epoch']}.npz"
+            save_checkpoint(snap, m, settings=s, epoch=rec["epoch"], train_seconds=sum(h["seconds"] for h in history))
+            if evaluate_on:
+                evaluate_snapshot(snap, *evaluate_on[:2], xp, log, evaluate_on[2])
 
     history = list(resumed[1].history) if resumed else []
     log(f"{folder.name}: training to epoch {s['epochs']}" + (f", from epoch {resumed[1].epoch}" if resumed else ""))
@@ -314,8 +322,10 @@ def collect(root):
         s = _read_json(folder / "settings.json", None)
         if s is None:
             continue
-        for epoch, rec in sorted(_read_json(folder / "evals.json", {}).items(), key=lambda kv: int(kv[0])):
-            rows.append({"run": folder.name, **s, **rec})
+        for snap in snapshots(folder):
+            rec = _read_json(snap.with_name(f"eval-e{snap.stem[len('snap-e'):]}.json"), None)
+            if rec:
+                rows.append({"run": folder.name, **s, **rec})
     return rows
 
 
@@ -406,16 +416,12 @@ def main(argv=None):
             if not claim(folder):
                 continue  # another worker trains it
             try:
-                train_run(s, root, data, run.xp, run.log)
-                evaluate_snapshots(folder, x, y, run.xp, run.log, args.batch)
+                train_run(s, root, data, run.xp, run.log, evaluate_on=(x, y, args.batch))
             finally:
                 release(folder)
     for folder in sorted(p for p in Path(root).glob("*/") if (p / "settings.json").exists()):
-        if claim(folder):  # not while another worker is training or evaluating it
-            try:
-                evaluate_snapshots(folder, x, y, run.xp, run.log, args.batch)
-            finally:
-                release(folder)
+        for snap in snapshots(folder):  # those not evaluated yet, or by an older EVAL_VERSION
+            evaluate_snapshot(snap, x, y, run.xp, run.log, args.batch)
     return report(root, run.log)
 
 
