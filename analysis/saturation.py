@@ -35,9 +35,11 @@ def _floor(a, floor):
     return np.where(a < floor, -np.inf, a)
 
 
-def _maxplus(a, logW, chunk=64):
-    """out[n, i] = max_j (a[n, j] + logW[j, i]) (the max-plus product).  a: (N, J), logW: (J, I)."""
+def _maxplus(a, logW):
+    """out[n, i] = max_j (a[n, j] + logW[j, i]) (the max-plus product).  a: (N, J), logW: (J, I).
+    Computed over chunks of examples, each (chunk, J, I) at most ~2M values."""
     out = np.empty((a.shape[0], logW.shape[1]))
+    chunk = max(1, 2_000_000 // logW.size)
     for s in range(0, a.shape[0], chunk):
         out[s:s + chunk] = (a[s:s + chunk, :, None] + logW[None]).max(axis=1)  # (n, J, I) -> (n, I)
     return out

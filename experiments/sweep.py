@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from attacks import FGSM
+from analysis.saturation import log_path_bound, margin_predicts_zero
 from attacks.losses import LOSSES, loss_and_input_gradient, margin
 from experiments.common import Run, add_common_args, save_figure, write_json
 from nn.architectures import build_spec
@@ -50,7 +51,7 @@ BASE = {"arch": "sigmoid_mlp", "hidden": 200, "lam_max": 1.74, "lam_step": 1e-3,
         "derivative": "stable", "ftz": True, "lr": 1e-3, "batch_size": 128, "epochs": 1600, "seed": 0,
         "max_train": None}
 MILESTONES = tuple(25 * 2 ** k for k in range(12))  # 25, 50, 100, ..., 51200
-EVAL_VERSION = 1  # bump when ``evaluate`` changes: older records are recomputed from the snapshots
+EVAL_VERSION = 2  # bump when ``evaluate`` changes: older records are recomputed from the snapshots
 
 
 def _run(**changes):
@@ -175,10 +176,15 @@ def evaluate(model, x, y, batch=500, eps=0.25):
     float32, subnormals kept), fgsm_stable (scaled stable derivatives), fgsm_margin (margin loss),
     zero_grad_tf, zero_grad_f32 (fraction of exactly-zero cross-entropy input gradients), margin_q
     (quantiles of the logit margin z_y - max_{j != y} z_j over correctly classified examples),
-    depth_q (per layer, quantiles of |h| over units and examples)}.
+    depth_q (per layer, quantiles of |h| over units and examples); for MLPs also the zero gradients
+    predicted from depths and margins (``analysis.saturation``): zero_pred_tf (max-plus path bound),
+    zero_pred_margin_tf (margin alone), zero_pred_agree_tf (fraction of examples where the path
+    bound's prediction is right)}.
     """
     xp = model.xp
-    counts = {k: 0 for k in ("clean", "tf", "f32", "stable", "margin", "zero_tf", "zero_f32")}
+    counts = {k: 0 for k in ("clean", "tf", "f32", "stable", "margin", "zero_tf", "zero_f32", "pred", "agree",
+                             "pred_margin")}
+    mlp = all(layer["type"] in ("flatten", "dense", "sigmoid", "relu") for layer in model.spec["layers"])
     margins, hs_all = [], None
     attacks = {"tf": FGSM(eps, ftz=True), "f32": FGSM(eps), "stable": FGSM(eps, stable=True),
                "margin": FGSM(eps, loss="margin", stable=True)}
@@ -193,13 +199,22 @@ def evaluate(model, x, y, batch=500, eps=0.25):
             counts[name] += int((~attack(model, xb, yb).success).sum())
         for mode, ftz in (("zero_tf", True), ("zero_f32", False)):
             _, g, _ = loss_and_input_gradient(model, xb, yb, LOSSES["ce"], ftz=ftz)
-            counts[mode] += int((xp.abs(g).reshape(len(xb), -1).max(axis=1) == 0).sum())
+            zero = xp.abs(g).reshape(len(xb), -1).max(axis=1) == 0
+            counts[mode] += int(zero.sum())
+            if ftz and mlp:
+                pred = ~np.isfinite(log_path_bound(model, xb, yb, ftz=True))
+                counts["pred"] += int(pred.sum())
+                counts["agree"] += int((pred == to_host(zero)).sum())
+                counts["pred_margin"] += int(margin_predicts_zero(model, xb, yb, ftz=True).sum())
         sample = [to_host(xp.abs(h)).ravel()[::7] for h in hs]  # a fixed subsample of |h| per layer
         hs_all = sample if hs_all is None else [np.concatenate([a, b]) for a, b in zip(hs_all, sample)]
     n = len(x)
     out = {"clean_acc": counts["clean"] / n, **{f"fgsm_{k}": counts[k] / n for k in ("tf", "f32", "stable", "margin")},
            "zero_grad_tf": counts["zero_tf"] / n, "zero_grad_f32": counts["zero_f32"] / n,
            "margin_q": _quantiles(np.concatenate(margins)), "depth_q": [_quantiles(a) for a in hs_all]}
+    if mlp:
+        out.update(zero_pred_tf=counts["pred"] / n, zero_pred_margin_tf=counts["pred_margin"] / n,
+                   zero_pred_agree_tf=counts["agree"] / n)
     return out
 
 
@@ -331,15 +346,20 @@ def collect(root):
 
 def format_table(rows):
     head = ("| run | epoch | clean % | FGSM tf % | FGSM f32 % | FGSM stable % | FGSM margin % | zero grads tf % | "
-            "median margin | median abs h per layer | train min |")
+            "predicted: path / margin % | median margin | median abs h per layer | train min |")
     lines = [head, "|" + " --- |" * (head.count("|") - 1)]
     for r in rows:
         lines.append(f"| {r['run']} | {r['epoch']} | {100 * r['clean_acc']:.2f} | {100 * r['fgsm_tf']:.1f} | "
                      f"{100 * r['fgsm_f32']:.1f} | {100 * r['fgsm_stable']:.1f} | {100 * r['fgsm_margin']:.1f} | "
-                     f"{100 * r['zero_grad_tf']:.1f} | {r['margin_q'][2]:.1f} | "
+                     f"{100 * r['zero_grad_tf']:.1f} | {_pct(r.get('zero_pred_tf'))} / {_pct(r.get('zero_pred_margin_tf'))} | "
+                     f"{r['margin_q'][2]:.1f} | "
                      f"{' / '.join(f'{q[2]:.1f}' for q in r['depth_q'])} | "
                      f"{(r['train_seconds'] or 0) / 60:.0f} |")
     return "\n".join(lines) + "\n"
+
+
+def _pct(v):
+    return "-" if v is None else f"{100 * v:.1f}"
 
 
 def frontier(rows):
