@@ -1,12 +1,20 @@
 """Throughput benchmark: how close one training epoch comes to the machine's matmul peak.
 
     python -m experiments.bench [--device gpu] [--steps K] [--profile] [--no-retain]
+    python -m experiments.bench --ftz runs/sweep/<run>/snap-e800.npz   # flush-to-zero's effect on speed
 
 Prints (1) the float32 throughput of one large ``xp.matmul`` (n = 4096), and (2) for the
 784-1000-1000-10 ReLU MLP and the paper's CNN at batch 128, the achieved GFLOP/s of a training
 epoch (forward, backward, Adam) counting only the matrix products, 2 FLOPs per multiply-add (a
 convolution counted as its im2col product), and the ratio of the two. Random data of MNIST's shape
 stand in for the images: throughput does not depend on pixel values.
+
+With ``--ftz CHECKPOINT`` (a saturated sigmoid MLP, e.g. a snapshot of ``experiments.sweep``) it
+instead times saturated training steps on MNIST (the paper's penalty, units="mean", lambda 1.74)
+from that checkpoint with and without flush-to-zero, alternating, and prints the median time of
+each and the share of subnormal values among the first hidden layer's outputs: there, the pixel
+values do matter (saturation puts sigma(h) into float32's subnormal range, which x86 processes
+many times more slowly).
 """
 from __future__ import annotations
 
@@ -83,13 +91,47 @@ def print_profile(profiler, steps, top=12):
         print(f"    {1e3 * own / steps:7.2f} ms/step  {calls // steps:4d} calls/step  {Path(path).name}:{line} {fn}")
 
 
+def ftz_timing(path, data_dir, steps, repeats=3, batch=128):
+    """Median seconds for ``steps`` saturated training steps from checkpoint ``path``, without and
+    with flush-to-zero, measured alternately ``repeats`` times. -> ({False: s, True: s}, subnormal share)."""
+    from nn.checkpoint import load_checkpoint
+    from nn.mnist import load_mnist
+    from nn.penalty import saturating_objective
+    model, _ = load_checkpoint(path)
+    x, y = load_mnist(data_dir)["train"]
+    n = steps * batch
+    data = {"train": (x[5000:5000 + n], y[5000:5000 + n])}  # the first training examples after validation
+    y1 = model.forward(data["train"][0][:2000])[1][2][1]  # the first sigmoid's outputs
+    subnormal = float(((y1 != 0) & (np.abs(y1) < np.finfo(np.float32).tiny)).mean())
+    objective = saturating_objective(["sigmoid"] * 3, 1.74, 1e-3, units="mean")
+    times = {False: [], True: []}
+    for _ in range(repeats):
+        for ftz in (False, True):
+            m = model.astype(model.dtype)  # a fresh copy of the parameters each time
+            t = time.perf_counter()
+            train(m, data, TrainConfig(epochs=1, batch_size=batch, lr_decay=1.0, ftz=ftz),
+                  objective=lambda mm, xb, yb, step, ftz=False: objective(mm, xb, yb, step + 10 ** 6, ftz),
+                  log=lambda s: None)
+            times[ftz].append(time.perf_counter() - t)
+    return {k: float(np.median(v)) for k, v in times.items()}, subnormal
+
+
 def main(argv=None):
     parser = add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
     parser.add_argument("--steps", type=int, default=430, help="training steps per model (430 = one epoch of 55k)")
     parser.add_argument("--profile", action="store_true", help="also print where each step's time goes (cProfile)")
     parser.add_argument("--no-retain", action="store_true",
                         help="leave glibc's allocator at its defaults (see nn.backend.retain_freed_memory)")
+    parser.add_argument("--ftz", metavar="CHECKPOINT", default=None,
+                        help="time saturated training from this checkpoint with and without flush-to-zero")
     args = parser.parse_args(argv)
+    if args.ftz:
+        steps = 20 if args.quick else args.steps
+        t, sub = ftz_timing(args.ftz, args.data_dir, steps)
+        print(f"{hardware()}; {args.ftz}: {100 * sub:.1f} % of the first hidden layer's outputs are subnormal")
+        print(f"{steps} saturated training steps: {t[False]:.2f} s without flush-to-zero, {t[True]:.2f} s with it "
+              f"(ratio {t[False] / t[True]:.2f}; medians of 3, alternating)")
+        return t
     xp = get_xp(args.device)
     retained = xp is np and not args.no_retain and retain_freed_memory()
     print(f"{hardware()}, device {args.device or 'cpu'}, freed memory retained for reuse: {retained}")
