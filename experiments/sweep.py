@@ -54,8 +54,11 @@ MILESTONES = tuple(25 * 2 ** k for k in range(12))  # 25, 50, 100, ..., 51200
 EVAL_VERSION = 2  # bump when ``evaluate`` changes: older records are recomputed from the snapshots
 
 
+OPTIONAL = {"channels": None}  # CNN channels (default the paper's 32, 64); absent from the MLP runs
+
+
 def _run(**changes):
-    unknown = set(changes) - set(BASE)
+    unknown = set(changes) - set(BASE) - set(OPTIONAL)
     if unknown:
         raise ValueError(f"unknown sweep settings {sorted(unknown)}; expected some of {sorted(BASE)}")
     return {**BASE, **changes}
@@ -63,49 +66,64 @@ def _run(**changes):
 
 # The grids, each in the order its runs are trained (the most informative first). Axes: penalty
 # reduction over units and over the batch, lambda_max (a tenth to ten times the paper's), the
-# annealing step, epochs (the milestones of long runs), width, learning rate, the numerics
-# (flush-to-zero, the penalty's derivative as TensorFlow computes it).
+# annealing step, epochs (the milestones of long runs), width, learning rate, seed, the numerics
+# (flush-to-zero, the penalty's derivative as TensorFlow computes it). The epochs axis comes from the
+# milestones of each run; the other axes are compared at equal epochs (400 for most runs).
+SIGMOID = [
+    _run(epochs=3200),                                       # 0 the lead, with TensorFlow's flush-to-zero
+    _run(lam_max=17.4, lam_step=1e-2, epochs=400),           # 1 ten times the paper's lambda
+    _run(lr=3e-3, epochs=800),                               # 2 learning rate
+    _run(derivative="paper", epochs=800),                    # 3 TensorFlow's penalty derivative
+    _run(ftz=False, epochs=800),                             # 4 the lead as first probed (no flush-to-zero)
+    _run(lam_max=0.174, lam_step=1e-4, epochs=400),          # 5 a tenth of the paper's lambda
+    _run(lam_step=1e-4, epochs=400),                         # 6 slower annealing (40 epochs)
+    _run(lr=1e-2, epochs=400),                               # 7
+    _run(lr=3e-4, epochs=400),                               # 8
+    _run(units="sum", lam_max=0.3, lam_step=1.5e-4, epochs=200),   # 9 the old Table 1 penalty
+    _run(units="sum", epochs=100),                           # 10 the paper's 1.74, summed over units
+    _run(batch="sum", epochs=100),                           # 11 summed over the batch too
+    _run(batch="sum", lam_max=0.0136, lam_step=7.8e-6, epochs=400),  # 12 1.74 / 128: the batch mean's size
+    _run(hidden=1000, epochs=200),                           # 13 the paper's width
+    _run(hidden=500, epochs=400),                            # 14
+    _run(hidden=2000, epochs=100),                           # 15
+    _run(seed=1, epochs=400),                                # 16
+    _run(lam_max=5.5, lam_step=3e-3, epochs=400),            # 17
+    _run(lam_max=0.55, lam_step=3e-4, epochs=400),           # 18
+    _run(lr=3e-3, lam_max=17.4, lam_step=1e-2, epochs=400),  # 19
+    _run(lam_step=1e-2, epochs=400),                         # 20 faster annealing (0.4 epochs)
+    _run(derivative="paper", ftz=False, epochs=400),         # 21
+    _run(batch_size=32, epochs=200),                         # 22 four times the steps per epoch
+    _run(batch_size=512, epochs=400),                        # 23 a quarter
+]
+RELU = [
+    _run(arch="relu_mlp", lam_max=3.99e-8, lam_step=1e-10, epochs=400),  # 0 the paper's constants
+    _run(arch="relu_mlp", lam_max=1e-2, lam_step=1e-5, epochs=400),
+    _run(arch="relu_mlp", lam_max=1.0, lam_step=1e-3, epochs=400),
+    _run(arch="relu_mlp", lam_max=1e-4, lam_step=1e-7, epochs=400),
+    _run(arch="relu_mlp", lam_max=1e-2, lam_step=1e-5, units="sum", epochs=400),  # the old Table 1 penalty
+    _run(arch="relu_mlp", lam_max=0.1, lam_step=1e-4, epochs=400),
+    _run(arch="relu_mlp", lam_max=1.0, lam_step=1e-3, lr=3e-3, epochs=400),
+    _run(arch="relu_mlp", lam_max=3.99e-8, lam_step=1e-10, units="sum", epochs=400),
+    _run(arch="relu_mlp", lam_max=1e-2, lam_step=1e-5, ftz=False, epochs=400),
+    _run(arch="relu_mlp", lam_max=10.0, lam_step=1e-2, epochs=400),
+    _run(arch="relu_mlp", hidden=1000, lam_max=1e-2, lam_step=1e-5, epochs=100),
+]
+CNN = [  # a narrow CNN (8 and 16 channels, 256 hidden units) to find the regime at a tolerable cost
+    _run(arch="cnn", channels=[8, 16], hidden=256, lam_max=1e-5, lam_step=1e-5, units="sum", epochs=50),  # paper's
+    _run(arch="cnn", channels=[8, 16], hidden=256, lam_max=1e-2, lam_step=1e-5, epochs=50),
+    _run(arch="cnn", channels=[8, 16], hidden=256, lam_max=1.0, lam_step=1e-3, epochs=50),
+    _run(arch="cnn", channels=[8, 16], hidden=256, lam_max=0.0, lam_step=0.0, epochs=50),  # no penalty
+    _run(arch="cnn", channels=[8, 16], hidden=256, lam_max=0.1, lam_step=1e-4, epochs=50),
+]
 GRIDS = {
-    "sigmoid": [
-        _run(epochs=3200),                                       # the lead, with TensorFlow's flush-to-zero
-        _run(lam_max=17.4, lam_step=1e-2),                       # ten times the paper's lambda
-        _run(lr=3e-3),                                           # learning rate
-        _run(derivative="paper"),                                # TensorFlow's penalty derivative
-        _run(ftz=False, epochs=800),                             # the lead as first probed (no flush-to-zero)
-        _run(lam_max=0.174, lam_step=1e-4, epochs=800),          # a tenth of the paper's lambda
-        _run(lam_step=1e-4, epochs=800),                         # slower annealing (40 epochs)
-        _run(lr=1e-2, epochs=800),
-        _run(lr=3e-4, epochs=800),
-        _run(units="sum", lam_max=0.3, lam_step=1.5e-4, epochs=400),   # today's Table 1 penalty
-        _run(units="sum", epochs=200),                           # the paper's 1.74, summed over units
-        _run(batch="sum", epochs=200),                           # summed over the batch too
-        _run(batch="sum", lam_max=0.0136, lam_step=7.8e-6, epochs=800),  # 1.74 / 128: the batch mean's size
-        _run(hidden=1000, epochs=800),                           # the paper's width
-        _run(hidden=500, epochs=800),
-        _run(hidden=2000, epochs=400),
-        _run(seed=1, epochs=800),
-        _run(lam_max=5.5, lam_step=3e-3, epochs=800),
-        _run(lam_max=0.55, lam_step=3e-4, epochs=800),
-        _run(lr=3e-3, lam_max=17.4, lam_step=1e-2, epochs=800),
-    ],
-    "relu": [
-        _run(arch="relu_mlp", lam_max=3.99e-8, lam_step=1e-10, epochs=400),  # the paper's constants
-        _run(arch="relu_mlp", lam_max=3.99e-4, lam_step=1e-6, epochs=800),
-        _run(arch="relu_mlp", lam_max=3.99e-2, lam_step=1e-4, epochs=800),
-        _run(arch="relu_mlp", lam_max=1.0, lam_step=1e-3, epochs=800),
-        _run(arch="relu_mlp", lam_max=1e-2, lam_step=1e-5, units="sum", epochs=800),
-        _run(arch="relu_mlp", lam_max=1.0, lam_step=1e-3, lr=3e-3, epochs=800),
-    ],
-    "cnn": [
-        _run(arch="cnn", hidden=1024, lam_max=1e-5, lam_step=1e-5, units="sum", epochs=50),  # the paper's
-        _run(arch="cnn", hidden=1024, lam_max=1e-2, lam_step=1e-5, epochs=50),
-    ],
+    "sigmoid": SIGMOID, "relu": RELU, "cnn": CNN,
+    # everything, the most informative runs of each architecture first
+    "all": SIGMOID[:9] + RELU[:5] + SIGMOID[9:13] + CNN[:2] + SIGMOID[13:] + RELU[5:] + CNN[2:],
     "quick": [
         _run(hidden=16, epochs=3, max_train=2000, lam_step=1e-2),
         _run(arch="relu_mlp", hidden=16, epochs=2, max_train=2000, lam_max=1e-2, lam_step=1e-3, ftz=False),
     ],
 }
-GRIDS["all"] = GRIDS["sigmoid"] + GRIDS["relu"] + GRIDS["cnn"]
 
 
 def run_name(s):
@@ -113,12 +131,18 @@ def run_name(s):
     name = f"{s['arch']}-h{s['hidden']}-lam{s['lam_max']:g}-step{s['lam_step']:g}-{s['units']}units-{s['batch']}batch"
     name += f"-lr{s['lr']:g}-bs{s['batch_size']}" + ("-ftz" if s["ftz"] else "") + (
         "-tfpenalty" if s["derivative"] == "paper" else "") + f"-seed{s['seed']}"
-    return name + (f"-n{s['max_train']}" if s["max_train"] else "")
+    name += f"-n{s['max_train']}" if s["max_train"] else ""
+    return name + ("-c" + "x".join(map(str, s["channels"])) if s.get("channels") else "")
+
+
+def arch_kwargs(s):
+    if s["arch"] == "cnn":
+        return {"channels": list(s.get("channels") or [32, 64]), "hidden": s["hidden"]}
+    return {"hidden": s["hidden"]}
 
 
 def spec_of(s):
-    kw = {"channels": (32, 64), "hidden": s["hidden"]} if s["arch"] == "cnn" else {"hidden": s["hidden"]}
-    return build_spec(s["arch"], **kw)
+    return build_spec(s["arch"], **arch_kwargs(s))
 
 
 def train_config(s):
@@ -132,8 +156,7 @@ def model_settings(s):
     method = {"kinds": KINDS[s["arch"]], "lam_max": s["lam_max"], "lam_step": s["lam_step"], "units": s["units"]}
     method.update({k: s[k] for k, default in (("batch", "mean"), ("derivative", "stable")) if s[k] != default})
     cfg = {k: v for k, v in dataclasses.asdict(train_config(s)).items() if k != "seed"}
-    kw = {"channels": [32, 64], "hidden": s["hidden"]} if s["arch"] == "cnn" else {"hidden": s["hidden"]}
-    return {"arch": s["arch"], "training": "saturated", "arch_kwargs": kw, "train": cfg, "method": method}
+    return {"arch": s["arch"], "training": "saturated", "arch_kwargs": arch_kwargs(s), "train": cfg, "method": method}
 
 
 def same_model(s, ms):
