@@ -15,7 +15,7 @@ by one of them; a lock left by a dead process is taken over. At each milestone e
 --n-test test images (``evaluate``) into eval-e<epoch>.json beside it (one file per snapshot, so
 that any number of processes can evaluate and report while workers train).
 
-The report (table.md, table.json, sweep.png in the sweep folder) lists, per run and milestone: the
+The report (table.md, table.json, sweep.png and mechanism.png in the sweep folder) lists, per run and milestone: the
 settings, clean accuracy, FGSM accuracy at eps = 0.25 in the paper's numerics (float32 with
 TensorFlow's flush-to-zero, and numpy's float32 without it) and with stable (scaled) derivatives,
 the fraction of exactly-zero input gradients, the median logit margin, the saturation depth per
@@ -400,33 +400,89 @@ def frontier(rows):
     return out
 
 
+def short_label(s):
+    """The settings in which a run differs from BASE (epochs aside), e.g. 'lr 0.003, ftz False'."""
+    diff = [f"{k} {v}" for k, v in s.items() if k in BASE and k not in ("arch", "epochs") and v != BASE[k]]
+    diff += [f"{k} {v}" for k, v in s.items() if k in OPTIONAL and v is not None]
+    return ", ".join(diff) or "paper's lambda, units mean (the lead)"
+
+
+ARCH_NAMES = {"sigmoid_mlp": "sigmoid MLP", "relu_mlp": "ReLU MLP", "cnn": "CNN"}
+
+
 def draw(rows, path):
-    """Left: FGSM accuracy (paper numerics) against epochs, one line per run; right: FGSM against clean
-    accuracy, the paper's saturated point marked."""
+    """One row of panels per architecture: FGSM accuracy (paper numerics) and the median logit margin
+    against epochs, one line per run; FGSM against clean accuracy with the paper's saturated model."""
     from experiments.table1 import PAPER  # table1 imports this module: import it when drawing
-    runs = sorted({r["run"] for r in rows})
+    archs = [a for a in ARCH_NAMES if any(r["arch"] == a for r in rows)]
+
+    def fill(axes):
+        for row_axes, arch in zip(axes, archs):
+            ax, mx, bx = row_axes
+            rs = [r for r in rows if r["arch"] == arch]
+            for run in sorted({r["run"] for r in rs}):
+                rr = [r for r in rs if r["run"] == run]
+                label = short_label(rr[0])
+                line, = ax.plot([r["epoch"] for r in rr], [100 * r["fgsm_tf"] for r in rr], marker="o", ms=3,
+                                label=label)
+                mx.plot([r["epoch"] for r in rr], [r["margin_q"][2] for r in rr], marker="o", ms=3,
+                        color=line.get_color())
+                bx.scatter([100 * r["clean_acc"] for r in rr], [100 * r["fgsm_tf"] for r in rr], s=12,
+                           color=line.get_color())
+            ticks = [m for m in MILESTONES if m <= max(r["epoch"] for r in rs)]
+            for a in (ax, mx):
+                a.set_xscale("log")
+                a.set_xticks(ticks, [str(m) for m in ticks])
+                a.set_xlabel("epochs (constant learning rate)")
+            ax.set_ylabel("FGSM accuracy, eps 0.25 (%)")
+            ax.set_title(f"{ARCH_NAMES[arch]}: FGSM in the paper's numerics")
+            ax.set_ylim(0, 100)
+            ax.legend(fontsize=6, loc="upper left")
+            mx.axhline(87.3, color="gray", ls="--", lw=0.8)
+            mx.text(MILESTONES[0], 89, "p_j flushes to 0 (log 2^-126)", fontsize=7, color="gray")
+            mx.set_ylabel("median logit margin z_y - max z_j")
+            mx.set_title(f"{ARCH_NAMES[arch]}: logit margin")
+            c, f = PAPER[(arch, "saturated")]
+            bx.scatter([c], [f], marker="*", s=160, color="black", label="the paper's saturated model")
+            bx.axvline(c - 1, color="gray", ls=":", lw=0.8)
+            bx.set_xlabel("clean test accuracy (%)")
+            bx.set_ylabel("FGSM accuracy, eps 0.25 (%)")
+            bx.set_ylim(0, 100)
+            bx.set_title(f"{ARCH_NAMES[arch]}: every run and milestone")
+            bx.legend(fontsize=7, loc="lower left")
+    return save_figure(path, fill, shape=(len(archs), 3), figsize=(17, 4.6 * len(archs)))
+
+
+def draw_mechanism(rows, path):
+    """Measured fraction of exactly-zero input gradients (paper numerics) against the fraction
+    predicted from depths and margins (max-plus path bound) and from the margin alone, for every MLP
+    run and milestone; the diagonal is a perfect prediction."""
+    rs = [r for r in rows if r.get("zero_pred_tf") is not None]
 
     def fill(axes):
         ax, bx = axes[0]
-        for run in runs:
-            rr = [r for r in rows if r["run"] == run]
-            line, = ax.plot([r["epoch"] for r in rr], [100 * r["fgsm_tf"] for r in rr], marker="o", ms=3,
-                            label=run.replace("sigmoid_mlp", "sig").replace("relu_mlp", "relu"))
-            bx.scatter([100 * r["clean_acc"] for r in rr], [100 * r["fgsm_tf"] for r in rr], s=10,
-                       color=line.get_color())
-        ax.set_xscale("log")
-        ax.set_xlabel("epochs (constant learning rate)")
-        ax.set_ylabel("FGSM accuracy at eps 0.25, paper numerics (%)")
-        ax.set_title("saturated networks: FGSM accuracy while training")
-        ax.legend(fontsize=5, loc="upper left")
-        for arch, marker in (("sigmoid_mlp", "*"), ("relu_mlp", "P"), ("cnn", "X")):
-            c, f = PAPER[(arch, "saturated")]
-            bx.scatter([c], [f], marker=marker, s=120, color="black", label=f"paper, {arch}")
-        bx.set_xlabel("clean test accuracy (%)")
-        bx.set_ylabel("FGSM accuracy at eps 0.25, paper numerics (%)")
-        bx.set_title("the frontier: robustness against accuracy")
+        for arch, marker in (("sigmoid_mlp", "o"), ("relu_mlp", "s")):
+            rr = [r for r in rs if r["arch"] == arch]
+            if not rr:
+                continue
+            ax.scatter([100 * r["zero_pred_tf"] for r in rr], [100 * r["zero_grad_tf"] for r in rr], marker=marker,
+                       s=14, label=f"{ARCH_NAMES[arch]}: path bound (depths and margin)")
+            ax.scatter([100 * r["zero_pred_margin_tf"] for r in rr], [100 * r["zero_grad_tf"] for r in rr],
+                       marker=marker, s=14, facecolors="none", edgecolors="gray",
+                       label=f"{ARCH_NAMES[arch]}: margin alone")
+            bx.scatter([100 * r["zero_grad_tf"] for r in rr], [100 * r["fgsm_tf"] for r in rr], marker=marker, s=14,
+                       label=ARCH_NAMES[arch])
+        ax.plot([0, 100], [0, 100], color="black", lw=0.8)
+        ax.set_xlabel("predicted exactly-zero input gradients (%)")
+        ax.set_ylabel("measured exactly-zero input gradients (%)")
+        ax.set_title("float32 zeros: predicted from depths and margins, then measured")
+        ax.legend(fontsize=7)
+        bx.plot([0, 100], [0, 100], color="black", lw=0.8)
+        bx.set_xlabel("exactly-zero input gradients (%)")
+        bx.set_ylabel("FGSM accuracy, eps 0.25, paper numerics (%)")
+        bx.set_title("FGSM accuracy follows the zero gradients")
         bx.legend(fontsize=7)
-    return save_figure(path, fill, shape=(1, 2), figsize=(13, 5))
+    return bool(rs) and save_figure(path, fill, shape=(1, 2), figsize=(12, 5))
 
 
 def report(root, log):
@@ -436,6 +492,8 @@ def report(root, log):
     write_json(Path(root, "table.json"), {"rows": rows, "frontier": frontier(rows)})
     if rows and draw(rows, Path(root, "sweep.png")):
         log(f"figure {Path(root, 'sweep.png')}")
+    if rows and draw_mechanism(rows, Path(root, "mechanism.png")):
+        log(f"figure {Path(root, 'mechanism.png')}")
     log("\n" + table)
     return rows
 
