@@ -432,14 +432,16 @@ def draw(rows, path):
             ticks = [m for m in MILESTONES if m <= max(r["epoch"] for r in rs)]
             for a in (ax, mx):
                 a.set_xscale("log")
-                a.set_xticks(ticks, [str(m) for m in ticks])
+                if ticks:
+                    a.set_xticks(ticks, [str(m) for m in ticks])
                 a.set_xlabel("epochs (constant learning rate)")
             ax.set_ylabel("FGSM accuracy, eps 0.25 (%)")
             ax.set_title(f"{ARCH_NAMES[arch]}: FGSM in the paper's numerics")
             ax.set_ylim(0, 100)
             ax.legend(fontsize=6, loc="upper left")
             mx.axhline(87.3, color="gray", ls="--", lw=0.8)
-            mx.text(MILESTONES[0], 89, "p_j flushes to 0 (log 2^-126)", fontsize=7, color="gray")
+            mx.text(0.02, 89, "p_j flushes to 0 (log 2^-126)", fontsize=7, color="gray",
+                    transform=mx.get_yaxis_transform())  # x in axes fraction, y in data
             mx.set_ylabel("median logit margin z_y - max z_j")
             mx.set_title(f"{ARCH_NAMES[arch]}: logit margin")
             c, f = PAPER[(arch, "saturated")]
