@@ -96,6 +96,29 @@ def scale_logits(model, c):
     return Sequential(model.spec, params)
 
 
+def permute_units(model, seed):
+    """The same function with every hidden dense layer's units in a random order: W^l <- P W^l,
+    b^l <- P b^l and W^{l+1} <- W^{l+1} P^T for a permutation P per hidden layer (MLPs).
+
+    Exact arithmetic gives identical logits and gradients; float32 sums the products of every matrix
+    product in another order and rounds differently. Where an input gradient is mostly rounding
+    noise (a confident example whose largest terms cancel or vanish), its signs change with the
+    order: FGSM's accuracy over a few permutations says how much of a paper-mode number is such noise.
+    """
+    layers = model.spec["layers"]
+    dense = [i for i, layer in enumerate(layers) if layer["type"] == "dense"]
+    if any(layer["type"] not in ("flatten", "dense", "sigmoid", "relu") for layer in layers):
+        raise ValueError("permute_units handles MLPs (flatten, dense, sigmoid, relu) only")
+    rng = np.random.default_rng(seed)
+    params = [dict(p) for p in model.params]
+    for i, j in zip(dense[:-1], dense[1:]):  # the units of layer i feed layer j
+        perm = rng.permutation(params[i]["W"].shape[0])
+        perm = model.xp.asarray(perm)
+        params[i] = {"W": params[i]["W"][perm], "b": params[i]["b"][perm]}
+        params[j] = {"W": params[j]["W"][:, perm], "b": params[j]["b"]}
+    return Sequential(model.spec, params)
+
+
 def _min(accs, keys):
     vals = [accs[k] for k in keys if k in accs]
     return min(vals) if vals else None

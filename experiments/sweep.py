@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from attacks import FGSM
+from analysis import audit
 from analysis.saturation import log_path_bound, margin_predicts_zero
 from attacks.losses import LOSSES, loss_and_input_gradient, margin
 from experiments.common import Run, add_common_args, save_figure, write_json
@@ -51,7 +52,7 @@ BASE = {"arch": "sigmoid_mlp", "hidden": 200, "lam_max": 1.74, "lam_step": 1e-3,
         "derivative": "stable", "ftz": True, "lr": 1e-3, "batch_size": 128, "epochs": 1600, "seed": 0,
         "max_train": None}
 MILESTONES = tuple(25 * 2 ** k for k in range(12))  # 25, 50, 100, ..., 51200
-EVAL_VERSION = 2  # bump when ``evaluate`` changes: older records are recomputed from the snapshots
+EVAL_VERSION = 3  # bump when ``evaluate`` changes: older records are recomputed from the snapshots
 
 
 OPTIONAL = {"channels": None}  # CNN channels (default the paper's 32, 64); absent from the MLP runs
@@ -202,12 +203,16 @@ def evaluate(model, x, y, batch=500, eps=0.25):
     depth_q (per layer, quantiles of |h| over units and examples); for MLPs also the zero gradients
     predicted from depths and margins (``analysis.saturation``): zero_pred_tf (max-plus path bound),
     zero_pred_margin_tf (margin alone), zero_pred_agree_tf (fraction of examples where the path
-    bound's prediction is right)}.
+    bound's prediction is right), fgsm_tf_perm (FGSM in the paper's numerics on three copies of the
+    network with its hidden units permuted, ``analysis.audit.permute_units``: the same function,
+    summed in other orders; the spread is the part of the number that is float32 rounding)}.
     """
     xp = model.xp
     counts = {k: 0 for k in ("clean", "tf", "f32", "stable", "margin", "zero_tf", "zero_f32", "pred", "agree",
                              "pred_margin")}
     mlp = all(layer["type"] in ("flatten", "dense", "sigmoid", "relu") for layer in model.spec["layers"])
+    permuted = [audit.permute_units(model, seed) for seed in (1, 2, 3)] if mlp else []
+    perm_counts = [0] * len(permuted)
     margins, hs_all = [], None
     attacks = {"tf": FGSM(eps, ftz=True), "f32": FGSM(eps), "stable": FGSM(eps, stable=True),
                "margin": FGSM(eps, loss="margin", stable=True)}
@@ -220,6 +225,8 @@ def evaluate(model, x, y, batch=500, eps=0.25):
         margins.append(to_host(-M[right]))
         for name, attack in attacks.items():
             counts[name] += int((~attack(model, xb, yb).success).sum())
+        for k, pm in enumerate(permuted):
+            perm_counts[k] += int((~attacks["tf"](pm, xb, yb).success).sum())
         for mode, ftz in (("zero_tf", True), ("zero_f32", False)):
             _, g, _ = loss_and_input_gradient(model, xb, yb, LOSSES["ce"], ftz=ftz)
             zero = xp.abs(g).reshape(len(xb), -1).max(axis=1) == 0
@@ -237,7 +244,7 @@ def evaluate(model, x, y, batch=500, eps=0.25):
            "margin_q": _quantiles(np.concatenate(margins)), "depth_q": [_quantiles(a) for a in hs_all]}
     if mlp:
         out.update(zero_pred_tf=counts["pred"] / n, zero_pred_margin_tf=counts["pred_margin"] / n,
-                   zero_pred_agree_tf=counts["agree"] / n)
+                   zero_pred_agree_tf=counts["agree"] / n, fgsm_tf_perm=[c / n for c in perm_counts])
     return out
 
 
@@ -368,11 +375,14 @@ def collect(root):
 
 
 def format_table(rows):
-    head = ("| run | epoch | clean % | FGSM tf % | FGSM f32 % | FGSM stable % | FGSM margin % | zero grads tf % | "
-            "predicted: path / margin % | median margin | median abs h per layer | train min |")
+    head = ("| run | epoch | clean % | FGSM tf % | FGSM tf, permuted units % | FGSM f32 % | FGSM stable % | "
+            "FGSM margin % | zero grads tf % | predicted: path / margin % | median margin | median abs h per layer | "
+            "train min |")
     lines = [head, "|" + " --- |" * (head.count("|") - 1)]
     for r in rows:
-        lines.append(f"| {r['run']} | {r['epoch']} | {100 * r['clean_acc']:.2f} | {100 * r['fgsm_tf']:.1f} | "
+        perm = r.get("fgsm_tf_perm") or []
+        perm = f"{100 * min(perm):.1f}-{100 * max(perm):.1f}" if perm else "-"
+        lines.append(f"| {r['run']} | {r['epoch']} | {100 * r['clean_acc']:.2f} | {100 * r['fgsm_tf']:.1f} | {perm} | "
                      f"{100 * r['fgsm_f32']:.1f} | {100 * r['fgsm_stable']:.1f} | {100 * r['fgsm_margin']:.1f} | "
                      f"{100 * r['zero_grad_tf']:.1f} | {_pct(r.get('zero_pred_tf'))} / {_pct(r.get('zero_pred_margin_tf'))} | "
                      f"{r['margin_q'][2]:.1f} | "

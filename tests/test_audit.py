@@ -228,3 +228,20 @@ def test_scale_logits_changes_no_prediction_but_zeroes_the_float32_cross_entropy
     assert r_big.success[saturated].sum() < r_small.success[saturated].sum() / 10
     with pytest.raises(ValueError, match="positive"):
         audit.scale_logits(model, 0.0)
+
+
+def test_permuted_units_compute_the_same_function(xp):
+    """permute_units: the same logits and gradients in float64 (up to summation order), the weights
+    really reordered, and MLPs only."""
+    model = Sequential.init(architectures.mlp("sigmoid", hidden=12), seed=0, dtype=np.float64, xp=xp)
+    other = audit.permute_units(model, seed=1)
+    x = to_device(np.random.default_rng(0).random((5, 1, 28, 28)), xp)
+    y = to_device(np.arange(5), xp)
+    np.testing.assert_allclose(to_host(other.logits(x)), to_host(model.logits(x)), rtol=1e-12)
+    g0 = loss_and_input_gradient(model, x, y, cross_entropy)[1]
+    g1 = loss_and_input_gradient(other, x, y, cross_entropy)[1]
+    np.testing.assert_allclose(to_host(g1), to_host(g0), rtol=1e-10, atol=1e-15)
+    assert not np.array_equal(to_host(other.params[1]["W"]), to_host(model.params[1]["W"]))
+    with pytest.raises(ValueError, match="MLPs"):
+        audit.permute_units(Sequential.init(architectures.cnn(channels=(2,), hidden=4, kernel=3,
+                                                              input_shape=[1, 8, 8])), 0)
