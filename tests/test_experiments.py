@@ -1,5 +1,6 @@
 """The experiment scripts run end to end and write their run folders; the benchmark counts FLOPs right."""
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -189,3 +190,36 @@ def test_table1_saturated_sigmoid_mlp_is_a_sweep_run():
         epochs = ms["train"]["epochs"]
         runs = [s for s in sweep.GRIDS[grid] if sweep.same_model(s, ms)]
         assert any(epochs in sweep.MILESTONES and s["epochs"] >= epochs or s["epochs"] == epochs for s in runs)
+
+
+def test_table1_killed_mid_training_resumes_to_the_same_table(tmp_path, mnist_dir):
+    """SIGKILL `python -m experiments.table1 --quick` while a model trains, run it again: it continues
+    that model from its last epoch and writes the table an uninterrupted run writes."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "SATNETS_MNIST_DIR": str(mnist_dir), "PYTHONPATH": str(repo)}
+
+    def command(out):
+        return [sys.executable, "-m", "experiments.table1", "--quick", "--only", "relu_mlp", "--out", str(out),
+                "--sweep", "none"]
+    subprocess.run(command(tmp_path / "straight"), env=env, cwd=repo, check=True, capture_output=True)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(command(killed), env=env, cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = killed / "log.txt"
+    deadline = time.time() + 120
+    ckpt = killed / "relu_mlp-adversarial.npz"  # written atomically after the epoch's log line
+    while time.time() < deadline and not (ckpt.exists() and "relu_mlp-adversarial epoch   1/2" in log.read_text()):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "table.json").exists()  # it died before the table
+    again = subprocess.run(command(killed), env=env, cwd=repo, check=True, capture_output=True, text=True)
+    assert "relu_mlp-adversarial.npz: training interrupted; resuming" in again.stdout
+    assert "resuming after epoch 1" in again.stdout
+    rows = [json.loads((tmp_path / d / "table.json").read_text())["rows"] for d in ("straight", "killed")]
+    keys = ("arch", "training", "clean_acc", "fgsm_acc", "fgsm_f32_acc", "fgsm_stable_acc", "zero_grad_frac")
+    assert [{k: r[k] for k in keys} for r in rows[0]] == [{k: r[k] for k in keys} for r in rows[1]]
