@@ -112,7 +112,8 @@ def _curve_iters(max_iter, n):
     return np.unique(np.concatenate([[0], np.geomspace(1, max(max_iter, 1), n).astype(int)]))
 
 
-def adam_attack(model, x0, target, *, max_iter=1000, lr=0.01, betas=(0.9, 0.999), eps=1e-8, n_curve=200):
+def adam_attack(model, x0, target, *, max_iter=1000, lr=0.01, betas=(0.9, 0.999), eps=1e-8, n_curve=200,
+                ftz=False):
     """Minimise C(x, y_T) over x in [0, 1] by Adam on the input, projected onto the box each step.
 
     g_t = dC/dx (x_t),  m_t = b1 m_{t-1} + (1 - b1) g_t,  v_t = b2 v_{t-1} + (1 - b2) g_t^2,
@@ -136,7 +137,7 @@ def adam_attack(model, x0, target, *, max_iter=1000, lr=0.01, betas=(0.9, 0.999)
     x, t_a = x0.copy(), target.copy()
     m, v = xp.zeros_like(x0), xp.zeros_like(x0)
     for it in range(max_iter + 1):
-        C, g, logits = loss_and_input_gradient(model, x, t_a, cross_entropy)
+        C, g, logits = loss_and_input_gradient(model, x, t_a, cross_entropy, ftz=ftz)
         if it in rec_pos:
             curve[active, rec_pos[it]] = to_host(C)
         hit = to_host(logits.argmax(axis=1) == t_a)
@@ -173,7 +174,7 @@ class _Reached(Exception):
         self.x = x
 
 
-def lbfgs_objective(model, target_class, shape):
+def lbfgs_objective(model, target_class, shape, ftz=False):
     """The function scipy minimises: v (D,) host float64 -> (C(x, y_T), dC/dx (D,) host float64),
     with x = v reshaped to ``shape`` and cast to the model's dtype and device. The gradient is the
     analytic one, computed where the model lives; only the scipy boundary is host float64.
@@ -185,14 +186,14 @@ def lbfgs_objective(model, target_class, shape):
 
     def fun(v):
         x = to_device(v.reshape(shape), xp, model.dtype)
-        C, g, logits = loss_and_input_gradient(model, x, t, cross_entropy)
+        C, g, logits = loss_and_input_gradient(model, x, t, cross_entropy, ftz=ftz)
         last["logits"], last["x"] = logits, x
         return float(C[0]), to_host(g, np.float64).ravel()
 
     return fun, last
 
 
-def lbfgs_attack(model, x0, target, *, max_iter=1000):
+def lbfgs_attack(model, x0, target, *, max_iter=1000, ftz=False):
     """Minimise C(x, y_T) over the box [0, 1] with ``scipy.optimize.minimize(method="L-BFGS-B",
     jac=True)``, one pair at a time (scipy is not batched), stopping at the first evaluated point the
     network classifies as y_T.
@@ -213,7 +214,7 @@ def lbfgs_attack(model, x0, target, *, max_iter=1000):
     stop = []
     bounds = scipy.optimize.Bounds(np.zeros(D), np.ones(D))
     for p in range(P):
-        fun, last = lbfgs_objective(model, int(t_host[p]), shape)
+        fun, last = lbfgs_objective(model, int(t_host[p]), shape, ftz)
         state = {"it": 0, "evals": 0, "f": None}
 
         def counted(v):

@@ -8,6 +8,8 @@ final images, L2 / L-inf distances, loss curves, stop reasons, source indices, t
 ``summary.json`` and ``summary.md`` (success counts out of 90, median iterations and distances over
 the successes, beside the paper), and with the ``plots`` extra ``<sources>.png``, the image grids.
 The figures can be redrawn from the NPZ files alone: ``python -m experiments.targeted_grid <folder>``.
+Gradients are computed in the paper's numerics, float32 with TensorFlow's flush-to-zero (``--no-ftz``:
+numpy's float32, subnormals kept).
 """
 from __future__ import annotations
 
@@ -100,6 +102,9 @@ def main(argv, script, attack_name, make_attack, add_args):
     parser = add_checkpoint_args(add_common_args(argparse.ArgumentParser(
         description=f"targeted {attack_name} grid (section 7)")), MODELS)
     parser.add_argument("--sources", nargs="*", default=list(SOURCES), choices=SOURCES)
+    parser.add_argument("--no-ftz", dest="ftz", action="store_false",
+                        help="gradients in numpy's float32 with subnormals kept, instead of the paper's numerics "
+                             "(float32 with TensorFlow's flush-to-zero)")
     add_args(parser)
     args = parser.parse_args(argv)
     run = Run(script, args)
@@ -133,7 +138,8 @@ def lbfgs_main(argv=None):
         p.add_argument("--max-iter", type=int, default=1000, help="L-BFGS iterations per pair (default 1000)")
 
     def make(args):
-        return lambda model, x0, t: lbfgs_attack(model, x0, t, max_iter=10 if args.quick else args.max_iter)
+        return lambda model, x0, t: lbfgs_attack(model, x0, t, max_iter=10 if args.quick else args.max_iter,
+                                                 ftz=args.ftz)
     return main(argv, "lbfgs_grid", "lbfgs", make, add)
 
 
@@ -144,7 +150,7 @@ def adam_main(argv=None):
 
     def make(args):
         return lambda model, x0, t: adam_attack(model, x0, t, max_iter=100 if args.quick else args.max_iter,
-                                                lr=args.lr)
+                                                lr=args.lr, ftz=args.ftz)
     return main(argv, "adam_attack", "adam", make, add)
 
 
