@@ -15,7 +15,8 @@ by one of them; a lock left by a dead process is taken over. At each milestone e
 --n-test test images (``evaluate``) into eval-e<epoch>.json beside it (one file per snapshot, so
 that any number of processes can evaluate and report while workers train).
 
-The report (table.md, table.json, sweep.png and mechanism.png in the sweep folder) lists, per run and milestone: the
+The report (table.md, summary.md with each run's last milestone and the frontier, table.json,
+sweep.png and mechanism.png in the sweep folder) lists, per run and milestone: the
 settings, clean accuracy, FGSM accuracy at eps = 0.25 in the paper's numerics (float32 with
 TensorFlow's flush-to-zero, and numpy's float32 without it) and with stable (scaled) derivatives,
 the fraction of exactly-zero input gradients, the median logit margin, the saturation depth per
@@ -405,7 +406,11 @@ def frontier(rows):
         for r in rs:
             if r["fgsm_tf"] > best:
                 best = r["fgsm_tf"]
-                pts.append((round(100 * r["clean_acc"], 2), round(100 * best, 1)))
+                point = (round(100 * r["clean_acc"], 2), round(100 * best, 1))
+                if pts and pts[-1][0] == point[0]:
+                    pts[-1] = point  # the same clean accuracy: keep the best
+                else:
+                    pts.append(point)
         out[arch] = pts
     return out
 
@@ -505,10 +510,27 @@ def draw_mechanism(rows, path):
     return bool(rs) and save_figure(path, fill, shape=(1, 2), figsize=(12, 5))
 
 
+def latest(rows):
+    """One row per run: its last evaluated milestone."""
+    last = {}
+    for r in rows:
+        if r["run"] not in last or r["epoch"] > last[r["run"]]["epoch"]:
+            last[r["run"]] = r
+    return sorted(last.values(), key=lambda r: (r["arch"], r["run"]))
+
+
+def format_frontier(rows):
+    lines = ["| architecture | clean accuracy at least % | best FGSM in the paper's numerics % |", "| --- | --- | --- |"]
+    for arch, pts in frontier(rows).items():
+        lines += [f"| {ARCH_NAMES[arch]} | {c:.2f} | {f:.1f} |" for c, f in pts]
+    return "\n".join(lines) + "\n"
+
+
 def report(root, log):
     rows = collect(root)
     table = format_table(rows)
     Path(root, "table.md").write_text(table)
+    Path(root, "summary.md").write_text(format_table(latest(rows)) + "\n" + format_frontier(rows))
     write_json(Path(root, "table.json"), {"rows": rows, "frontier": frontier(rows)})
     if rows and draw(rows, Path(root, "sweep.png")):
         log(f"figure {Path(root, 'sweep.png')}")
