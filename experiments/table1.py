@@ -67,7 +67,7 @@ FOUND_LAMBDA = {"sigmoid_mlp": {"lam_max": 0.3, "lam_step": 0.00015},
 # architecture and training settings, which replace the architecture's shared ones.
 REGIME = {"sigmoid_mlp": {"method": {"kinds": ["sigmoid"] * 3, **PAPER_LAMBDA["sigmoid_mlp"], "units": "mean"},
                           "model": {"arch": {"hidden": 200},
-                                    "train": {"epochs": 800, "lr": 3e-3, "lr_decay": 1.0, "ftz": True}}}}
+                                    "train": {"epochs": 1600, "lr": 1e-3, "lr_decay": 1.0, "ftz": True}}}}
 
 
 def default_settings():
