@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from attacks.losses import LOSSES, loss_and_input_gradient
+from attacks.losses import loss_and_input_gradient, loss_function
 from nn.backend import to_host
 from nn.model import Sequential
+from nn.validate import InputError, check_number
 
 # Every flag, with the pattern that raises it (accuracies in percentage points).
 FLAG_RULES = {
@@ -58,8 +59,10 @@ def accuracy_curve(model, x, y, eps_values, make_attack):
     one), so the fooled masks are accumulated: the curve is non-increasing even where an attack run
     at a larger eps does worse than one at a smaller eps.
     """
+    for k, e in enumerate(eps_values):  # x and y are checked by the attacks themselves
+        check_number(f"eps_values[{k}]", e)
     if list(eps_values) != sorted(eps_values):
-        raise ValueError(f"eps values must be ascending, got {list(eps_values)}")
+        raise InputError(f"eps_values must be ascending, got {list(eps_values)}")
     curve, fooled = [], None
     for e in eps_values:
         f = to_host(make_attack(float(e))(model, x, y)[1]).astype(bool)
@@ -72,7 +75,7 @@ def zero_gradient(model, x, y, loss="ce", stable=False, ftz=False):
     """(N,) host bool: the example's input gradient dL_n/dx_n is exactly 0 in every pixel (the float32
     saturation signature: FGSM's sign(0) = 0 does not move such an image at all). ``ftz``: with
     TensorFlow's flush-to-zero, as the paper computed it."""
-    _, g, _ = loss_and_input_gradient(model, x, y, LOSSES[loss], stable=stable, ftz=ftz)
+    _, g, _ = loss_and_input_gradient(model, x, y, loss_function(loss), stable=stable, ftz=ftz)
     g = to_host(g).reshape(len(g), -1)
     return np.abs(g).max(axis=1) == 0
 
@@ -88,9 +91,9 @@ def scale_logits(model, c):
     rises with c measures the arithmetic, not the classifier.
     """
     if not c > 0:
-        raise ValueError(f"the logit scale must be positive, got {c}")
+        raise InputError(f"the logit scale c must be positive, got {c}")
     if model.spec["layers"][-1]["type"] != "dense":
-        raise ValueError(f"the readout must be a dense layer, got {model.spec['layers'][-1]['type']!r}")
+        raise InputError(f"the readout must be a dense layer, got {model.spec['layers'][-1]['type']!r}")
     params = [dict(p) for p in model.params]
     params[-1] = {k: v * model.dtype.type(c) for k, v in params[-1].items()}
     return Sequential(model.spec, params)
@@ -108,7 +111,7 @@ def permute_units(model, seed):
     layers = model.spec["layers"]
     dense = [i for i, layer in enumerate(layers) if layer["type"] == "dense"]
     if any(layer["type"] not in ("flatten", "dense", "sigmoid", "relu") for layer in layers):
-        raise ValueError("permute_units handles MLPs (flatten, dense, sigmoid, relu) only")
+        raise InputError("permute_units handles MLPs (flatten, dense, sigmoid, relu) only")
     rng = np.random.default_rng(seed)
     params = [dict(p) for p in model.params]
     for i, j in zip(dense[:-1], dense[1:]):  # the units of layer i feed layer j

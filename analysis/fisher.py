@@ -12,6 +12,7 @@ import numpy as np
 
 from nn import layers as L
 from nn.backend import array_module, to_host
+from nn.validate import check_images, check_number
 
 
 def softmax(z):
@@ -89,6 +90,9 @@ def path_geometry(model, x_a, x_b, n=200):
     x_a, x_b: (*input_shape) on the model's device  ->  dict of host arrays
     t (n,), p (n, K), dl (n,), sv (n, K), and the path length sum(dl) dt (trapezoid).
     """
+    for name, end in (("x_a", x_a), ("x_b", x_b)):
+        check_images(model, end[None] if hasattr(end, "ndim") else end, name, unit_range=False)
+    check_number("n", n, minimum=2, integer=True)
     t, x = interpolation_path(x_a, x_b, n)
     p = softmax(model.logits(x))
     J = model.jacobian(x)  # (n, K, D)

@@ -23,7 +23,8 @@ import math
 
 import numpy as np
 
-from nn.backend import to_host
+from nn.backend import to_device, to_host
+from nn.validate import InputError, check_batch
 from nn.layers import log_softmax_stable, sigmoid
 
 # float32: log of the smallest subnormal (2^-149) and of the smallest normal number (2^-126)
@@ -55,7 +56,8 @@ def log_path_bound(model, x, y, ftz=True, dtype=np.float32):
     """
     layers = model.spec["layers"]
     if any(layer["type"] not in ("flatten", "dense", "sigmoid", "relu") for layer in layers):
-        raise ValueError("log_path_bound handles MLPs (flatten, dense, sigmoid, relu) only")
+        raise InputError("log_path_bound handles MLPs (flatten, dense, sigmoid, relu) only")
+    check_batch(model, x, to_device(y, model.xp), unit_range=False)
     floor = LOG_SMALLEST_NORMAL if ftz else LOG_SMALLEST_SUBNORMAL
     logits, _, hs = model.forward(x)
     z = to_host(logits, np.float64)
@@ -88,6 +90,7 @@ def log_path_bound(model, x, y, ftz=True, dtype=np.float32):
 def margin_predicts_zero(model, x, y, ftz=True):
     """The one-number prediction: the gradient is exactly 0 when every p_j (j != y) is below the
     floor, i.e. log p_j < log(2^-126) (ftz) or log(2^-149) for every j != y. -> (N,) bool."""
+    check_batch(model, x, to_device(y, model.xp), unit_range=False)
     logits = to_host(model.logits(x), np.float64)
     logp = log_softmax_stable(logits)
     y = to_host(y)

@@ -4,8 +4,9 @@ from __future__ import annotations
 import dataclasses
 
 from nn.backend import array_module
+from nn.validate import check_batch, check_number
 
-from .losses import LOSSES, loss_and_input_gradient
+from .losses import loss_and_input_gradient, loss_function
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,8 +35,16 @@ class FGSM:
     stable: bool = False
     ftz: bool = False
 
+    def __post_init__(self):
+        check_number("eps", self.eps)
+        loss_function(self.loss)
+
     def __call__(self, model, x, y):
-        _, g, _ = loss_and_input_gradient(model, x, y, LOSSES[self.loss], stable=self.stable, ftz=self.ftz)
+        """x: (N, *input_shape) images (in [0, 1] when ``clip``), y: (N,) true labels, on the model's
+        device -> AttackResult."""
+        check_batch(model, x, y, unit_range=self.clip)
+        _, g, _ = loss_and_input_gradient(model, x, y, loss_function(self.loss), stable=self.stable, ftz=self.ftz,
+                                          check=False)
         x_adv = self.step(x, g)
         return AttackResult(x_adv, model.predict(x_adv) != y)
 

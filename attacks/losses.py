@@ -27,6 +27,7 @@ from __future__ import annotations
 from nn import layers as L
 from nn.backend import array_module
 from nn.model import backward, backward_scaled
+from nn.validate import InputError, check_batch
 
 
 def cross_entropy(z, y, stable=False, ftz=False):
@@ -76,29 +77,44 @@ LOSSES = {"ce": cross_entropy, "margin": margin}
 SCALED = {cross_entropy: cross_entropy_scaled, margin: margin_scaled}
 
 
-def scaled_input_gradient(model, x, labels, loss=cross_entropy):
+def loss_function(name):
+    """The attack loss called ``name`` ("ce" or "margin"), or an InputError naming the choices."""
+    try:
+        return LOSSES[name]
+    except (KeyError, TypeError):
+        raise InputError(f"loss must be one of {sorted(LOSSES)}, got {name!r}") from None
+
+
+def scaled_input_gradient(model, x, labels, loss=cross_entropy, *, check=True):
     """The stable mode: per-example loss L_n, its input gradient as a direction dx_n (max |dx_n| = 1)
     and log-magnitude s_n with dL_n/dx_n = exp(s_n) dx_n, and the logits.
 
     x: (N, *input_shape) -> (L: (N,), dx: like x, s: (N,), logits: (N, K)). One forward pass and one
     scaled backward pass (``nn.model.backward_scaled``); dx is 0 only where the exact gradient is.
+    ``check=False`` skips the input checks (``nn.validate``): for attacks' inner loops, whose inputs
+    were checked once on entry.
     """
+    if check:
+        check_batch(model, x, labels, unit_range=False, name_y="labels")
     logits, caches, _ = model.forward(x)
     value, d, s = SCALED[loss](logits, labels)
     dx, s = backward_scaled(model.spec, caches, d, s)
     return value, dx, s, logits
 
 
-def loss_and_input_gradient(model, x, labels, loss=cross_entropy, *, stable=False, ftz=False):
+def loss_and_input_gradient(model, x, labels, loss=cross_entropy, *, stable=False, ftz=False, check=True):
     """Per-example loss L_n(h^D(x_n), labels_n), its analytic input gradient dL_n/dx_n, and the logits.
 
     x: (N, *input_shape) in the model's dtype and device  ->  (L: (N,), dx: like x, logits: (N, K)).
     One forward and one backward pass. ``stable``: the scaled stable mode, dx the gradient's direction
     (a positive multiple of it per example; see the module docstring). ``ftz``: the paper's mode with
-    TensorFlow's flush-to-zero (ignored with ``stable``, which has nothing to flush).
+    TensorFlow's flush-to-zero (ignored with ``stable``, which has nothing to flush). ``check=False``:
+    no input checks, as in ``scaled_input_gradient``.
     """
+    if check:
+        check_batch(model, x, labels, unit_range=False, name_y="labels")
     if stable:
-        value, dx, _, logits = scaled_input_gradient(model, x, labels, loss)
+        value, dx, _, logits = scaled_input_gradient(model, x, labels, loss, check=False)
         return value, dx, logits
     logits, caches, _ = model.forward(x, ftz)
     value, dz = loss(logits, labels, ftz=ftz)

@@ -4,11 +4,15 @@ from __future__ import annotations
 import numpy as np
 
 from nn.backend import array_module, to_device
+from nn.validate import check_batch, check_number
 
 
 def uniform_noise(model, x, y, eps=0.25, draws=10, seed=0):
     """x + U(-eps, eps)^D clipped to [0, 1], ``draws`` times; an example counts as fooled if any draw
     fools the model (the first such draw is kept).  -> (x_adv, fooled (N,) bool)."""
+    check_batch(model, x, y)
+    check_number("eps", eps)
+    check_number("draws", draws, integer=True)
     xp = array_module(x)
     rng = np.random.default_rng(seed)
     x_adv, fooled = x.copy(), model.predict(x) != y

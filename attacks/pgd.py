@@ -12,8 +12,9 @@ import dataclasses
 import numpy as np
 
 from nn.backend import array_module, to_device
+from nn.validate import check_batch, check_number
 
-from .losses import LOSSES, loss_and_input_gradient
+from .losses import loss_and_input_gradient, loss_function
 
 
 def project(x_adv, x, eps):
@@ -56,8 +57,18 @@ class PGD:
     random_start: bool = True
     seed: int = 0
 
+    def __post_init__(self):
+        check_number("eps", self.eps)
+        check_number("steps", self.steps, integer=True)
+        check_number("restarts", self.restarts, minimum=1, integer=True)
+        if self.alpha is not None:
+            check_number("alpha", self.alpha, positive=True)
+        loss_function(self.loss)
+
     def __call__(self, model, x, y):
-        """x: (N, ...), y: (N,) on the model's device -> (x_adv (N, ...), fooled (N,) bool)."""
+        """x: (N, ...) images in [0, 1], y: (N,) labels, on the model's device -> (x_adv (N, ...),
+        fooled (N,) bool)."""
+        check_batch(model, x, y)
         xp = array_module(x)
         best = (x, model.predict(x) != y, xp.full(len(x), -xp.inf, dtype=x.dtype))
         if self.eps == 0:
@@ -69,7 +80,7 @@ class PGD:
     def run(self, model, x, y, restart=0):
         """One restart. -> (x_adv, fooled, loss) with every example's worst iterate."""
         xp = array_module(x)
-        loss_fn = LOSSES[self.loss]
+        loss_fn = loss_function(self.loss)
         alpha = self.alpha if self.alpha is not None else 2.5 * self.eps / self.steps
         if self.random_start:
             rng = np.random.default_rng([self.seed, restart])
@@ -81,7 +92,8 @@ class PGD:
         active = xp.arange(len(x))
         x0, ya = x, y
         for k in range(self.steps + 1):
-            L, g, logits = loss_and_input_gradient(model, x_k, ya, loss_fn, stable=self.stable, ftz=self.ftz)
+            L, g, logits = loss_and_input_gradient(model, x_k, ya, loss_fn, stable=self.stable, ftz=self.ftz,
+                                                   check=False)
             fooled = logits.argmax(axis=1) != ya
             better = fooled | (L > out_l[active])
             out_x[active[better]] = x_k[better]

@@ -12,6 +12,7 @@ import dataclasses
 import numpy as np
 
 from nn.backend import array_module, to_device
+from nn.validate import InputError, check_batch, check_number
 
 from .losses import margin
 
@@ -33,9 +34,17 @@ class Square:
     p_init: float = 0.05
     seed: int = 0
 
+    def __post_init__(self):
+        check_number("eps", self.eps)
+        check_number("n_queries", self.n_queries, minimum=1, integer=True)
+        check_number("p_init", self.p_init, positive=True, maximum=1)
+
     def __call__(self, model, x, y):
-        """x: (N, C, H, W), y: (N,) on the model's device -> (x_adv, fooled (N,) bool); an example the
-        model already misclassifies counts as fooled."""
+        """x: (N, C, H, W) images in [0, 1], y: (N,) labels, on the model's device -> (x_adv, fooled
+        (N,) bool); an example the model already misclassifies counts as fooled."""
+        check_batch(model, x, y)
+        if x.ndim != 4:
+            raise InputError(f"x has shape {tuple(x.shape)}; the Square attack needs images (N, C, H, W)")
         xp = array_module(x)
         N, C, H, W = x.shape
         rng = np.random.default_rng(self.seed)

@@ -17,6 +17,7 @@ import scipy.optimize
 
 from nn import layers as L
 from nn.backend import array_module, to_device, to_host
+from nn.validate import check_batch, check_number
 
 from .losses import cross_entropy, loss_and_input_gradient
 
@@ -72,6 +73,8 @@ def confidence(model, x, y, batch=1000):
 
     x: (N, ...) on the model's device, y: (N,)  ->  (N,) host float64.
     """
+    check_batch(model, x, y, unit_range=False)
+    check_number("batch", batch, minimum=1, integer=True)
     out = []
     for i in range(0, len(x), batch):
         z = to_host(model.logits(x[i:i + batch]), np.float64)
@@ -83,8 +86,8 @@ def select_sources(model, x, y, n_classes=10, batch=1000):
     """For each class c, the index of the correctly classified example of class c with the lowest
     and the highest log p_c (section 7).  -> {"least": (n_classes,), "most": (n_classes,)} host ints.
     """
+    logp = confidence(model, x, y, batch)  # checks x, y
     y_host = to_host(y)
-    logp = confidence(model, x, y, batch)
     pred = np.concatenate([to_host(model.predict(x[i:i + batch])) for i in range(0, len(x), batch)])
     least, most = [], []
     for c in range(n_classes):
@@ -124,6 +127,12 @@ def adam_attack(model, x0, target, *, max_iter=1000, lr=0.01, betas=(0.9, 0.999)
     kept), so late iterations cost only the pairs still running. A pair whose gradient is exactly 0
     (float32 saturation) never moves: m = v = 0 gives a zero step. -> TargetedResult.
     """
+    check_batch(model, x0, target, name_x="x0", name_y="target")
+    check_number("max_iter", max_iter, integer=True)
+    check_number("lr", lr, positive=True)
+    check_number("eps", eps, positive=True)
+    for name, b in zip(("betas[0]", "betas[1]"), betas):
+        check_number(name, b, maximum=1 - 1e-12)
     xp = array_module(x0)
     P = len(x0)
     b1, b2 = betas
@@ -137,7 +146,7 @@ def adam_attack(model, x0, target, *, max_iter=1000, lr=0.01, betas=(0.9, 0.999)
     x, t_a = x0.copy(), target.copy()
     m, v = xp.zeros_like(x0), xp.zeros_like(x0)
     for it in range(max_iter + 1):
-        C, g, logits = loss_and_input_gradient(model, x, t_a, cross_entropy, ftz=ftz)
+        C, g, logits = loss_and_input_gradient(model, x, t_a, cross_entropy, ftz=ftz, check=False)
         if it in rec_pos:
             curve[active, rec_pos[it]] = to_host(C)
         hit = to_host(logits.argmax(axis=1) == t_a)
@@ -186,7 +195,7 @@ def lbfgs_objective(model, target_class, shape, ftz=False):
 
     def fun(v):
         x = to_device(v.reshape(shape), xp, model.dtype)
-        C, g, logits = loss_and_input_gradient(model, x, t, cross_entropy, ftz=ftz)
+        C, g, logits = loss_and_input_gradient(model, x, t, cross_entropy, ftz=ftz, check=False)
         last["logits"], last["x"] = logits, x
         return float(C[0]), to_host(g, np.float64).ravel()
 
@@ -203,6 +212,8 @@ def lbfgs_attack(model, x0, target, *, max_iter=1000, ftz=False):
     recorded as k, the source itself as 0. curve[p, k] is the loss after iteration k.
     -> TargetedResult.
     """
+    check_batch(model, x0, target, name_x="x0", name_y="target")
+    check_number("max_iter", max_iter, integer=True)
     x0_host, t_host = to_host(x0), to_host(target)
     P, shape = len(x0_host), (1,) + x0_host.shape[1:]
     D = int(np.prod(shape))

@@ -7,7 +7,8 @@
 Reads the checkpoints of ``python -m experiments.table1`` (``--from``); see
 ``experiments/targeted_grid.py`` for what the run folder (default runs/adam_attack) holds.
 """
+from experiments.common import cli
 from experiments.targeted_grid import adam_main as main
 
 if __name__ == "__main__":
-    main()
+    cli(main)

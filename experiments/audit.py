@@ -34,7 +34,7 @@ from attacks import FGSM
 from attacks.noise import uniform_noise
 from attacks.pgd import PGD
 from attacks.square import Square
-from experiments.common import Run, add_checkpoint_args, add_common_args, load_models, save_figure, write_json
+from experiments.common import Run, add_checkpoint_args, add_common_args, cli, load_models, save_figure, write_json
 from experiments.table1 import ARCHS, PAPER, TRAININGS
 from nn.backend import array_module, to_device, to_host
 from nn.checkpoint import load_checkpoint
@@ -192,4 +192,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

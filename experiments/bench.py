@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.common import add_common_args, hardware
+from experiments.common import add_common_args, cli, hardware
 from nn.architectures import cnn, mlp
 from nn.backend import get_xp, retain_freed_memory, synchronize
 from nn.model import WEIGHT_LAYERS, Sequential, layer_shapes
@@ -150,4 +150,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

@@ -18,6 +18,7 @@ import numpy as np
 
 from nn.backend import get_xp, resolve_device, retain_freed_memory
 from nn.checkpoint import atomic_write
+from nn.validate import UserError
 
 
 def add_common_args(parser: argparse.ArgumentParser):
@@ -29,7 +30,25 @@ def add_common_args(parser: argparse.ArgumentParser):
     parser.add_argument("--out", default=None, help="run folder (default: runs/<script>[-quick])")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="a small smoke-test preset (minutes on a CPU)")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
     return parser
+
+
+def cli(main, argv=None):
+    """Run a script's ``main(argv)`` as a command-line tool: an error in what the user gave (a
+    ``nn.validate.UserError``: a missing or corrupt checkpoint or run folder, an unknown setting or
+    model, no MNIST files) is printed as one line on stderr, exit status 2; ``--debug`` re-raises
+    it with its traceback. Anything else is a bug and keeps its traceback."""
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        return main(argv)
+    except UserError as e:
+        if "--debug" in argv:
+            raise
+        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+        prog = f"python -m {spec.name}" if spec else os.path.basename(sys.argv[0] or "satnets")
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def write_json(path, obj):
@@ -89,9 +108,35 @@ def add_checkpoint_args(parser, default_models):
     return parser
 
 
+class UsageError(UserError, ValueError):
+    """A command-line option or setting that does not exist or has the wrong type."""
+
+
+MODEL_NAMES = tuple(f"{a}-{t}" for a in ("sigmoid_mlp", "relu_mlp", "cnn") for t in ("vanilla", "adversarial",
+                                                                                      "saturated"))
+
+
+def check_run_folder(folder, option="--from", made_by="python -m experiments.table1"):
+    """The folder a script reads, or a UsageError saying which command makes it."""
+    if not Path(folder).is_dir():
+        raise UsageError(f"{option} {folder}: no such folder; run `{made_by}` first, or pass {option} the folder "
+                         f"it wrote")
+    return Path(folder)
+
+
+def check_model_names(names, allowed=MODEL_NAMES):
+    """--models: each one of Table 1's nine, <arch>-<training>, or a UsageError listing them."""
+    unknown = [n for n in names if n not in allowed]
+    if unknown:
+        raise UsageError(f"--models: unknown model(s) {', '.join(unknown)}; expected some of {' '.join(allowed)}")
+    return names
+
+
 def load_models(args, xp, dtype=None):
     """{name: model} for ``args.models`` from ``args.checkpoints``, optionally cast (float64 for analysis)."""
     from nn.checkpoint import load_checkpoint
+    check_model_names(args.models)
+    check_run_folder(args.checkpoints)
     models = {}
     for name in args.models:
         model, _ = load_checkpoint(Path(args.checkpoints) / f"{name}.npz", xp)

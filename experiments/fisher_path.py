@@ -19,7 +19,7 @@ import numpy as np
 
 from analysis.fisher import path_geometry
 from attacks.targeted import select_sources
-from experiments.common import Run, add_checkpoint_args, add_common_args, load_models, save_figure, write_json
+from experiments.common import Run, add_checkpoint_args, add_common_args, cli, load_models, save_figure, write_json
 from nn.backend import to_device
 from nn.mnist import load_mnist
 
@@ -77,4 +77,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

@@ -15,7 +15,7 @@ import argparse
 
 from analysis.kurtosis import empirical_sampler, ratio_statistics, sample_pearson7
 from analysis.stats import excess_kurtosis, weight_layers
-from experiments.common import Run, add_checkpoint_args, add_common_args, load_models, save_figure, write_json
+from experiments.common import Run, add_checkpoint_args, add_common_args, cli, load_models, save_figure, write_json
 
 MODELS = ("sigmoid_mlp-vanilla", "sigmoid_mlp-saturated", "relu_mlp-vanilla", "relu_mlp-saturated")
 GAMMAS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
@@ -64,4 +64,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

@@ -27,7 +27,7 @@ import numpy as np
 from analysis import audit
 from attacks.losses import margin
 from experiments.audit import MODELS, fgsm_attack, fooled_by, in_batches
-from experiments.common import Run, add_checkpoint_args, add_common_args, load_models, save_figure, write_json
+from experiments.common import Run, add_checkpoint_args, add_common_args, cli, load_models, save_figure, write_json
 from nn.backend import to_device, to_host
 from nn.mnist import load_mnist
 
@@ -117,4 +117,4 @@ def draw(ax, results):
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

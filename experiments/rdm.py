@@ -15,7 +15,7 @@ import argparse
 import numpy as np
 
 from analysis.rdm import between_within_ratio, rdm, sample_per_class
-from experiments.common import Run, add_checkpoint_args, add_common_args, load_models, save_figure, write_json
+from experiments.common import Run, add_checkpoint_args, add_common_args, cli, load_models, save_figure, write_json
 from nn import layers as L
 from nn.backend import to_device, to_host
 from nn.mnist import load_mnist
@@ -72,4 +72,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

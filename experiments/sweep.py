@@ -37,7 +37,7 @@ from attacks import FGSM
 from analysis import audit
 from analysis.saturation import log_path_bound, margin_predicts_zero
 from attacks.losses import LOSSES, loss_and_input_gradient, margin
-from experiments.common import Run, add_common_args, save_figure, write_json
+from experiments.common import Run, add_common_args, cli, save_figure, write_json
 from nn.architectures import build_spec
 from nn.backend import to_device, to_host
 from nn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -570,4 +570,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import inspect
 import json
 import time
 
@@ -26,9 +27,9 @@ import numpy as np
 from attacks import FGSM
 from attacks.adversarial_training import adversarial_objective
 from attacks.losses import LOSSES, loss_and_input_gradient, margin
-from experiments.common import Run, add_common_args, hardware, write_json
+from experiments.common import Run, UsageError, add_common_args, cli, hardware, write_json
 from experiments.train import PRESETS
-from nn.architectures import build_spec
+from nn.architectures import ARCHITECTURES, build_spec
 from nn.backend import to_device, to_host
 from experiments.sweep import find_snapshot
 from nn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -109,21 +110,74 @@ def quick_settings():
 
 
 def apply_override(settings, assignment):
-    """'a.b.c=value' -> settings[a][b][c] = value (value parsed as a Python literal if it is one)."""
+    """'a.b.c=value' -> settings[a][b][c] = value (value parsed as a Python literal if it is one).
+
+    The key must be a setting: one of the defaults, or an optional one with a default elsewhere
+    (``optional_settings``); the value must have the type of the setting it replaces (an int for a
+    float is accepted; a setting that is None takes anything). Otherwise a UsageError that names the
+    key and lists the settings at that level."""
     key, _, raw = assignment.partition("=")
-    if not raw:
-        raise ValueError(f"--set needs key=value, got {assignment!r}")
+    if not raw or not key:
+        raise UsageError(f"--set needs key=value, got {assignment!r}")
     try:
         value = ast.literal_eval(raw)
     except (ValueError, SyntaxError):
         value = raw
     *path, last = key.split(".")
-    node = settings
-    for part in path:
+    node, where = settings, []
+    for part in path + [last]:
+        optional = optional_settings(where) if isinstance(node, dict) else {}
+        if not isinstance(node, dict) or (part not in node and part not in optional):
+            choices = ", ".join(sorted({*node, *optional})) if isinstance(node, dict) else "nothing (not a group)"
+            raise UsageError(f"--set {key}: no setting {'.'.join(where + [part])!r}; "
+                             f"{'.'.join(where) or 'the top level'} has: {choices}")
         if part not in node:
-            raise KeyError(f"--set {key}: no setting {part!r}")
-        node = node[part]
-    node[last] = value
+            node[part] = json.loads(json.dumps(optional[part]))  # its default, a fresh copy
+        if part != last:
+            node = node[part]
+        where.append(part)
+    old = node[last]
+    if not _same_kind(old, value):
+        raise UsageError(f"--set {key}={raw}: expected {type(old).__name__} like the default {old!r}, "
+                         f"got {type(value).__name__}")
+    node[last] = float(value) if isinstance(old, float) and isinstance(value, int) else value
+
+
+def optional_settings(where):
+    """Settings that ``--set`` may add at the level ``where`` (a key path) although the defaults
+    leave them out, with their defaults: the training, architecture and method arguments that take
+    their default values elsewhere. -> {name: default}."""
+    def arguments(fn):
+        return {k: None if p.default is p.empty else p.default for k, p in inspect.signature(fn).parameters.items()
+                if p.kind is not p.VAR_KEYWORD}
+    if where and where[-1] == "train":
+        return {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    if len(where) == 1 and where[0] in ARCHS:
+        return {f"{t}_model": {} for t in TRAININGS}
+    if len(where) == 2 and where[0] in ARCHS:
+        if where[1] == "arch":
+            return arguments(ARCHITECTURES[where[0]])
+        if where[1] == "saturated":
+            return arguments(saturating_objective)
+        if where[1] == "adversarial":
+            return arguments(adversarial_objective)
+        if where[1].endswith("_model"):
+            return {"arch": {}, "train": {}}
+    if len(where) == 3 and where[2] == "arch":
+        return arguments(ARCHITECTURES[where[0]])
+    return {}
+
+
+def _same_kind(old, new):
+    """True when ``new`` may replace the setting ``old``: same type, an int for a float, anything for
+    None, and None for the optional settings (max_train)."""
+    if old is None or new is None:
+        return True
+    if isinstance(old, bool) or isinstance(new, bool):
+        return isinstance(old, bool) and isinstance(new, bool)
+    if isinstance(old, float):
+        return isinstance(new, (int, float))
+    return isinstance(new, type(old))
 
 
 def model_settings(settings, arch, training):
@@ -255,6 +309,11 @@ def main(argv=None):
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         help="override a setting, e.g. --set relu_mlp.saturated.lam_max=1e-3")
     args = parser.parse_args(argv)
+    names = {*ARCHS, *TRAININGS, *(f"{a}-{t}" for a in ARCHS for t in TRAININGS)}
+    unknown = [o for o in args.only or [] if o not in names]
+    if unknown:
+        raise UsageError(f"--only: unknown {', '.join(unknown)}; expected an architecture ({', '.join(ARCHS)}), "
+                         f"a training ({', '.join(TRAININGS)}) or <architecture>-<training>")
     run = Run("table1", args)
     settings = quick_settings() if args.quick else default_settings()
     for o in args.overrides:
@@ -292,4 +351,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

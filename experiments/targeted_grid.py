@@ -14,14 +14,14 @@ numpy's float32, subnormals kept).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 from attacks.targeted import adam_attack, grid_pairs, lbfgs_attack, select_sources
-from experiments.common import Run, add_checkpoint_args, add_common_args, load_models, save_figure, write_json
+from experiments.common import (Run, add_checkpoint_args, add_common_args, check_run_folder, cli, load_models, save_figure,
+                                write_json)
 from nn.backend import to_device
 from nn.checkpoint import atomic_write
 from nn.mnist import load_mnist
@@ -154,5 +154,15 @@ def adam_main(argv=None):
     return main(argv, "adam_attack", "adam", make, add)
 
 
+def redraw_main(argv=None):
+    """python -m experiments.targeted_grid <run folder>: redraw the grids from its NPZ records."""
+    parser = argparse.ArgumentParser(description="redraw the targeted-attack grids of a run folder")
+    parser.add_argument("folder", help="a folder written by experiments.lbfgs_grid or experiments.adam_attack")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
+    args = parser.parse_args(argv)
+    check_run_folder(args.folder, "folder", "python -m experiments.lbfgs_grid")
+    print("\n".join(map(str, draw_grids(args.folder))) or "nothing drawn (no records, or matplotlib not installed)")
+
+
 if __name__ == "__main__":
-    print("\n".join(map(str, draw_grids(sys.argv[1]))) or "matplotlib not installed")
+    cli(redraw_main)

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from experiments.common import Run, add_common_args, hardware, write_json
+from experiments.common import Run, add_common_args, cli, hardware, write_json
 from nn.architectures import ARCHITECTURES, build_spec
 from nn.mnist import load_mnist
 from nn.model import Sequential
@@ -78,4 +78,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

@@ -15,7 +15,7 @@ import argparse
 import numpy as np
 
 from analysis.stats import excess_kurtosis, histogram, saturated_fraction, weight_layers
-from experiments.common import Run, add_checkpoint_args, add_common_args, load_models, save_figure, write_json
+from experiments.common import Run, add_checkpoint_args, add_common_args, cli, load_models, save_figure, write_json
 from nn.backend import to_device, to_host
 from nn.mnist import load_mnist
 
@@ -85,4 +85,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

@@ -18,11 +18,12 @@ import numpy as np
 
 from .backend import to_device, to_host
 from .model import Sequential, SpecError
+from .validate import UserError
 
 FORMAT = "satnets-checkpoint/1"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint file that is missing, corrupt, or does not match its own spec."""
 
 

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .validate import UserError
+
 ENV_DIR = "SATNETS_MNIST_DIR"
 ENV_MIRRORS = "SATNETS_MNIST_MIRRORS"
 MIRRORS = ("https://storage.googleapis.com/cvdf-datasets/mnist/",
@@ -50,7 +52,7 @@ FILES = {
 }
 
 
-class MNISTError(RuntimeError):
+class MNISTError(UserError, RuntimeError):
     """MNIST files missing, corrupt or not downloadable; the message says which and what to do."""
 
 

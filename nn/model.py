@@ -25,13 +25,14 @@ import numpy as np
 from . import layers as L
 from .backend import array_module, to_device
 from .numerics import flush_subnormals
+from .validate import InputError, UserError, check_images, check_labels
 
 WEIGHT_LAYERS = ("dense", "conv2d")
 ACTIVATIONS = ("sigmoid", "relu")
 LAYER_TYPES = WEIGHT_LAYERS + ACTIVATIONS + ("maxpool2d", "flatten")
 
 
-class SpecError(ValueError):
+class SpecError(UserError, ValueError):
     """A model spec, or parameters, that do not describe a valid network."""
 
 
@@ -296,13 +297,9 @@ class Sequential:
         return Sequential(self.spec, [{k: to_device(v, xp) for k, v in p.items()} for p in self.params])
 
     def _check_input(self, x):
-        want = tuple(self.spec["input_shape"])
-        if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want:
-            raise ValueError(f"input of shape {tuple(x.shape)}; expected (N, {', '.join(map(str, want))})")
-        if x.dtype != self.dtype:
-            raise TypeError(f"input dtype {x.dtype} differs from the model's {self.dtype}; cast it first")
-        if array_module(x) is not self.xp:
-            raise TypeError("input and model live on different devices (numpy vs cupy)")
+        """Shape, dtype and device of x (O(1): the model's methods run inside attacks' loops; the
+        attacks and analyses check the values once, ``nn.validate``)."""
+        check_images(self, x, values=False)
 
     def forward(self, x, ftz=False):
         """-> (logits, caches, hs); see ``forward``."""
@@ -331,6 +328,7 @@ class Sequential:
         -> (L as a 0-d array, grads: list of {name: array}, logits).
         """
         logits, caches, hs = self.forward(x, ftz)
+        check_labels(self, y, len(x))
         C, ce_cache = L.cross_entropy_forward(logits, y)
         if weights is None:
             weights = self.xp.full((x.shape[0],), 1.0 / x.shape[0], dtype=logits.dtype)
@@ -349,6 +347,7 @@ class Sequential:
         x: (N, 1, 28, 28), y: (N,)  ->  (C: (N,), dx: (N, 1, 28, 28)).
         """
         logits, caches, _ = self.forward(x)
+        check_labels(self, y, len(x))
         C, ce_cache = L.cross_entropy_forward(logits, y)
         dlogits = L.cross_entropy_backward(self.xp.ones_like(C), ce_cache)
         dx, _ = backward(self.spec, caches, dlogits, param_grads=False, input_grad=True)
@@ -360,7 +359,10 @@ class Sequential:
 
     def vjp(self, x, v):
         """v^T J for each example: cotangent v (N, 10) on the logits -> (N, *input_shape)."""
-        _, caches, _ = self.forward(x)
+        logits, caches, _ = self.forward(x)
+        if tuple(getattr(v, "shape", ())) != tuple(logits.shape):
+            raise InputError(f"v has shape {tuple(getattr(v, 'shape', ()))}; expected {tuple(logits.shape)}, "
+                             "one cotangent per example on the logits")
         dx, _ = backward(self.spec, caches, v, param_grads=False, input_grad=True)
         return dx
 

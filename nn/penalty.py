@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from .backend import array_module
 from .layers import sigmoid
+from .validate import InputError, check_number
 
 PHI_KINDS = ("relu", "sigmoid", "linear")
 
@@ -69,7 +70,7 @@ DERIVATIVES = ("stable", "paper")
 
 def _check_choice(name, value, choices):
     if value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; expected one of {choices}")
+        raise InputError(f"unknown {name} {value!r}; expected one of {choices}")
 
 
 def saturating_penalty(hs, kinds, lam, units="sum", batch="mean", derivative="stable"):
@@ -113,6 +114,11 @@ def saturating_objective(kinds, lam_max, lam_step, units="sum", batch="mean", de
     _check_choice("unit reduction", units, UNIT_REDUCTIONS)
     _check_choice("batch reduction", batch, BATCH_REDUCTIONS)
     _check_choice("penalty derivative", derivative, DERIVATIVES)
+    for kind in kinds:
+        if kind is not None:
+            _check_choice("penalty kind", kind, PHI_KINDS)
+    check_number("lam_max", lam_max)
+    check_number("lam_step", lam_step)
 
     def objective(model, x, y, step, ftz=False):
         lam = lambda_schedule(step, lam_max, lam_step)

@@ -59,7 +59,7 @@ def test_table1_overrides():
     table1.apply_override(s, "cnn.train.epochs=3")
     assert s["relu_mlp"]["saturated"]["lam_max"] == 1e-3 and s["cnn"]["train"]["epochs"] == 3
     import pytest
-    with pytest.raises(KeyError, match="no setting"):
+    with pytest.raises(table1.UsageError, match="no setting 'mlp'"):
         table1.apply_override(s, "mlp.train.epochs=3")
 
 

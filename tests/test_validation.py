@@ -1,0 +1,181 @@
+"""Bad input at the public boundary: every case gives an error of the right type whose message names
+the argument and what is wrong (issue 12); the scripts print one line and exit with status 2."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from analysis import audit, fisher
+from analysis.saturation import log_path_bound
+from attacks import FGSM
+from attacks.losses import loss_and_input_gradient
+from attacks.noise import uniform_noise
+from attacks.pgd import PGD
+from attacks.square import Square
+from attacks.targeted import adam_attack, lbfgs_attack, select_sources
+from nn import architectures
+from nn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from nn.model import Sequential
+from nn.penalty import saturating_objective
+from nn.validate import InputError, UserError, check_number
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def problem():
+    model = Sequential.init(architectures.mlp("relu", hidden=8, input_shape=[1, 4, 4]), seed=0)
+    rng = np.random.default_rng(0)
+    return model, rng.uniform(0, 1, (3, 1, 4, 4)).astype(np.float32), np.array([0, 1, 2])
+
+
+def test_input_error_is_a_value_and_a_type_error():
+    assert issubclass(InputError, ValueError) and issubclass(InputError, TypeError)
+    assert issubclass(InputError, UserError) and issubclass(CheckpointError, UserError)
+
+
+def test_labels_that_do_not_match_the_images(problem):
+    model, x, y = problem
+    with pytest.raises(InputError, match=r"y has shape \(1,\); expected \(3,\)"):
+        FGSM(0.25)(model, x, y[:1])  # used to broadcast silently
+    with pytest.raises(InputError, match=r"labels in \[0, 12\]; the model has 10 classes"):
+        FGSM(0.25)(model, x, np.array([0, 12, 1]))
+    with pytest.raises(InputError, match=r"labels in \[-1, 1\]"):
+        FGSM(0.25)(model, x, np.array([0, -1, 1]))
+    with pytest.raises(InputError, match="dtype float64; labels must be integers"):
+        FGSM(0.25)(model, x, y.astype(np.float64))
+    with pytest.raises(InputError, match="y must be an integer array"):
+        FGSM(0.25)(model, x, [0, 1, 2])
+    with pytest.raises(InputError, match=r"y has labels in \[0, 12\]"):
+        model.loss_and_grads(x, np.array([0, 12, 1]))  # the training path too
+
+
+def test_images_that_are_not_images(problem):
+    model, x, y = problem
+    bad = x.copy()
+    bad[1] = np.nan
+    with pytest.raises(InputError, match="x has NaN or infinite entries in 1 of its 3 images"):
+        FGSM(0.25)(model, bad, y)
+    with pytest.raises(InputError, match="NaN or infinite"):
+        loss_and_input_gradient(model, bad, y)
+    with pytest.raises(InputError, match=r"x has pixels in \[0.0+5.*, 1.99.*\]; the attacks work on images in \[0, 1\]"):
+        PGD(0.25, steps=1, restarts=1)(model, x * 2, y)
+    FGSM(0.25, clip=False)(model, x * 2, y)  # an unclipped FGSM does not assume the pixel box
+    with pytest.raises(InputError, match=r"x has shape \(3, 16\); expected \(N, 1, 4, 4\)"):
+        FGSM(0.25)(model, x.reshape(3, 16), y)
+    with pytest.raises(InputError, match="x has dtype float64, the model float32; cast it first"):
+        FGSM(0.25)(model, x.astype(np.float64), y)
+    with pytest.raises(InputError, match="x must be an array"):
+        model.logits(x.tolist())
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: FGSM(eps=-1), "eps must be at least 0, got -1"),
+    (lambda: FGSM(eps=float("nan")), "eps must be finite"),
+    (lambda: FGSM(eps=True), "eps must be a number"),
+    (lambda: FGSM(loss="hinge"), "loss must be one of"),
+    (lambda: PGD(steps=1.5), "steps must be a whole number"),
+    (lambda: PGD(restarts=0), "restarts must be at least 1"),
+    (lambda: PGD(alpha=0.0), "alpha must be positive"),
+    (lambda: Square(n_queries=0), "n_queries must be at least 1"),
+    (lambda: Square(p_init=2.0), "p_init must be at most 1"),
+    (lambda: saturating_objective(["relu"], lam_max=-1.0, lam_step=1e-3), "lam_max must be at least 0"),
+    (lambda: saturating_objective(["tanh"], lam_max=1.0, lam_step=1e-3), "unknown penalty kind 'tanh'"),
+    (lambda: check_number("batch", 0, minimum=1, integer=True), "batch must be at least 1"),
+])
+def test_bad_numbers_and_names_fail_at_construction(make, message):
+    with pytest.raises(InputError, match=message):
+        make()
+
+
+def test_every_attack_and_analysis_checks_its_data(problem):
+    model, x, y = problem
+    bad = x.copy()
+    bad[0, 0, 0, 0] = np.inf
+    calls = {
+        "square": lambda: Square(0.25, n_queries=2)(model, bad, y),
+        "noise": lambda: uniform_noise(model, bad, y),
+        "adam": lambda: adam_attack(model, bad, y, max_iter=1),
+        "lbfgs": lambda: lbfgs_attack(model, bad, y, max_iter=1),
+        "sources": lambda: select_sources(model, bad, y),
+        "zero_gradient": lambda: audit.zero_gradient(model, bad, y),
+        "path_bound": lambda: log_path_bound(model, bad, y),
+        "fisher": lambda: fisher.path_geometry(model.astype(np.float64), bad[0].astype(np.float64),
+                                               x[1].astype(np.float64), n=3),
+    }
+    for name, call in calls.items():
+        with pytest.raises(InputError, match="NaN or infinite"):
+            call()
+    with pytest.raises(InputError, match="x0 has"):
+        adam_attack(model, x[:, :, :2], y)
+    with pytest.raises(InputError, match="target has shape"):
+        lbfgs_attack(model, x, y[:2])
+    with pytest.raises(InputError, match="lr must be positive"):
+        adam_attack(model, x, y, lr=0)
+    with pytest.raises(InputError, match="draws must be at least 0"):
+        uniform_noise(model, x, y, draws=-1)
+    with pytest.raises(InputError, match="eps_values must be ascending"):
+        audit.accuracy_curve(model, x, y, [0.2, 0.1], None)
+
+
+def test_checkpoint_that_is_not_one(tmp_path):
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        load_checkpoint(tmp_path / "missing.npz")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip file")
+    with pytest.raises(CheckpointError, match="not a readable satnets checkpoint"):
+        load_checkpoint(tmp_path / "junk.npz")
+
+
+def _script(*args, env=None):
+    """Run ``python -m experiments.<script> ...`` from the repository root: -> CompletedProcess."""
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **(env or {})})
+
+
+def _fails_like_a_tool(result, *words):
+    """Exit status 2, no traceback, one line on stderr that contains every one of words."""
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+def test_scripts_fail_like_command_line_tools(tmp_path, mnist_dir):
+    missing = str(tmp_path / "nowhere")
+    for script in ("audit", "weights", "rdm", "fisher_path", "kurtosis_linear", "logit_scale", "lbfgs_grid"):
+        _fails_like_a_tool(_script(f"experiments.{script}", "--from", missing, "--out", str(tmp_path / script)),
+                           "--from", "no such folder", "python -m experiments.table1")
+    _fails_like_a_tool(_script("experiments.audit", "--models", "sigmoid-saturated", "--out", str(tmp_path / "a")),
+                       "unknown model(s) sigmoid-saturated", "sigmoid_mlp-saturated")
+    _fails_like_a_tool(_script("experiments.table1", "--quick", "--set", "nonsense.key=3", "--out", str(tmp_path / "t")),
+                       "--set nonsense.key: no setting 'nonsense'")
+    _fails_like_a_tool(_script("experiments.table1", "--quick", "--set", "eval.n_test=many",
+                               "--out", str(tmp_path / "t")), "expected int")
+    _fails_like_a_tool(_script("experiments.table1", "--only", "cnn-sat", "--out", str(tmp_path / "t")),
+                       "--only: unknown cnn-sat")
+    folder = tmp_path / "corrupt"
+    folder.mkdir()
+    (folder / "sigmoid_mlp-vanilla.npz").write_bytes(b"garbage")
+    _fails_like_a_tool(_script("experiments.weights", "--from", str(folder), "--models", "sigmoid_mlp-vanilla",
+                               "--out", str(tmp_path / "w")), "not a readable satnets checkpoint")
+    _fails_like_a_tool(_script("experiments.targeted_grid", missing), "no such folder")
+    # no MNIST files and no network: the mirrors are unreachable file URLs here
+    no_data = {"SATNETS_MNIST_DIR": str(tmp_path / "empty"), "SATNETS_MNIST_MIRRORS": "file:///nonexistent/",
+               "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    _fails_like_a_tool(_script("experiments.train", "--quick", "--out", str(tmp_path / "tr"), env=no_data),
+                       "not found in", "--data-dir")
+    debug = _script("experiments.table1", "--quick", "--set", "nonsense.key=3", "--debug", "--out", str(tmp_path / "t"))
+    assert debug.returncode != 0 and "Traceback" in debug.stderr  # --debug shows where it came from
+
+
+def test_a_valid_model_passes_every_check(problem, tmp_path):
+    """The checks refuse only what is wrong: a saved and reloaded model attacks the same images."""
+    model, x, y = problem
+    save_checkpoint(tmp_path / "m.npz", model)
+    again, _ = load_checkpoint(tmp_path / "m.npz")
+    assert np.array_equal(FGSM(0.1)(model, x, y).x_adv, FGSM(0.1)(again, x, y).x_adv)
