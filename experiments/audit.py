@@ -20,10 +20,13 @@ stable mode, per-example worst), and the named flags of ``analysis.audit``.
     python -m experiments.audit --device gpu --n-test 10000 --n-test-cnn 10000
 
 Writes audit.json (everything), audit.md (the table) and, with the plots extra, eps_sweep.png.
+audit.json is rewritten after each model: the same command, run again after an interruption, keeps
+the models already audited with the same options (``resumable_rows``) and audits the rest.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -34,7 +37,8 @@ from attacks import FGSM
 from attacks.noise import uniform_noise
 from attacks.pgd import PGD
 from attacks.square import Square
-from experiments.common import Run, add_checkpoint_args, add_common_args, cli, load_models, save_figure, write_json
+from experiments.common import (NOT_RESULTS, Run, add_checkpoint_args, add_common_args, checkpoint_stamp, cli, load_models,
+                                result_options, save_figure, write_json)
 from experiments.table1 import ARCHS, PAPER, TRAININGS
 from nn.backend import array_module, to_device, to_host
 from nn.checkpoint import load_checkpoint
@@ -141,6 +145,19 @@ def format_table(rows):
     return "\n".join(lines) + "\n\n(accuracies in %, L-inf eps = 0.25; worst case: per-example minimum over the suite)\n"
 
 
+def resumable_rows(path, args):
+    """{model: row} of an earlier audit.json at ``path`` made with the same options
+    (``result_options``) from the same checkpoints (``checkpoint_stamp``), else {}."""
+    try:
+        old = json.loads(Path(path).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    if {k: v for k, v in old.get("options", {}).items() if k not in NOT_RESULTS} != result_options(args):
+        return {}
+    return {r["model"]: r for r in old.get("rows", [])
+            if r.get("checkpoint") == checkpoint_stamp(args.checkpoints, r["model"])}
+
+
 def main(argv=None):
     parser = add_checkpoint_args(add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0])), MODELS)
     parser.add_argument("--n-test", type=int, default=1000, help="test images for the MLPs (default 1000)")
@@ -158,8 +175,13 @@ def main(argv=None):
     run = Run("audit", args)
     x_all, y_all = load_mnist(args.data_dir)["test"]
     models = load_models(args, run.xp)
+    done = resumable_rows(run.path("audit.json"), args)
     rows = []
     for name, model in models.items():
+        if name in done:
+            rows.append(done[name])
+            run.log(f"{name}: audited before with the same options and checkpoint (audit.json); kept")
+            continue
         arch = name.split("-")[0]
         n = args.n_test_cnn if arch == "cnn" else args.n_test
         x, y = to_device(x_all[:n], run.xp), to_device(y_all[:n], run.xp)
@@ -169,13 +191,14 @@ def main(argv=None):
             vanilla = models[vname] if vname in models else load_checkpoint(
                 Path(args.checkpoints) / f"{vname}.npz", run.xp)[0]
         run.log(f"{name}: auditing on {n} test images")
-        row = audit_model(run, name, model, vanilla, x, y, args)
+        row = {**audit_model(run, name, model, vanilla, x, y, args), "checkpoint": checkpoint_stamp(args.checkpoints, name)}
         rows.append(row)
         run.log(f"{name}: clean {row['clean']:.1f} %, FGSM (paper) {row['accuracy']['fgsm-ce-paper']:.1f} %, "
                 f"worst case {row['worst']:.1f} % by {row['strongest']}; zero gradients {row['zero_gradient_fraction']}; "
                 f"eps sweep {[round(a, 1) for a in row['curve']]}; flags {row['flags'] or 'none'} ({row['seconds']:.0f} s)")
-        write_json(run.path("audit.json"), {"rows": rows, "options": vars(args), "flag_rules": audit.FLAG_RULES,
-                                            "thresholds": audit.THRESHOLDS})
+        others = [r for m, r in done.items() if m not in models]  # audited before, not asked for now: kept
+        write_json(run.path("audit.json"), {"rows": rows + others, "options": vars(args),
+                                            "flag_rules": audit.FLAG_RULES, "thresholds": audit.THRESHOLDS})
     table = format_table(rows)
     run.path("audit.md").write_text(table)
     run.log("\n" + table)

@@ -132,6 +132,23 @@ def check_model_names(names, allowed=MODEL_NAMES):
     return names
 
 
+# options that do not change a script's numbers: where it writes, which models, how it reports
+NOT_RESULTS = ("out", "models", "sources", "debug", "device", "batch")
+
+
+def result_options(args):
+    """The options of ``args`` that a result depends on (for resuming: an earlier result is reused
+    only when these are equal)."""
+    return {k: v for k, v in vars(args).items() if k not in NOT_RESULTS}
+
+
+def checkpoint_stamp(folder, name):
+    """[size, modification time in ns] of checkpoint <name>.npz in folder: a result records it, so
+    that a retrained model is evaluated anew."""
+    st = (Path(folder) / f"{name}.npz").stat()
+    return [st.st_size, st.st_mtime_ns]
+
+
 def load_models(args, xp, dtype=None):
     """{name: model} for ``args.models`` from ``args.checkpoints``, optionally cast (float64 for analysis)."""
     from nn.checkpoint import load_checkpoint

@@ -14,14 +14,17 @@ numpy's float32, subnormals kept).
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from attacks.targeted import adam_attack, grid_pairs, lbfgs_attack, select_sources
-from experiments.common import (Run, add_checkpoint_args, add_common_args, check_run_folder, cli, load_models, save_figure,
-                                write_json)
+from attacks.targeted import TargetedResult, adam_attack, grid_pairs, lbfgs_attack, select_sources
+from experiments.common import (Run, add_checkpoint_args, add_common_args, check_run_folder, checkpoint_stamp, cli,
+                                load_models, result_options, save_figure, write_json)
 from nn.backend import to_device
 from nn.checkpoint import atomic_write
 from nn.mnist import load_mnist
@@ -50,8 +53,25 @@ def attack_grid(model, x_test, y_test, attack, sources, xp):
 
 
 def save_result(path, result, idx, targets, meta):
-    arrays = {**result.arrays(), "source_index": idx, "target": targets, "meta": np.array(repr(meta))}
+    """One grid's records and ``meta`` (JSON-able: the options, the checkpoint's stamp, the time)."""
+    arrays = {**result.arrays(), "source_index": idx, "target": targets, "meta": np.array(json.dumps(meta))}
     atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
+
+
+def load_result(path, key):
+    """An earlier grid at ``path`` whose meta["key"] equals ``key`` (same options and checkpoint):
+    -> (TargetedResult, meta), or None when there is none, it is unreadable or was made otherwise."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            if meta.get("key") != json.loads(json.dumps(key)):
+                return None
+            fields = [f.name for f in dataclasses.fields(TargetedResult)]
+            arrays = {k: z[k] for k in fields}
+    except (OSError, ValueError, KeyError, json.JSONDecodeError, zipfile.BadZipFile, EOFError):
+        return None
+    arrays["stop"] = [str(s) for s in arrays["stop"]]
+    return TargetedResult(**arrays), meta
 
 
 def format_summary(rows, attack):
@@ -114,10 +134,17 @@ def main(argv, script, attack_name, make_attack, add_args):
     rows = []
     for name, model in load_models(args, run.xp).items():
         for sources in args.sources:
-            t0 = time.perf_counter()
-            result, idx, targets = attack_grid(model, x_test, y_test, attack, sources, run.xp)
-            seconds = time.perf_counter() - t0
-            save_result(run.path(f"{name}-{sources}.npz"), result, idx, targets, vars(args))
+            path = run.path(f"{name}-{sources}.npz")
+            key = {"options": result_options(args), "checkpoint": checkpoint_stamp(args.checkpoints, name)}
+            done = load_result(path, key)
+            if done:  # recorded by an earlier run with the same options and checkpoint
+                result, seconds = done[0], done[1]["seconds"]
+                run.log(f"{name} {sources}: recorded before ({path.name}, same options and checkpoint); kept")
+            else:
+                t0 = time.perf_counter()
+                result, idx, targets = attack_grid(model, x_test, y_test, attack, sources, run.xp)
+                seconds = time.perf_counter() - t0
+                save_result(path, result, idx, targets, {"key": key, "seconds": seconds, "options": vars(args)})
             row = {"model": name, "sources": sources, **result.summary(), "seconds": seconds,
                    "stops": {s: result.stop.count(s) for s in sorted(set(result.stop))}}
             rows.append(row)

@@ -1,5 +1,6 @@
 """The experiment scripts run end to end and write their run folders; the benchmark counts FLOPs right."""
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +79,13 @@ def test_targeted_grids_quick_end_to_end(tmp_path, mnist_dir, small_mnist_models
             assert ((z["x_adv"] >= 0) & (z["x_adv"] <= 1)).all() and (z["target"] != z["source_index"] % 10).any()
         summary = json.loads((out / "summary.json").read_text())
         assert len(summary["rows"]) == 2 and "fooled / 90" in (out / "summary.md").read_text()
+        # the same command again keeps both recorded grids; other options record the grid anew
+        again = script.main(["--quick", "--from", str(folder), "--models", "relu_mlp-vanilla",
+                             "--out", str(out), "--data-dir", str(mnist_dir)])
+        assert again == rows and (out / "log.txt").read_text().count("kept") == 2
+        script.main(["--quick", "--from", str(folder), "--models", "relu_mlp-vanilla", "--sources", "most",
+                     "--no-ftz", "--out", str(out), "--data-dir", str(mnist_dir)])
+        assert (out / "log.txt").read_text().count("kept") == 2
 
 
 def test_analysis_scripts_quick_end_to_end(tmp_path, mnist_dir, small_mnist_models):
@@ -118,6 +126,18 @@ def test_audit_quick_end_to_end(tmp_path, mnist_dir, small_mnist_models):
     assert vanilla["curve"][0] == vanilla["clean"] > 80 and vanilla["curve"][-1] == 0
     saved = json.loads((out / "audit.json").read_text())
     assert len(saved["rows"]) == 2 and "worst case" in (out / "audit.md").read_text()
+    # run again: both rows are kept from audit.json (same options, same checkpoints), none recomputed
+    again = audit.main(["--quick", "--from", str(models), "--models", "relu_mlp-vanilla", "relu_mlp-saturated",
+                        "--out", str(out), "--data-dir", str(mnist_dir)])
+    assert again == rows and (out / "log.txt").read_text().count("kept") == 2
+    # a retrained (here: rewritten) checkpoint is audited anew; the other model's row stays in audit.json
+    shutil.copy(folder / "relu_mlp-vanilla.npz", models / "relu_mlp-saturated.npz")
+    os.utime(models / "relu_mlp-saturated.npz", ns=(1, 1))
+    third = audit.main(["--quick", "--from", str(models), "--models", "relu_mlp-saturated",
+                        "--out", str(out), "--data-dir", str(mnist_dir)])
+    assert third[0]["checkpoint"][1] == 1 and (out / "log.txt").read_text().count("kept") == 2
+    assert {r["model"] for r in json.loads((out / "audit.json").read_text())["rows"]} == {
+        "relu_mlp-vanilla", "relu_mlp-saturated"}
 
 
 def test_logit_scale_quick_end_to_end(tmp_path, mnist_dir, small_mnist_models):
