@@ -14,6 +14,8 @@ import os
 
 import numpy as np
 
+from .errors import UserError
+
 DEVICE_ENV = "SATNETS_DEVICE"
 DEVICES = ("cpu", "gpu")
 
@@ -32,6 +34,10 @@ def _cupy():
     return cupy
 
 
+class DeviceError(UserError, RuntimeError):
+    """A device that does not exist here: an unknown name, or 'gpu' without cupy and a CUDA GPU."""
+
+
 def gpu_available() -> bool:
     """True when cupy imports and sees at least one CUDA device."""
     return _cupy() is not None
@@ -41,7 +47,7 @@ def resolve_device(device: str | None = None) -> str:
     """The device name to use: ``device`` if given, else ``$SATNETS_DEVICE``, else ``'cpu'``."""
     name = (device or os.environ.get(DEVICE_ENV) or "cpu").lower()
     if name not in DEVICES:
-        raise ValueError(f"unknown device {name!r}; expected one of {DEVICES}")
+        raise DeviceError(f"unknown device {name!r}; expected one of {DEVICES}")
     return name
 
 
@@ -52,7 +58,7 @@ def get_xp(device: str | None = None):
         return np
     cp = _cupy()
     if cp is None:
-        raise RuntimeError(
+        raise DeviceError(
             "device 'gpu' asked for, but cupy is not installed or sees no CUDA device; "
             "install the 'gpu' extra (pip install -e '.[gpu]') on a machine with an NVIDIA GPU, "
             "or use --device cpu")

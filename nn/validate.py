@@ -18,10 +18,7 @@ import numbers
 import numpy as np
 
 from .backend import array_module
-
-
-class UserError(Exception):
-    """An error in what the user gave: its message says what was wrong and, where it can, what to do."""
+from .errors import UserError
 
 
 class InputError(UserError, ValueError, TypeError):
