@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from attacks.losses import loss_and_input_gradient, loss_function
-from nn.backend import to_host
+from nn.backend import to_device, to_host
 from nn.model import Sequential
 from nn.validate import InputError, check_number
 
@@ -115,8 +115,7 @@ def permute_units(model, seed):
     rng = np.random.default_rng(seed)
     params = [dict(p) for p in model.params]
     for i, j in zip(dense[:-1], dense[1:]):  # the units of layer i feed layer j
-        perm = rng.permutation(params[i]["W"].shape[0])
-        perm = model.xp.asarray(perm)
+        perm = to_device(rng.permutation(params[i]["W"].shape[0]), model.xp)
         params[i] = {"W": params[i]["W"][perm], "b": params[i]["b"][perm]}
         params[j] = {"W": params[j]["W"][:, perm], "b": params[j]["b"]}
     return Sequential(model.spec, params)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from nn import layers as L
-from nn.backend import array_module, to_host
+from nn.backend import array_module, to_device, to_host
 from nn.validate import check_images, check_number
 
 
@@ -79,7 +79,7 @@ def interpolation_path(x_a, x_b, n):
     -> (t: (n,) host, x: (n, *x_a.shape))."""
     xp = array_module(x_a)
     t = np.linspace(0.0, 1.0, n)
-    tt = xp.asarray(t, dtype=x_a.dtype).reshape((n,) + (1,) * x_a.ndim)
+    tt = to_device(t, xp, x_a.dtype).reshape((n,) + (1,) * x_a.ndim)
     return t, (1 - tt) * x_a[None] + tt * x_b[None]
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nn.backend import array_module
+from nn.backend import array_module, to_device
 
 
 def sample_per_class(y, n_per_class, seed=0, n_classes=10):
@@ -47,7 +47,7 @@ def rdm(r):
 def between_within_ratio(D, labels):
     """mean_{a, b: y_a != y_b} D_ab / mean_{a != b: y_a = y_b} D_ab.  D: (M, M), labels: (M,)."""
     xp = array_module(D)
-    labels = xp.asarray(labels)
+    labels = to_device(labels, xp)  # (M,), where D lives
     same = labels[:, None] == labels[None, :]
     off = ~xp.eye(len(D), dtype=bool)
     within = float(D[same & off].mean())

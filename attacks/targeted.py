@@ -17,7 +17,7 @@ import scipy.optimize
 
 from nn import layers as L
 from nn.backend import array_module, to_device, to_host
-from nn.validate import check_batch, check_number
+from nn.validate import InputError, check_batch, check_number
 
 from .losses import cross_entropy, loss_and_input_gradient
 
@@ -93,7 +93,7 @@ def select_sources(model, x, y, n_classes=10, batch=1000):
     for c in range(n_classes):
         idx = np.flatnonzero((y_host == c) & (pred == c))
         if idx.size == 0:
-            raise ValueError(f"no correctly classified example of class {c}")
+            raise InputError(f"the model classifies no example of class {c} correctly; section 7 needs one per class")
         least.append(idx[np.argmin(logp[idx])])
         most.append(idx[np.argmax(logp[idx])])
     return {"least": np.array(least), "most": np.array(most)}

@@ -50,10 +50,10 @@ EPS_SWEEP = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0)
 
 def in_batches(fn, x, y, batch):
     """Apply ``fn(x_slice, y_slice) -> tuple of (n, ...) arrays`` to slices of ``batch`` examples and
-    concatenate each output: bounded memory (a CNN's im2col grows with the batch) on CPU and GPU."""
+    concatenate each output where fn left it (host or device): bounded memory (a CNN's im2col grows
+    with the batch) on CPU and GPU."""
     parts = [fn(x[i:i + batch], y[i:i + batch]) for i in range(0, len(x), batch)]
-    xp = array_module(x)
-    return tuple(xp.concatenate([xp.asarray(a) for a in p]) for p in zip(*parts))
+    return tuple(array_module(p[0]).concatenate(p) for p in zip(*parts))
 
 
 def fooled_by(attack, model, x, y, batch):

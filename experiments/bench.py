@@ -29,14 +29,14 @@ import numpy as np
 
 from experiments.common import add_common_args, cli, hardware
 from nn.architectures import cnn, mlp
-from nn.backend import get_xp, retain_freed_memory, synchronize
+from nn.backend import get_xp, retain_freed_memory, synchronize, to_device
 from nn.model import WEIGHT_LAYERS, Sequential, layer_shapes
 from nn.train import TrainConfig, train
 
 
 def matmul_gflops(xp, n=4096, repeats=5):
     """Best-of-``repeats`` GFLOP/s of an (n, n) @ (n, n) float32 product: 2 n^3 FLOPs."""
-    a = xp.asarray(np.random.default_rng(0).random((n, n), dtype=np.float32))
+    a = to_device(np.random.default_rng(0).random((n, n), dtype=np.float32), xp)
     a @ a
     best = math.inf
     for _ in range(repeats):

@@ -1,0 +1,56 @@
+"""The quick presets run with ``--device gpu`` on arrays that behave like a separate device
+(``tests/fakedevice.py``): any host/device crossing outside ``nn/backend.py`` fails here, on the CPU,
+as it would on a GPU (issue 12). Needs the installed CuPy only for the names it implements."""
+import numpy as np
+import pytest
+
+from tests import fakedevice
+
+pytest.importorskip("cupy")
+
+
+@pytest.fixture
+def device(monkeypatch):
+    fakedevice.install(monkeypatch)
+    from nn.backend import get_xp
+    return get_xp("gpu")
+
+
+def test_the_stand_in_refuses_what_cupy_refuses(device):
+    from nn.backend import array_module, to_device, to_host
+    d = to_device(np.arange(6.0).reshape(2, 3), device)
+    assert isinstance(d, fakedevice.DeviceArray) and array_module(d) is device
+    assert isinstance(d * 2 + device.exp(d), fakedevice.DeviceArray)
+    with pytest.raises(TypeError, match="host array"):
+        d + np.ones(3)  # mixing host and device
+    with pytest.raises(TypeError, match="host array"):
+        device.where(np.ones((2, 3), bool), d, 0)
+    with pytest.raises(TypeError, match="outside nn.backend"):
+        np.asarray(d)
+    with pytest.raises(TypeError, match="outside nn.backend"):
+        device.asarray(np.ones(3))
+    with pytest.raises(TypeError, match="does not dispatch"):
+        np.histogram_bin_edges(d)
+    assert isinstance(np.concatenate([d, d]), fakedevice.DeviceArray)  # CuPy implements it
+    assert type(to_host(d)) is np.ndarray and float(d.sum()) == 15.0
+
+
+def test_quick_presets_on_a_separate_device(device, tmp_path, mnist_dir):
+    """table1 (which trains the models), the sweep, the audit, the analyses and the section 7 grids."""
+    from experiments import (adam_attack, audit, fisher_path, kurtosis_linear, lbfgs_grid, logit_scale, rdm, sweep,
+                             table1, weights)
+    common = ["--device", "gpu", "--data-dir", str(mnist_dir)]
+    models = tmp_path / "table1"
+    rows = table1.main(["--quick", "--out", str(models), *common])
+    assert len(rows) == 9 and all(0 <= r["fgsm_acc"] <= 1 for r in rows)
+    assert sweep.main(["--quick", "--out", str(tmp_path / "sweep"), "--n-test", "200", *common])
+    from_models = ["--quick", "--from", str(models), *common]
+    assert audit.main([*from_models, "--models", "relu_mlp-vanilla", "sigmoid_mlp-saturated", "cnn-saturated",
+                       "--out", str(tmp_path / "audit")])
+    trained = ["--models", "relu_mlp-vanilla", "relu_mlp-saturated", "cnn-vanilla"]  # (the quick sigmoid
+    for script in (weights, rdm, fisher_path, logit_scale):                  # saturated MLP is at chance)
+        script.main([*from_models, *trained, "--out", str(tmp_path / script.__name__.split(".")[-1])])
+    kurtosis_linear.main([*from_models, "--models", "relu_mlp-saturated", "--out", str(tmp_path / "kurtosis")])
+    for script in (lbfgs_grid, adam_attack):
+        script.main([*from_models, "--models", "relu_mlp-saturated", "cnn-vanilla", "--sources", "most",
+                     "--out", str(tmp_path / script.__name__.split(".")[-1])])
