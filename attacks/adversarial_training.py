@@ -1,7 +1,10 @@
 """Adversarial training (eq. 4): alpha C(x) + (1 - alpha) C(x_fgsm)."""
 from __future__ import annotations
 
+from nn.validate import check_number
+
 from .fgsm import FGSM
+from .losses import loss_and_input_gradient
 
 
 def adversarial_loss_and_grads(model, x, x_adv, y, alpha=0.5, ftz=False):
@@ -18,9 +21,12 @@ def adversarial_loss_and_grads(model, x, x_adv, y, alpha=0.5, ftz=False):
 
 
 def adversarial_objective(alpha=0.5, eps=0.25):
-    """Training objective: FGSM examples from the current model at every step, then eq. 4."""
+    """Training objective: FGSM examples from the current model at every step, then eq. 4. The
+    settings are checked here, once; the training batches are not re-checked at every step."""
     attack = FGSM(eps=eps)
+    check_number("alpha", alpha, maximum=1)
 
     def objective(model, x, y, step, ftz=False):
-        return adversarial_loss_and_grads(model, x, attack(model, x, y).x_adv, y, alpha, ftz)
+        _, g, _ = loss_and_input_gradient(model, x, y, check=False)  # FGSM's gradient (eq. 3)
+        return adversarial_loss_and_grads(model, x, attack.step(x, g), y, alpha, ftz)
     return objective

@@ -37,8 +37,8 @@ from attacks import FGSM
 from attacks.noise import uniform_noise
 from attacks.pgd import PGD
 from attacks.square import Square
-from experiments.common import (NOT_RESULTS, Run, add_checkpoint_args, add_common_args, checkpoint_stamp, cli, load_models,
-                                result_options, save_figure, write_json)
+from experiments.common import (NOT_RESULTS, Run, add_checkpoint_args, add_common_args, amount, checkpoint_stamp,
+                                cli, count, load_models, result_options, save_figure, write_json)
 from experiments.table1 import ARCHS, PAPER, TRAININGS
 from nn.backend import array_module, to_device, to_host
 from nn.checkpoint import load_checkpoint
@@ -160,14 +160,14 @@ def resumable_rows(path, args):
 
 def main(argv=None):
     parser = add_checkpoint_args(add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0])), MODELS)
-    parser.add_argument("--n-test", type=int, default=1000, help="test images for the MLPs (default 1000)")
-    parser.add_argument("--n-test-cnn", type=int, default=250, help="test images for the CNNs (default 250)")
-    parser.add_argument("--eps", type=float, default=0.25)
-    parser.add_argument("--pgd-steps", type=int, default=100)
-    parser.add_argument("--restarts", type=int, default=5)
-    parser.add_argument("--square-queries", type=int, default=1000)
-    parser.add_argument("--sweep-steps", type=int, default=20)
-    parser.add_argument("--batch", type=int, default=250)
+    parser.add_argument("--n-test", type=count, default=1000, help="test images for the MLPs (default 1000)")
+    parser.add_argument("--n-test-cnn", type=count, default=250, help="test images for the CNNs (default 250)")
+    parser.add_argument("--eps", type=amount, default=0.25)
+    parser.add_argument("--pgd-steps", type=count, default=100)
+    parser.add_argument("--restarts", type=count, default=5)
+    parser.add_argument("--square-queries", type=count, default=1000)
+    parser.add_argument("--sweep-steps", type=count, default=20)
+    parser.add_argument("--batch", type=count, default=250)
     args = parser.parse_args(argv)
     if args.quick:
         args.n_test, args.n_test_cnn, args.pgd_steps, args.restarts = 100, 50, 10, 2

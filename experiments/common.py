@@ -34,6 +34,33 @@ def add_common_args(parser: argparse.ArgumentParser):
     return parser
 
 
+def count(text):
+    """argparse type: a whole number >= 1 (images, steps, restarts, queries, iterations, widths)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
+
+
+def amount(text, positive=False):
+    """argparse type: a finite number >= 0 (> 0 with ``positive``): eps, learning rates, scales."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not np.isfinite(value) or value < 0 or (positive and value == 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number {'> 0' if positive else '>= 0'}, got {text}")
+    return value
+
+
+def positive(text):
+    """argparse type: a finite number > 0."""
+    return amount(text, positive=True)
+
+
 def cli(main, argv=None):
     """Run a script's ``main(argv)`` as a command-line tool: an error in what the user gave (a
     ``nn.validate.UserError``: a missing or corrupt checkpoint or run folder, an unknown setting or

@@ -19,7 +19,8 @@ import numpy as np
 
 from analysis.fisher import path_geometry
 from attacks.targeted import select_sources
-from experiments.common import Run, add_checkpoint_args, add_common_args, cli, load_models, save_figure, write_json
+from experiments.common import (Run, add_checkpoint_args, add_common_args, cli, count, load_models, save_figure,
+                                write_json)
 from nn.backend import to_device
 from nn.mnist import load_mnist
 
@@ -39,7 +40,7 @@ def summarise(g):
 
 def main(argv=None):
     parser = add_checkpoint_args(add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0])), MODELS)
-    parser.add_argument("--points", type=int, default=200, help="points along each path (default 200)")
+    parser.add_argument("--points", type=count, default=200, help="points along each path (default 200)")
     args = parser.parse_args(argv)
     run = Run("fisher_path", args)
     models = load_models(args, run.xp, dtype=np.float64)

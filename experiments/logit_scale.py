@@ -27,7 +27,8 @@ import numpy as np
 from analysis import audit
 from attacks.losses import margin
 from experiments.audit import MODELS, fgsm_attack, fooled_by, in_batches
-from experiments.common import Run, add_checkpoint_args, add_common_args, cli, load_models, save_figure, write_json
+from experiments.common import (Run, add_checkpoint_args, add_common_args, amount, cli, count, load_models, positive,
+                                save_figure, write_json)
 from nn.backend import to_device, to_host
 from nn.mnist import load_mnist
 
@@ -74,11 +75,11 @@ def format_table(results):
 
 def main(argv=None):
     parser = add_checkpoint_args(add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0])), MODELS)
-    parser.add_argument("--scales", type=float, nargs="+", default=list(SCALES), help="logit scales c")
-    parser.add_argument("--n-test", type=int, default=2000, help="test images for the MLPs (default 2000)")
-    parser.add_argument("--n-test-cnn", type=int, default=500, help="test images for the CNNs (default 500)")
-    parser.add_argument("--eps", type=float, default=0.25)
-    parser.add_argument("--batch", type=int, default=250)
+    parser.add_argument("--scales", type=positive, nargs="+", default=list(SCALES), help="logit scales c")
+    parser.add_argument("--n-test", type=count, default=2000, help="test images for the MLPs (default 2000)")
+    parser.add_argument("--n-test-cnn", type=count, default=500, help="test images for the CNNs (default 500)")
+    parser.add_argument("--eps", type=amount, default=0.25)
+    parser.add_argument("--batch", type=count, default=250)
     args = parser.parse_args(argv)
     if args.quick:
         args.n_test, args.n_test_cnn = 200, 50

@@ -37,7 +37,7 @@ from attacks import FGSM
 from analysis import audit
 from analysis.saturation import log_path_bound, margin_predicts_zero
 from attacks.losses import LOSSES, loss_and_input_gradient, margin
-from experiments.common import Run, add_common_args, cli, save_figure, write_json
+from experiments.common import Run, add_common_args, cli, count, save_figure, write_json
 from nn.architectures import build_spec
 from nn.backend import to_device, to_host
 from nn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -545,8 +545,8 @@ def main(argv=None):
     parser = add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
     parser.add_argument("--grid", choices=sorted(GRIDS), default="sigmoid")
     parser.add_argument("--report", action="store_true", help="only (re)evaluate snapshots and write the report")
-    parser.add_argument("--n-test", type=int, default=2000, help="test images per evaluation (default 2000)")
-    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--n-test", type=count, default=2000, help="test images per evaluation (default 2000)")
+    parser.add_argument("--batch", type=count, default=500)
     args = parser.parse_args(argv)
     grid = "quick" if args.quick else args.grid
     run = Run("sweep", args)

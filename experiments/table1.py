@@ -34,9 +34,10 @@ from nn.backend import to_device, to_host
 from experiments.sweep import find_snapshot
 from nn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from nn.mnist import load_mnist
-from nn.model import Sequential
+from nn.model import Sequential, layer_shapes
 from nn.penalty import saturated_fraction, saturating_objective
 from nn.train import TrainConfig, cross_entropy_objective, resume_state, train
+from nn.validate import check_number
 
 ARCHS = ("sigmoid_mlp", "relu_mlp", "cnn")
 TRAININGS = ("vanilla", "adversarial", "saturated")
@@ -189,6 +190,21 @@ def model_settings(settings, arch, training):
             "train": {**s["train"], **own.get("train", {})}, "method": s.get(training, {})}
 
 
+def check_settings(settings):
+    """Build every model's settings once before anything trains (the spec, the training settings,
+    the objective, the attack): a bad value stops the run at once with its name, not after an hour."""
+    for arch in ARCHS:
+        for training in TRAININGS:
+            ms = model_settings(settings, arch, training)
+            layer_shapes(build_spec(arch, **ms["arch_kwargs"]))
+            TrainConfig(**ms["train"])
+            objective_for(ms)
+    ev = settings["eval"]
+    FGSM(ev["eps"], ev["clip"])
+    check_number("eval.n_test", ev["n_test"], minimum=1, maximum=10000, integer=True)
+    check_number("eval.batch", ev["batch"], minimum=1, integer=True)
+
+
 def objective_for(ms):
     if ms["training"] == "adversarial":
         return adversarial_objective(**ms["method"])
@@ -318,6 +334,7 @@ def main(argv=None):
     settings = quick_settings() if args.quick else default_settings()
     for o in args.overrides:
         apply_override(settings, o)
+    check_settings(settings)
     write_json(run.path("settings.json"), settings)
     data = load_mnist(args.data_dir)
     ev = settings["eval"]

@@ -24,7 +24,7 @@ import numpy as np
 
 from attacks.targeted import TargetedResult, adam_attack, grid_pairs, lbfgs_attack, select_sources
 from experiments.common import (Run, add_checkpoint_args, add_common_args, check_run_folder, checkpoint_stamp, cli,
-                                load_models, result_options, save_figure, write_json)
+                                count, load_models, positive, result_options, save_figure, write_json)
 from nn.backend import to_device
 from nn.checkpoint import atomic_write
 from nn.mnist import load_mnist
@@ -162,7 +162,7 @@ def main(argv, script, attack_name, make_attack, add_args):
 
 def lbfgs_main(argv=None):
     def add(p):
-        p.add_argument("--max-iter", type=int, default=1000, help="L-BFGS iterations per pair (default 1000)")
+        p.add_argument("--max-iter", type=count, default=1000, help="L-BFGS iterations per pair (default 1000)")
 
     def make(args):
         return lambda model, x0, t: lbfgs_attack(model, x0, t, max_iter=10 if args.quick else args.max_iter,
@@ -172,8 +172,8 @@ def lbfgs_main(argv=None):
 
 def adam_main(argv=None):
     def add(p):
-        p.add_argument("--max-iter", type=int, default=10000, help="Adam iterations per pair (default 10000)")
-        p.add_argument("--lr", type=float, default=0.01, help="Adam step size in pixel units (default 0.01)")
+        p.add_argument("--max-iter", type=count, default=10000, help="Adam iterations per pair (default 10000)")
+        p.add_argument("--lr", type=positive, default=0.01, help="Adam step size in pixel units (default 0.01)")
 
     def make(args):
         return lambda model, x0, t: adam_attack(model, x0, t, max_iter=100 if args.quick else args.max_iter,

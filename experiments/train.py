@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from experiments.common import Run, add_common_args, cli, hardware, write_json
+from experiments.common import Run, add_common_args, cli, count, hardware, positive, write_json
 from nn.architectures import ARCHITECTURES, build_spec
 from nn.mnist import load_mnist
 from nn.model import Sequential
@@ -49,12 +49,12 @@ def resolve_config(args):
 def main(argv=None):
     parser = add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
     parser.add_argument("--arch", choices=sorted(ARCHITECTURES), default="relu_mlp")
-    parser.add_argument("--hidden", type=int, default=None, help="hidden width (MLPs) or FC width (CNN)")
-    parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument("--lr", type=float, default=None)
-    parser.add_argument("--lr-decay", dest="lr_decay", type=float, default=None)
-    parser.add_argument("--batch-size", dest="batch_size", type=int, default=None)
-    parser.add_argument("--max-train", dest="max_train", type=int, default=None)
+    parser.add_argument("--hidden", type=count, default=None, help="hidden width (MLPs) or FC width (CNN)")
+    parser.add_argument("--epochs", type=count, default=None)
+    parser.add_argument("--lr", type=positive, default=None)
+    parser.add_argument("--lr-decay", dest="lr_decay", type=positive, default=None)
+    parser.add_argument("--batch-size", dest="batch_size", type=count, default=None)
+    parser.add_argument("--max-train", dest="max_train", type=count, default=None)
     args = parser.parse_args(argv)
     run = Run("train", args, default_dir=f"runs/train-{args.arch}")
 

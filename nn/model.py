@@ -19,6 +19,7 @@ read them, and ``backward`` accepts extra gradients ``dhs`` injected at each of 
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -65,6 +66,10 @@ def _layer_shape(i, layer, shape):
     t = layer.get("type")
     if t not in LAYER_TYPES:
         raise SpecError(f"layer {i}: unknown type {t!r}; expected one of {LAYER_TYPES}")
+    for field in ("units", "channels", "kernel"):
+        if field in layer and (isinstance(layer[field], bool) or not isinstance(layer[field], numbers.Integral)
+                               or layer[field] < 1):
+            raise SpecError(f"layer {i}: {field} must be a positive whole number, got {layer[field]!r}")
     if t == "dense":
         if len(shape) != 1:
             raise SpecError(f"layer {i}: dense needs a flat input, got shape {shape}; add a flatten")

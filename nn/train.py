@@ -21,6 +21,7 @@ import numpy as np
 from .backend import to_device, to_host
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .optim import adam_init, adam_update
+from .validate import check_number
 
 
 @dataclasses.dataclass
@@ -36,6 +37,17 @@ class TrainConfig:
     seed: int = 0  # seeds the initial weights and the shuffling
     max_train: int | None = None  # use only the first max_train training examples (smoke runs)
     ftz: bool = False  # flush-to-zero arithmetic, TensorFlow's float32 setting (nn.numerics)
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "seed"):
+            check_number(name, getattr(self, name), minimum=0 if name == "seed" else 1, integer=True)
+        check_number("lr", self.lr, positive=True)
+        check_number("lr_decay", self.lr_decay, positive=True)
+        check_number("beta1", self.beta1, maximum=1 - 1e-12)
+        check_number("beta2", self.beta2, maximum=1 - 1e-12)
+        check_number("eps", self.eps, positive=True)
+        if self.max_train is not None:
+            check_number("max_train", self.max_train, minimum=1, integer=True)
 
 
 @dataclasses.dataclass

@@ -10,6 +10,7 @@ import pytest
 
 from analysis import audit, fisher
 from analysis.saturation import log_path_bound
+from attacks.adversarial_training import adversarial_objective
 from attacks import FGSM
 from attacks.losses import loss_and_input_gradient
 from attacks.noise import uniform_noise
@@ -20,6 +21,7 @@ from nn import architectures
 from nn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from nn.model import Sequential
 from nn.penalty import saturating_objective
+from nn.train import TrainConfig
 from nn.validate import InputError, UserError, check_number
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,9 +87,14 @@ def test_images_that_are_not_images(problem):
     (lambda: saturating_objective(["relu"], lam_max=-1.0, lam_step=1e-3), "lam_max must be at least 0"),
     (lambda: saturating_objective(["tanh"], lam_max=1.0, lam_step=1e-3), "unknown penalty kind 'tanh'"),
     (lambda: check_number("batch", 0, minimum=1, integer=True), "batch must be at least 1"),
+    (lambda: TrainConfig(epochs=0), "epochs must be at least 1"),
+    (lambda: TrainConfig(lr=-1e-3), "lr must be positive"),
+    (lambda: TrainConfig(max_train=2.5), "max_train must be a whole number"),
+    (lambda: architectures.mlp("relu", hidden=0), "hidden must be a positive whole number"),
+    (lambda: adversarial_objective(alpha=1.5), "alpha must be at most 1"),
 ])
 def test_bad_numbers_and_names_fail_at_construction(make, message):
-    with pytest.raises(InputError, match=message):
+    with pytest.raises(UserError, match=message):
         make()
 
 
@@ -164,6 +171,10 @@ def test_scripts_fail_like_command_line_tools(tmp_path, mnist_dir):
     _fails_like_a_tool(_script("experiments.weights", "--from", str(folder), "--models", "sigmoid_mlp-vanilla",
                                "--out", str(tmp_path / "w")), "not a readable satnets checkpoint")
     _fails_like_a_tool(_script("experiments.targeted_grid", missing), "no such folder")
+    _fails_like_a_tool(_script("experiments.table1", "--quick", "--set", "eval.eps=-1", "--out", str(tmp_path / "t")),
+                       "eps must be at least 0")  # refused before anything trains
+    bad_option = _script("experiments.audit", "--n-test", "0", "--out", str(tmp_path / "a"))
+    assert bad_option.returncode == 2 and "--n-test: expected at least 1" in bad_option.stderr  # argparse's usage
     # no MNIST files and no network: the mirrors are unreachable file URLs here
     no_data = {"SATNETS_MNIST_DIR": str(tmp_path / "empty"), "SATNETS_MNIST_MIRRORS": "file:///nonexistent/",
                "XDG_CACHE_HOME": str(tmp_path / "cache")}
