@@ -181,6 +181,11 @@ def load_models(args, xp, dtype=None):
     from nn.checkpoint import load_checkpoint
     check_model_names(args.models)
     check_run_folder(args.checkpoints)
+    missing = [n for n in args.models if not (Path(args.checkpoints) / f"{n}.npz").exists()]
+    if missing:
+        raise UsageError(f"--from {args.checkpoints} has no checkpoint of {', '.join(missing)}; train it with "
+                         f"`python -m experiments.table1 --only {' '.join(missing)} --out {args.checkpoints}`, or "
+                         f"choose other --models")
     models = {}
     for name in args.models:
         model, _ = load_checkpoint(Path(args.checkpoints) / f"{name}.npz", xp)

@@ -170,6 +170,9 @@ def test_scripts_fail_like_command_line_tools(tmp_path, mnist_dir):
     (folder / "sigmoid_mlp-vanilla.npz").write_bytes(b"garbage")
     _fails_like_a_tool(_script("experiments.weights", "--from", str(folder), "--models", "sigmoid_mlp-vanilla",
                                "--out", str(tmp_path / "w")), "not a readable satnets checkpoint")
+    _fails_like_a_tool(_script("experiments.rdm", "--from", str(folder), "--models", "cnn-vanilla",
+                               "--out", str(tmp_path / "r")), "has no checkpoint of cnn-vanilla",
+                       "python -m experiments.table1 --only cnn-vanilla")
     _fails_like_a_tool(_script("experiments.targeted_grid", missing), "no such folder")
     _fails_like_a_tool(_script("experiments.table1", "--quick", "--set", "eval.eps=-1", "--out", str(tmp_path / "t")),
                        "eps must be at least 0")  # refused before anything trains
