@@ -24,8 +24,8 @@ import math
 import numpy as np
 
 from nn.backend import to_device, to_host
-from nn.validate import InputError, check_batch
 from nn.layers import log_softmax_stable, sigmoid
+from nn.validate import InputError, check_batch
 
 # float32: log of the smallest subnormal (2^-149) and of the smallest normal number (2^-126)
 LOG_SMALLEST_SUBNORMAL = -149 * math.log(2)  # ~ -103.28
