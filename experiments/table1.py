@@ -213,12 +213,18 @@ def objective_for(ms):
     return cross_entropy_objective
 
 
+def checkpoint_name(arch, training, seed):
+    """<arch>-<training>.npz for seed 0 (what the analysis scripts read with --from), and
+    <arch>-<training>-seed<s>.npz for the other seeds."""
+    return f"{arch}-{training}.npz" if seed == 0 else f"{arch}-{training}-seed{seed}.npz"
+
+
 def train_or_load(run, data, ms, seed, sweep_dir=None):
-    """Load <arch>-<training>.npz from the run folder if it was trained with these settings; else take
-    the snapshot of a model the sweep (``experiments.sweep``, folder ``sweep_dir``) trained with the
-    same settings to the same epoch; else continue it from its last epoch if its training was
-    interrupted, or train it (checkpointing every epoch). -> (model, metadata)."""
-    path = run.path(f"{ms['arch']}-{ms['training']}.npz")
+    """Load the model's checkpoint (``checkpoint_name``) from the run folder if it was trained with these
+    settings; else take the snapshot of a model the sweep (``experiments.sweep``, folder ``sweep_dir``)
+    trained with the same settings and seed to the same epoch; else continue it from its last epoch if
+    its training was interrupted, or train it (checkpointing every epoch). -> (model, metadata)."""
+    path = run.path(checkpoint_name(ms["arch"], ms["training"], seed))
     cfg = TrainConfig(**ms["train"], seed=seed)
     try:
         model, meta = load_checkpoint(path, run.xp)
@@ -254,7 +260,7 @@ def train_or_load(run, data, ms, seed, sweep_dir=None):
             out = {"lambda": lam, "saturated": [round(saturated_fraction(h, k), 3) for h, k in zip(hs, kinds)]}
         return out
 
-    name = f"{ms['arch']}-{ms['training']}"
+    name = f"{ms['arch']}-{ms['training']}" + (f" (seed {seed})" if seed else "")
     run.log(f"training {name}: {cfg}  {ms['method']}")
     history = train(model, data, cfg, objective=objective_for(ms), log=lambda line: run.log(f"{name} {line}"),
                     checkpoint=path, checkpoint_meta={"model_settings": ms}, progress=progress,
@@ -296,8 +302,33 @@ def penalty_kinds(settings, arch):
     return settings[arch]["saturated"]["kinds"]
 
 
+ACCURACIES = ("clean_acc", "fgsm_acc", "fgsm_f32_acc", "fgsm_stable_acc")
+
+
+def aggregate(per_seed):
+    """One model's results over seeds: the mean of every number (elementwise for the per-layer
+    saturated fractions) and, for the accuracies, the sample standard deviation <name>_std (ddof 1;
+    0 for one seed). per_seed: list of ``evaluate`` results -> dict."""
+    out = {}
+    for k, v in per_seed[0].items():
+        if v is None:
+            out[k] = None
+            continue
+        values = np.array([r[k] for r in per_seed], dtype=float)
+        out[k] = values.mean(axis=0).tolist() if values.ndim > 1 else float(values.mean())
+    for k in ACCURACIES:
+        out[f"{k}_std"] = float(np.std([r[k] for r in per_seed], ddof=1)) if len(per_seed) > 1 else 0.0
+    return out
+
+
+def _cell(r, k):
+    """An accuracy in %, with +- its standard deviation over seeds when there are several."""
+    return f"{100 * r[k]:.2f}" + (f" +- {100 * r[f'{k}_std']:.2f}" if r.get("n_seeds", 1) > 1 else "")
+
+
 def format_table(rows):
-    """Markdown: one line per training, one column pair per architecture, paper beside ours."""
+    """Markdown: one line per training, one column pair per architecture, paper beside ours; over
+    several seeds each cell is mean +- standard deviation."""
     lines = ["| training | " + " | ".join(f"{a} paper | {a} ours" for a in ARCHS) + " |",
              "| --- |" + " --- | --- |" * len(ARCHS)]
     by = {(r["arch"], r["training"]): r for r in rows}
@@ -306,8 +337,8 @@ def format_table(rows):
         for a in ARCHS:
             p = PAPER[(a, t)]
             r = by.get((a, t))
-            ours = (f"{100 * r['clean_acc']:.2f} / {100 * r['fgsm_acc']:.2f} ({100 * r['fgsm_f32_acc']:.2f}, "
-                    f"{100 * r['fgsm_stable_acc']:.2f})" if r else "-")
+            ours = (f"{_cell(r, 'clean_acc')} / {_cell(r, 'fgsm_acc')} ({_cell(r, 'fgsm_f32_acc')}, "
+                    f"{_cell(r, 'fgsm_stable_acc')})" if r else "-")
             cells += [f"{p[0]:.2f} / {p[1]:.2f}", ours]
         lines.append(f"| {t} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + ("\n\n(clean test accuracy % / FGSM accuracy % at eps = 0.25 in the paper's numerics, "
@@ -322,6 +353,8 @@ def main(argv=None):
     parser.add_argument("--sweep", default="runs/sweep",
                         help="sweep folder whose snapshots stand in for saturated models trained with the same "
                              "settings (default runs/sweep; 'none' to always train)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None,
+                        help="train every model once per seed and report mean +- std (default: --seed alone)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         help="override a setting, e.g. --set relu_mlp.saturated.lam_max=1e-3")
     args = parser.parse_args(argv)
@@ -340,6 +373,9 @@ def main(argv=None):
     ev = settings["eval"]
     x_test, y_test = data["test"][0][:ev["n_test"]], data["test"][1][:ev["n_test"]]
 
+    seeds = args.seeds or [args.seed]
+    if len(set(seeds)) != len(seeds):
+        raise UsageError(f"--seeds: each seed once, got {' '.join(map(str, seeds))}")
     rows, t_start = [], time.perf_counter()
     for arch in ARCHS:
         for training in TRAININGS:
@@ -347,21 +383,26 @@ def main(argv=None):
             if args.only and not ({arch, training, name} & set(args.only)):
                 continue
             ms = model_settings(settings, arch, training)
-            model, meta = train_or_load(run, data, ms, args.seed, None if args.sweep == "none" else args.sweep)
-            res = evaluate(model, x_test, y_test, ev["eps"], ev["clip"], penalty_kinds(settings, arch), ev["batch"])
-            row = {"arch": arch, "training": training, **res, "paper_clean": PAPER[(arch, training)][0],
-                   "paper_fgsm": PAPER[(arch, training)][1],
-                   "train_seconds": sum(h["seconds"] for h in meta.get("history", []))}
-            rows.append(row)
-            run.log(f"{name}: clean {100 * res['clean_acc']:.2f} %  FGSM {100 * res['fgsm_acc']:.2f} %  "
-                    f"(float32 without flush-to-zero {100 * res['fgsm_f32_acc']:.2f} %, stable derivatives "
-                    f"{100 * res['fgsm_stable_acc']:.2f} %)  median margin {res['median_margin']:.1f}  "
-                    f"(paper {row['paper_clean']} / {row['paper_fgsm']})  zero input gradients "
-                    f"{100 * res['zero_grad_frac']:.1f} %  saturated units per layer {res['saturated_frac']}")
+            per_seed = []
+            for seed in seeds:
+                model, meta = train_or_load(run, data, ms, seed, None if args.sweep == "none" else args.sweep)
+                res = evaluate(model, x_test, y_test, ev["eps"], ev["clip"], penalty_kinds(settings, arch),
+                               ev["batch"])
+                per_seed.append({**res, "train_seconds": sum(h["seconds"] for h in meta.get("history", []))})
+                run.log(f"{name}" + (f" (seed {seed})" if len(seeds) > 1 else "") +
+                        f": clean {100 * res['clean_acc']:.2f} %  FGSM {100 * res['fgsm_acc']:.2f} %  "
+                        f"(float32 without flush-to-zero {100 * res['fgsm_f32_acc']:.2f} %, stable derivatives "
+                        f"{100 * res['fgsm_stable_acc']:.2f} %)  median margin {res['median_margin']:.1f}  "
+                        f"(paper {PAPER[(arch, training)][0]} / {PAPER[(arch, training)][1]})  zero input "
+                        f"gradients {100 * res['zero_grad_frac']:.1f} %  saturated units per layer "
+                        f"{res['saturated_frac']}")
+            rows.append({"arch": arch, "training": training, **aggregate(per_seed), "n_seeds": len(seeds),
+                         "seeds": seeds, "per_seed": per_seed, "paper_clean": PAPER[(arch, training)][0],
+                         "paper_fgsm": PAPER[(arch, training)][1]})
     table = format_table(rows)
     wall = time.perf_counter() - t_start
-    run.log("\n" + table + f"\nwall time {wall:.0f} s on {hardware()}, device {run.device}, seed {args.seed}")
-    write_json(run.path("table.json"), {"rows": rows, "seed": args.seed, "device": run.device,
+    run.log("\n" + table + f"\nwall time {wall:.0f} s on {hardware()}, device {run.device}, seeds {seeds}")
+    write_json(run.path("table.json"), {"rows": rows, "seeds": seeds, "device": run.device,
                                         "hardware": hardware(), "wall_seconds": wall, "settings": settings})
     run.path("table.md").write_text(table)
     return rows

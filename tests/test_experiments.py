@@ -53,6 +53,26 @@ def test_table1_quick_end_to_end(tmp_path, mnist_dir):
     assert mtimes == {p.name: p.stat().st_mtime_ns for p in out.glob("*.npz")}
 
 
+def test_table1_seeds_report_mean_and_std(tmp_path, mnist_dir):
+    """--seeds trains each model once per seed (seed 0 under the usual name) and reports each cell as
+    mean +- sample standard deviation of the per-seed values kept in table.json."""
+    from experiments import table1
+    out = tmp_path / "seeds"
+    rows = table1.main(["--quick", "--out", str(out), "--data-dir", str(mnist_dir), "--sweep", "none",
+                        "--only", "relu_mlp-vanilla", "--seeds", "0", "1", "2"])
+    assert {p.name for p in out.glob("*.npz")} == {"relu_mlp-vanilla.npz", "relu_mlp-vanilla-seed1.npz",
+                                                    "relu_mlp-vanilla-seed2.npz"}
+    row = json.loads((out / "table.json").read_text())["rows"][0]
+    assert row == json.loads(json.dumps(rows[0])) and row["seeds"] == [0, 1, 2]
+    for k in table1.ACCURACIES:
+        values = [r[k] for r in row["per_seed"]]
+        assert len(set(values)) > 1 or k != "clean_acc"  # three seeds, three different networks
+        assert abs(row[k] - sum(values) / 3) < 1e-12
+        assert abs(row[f"{k}_std"] - (sum((v - row[k]) ** 2 for v in values) / 2) ** 0.5) < 1e-12
+    cell = f"{100 * row['clean_acc']:.2f} +- {100 * row['clean_acc_std']:.2f}"
+    assert cell in (out / "table.md").read_text()
+
+
 def test_table1_overrides():
     from experiments import table1
     s = table1.default_settings()
