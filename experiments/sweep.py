@@ -448,6 +448,7 @@ def draw(rows, path):
             ticks = [m for m in MILESTONES if m <= max(r["epoch"] for r in rs)]
             for a in (ax, mx):
                 a.set_xscale("log")
+                a.minorticks_off()  # the milestones are the ticks; log minor labels would overlap them
                 if ticks:
                     a.set_xticks(ticks, [str(m) for m in ticks])
                 a.set_xlabel("epochs (constant learning rate)")
@@ -456,6 +457,7 @@ def draw(rows, path):
             ax.set_ylim(0, 100)
             ax.legend(fontsize=6, loc="upper left")
             mx.axhline(87.3, color="gray", ls="--", lw=0.8)
+            mx.set_ylim(0, max(mx.get_ylim()[1], 100))  # the floor and its label inside the panel
             mx.text(0.02, 89, "p_j flushes to 0 (log 2^-126)", fontsize=7, color="gray",
                     transform=mx.get_yaxis_transform())  # x in axes fraction, y in data
             mx.set_ylabel("median logit margin z_y - max z_j")
