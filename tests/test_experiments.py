@@ -160,6 +160,20 @@ def test_audit_quick_end_to_end(tmp_path, mnist_dir, small_mnist_models):
         "relu_mlp-vanilla", "relu_mlp-saturated"}
 
 
+def test_verify_quick_end_to_end(tmp_path, mnist_dir, small_mnist_models):
+    """The bracket: verified <= attacked at every eps, both non-increasing in eps; a rerun keeps it."""
+    from experiments import verify
+    folder, _ = small_mnist_models
+    argv = ["--quick", "--from", str(folder), "--models", "relu_mlp-vanilla", "--eps", "0.003", "0.01", "0.1",
+            "--out", str(tmp_path / "v"), "--data-dir", str(mnist_dir)]
+    (row,) = verify.main(argv)
+    assert row["eps"] == [0.003, 0.01, 0.1] and row["n"] == 100
+    assert all(v <= a for v, a in zip(row["verified"], row["attacked"]))
+    assert row["verified"] == sorted(row["verified"], reverse=True) and row["verified"][0] > 0
+    assert row["attacked"] == sorted(row["attacked"], reverse=True)
+    assert verify.main(argv) == [row] and (tmp_path / "v" / "log.txt").read_text().count("kept") == 1
+
+
 def test_logit_scale_quick_end_to_end(tmp_path, mnist_dir, small_mnist_models):
     from experiments import logit_scale
     folder, _ = small_mnist_models

@@ -38,7 +38,7 @@ def test_the_stand_in_refuses_what_cupy_refuses(device):
 def test_quick_presets_on_a_separate_device(device, tmp_path, mnist_dir):
     """table1 (which trains the models), the sweep, the audit, the analyses and the section 7 grids."""
     from experiments import (adam_attack, audit, fisher_path, kurtosis_linear, lbfgs_grid, logit_scale, rdm, sweep,
-                             table1, weights)
+                             table1, verify, weights)
     common = ["--device", "gpu", "--data-dir", str(mnist_dir)]
     models = tmp_path / "table1"
     rows = table1.main(["--quick", "--out", str(models), *common])
@@ -48,7 +48,7 @@ def test_quick_presets_on_a_separate_device(device, tmp_path, mnist_dir):
     assert audit.main([*from_models, "--models", "relu_mlp-vanilla", "sigmoid_mlp-saturated", "cnn-saturated",
                        "--out", str(tmp_path / "audit")])
     trained = ["--models", "relu_mlp-vanilla", "relu_mlp-saturated", "cnn-vanilla"]  # (the quick sigmoid
-    for script in (weights, rdm, fisher_path, logit_scale):                  # saturated MLP is at chance)
+    for script in (weights, rdm, fisher_path, logit_scale, verify):          # saturated MLP is at chance)
         script.main([*from_models, *trained, "--out", str(tmp_path / script.__name__.split(".")[-1])])
     kurtosis_linear.main([*from_models, "--models", "relu_mlp-saturated", "--out", str(tmp_path / "kurtosis")])
     for script in (lbfgs_grid, adam_attack):

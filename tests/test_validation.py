@@ -154,7 +154,7 @@ def _fails_like_a_tool(result, *words):
 
 def test_scripts_fail_like_command_line_tools(tmp_path, mnist_dir):
     missing = str(tmp_path / "nowhere")
-    for script in ("audit", "weights", "rdm", "fisher_path", "kurtosis_linear", "logit_scale", "lbfgs_grid"):
+    for script in ("audit", "weights", "rdm", "fisher_path", "kurtosis_linear", "logit_scale", "lbfgs_grid", "verify"):
         _fails_like_a_tool(_script(f"experiments.{script}", "--from", missing, "--out", str(tmp_path / script)),
                            "--from", "no such folder", "python -m experiments.table1")
     _fails_like_a_tool(_script("experiments.audit", "--models", "sigmoid-saturated", "--out", str(tmp_path / "a")),
