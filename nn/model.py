@@ -323,17 +323,20 @@ class Sequential:
         """[h^1, ..., h^D]: the output of every weight layer, shapes (N, ...)."""
         return self.forward(x)[2]
 
-    def loss_and_grads(self, x, y, weights=None, penalty=None, ftz=False):
+    def loss_and_grads(self, x, y, weights=None, penalty=None, ftz=False, check=True):
         """Weighted cross-entropy plus an optional penalty on the pre-activations, and dL/dparams.
 
         L = sum_n w_n C_n + R(h^1, ..., h^D), with w_n = 1/N by default (the batch mean).
         weights: optional (N,) per-example weights w_n (adversarial training, eq. 4, uses them).
         penalty: optional function hs -> (R, dR/dhs) (the saturating penalty, eqs. 6-8).
         ftz: flush-to-zero in the forward and backward passes (TensorFlow's numerics, ``nn.numerics``).
+        check: the labels are checked (``nn.validate``); training's objectives pass False, their
+        batches come from data that ``nn.train.train`` checked once.
         -> (L as a 0-d array, grads: list of {name: array}, logits).
         """
         logits, caches, hs = self.forward(x, ftz)
-        check_labels(self, y, len(x))
+        if check:
+            check_labels(self, y, len(x))
         C, ce_cache = L.cross_entropy_forward(logits, y)
         if weights is None:
             weights = self.xp.full((x.shape[0],), 1.0 / x.shape[0], dtype=logits.dtype)

@@ -122,7 +122,7 @@ def saturating_objective(kinds, lam_max, lam_step, units="sum", batch="mean", de
 
     def objective(model, x, y, step, ftz=False):
         lam = lambda_schedule(step, lam_max, lam_step)
-        return model.loss_and_grads(x, y, ftz=ftz,
+        return model.loss_and_grads(x, y, ftz=ftz, check=False,
                                     penalty=lambda hs: saturating_penalty(hs, kinds, lam, units, batch, derivative))
     return objective
 

@@ -21,7 +21,7 @@ import numpy as np
 from .backend import to_device, to_host
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .optim import adam_init, adam_update
-from .validate import check_number
+from .validate import check_batch, check_number
 
 
 @dataclasses.dataclass
@@ -66,8 +66,9 @@ class TrainingDiverged(RuntimeError):
 
 
 def cross_entropy_objective(model, x, y, step, ftz=False):
-    """The plain objective: mean cross-entropy over the batch and its parameter gradients."""
-    return model.loss_and_grads(x, y, ftz=ftz)
+    """The plain objective: mean cross-entropy over the batch and its parameter gradients (the
+    batches come from data ``train`` checked once)."""
+    return model.loss_and_grads(x, y, ftz=ftz, check=False)
 
 
 def accuracy(model, x, y, batch_size=1000):
@@ -137,6 +138,7 @@ def train(model, data, cfg: TrainConfig, *, objective=cross_entropy_objective, l
         x_host, y_host = x_host[:cfg.max_train], y_host[:cfg.max_train]
     x_all = to_device(x_host, xp, model.dtype)  # (N, 1, 28, 28), on the model's device once
     y_all = to_device(y_host, xp)
+    check_batch(model, x_all, y_all, unit_range=False, name_x='data["train"] images', name_y='data["train"] labels')
     n = len(x_host)
     rng = np.random.default_rng(cfg.seed)
     if resume is None:
