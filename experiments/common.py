@@ -159,8 +159,9 @@ def check_model_names(names, allowed=MODEL_NAMES):
     return names
 
 
-# options that do not change a script's numbers: where it writes, which models, how it reports
-NOT_RESULTS = ("out", "models", "sources", "debug", "device", "batch")
+# options that do not change a script's numbers: where it writes, which models, how it reports. (The
+# batch size stays out: PGD's random starts and Square's draws are made per batch.)
+NOT_RESULTS = ("out", "models", "sources", "debug", "device")
 
 
 def result_options(args):
