@@ -194,18 +194,21 @@ def load_models(args, xp, dtype=None):
     return models
 
 
-def save_figure(path, draw, shape=(1, 1), figsize=(6, 4), dpi=120):
+def save_figure(path, draw, shape=(1, 1), figsize=(6, 4), dpi=120, constrained=False):
     """Draw a PNG with matplotlib (the ``plots`` extra, Agg backend): ``draw(axes)`` fills the
-    (rows, cols) array of axes. -> True, or False (nothing written) without matplotlib."""
+    (rows, cols) array of axes; ``constrained`` lays it out with matplotlib's constrained layout
+    (for figures with shared colour bars) instead of tight_layout. -> True, or False (nothing
+    written) without matplotlib."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    fig, axes = plt.subplots(*shape, figsize=figsize, squeeze=False)
+    fig, axes = plt.subplots(*shape, figsize=figsize, squeeze=False, layout="constrained" if constrained else None)
     draw(axes)
-    fig.tight_layout()
+    if not constrained:
+        fig.tight_layout()
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return True

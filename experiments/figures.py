@@ -1,0 +1,208 @@
+"""Redraw the paper's figures in the paper's layouts from the raw data the experiments saved (issue 13).
+
+    python -m experiments.figures                      # from runs/weights, runs/rdm, runs/fisher_path
+    python -m experiments.figures --out docs/figures   # the PNGs of RESULTS.md's gallery
+
+Reads only the run folders (no model is loaded, nothing is recomputed) and writes into --out:
+
+* fig1-weights-<arch>.png: Figure 1, each weight layer's histogram, vanilla and saturated overlaid
+  (density, log scale), excess kurtosis gamma_2 in the legend (``experiments.weights``);
+* fig2-preactivations.png: Figure 2, the pre-activation histograms per layer of the vanilla sigmoid
+  MLP, the saturated sigmoid MLP and the saturated ReLU MLP (``experiments.weights``);
+* fig3-rdm-<arch>.png: Figures 3 and 7, the RDMs per layer (eq. 9), vanilla above saturated, each
+  divided by its maximum and drawn on one colour scale, ticks at the class blocks (``experiments.rdm``);
+* fig4-fisher-<arch>.png: Figure 4, for each class pair the length element dl/dt, the softmax
+  trajectory and the Jacobian's singular values (log axis), vanilla above saturated
+  (``experiments.fisher_path``).
+
+A figure whose data are missing is skipped with a line saying which command makes them. Needs the
+``plots`` extra; without matplotlib nothing is drawn and the command says so.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from experiments.common import cli, save_figure
+
+ARCH_NAMES = {"sigmoid_mlp": "sigmoid MLP", "relu_mlp": "ReLU MLP", "cnn": "CNN"}
+TRAININGS = ("vanilla", "saturated")
+COLOURS = {"vanilla": "tab:blue", "saturated": "tab:red"}
+
+
+def _load(path):
+    path = Path(path)
+    if not path.exists():
+        return None
+    if path.suffix == ".json":
+        return json.loads(path.read_text())
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _layers(arrays, name, what):
+    """Sorted layer numbers k with arrays '<name>/<what><k>/counts'."""
+    return sorted(int(k.split("/")[1][len(what):]) for k in arrays if k.startswith(f"{name}/{what}") and
+                  k.endswith("/counts"))
+
+
+def _density(counts, edges):
+    return counts / max(counts.sum(), 1) / np.diff(edges)
+
+
+def figure1(hist, stats, arch, path):
+    """Weight histograms per layer, vanilla and saturated overlaid."""
+    names = [f"{arch}-{t}" for t in TRAININGS if f"{arch}-{t}" in stats]
+    layers = _layers(hist, names[0], "W")
+
+    def fill(axes):
+        for c, k in enumerate(layers):
+            ax = axes[0, c]
+            for name in names:
+                t = name.split("-")[1]
+                g2 = stats[name]["weights"][k - 1]["kurtosis"]
+                e, n = hist[f"{name}/W{k}/edges"], hist[f"{name}/W{k}/counts"]
+                ax.stairs(_density(n, e), e, color=COLOURS[t], label=f"{t}, gamma_2 = {g2:.1f}")
+            ax.set_yscale("log")
+            ax.set_xlabel(f"weight W^{k}")
+            ax.set_ylabel("density")
+            ax.set_title(f"{ARCH_NAMES[arch]}, layer {k}")
+            ax.legend(fontsize=8)
+    return save_figure(path, fill, (1, len(layers)), (4.2 * len(layers), 3.4), dpi=100)
+
+
+def figure2(hist, path):
+    """Pre-activation histograms per layer: vanilla sigmoid, saturated sigmoid, saturated ReLU."""
+    names = [n for n in ("sigmoid_mlp-vanilla", "sigmoid_mlp-saturated", "relu_mlp-saturated")
+             if f"{n}/h1/counts" in hist]
+    n_layers = max(len(_layers(hist, n, "h")) for n in names)
+
+    def fill(axes):
+        for r, name in enumerate(names):
+            for c in range(n_layers):
+                ax = axes[r, c]
+                k = c + 1
+                e, n = hist[f"{name}/h{k}/edges"], hist[f"{name}/h{k}/counts"]
+                ax.stairs(_density(n, e), e, fill=True, color=COLOURS[name.split("-")[1]])
+                ax.set_yscale("log")
+                ax.set_xlabel(f"pre-activation h^{k}" + (" (logits)" if k == n_layers else ""))
+                ax.set_ylabel("density")
+                ax.set_title(f"{name}, layer {k}")
+    return save_figure(path, fill, (len(names), n_layers), (4.2 * n_layers, 3.0 * len(names)), dpi=100)
+
+
+def _block_mean(D, k):
+    """D averaged over k x k blocks (M, M) -> (M // k, M // k): a 1000-image RDM drawn at 100 x 100
+    keeps its class blocks and fits a small PNG."""
+    m = D.shape[0] // k * k
+    return D[:m, :m].reshape(m // k, k, m // k, k).mean(axis=(1, 3))
+
+
+def figure3(mats, ratios, arch, path, k=10):
+    """RDMs: rows vanilla / saturated, one column per layer, each D divided by its maximum and drawn on
+    one colour scale [0, 1] (the raw scales differ by orders of magnitude between the two networks;
+    the between/within ratio in each title is scale-free)."""
+    names = [f"{arch}-{t}" for t in TRAININGS if f"{arch}-{t}/layer1" in mats]
+    n_layers = max(sum(key.startswith(f"{n}/") for key in mats) for n in names)
+    labels = np.array(ratios["labels"])
+    starts = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]])
+    centres = ((starts + np.r_[starts[1:], len(labels)]) / 2 - 0.5) / k
+
+    def fill(axes):
+        for c in range(n_layers):
+            for r, name in enumerate(names):
+                D = mats[f"{name}/layer{c + 1}"]
+                ax = axes[r, c]
+                im = ax.imshow(_block_mean(D / max(float(D.max()), 1e-300), k), cmap="viridis", vmin=0, vmax=1,
+                               interpolation="nearest")
+                ax.set_xticks(centres, labels[starts])
+                ax.set_yticks(centres, labels[starts])
+                ax.tick_params(length=0, labelsize=7)
+                last = c + 1 == n_layers
+                ax.set_title(f"{name.split('-')[1]}, {'readout' if last else f'layer {c + 1}'}: "
+                             f"between/within {ratios['ratios'][name][c]:.2f}", fontsize=9)
+                if r == len(names) - 1:
+                    ax.set_xlabel("test image (by class)")
+                if c == 0:
+                    ax.set_ylabel(f"{ARCH_NAMES[arch]}\ntest image (by class)")
+        axes[0, 0].figure.colorbar(im, ax=axes, shrink=0.6, label="D / max D (eq. 9)")
+    return save_figure(path, fill, (len(names), n_layers), (3.6 * n_layers + 1, 3.5 * len(names)), dpi=70,
+                       constrained=True)
+
+
+def figure4(paths, arch, path):
+    """Per class pair (columns): dl/dt, softmax trajectory, singular values; vanilla above saturated."""
+    names = [f"{arch}-{t}" for t in TRAININGS if any(k.startswith(f"{arch}-{t}/") for k in paths)]
+    pairs = sorted({k.split("/")[1] for k in paths if k.startswith(names[0] + "/")},
+                   key=lambda p: [int(v) for v in p.split("-")])
+    rows = [(n, what) for n in names for what in ("dl", "p", "sv")]
+
+    def fill(axes):
+        for c, pair in enumerate(pairs):
+            for r, (name, what) in enumerate(rows):
+                ax = axes[r, c]
+                key = f"{name}/{pair}"
+                t = paths[f"{key}/t"]
+                training = name.split("-")[1]
+                if what == "dl":
+                    ax.plot(t, paths[f"{key}/dl"], color=COLOURS[training])
+                    ax.set_ylabel("length element dl/dt")
+                    ax.set_title(f"{training}, path {pair.replace('-', ' -> ')}")
+                elif what == "p":
+                    ax.plot(t, paths[f"{key}/p"])
+                    ax.set_ylabel("softmax p_k")
+                    ax.set_ylim(-0.05, 1.05)
+                else:
+                    ax.semilogy(t, np.maximum(paths[f"{key}/sv"], 1e-30))
+                    ax.set_ylabel("singular values of J")
+                ax.set_xlabel("t along the path")
+    return save_figure(path, fill, (len(rows), len(pairs)), (4.0 * len(pairs), 2.3 * len(rows)), dpi=60)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--weights", default="runs/weights", help="folder of experiments.weights")
+    parser.add_argument("--rdm", default="runs/rdm", help="folder of experiments.rdm")
+    parser.add_argument("--fisher", default="runs/fisher_path", help="folder of experiments.fisher_path")
+    parser.add_argument("--out", default="runs/figures", help="where the PNGs go (default runs/figures)")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    missing = []
+    hist, stats = _load(Path(args.weights) / "hist.npz"), _load(Path(args.weights) / "stats.json")
+    if hist is None or stats is None:
+        missing.append(f"Figures 1-2: no {args.weights}/hist.npz (python -m experiments.weights)")
+    else:
+        for arch in ARCH_NAMES:
+            if (f"{arch}-vanilla" in stats or f"{arch}-saturated" in stats) and not figure1(
+                    hist, stats, arch, out / f"fig1-weights-{arch}.png"):
+                print("nothing drawn: matplotlib is not installed (pip install -e '.[plots]')")
+                return []
+        figure2(hist, out / "fig2-preactivations.png")
+    mats, ratios = _load(Path(args.rdm) / "rdm.npz"), _load(Path(args.rdm) / "ratios.json")
+    if mats is None or ratios is None:
+        missing.append(f"Figures 3 and 7: no {args.rdm}/rdm.npz (python -m experiments.rdm)")
+    else:
+        for arch in ARCH_NAMES:
+            if any(k.startswith(f"{arch}-") for k in mats):
+                figure3(mats, ratios, arch, out / f"fig3-rdm-{arch}.png")
+    paths = _load(Path(args.fisher) / "paths.npz")
+    if paths is None:
+        missing.append(f"Figure 4: no {args.fisher}/paths.npz (python -m experiments.fisher_path)")
+    else:
+        for arch in ARCH_NAMES:
+            if any(k.startswith(f"{arch}-") for k in paths):
+                figure4(paths, arch, out / f"fig4-fisher-{arch}.png")
+    for line in missing:
+        print(f"skipped {line}")
+    written = sorted(str(p) for p in out.glob("fig*.png"))
+    print("\n".join(written))
+    return written
+
+
+if __name__ == "__main__":
+    cli(main)
