@@ -98,7 +98,7 @@ SIGMOID = [
     _run(batch_size=512, epochs=400),                        # 23 a quarter
 ]
 RELU = [
-    _run(arch="relu_mlp", lam_max=3.99e-8, lam_step=1e-10, epochs=3200),  # 0 the paper's constants, long
+    _run(arch="relu_mlp", lam_max=3.99e-8, lam_step=1e-10, epochs=4800),  # 0 the paper's constants, long
     _run(arch="relu_mlp", lam_max=1e-2, lam_step=1e-5, epochs=400),
     _run(arch="relu_mlp", lam_max=1.0, lam_step=1e-3, epochs=400),
     _run(arch="relu_mlp", lam_max=1e-4, lam_step=1e-7, epochs=400),
