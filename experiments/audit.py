@@ -26,7 +26,6 @@ the models already audited with the same options (``resumable_rows``) and audits
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -37,8 +36,8 @@ from attacks import FGSM
 from attacks.noise import uniform_noise
 from attacks.pgd import PGD
 from attacks.square import Square
-from experiments.common import (NOT_RESULTS, Run, add_checkpoint_args, add_common_args, amount, checkpoint_stamp,
-                                cli, count, load_models, result_options, save_figure, write_json)
+from experiments.common import (Run, add_checkpoint_args, add_common_args, amount, checkpoint_stamp, cli, count,
+                                load_models, resumable_rows, save_figure, write_json)
 from experiments.table1 import ARCHS, PAPER, TRAININGS
 from nn.backend import array_module, to_device, to_host
 from nn.checkpoint import load_checkpoint
@@ -143,19 +142,6 @@ def format_table(rows):
                      f"{r['accuracy']['fgsm-ce-paper']:.1f} | {r['worst']:.1f} | {r['strongest']} | "
                      f"{', '.join(r['flags']) or '-'} |")
     return "\n".join(lines) + "\n\n(accuracies in %, L-inf eps = 0.25; worst case: per-example minimum over the suite)\n"
-
-
-def resumable_rows(path, args):
-    """{model: row} of an earlier audit.json at ``path`` made with the same options
-    (``result_options``) from the same checkpoints (``checkpoint_stamp``), else {}."""
-    try:
-        old = json.loads(Path(path).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
-    if {k: v for k, v in old.get("options", {}).items() if k not in NOT_RESULTS} != result_options(args):
-        return {}
-    return {r["model"]: r for r in old.get("rows", [])
-            if r.get("checkpoint") == checkpoint_stamp(args.checkpoints, r["model"])}
 
 
 def main(argv=None):

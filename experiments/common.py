@@ -177,6 +177,24 @@ def checkpoint_stamp(folder, name):
     return [st.st_size, st.st_mtime_ns]
 
 
+def resumable_rows(path, args):
+    """{model: row} of an earlier result file at ``path`` (JSON with "options" and "rows", each row
+    with its "model" and "checkpoint" stamp; the audit's, the bracket's) made with the same options
+    (``result_options``) from the same checkpoints (``checkpoint_stamp``), else {}."""
+    try:
+        old = json.loads(Path(path).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    if {k: v for k, v in old.get("options", {}).items() if k not in NOT_RESULTS} != result_options(args):
+        return {}
+    def unchanged(r):
+        try:
+            return r.get("checkpoint") == checkpoint_stamp(args.checkpoints, r["model"])
+        except OSError:  # the checkpoint is gone
+            return False
+    return {r["model"]: r for r in old.get("rows", []) if unchanged(r)}
+
+
 def load_models(args, xp, dtype=None):
     """{name: model} for ``args.models`` from ``args.checkpoints``, optionally cast (float64 for analysis)."""
     from nn.checkpoint import load_checkpoint

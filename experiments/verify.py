@@ -14,14 +14,13 @@ extra, verify.png (verified and attacked accuracy against eps, one panel per mod
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 from analysis import audit
 from analysis.ibp import verified_fraction
 from experiments.audit import MODELS, sweep_attack
-from experiments.common import (NOT_RESULTS, Run, add_checkpoint_args, add_common_args, amount, checkpoint_stamp, cli,
-                                count, load_models, result_options, save_figure, write_json)
+from experiments.common import (Run, add_checkpoint_args, add_common_args, amount, checkpoint_stamp, cli, count,
+                                load_models, resumable_rows, save_figure, write_json)
 from nn.backend import to_device
 from nn.mnist import load_mnist
 
@@ -63,13 +62,7 @@ def main(argv=None):
     run = Run("verify", args)
     x, y = (a[:args.n_test] for a in load_mnist(args.data_dir)["test"])
     models = load_models(args, run.xp)
-    try:
-        old = json.loads(run.path("verify.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        old = {}
-    same = {k: v for k, v in old.get("options", {}).items() if k not in NOT_RESULTS} == result_options(args)
-    done = {r["model"]: r for r in old.get("rows", []) if same and r["checkpoint"] == checkpoint_stamp(
-        args.checkpoints, r["model"])}
+    done = resumable_rows(run.path("verify.json"), args)
     rows = []
     for name, model in models.items():
         if name in done:
