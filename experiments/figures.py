@@ -13,7 +13,9 @@ Reads only the run folders (no model is loaded, nothing is recomputed) and write
   divided by its maximum and drawn on one colour scale, ticks at the class blocks (``experiments.rdm``);
 * fig4-fisher-<arch>.png: Figure 4, for each class pair the length element dl/dt, the softmax
   trajectory and the Jacobian's singular values (log axis), vanilla above saturated
-  (``experiments.fisher_path``).
+  (``experiments.fisher_path``);
+* fig6-kurtosis.png: Figure 6, the linear read-out's robustness ratio against the weights' excess
+  kurtosis, Pearson VII and the learned layers (``experiments.kurtosis_linear``).
 
 A figure whose data are missing is skipped with a line saying which command makes them. Needs the
 ``plots`` extra; without matplotlib nothing is drawn and the command says so.
@@ -162,11 +164,39 @@ def figure4(paths, arch, path):
     return save_figure(path, fill, (len(rows), len(pairs)), (4.0 * len(pairs), 2.3 * len(rows)), dpi=60)
 
 
+def figure6(ratios, path):
+    """The linear read-out's robustness ratio R over its Gaussian value against excess kurtosis:
+    Pearson VII weights (line, +- one standard deviation over draws) and every learned weight layer
+    (points, one marker per model)."""
+    p7 = ratios["pearson7"]
+    base = p7[0]["mean"]
+    markers = {"sigmoid_mlp-vanilla": "o", "sigmoid_mlp-saturated": "s", "relu_mlp-vanilla": "^",
+               "relu_mlp-saturated": "D"}
+
+    def fill(axes):
+        ax = axes[0, 0]
+        g = np.array([r["gamma2"] for r in p7])
+        m = np.array([r["mean"] for r in p7]) / base
+        sd = np.array([r["std"] for r in p7]) / base
+        ax.plot(g, m, color="black", label="Pearson VII weights")
+        ax.fill_between(g, m - sd, m + sd, color="0.8")
+        for name, layers in ratios["learned"].items():
+            ax.scatter([r["kurtosis"] for r in layers], [r["mean"] / base for r in layers],
+                       marker=markers.get(name, "x"), color=COLOURS[name.split("-")[1]], label=f"{name} layers")
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_xlabel("excess kurtosis gamma_2 of the weights")
+        ax.set_ylabel("R / R(Gaussian)")
+        ax.set_title("section 8: kurtosis protects a linear read-out")
+        ax.legend(fontsize=8)
+    return save_figure(path, fill, (1, 1), (7, 4.5), dpi=90)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--weights", default="runs/weights", help="folder of experiments.weights")
     parser.add_argument("--rdm", default="runs/rdm", help="folder of experiments.rdm")
     parser.add_argument("--fisher", default="runs/fisher_path", help="folder of experiments.fisher_path")
+    parser.add_argument("--kurtosis", default="runs/kurtosis_linear", help="folder of experiments.kurtosis_linear")
     parser.add_argument("--out", default="runs/figures", help="where the PNGs go (default runs/figures)")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
     args = parser.parse_args(argv)
@@ -197,6 +227,11 @@ def main(argv=None):
         for arch in ARCH_NAMES:
             if any(k.startswith(f"{arch}-") for k in paths):
                 figure4(paths, arch, out / f"fig4-fisher-{arch}.png")
+    k = _load(Path(args.kurtosis) / "ratios.json")
+    if k is None:
+        missing.append(f"Figure 6: no {args.kurtosis}/ratios.json (python -m experiments.kurtosis_linear)")
+    else:
+        figure6(k, out / "fig6-kurtosis.png")
     for line in missing:
         print(f"skipped {line}")
     written = sorted(str(p) for p in out.glob("fig*.png"))

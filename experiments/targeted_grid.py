@@ -94,7 +94,7 @@ def draw_grids(folder):
         files = sorted(folder.glob(f"*-{sources}.npz"))
         out = folder / f"{sources}.png"
         if files and save_figure(out, lambda axes, files=files: _draw_grid_row(axes[0], files),
-                                 (1, len(files)), (5 * len(files), 5.4)):
+                                 (1, len(files)), (5 * len(files), 5.4), dpi=65):
             written.append(out)
     return written
 
@@ -109,7 +109,8 @@ def _draw_grid_row(axes, files):
         for k, (s, t) in enumerate(zip(s_cls, t_cls)):
             canvas[s * side:(s + 1) * side, t * side:(t + 1) * side] = x_adv[k] if success[k] else 0.3 * x_adv[k]
             if not success[k]:
-                ax.plot([t * side, (t + 1) * side], [s * side, (s + 1) * side], "r-", lw=0.8)
+                ax.plot([t * side, (t + 1) * side], [s * side, (s + 1) * side], "r-", lw=0.8)  # a red X
+                ax.plot([t * side, (t + 1) * side], [(s + 1) * side, s * side], "r-", lw=0.8)
         ax.imshow(1 - canvas, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         ax.set_title(f"{f.stem}: {int(success.sum())}/90 fooled", fontsize=9)
         ax.set_xlabel("target class")

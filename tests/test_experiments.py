@@ -130,15 +130,16 @@ def test_analysis_scripts_quick_end_to_end(tmp_path, mnist_dir, small_mnist_mode
     import importlib.util
     from experiments import figures
     written = figures.main(["--weights", str(tmp_path / "w"), "--rdm", str(tmp_path / "r"), "--fisher",
-                            str(tmp_path / "f"), "--out", str(tmp_path / "figs")])
+                            str(tmp_path / "f"), "--kurtosis", str(tmp_path / "k"), "--out", str(tmp_path / "figs")])
     expected = {f"fig{n}-{what}-{arch}.png" for n, what in ((1, "weights"), (3, "rdm"), (4, "fisher"))
-                for arch in ("sigmoid_mlp", "relu_mlp")} | {"fig2-preactivations.png"}
+                for arch in ("sigmoid_mlp", "relu_mlp")} | {"fig2-preactivations.png", "fig6-kurtosis.png"}
     if importlib.util.find_spec("matplotlib") is None:
         assert written == []
     else:
         assert {Path(p).name for p in written} == expected
-    assert figures.main(["--weights", str(tmp_path / "none"), "--rdm", str(tmp_path / "none"), "--fisher",
-                         str(tmp_path / "none"), "--out", str(tmp_path / "figs2")]) == []
+    nowhere = str(tmp_path / "none")
+    assert figures.main(["--weights", nowhere, "--rdm", nowhere, "--fisher", nowhere, "--kurtosis", nowhere,
+                         "--out", str(tmp_path / "figs2")]) == []
 
 
 def test_audit_quick_end_to_end(tmp_path, mnist_dir, small_mnist_models):
