@@ -1,7 +1,18 @@
-"""Throughput benchmark: how close one training epoch comes to the machine's matmul peak.
+"""Throughput benchmark: satnets against PyTorch on the same machine, and against the matmul peak.
 
-    python -m experiments.bench [--device gpu] [--steps K] [--profile] [--no-retain]
+    python -m experiments.bench [--device gpu] [--steps K] [--profile] [--no-retain] [--no-torch]
     python -m experiments.bench --ftz runs/sweep/<run>/snap-e800.npz   # flush-to-zero's effect on speed
+
+With PyTorch installed (the ``bench`` extra), first a side-by-side comparison: for the paper's three
+architectures (MLPs 784-1000-1000-10, the Table 2 CNN) built with the *same weights* on both sides
+(``experiments.torch_twin``), each workload (a training step at batch 128: forward, mean
+cross-entropy, backward, Adam; the input gradient of the cross-entropy, what FGSM uses, at batch
+500; the input Jacobian of 100 images, against ``vmap(jacrev)``) is timed alternately satnets,
+PyTorch, satnets, ... in one process, and the table gives the median of each and their ratio
+(satnets / PyTorch: below 1 is faster). Both sides use all the machine's cores (OpenBLAS's and
+PyTorch's threads). On the GPU (``--device gpu``) the same against PyTorch on CUDA.
+
+Then, as before:
 
 Prints (1) the float32 throughput of one large ``xp.matmul`` (n = 4096), and (2) for the
 784-1000-1000-10 ReLU MLP and the paper's CNN at batch 128, the achieved GFLOP/s of a training
@@ -27,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.common import add_common_args, cli, count, hardware
+from experiments.common import UsageError, add_common_args, cli, count, hardware
 from nn.architectures import cnn, mlp
 from nn.backend import get_xp, retain_freed_memory, synchronize, to_device
 from nn.model import WEIGHT_LAYERS, Sequential, layer_shapes
@@ -83,6 +94,107 @@ def epoch_gflops(spec, xp, steps, batch=128):
     return train_step_flops(spec, batch) * steps / dt / 1e9, dt
 
 
+def median_times(fns, repeats=5, warmup=1):
+    """Median wall seconds of each zero-argument function in ``fns`` ({name: fn}), run alternately
+    (a, b, a, b, ...) ``repeats`` times after ``warmup`` untimed rounds, so that both sides see the
+    same machine state (clock boost, other load) -> {name: seconds}."""
+    times = {k: [] for k in fns}
+    for r in range(warmup + repeats):
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            if r >= warmup:
+                times[k].append(time.perf_counter() - t)
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
+def comparison_workloads(xp, device, quick=False):
+    """The workloads of the PyTorch comparison: [(name, satnets fn, torch fn)], each fn running
+    ``reps`` repetitions of one workload on the same weights and the same random MNIST-shaped data."""
+    import torch
+
+    from experiments import torch_twin
+    from nn.optim import adam_init, adam_update
+    tdev = "cuda" if device == "gpu" else "cpu"
+    sync = (lambda: torch.cuda.synchronize()) if tdev == "cuda" else (lambda: None)
+    rng = np.random.default_rng(0)
+    hidden = 64 if quick else 1000
+    archs = [("sigmoid MLP", mlp("sigmoid", hidden=hidden)), ("ReLU MLP", mlp("relu", hidden=hidden)),
+             ("CNN", cnn(channels=(4, 8), hidden=32) if quick else cnn())]
+    out = []
+    for name, spec in archs:
+        model = Sequential.init(spec, seed=0, xp=xp)
+        mlp_arch = name != "CNN"
+        sizes = {"train": 128, "grad": 500, "jac": 100}
+        data = {}
+        for k, n in sizes.items():
+            x = rng.random((n, 1, 28, 28), dtype=np.float32)
+            y = rng.integers(0, 10, n)
+            data[k] = (to_device(x, xp), to_device(y, xp), torch.from_numpy(x).to(tdev), torch.from_numpy(y).to(tdev))
+        reps = 2 if quick else (10 if mlp_arch else 3)
+
+        ours_train = model.astype(model.dtype)
+        state = adam_init(ours_train.params)
+
+        def ours_step(m=ours_train, st=state, d=data["train"]):
+            for _ in range(reps):
+                _, grads, _ = m.loss_and_grads(d[0], d[1], check=False)
+                adam_update(m.params, grads, st)
+            synchronize(xp)
+
+        tw = torch_twin.twin(model, tdev)
+        step = torch_twin.train_step(tw, torch.optim.Adam(tw.parameters(), lr=1e-3))
+
+        def torch_step(d=data["train"], step=step):
+            for _ in range(reps):
+                step(d[2], d[3])
+            sync()
+
+        frozen = torch_twin.freeze(torch_twin.twin(model, tdev))
+        tgrad, tjac = torch_twin.input_gradient(frozen), torch_twin.jacobian(frozen)
+
+        def ours_grad(d=data["grad"], m=model):
+            for _ in range(reps):
+                m.loss_and_input_gradient(d[0], d[1])
+            synchronize(xp)
+
+        def torch_grad(d=data["grad"], g=tgrad):
+            for _ in range(reps):
+                g(d[2], d[3])
+            sync()
+
+        def ours_jac(d=data["jac"], m=model):
+            for _ in range(reps):
+                m.jacobian(d[0])
+            synchronize(xp)
+
+        def torch_jac(d=data["jac"], j=tjac):
+            for _ in range(reps):
+                j(d[2])
+            sync()
+
+        out += [(f"{name}: training step (batch 128)", ours_step, torch_step, reps),
+                (f"{name}: input gradient (batch 500)", ours_grad, torch_grad, reps),
+                (f"{name}: input Jacobian (100 images)", ours_jac, torch_jac, reps)]
+    return out
+
+
+def compare_with_torch(xp, device, quick=False, repeats=5):
+    """Print (and return) the side-by-side table: per workload the median milliseconds of satnets
+    and PyTorch per call and their ratio. -> [(name, ours s, torch s)]."""
+    import torch
+    repeats = 2 if quick else repeats
+    print(f"PyTorch {torch.__version__} ({torch.get_num_threads()} threads) beside satnets on the same weights; "
+          f"alternating, median of {repeats}")
+    print(f"{'workload':42s} {'satnets ms':>11s} {'PyTorch ms':>11s} {'ratio':>6s}")
+    rows = []
+    for name, ours, theirs, reps in comparison_workloads(xp, device, quick):
+        t = median_times({"ours": ours, "torch": theirs}, repeats=repeats)
+        rows.append((name, t["ours"] / reps, t["torch"] / reps))
+        print(f"{name:42s} {1e3 * rows[-1][1]:11.2f} {1e3 * rows[-1][2]:11.2f} {rows[-1][1] / rows[-1][2]:6.2f}x")
+    return rows
+
+
 def print_profile(profiler, steps, top=12):
     """The ``top`` functions by own time, in ms per training step (cProfile adds a little overhead)."""
     stats = pstats.Stats(profiler).stats  # {(file, line, name): (calls, _, own s, cumulative s, _)}
@@ -124,6 +236,8 @@ def main(argv=None):
                         help="leave glibc's allocator at its defaults (see nn.backend.retain_freed_memory)")
     parser.add_argument("--ftz", metavar="CHECKPOINT", default=None,
                         help="time saturated training from this checkpoint with and without flush-to-zero")
+    parser.add_argument("--no-torch", action="store_true", help="skip the comparison with PyTorch")
+    parser.add_argument("--only-torch", action="store_true", help="only the comparison with PyTorch")
     args = parser.parse_args(argv)
     if args.ftz:
         steps = 20 if args.quick else args.steps
@@ -135,6 +249,16 @@ def main(argv=None):
     xp = get_xp(args.device)
     retained = xp is np and not args.no_retain and retain_freed_memory()
     print(f"{hardware()}, device {args.device or 'cpu'}, freed memory retained for reuse: {retained}")
+    from experiments.torch_twin import torch_available
+    if args.only_torch and not torch_available():
+        raise UsageError("--only-torch needs PyTorch: pip install -e '.[bench]'")
+    if not args.no_torch:
+        if torch_available():
+            compare_with_torch(xp, args.device, args.quick)
+        else:
+            print("PyTorch is not installed: no comparison (pip install -e '.[bench]')")
+        if args.only_torch:
+            return None
     peak = matmul_gflops(xp)
     print(f"matmul peak (4096^3 float32): {peak:8.1f} GFLOP/s")
     for name, spec in [("mlp 784-1000-1000-10", mlp("relu", hidden=1000)), ("cnn (Table 2)", cnn())]:

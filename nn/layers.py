@@ -134,11 +134,16 @@ def _channel_major(dh):
 
 
 def conv2d_vjp(dh, cache):
-    """dL/dx = col2im(W_mat^T dh_mat).   dh: (..., N, O, H, W) -> dx: (..., N, C, H, W)."""
+    """dL/dx = col2im(W_mat^T dh_mat).   dh: (..., N, O, H, W) -> dx: (..., N, C, H, W).
+
+    Leading cotangent axes are folded into the batch, M = prod(...) * N: a free reshape when dh is
+    laid out (O, H, W, ..., N) in memory, as ``maxpool2d_backward`` and ReLU leave it; dx comes back
+    laid out (C, H, W, ..., N).
+    """
     _, x_shape, W = cache
     O, C, kh, kw = W.shape
     lead = dh.shape[:-4]
-    dh = dh.reshape((-1,) + dh.shape[-3:])  # leading cotangent axes folded into the batch
+    dh = dh.reshape((-1,) + dh.shape[-3:])  # (M, O, H, W)
     M, _, H, Wd = dh.shape
     dcols = W.reshape(O, -1).T @ _channel_major(dh)  # (C*kh*kw, H*W*M)
     dx = col2im(dcols, (M, C, H, Wd), kh, kw)
@@ -189,16 +194,34 @@ def maxpool2d_backward(dy, masks):
     """dL/dx[..., 2p+i, 2q+j] = dy[..., p, q] * mask_ij[p, q].
 
     dy: (..., N, C, H/2, W/2) -> dx: (..., N, C, H, W). The windows tile x, so each entry of dx is
-    written exactly once. dx is laid out batch-innermost in memory, (..., C, H, W, N), like the
-    convolution's output, which makes the next convolution's gradient a free reshape.
+    written exactly once. dx is laid out batch-innermost in memory, (C, H, W, ..., N), like the
+    convolution's output, with any leading cotangent axes beside the batch: the next convolution's
+    gradient then folds (..., N) into one batch axis and reaches its matrix layout by free reshapes.
     """
     xp = array_module(dy)
     *lead, N, C, h, w = dy.shape
-    dy = xp.moveaxis(xp.ascontiguousarray(xp.moveaxis(dy, -4, -1)), -1, -4)  # batch innermost too
-    dx = xp.moveaxis(xp.empty((*lead, C, 2 * h, 2 * w, N), dtype=dy.dtype), -1, -4)  # (..., N, C, H, W)
+    k = len(lead)
+    to_memory = (k + 1, k + 2, k + 3, *range(k), k)  # (..., N, C, h, w) -> (C, h, w, ..., N)
+    to_logical = (*range(3, 3 + k), 3 + k, 0, 1, 2)  # and back
+    dy = xp.ascontiguousarray(dy.transpose(to_memory)).transpose(to_logical)
+    dx = xp.empty((C, 2 * h, 2 * w, *lead, N), dtype=dy.dtype).transpose(to_logical)  # (..., N, C, H, W)
     for (i, j), m in zip(_WINDOW, masks):
         xp.multiply(dy, m, out=dx[..., i::2, j::2])
     return dx
+
+
+def relu_maxpool2d_forward(h):
+    """y = maxpool(relu(h)) computed as relu(maxpool(h)) on a quarter of the values.
+
+    h: (N, C, H, W) -> y: (N, C, H/2, W/2). Both are monotone, so they commute: the window's maximum
+    of relu(h) is relu of its maximum of h. The cache is ``maxpool2d_forward``'s four masks, each
+    and-ed with (max > 0), and ``maxpool2d_backward`` is the pair's backward: the same gradient, tie
+    for tie, as ``relu_backward`` after ``maxpool2d_backward`` (a window whose maximum is <= 0 passes
+    nothing back: every relu(h) in it is 0 with derivative 0, as ``relu_forward`` decides at 0).
+    """
+    y, masks = maxpool2d_forward(h)
+    on = y > 0  # (N, C, H/2, W/2)
+    return y * on, tuple(m & on for m in masks)
 
 
 # ---------------------------------------------------------------------------------------------

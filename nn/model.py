@@ -180,14 +180,30 @@ def forward(spec, params, x, ftz=False):
     h^l, the output of every weight layer, logits last)).
     ``ftz``: flush-to-zero where subnormals arise in the forward pass, the sigmoid's outputs
     (``nn.numerics``; weight layers and ReLU only combine values they are given).
+    A ReLU followed by a max-pool runs as one layer, relu(maxpool(h)) (``L.relu_maxpool2d_forward``:
+    the same values and gradients on a quarter of the ReLUs); its cache sits at the max-pool, the
+    ReLU's is None.
     """
     caches, hs = [], []
-    for layer, p in zip(spec["layers"], params):
-        x, cache = _layer_forward(layer, p, x, ftz)
+    layers = spec["layers"]
+    for i, (layer, p) in enumerate(zip(layers, params)):
+        if _fused_relu(layers, i):  # computed with the max-pool after it, cached there
+            caches.append(None)
+            continue
+        if layer["type"] == "maxpool2d" and i and _fused_relu(layers, i - 1):
+            x, cache = L.relu_maxpool2d_forward(x)  # y = maxpool(relu(h)), one quarter as many ReLUs
+        else:
+            x, cache = _layer_forward(layer, p, x, ftz)
         caches.append(cache)
         if layer["type"] in WEIGHT_LAYERS:
             hs.append(x)
     return x, caches, hs
+
+
+def _fused_relu(layers, i):
+    """True for a ReLU followed by a max-pool: ``forward`` runs the pair as one layer
+    (``L.relu_maxpool2d_forward``), whose backward is the max-pool's (the ReLU's cache is None)."""
+    return layers[i]["type"] == "relu" and i + 1 < len(layers) and layers[i + 1]["type"] == "maxpool2d"
 
 
 def backward(spec, caches, dlogits, dhs=None, *, param_grads=True, input_grad=False, stable=False, ftz=False):
@@ -222,7 +238,8 @@ def backward(spec, caches, dlogits, dhs=None, *, param_grads=True, input_grad=Fa
                 grads[i] = _PARAM_GRADS[t](d, caches[i])  # from flushed factors; Adam flushes its moments
         if i <= first_weight and not input_grad:
             return None, grads  # nothing below has parameters
-        d = flush(vjps[t](d, caches[i]))
+        if caches[i] is not None:  # None: a ReLU whose backward ran with the max-pool after it
+            d = flush(vjps[t](d, caches[i]))
     return d, grads
 
 
@@ -242,6 +259,8 @@ def backward_scaled(spec, caches, d, log_scale):
         t = spec["layers"][i]["type"]
         if t == "sigmoid":
             d, log_scale = L.sigmoid_backward_scaled(d, caches[i], log_scale)
+            continue
+        if caches[i] is None:  # a ReLU fused with the max-pool after it
             continue
         d = _VJP[t](d, caches[i])
         n = log_scale.ndim  # the leading axes (..., N) index examples

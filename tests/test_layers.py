@@ -83,6 +83,27 @@ def test_maxpool_ties_go_to_first_maximum(xp):
                                                   [0.0, 0.0, 7.0, 0.0]]]])
 
 
+def test_relu_maxpool_fused_finite_differences(xp):
+    rng = np.random.default_rng(30)
+    x = _untied(xp, rng, (2, 3, 4, 6))  # about half the windows have a negative maximum
+    _check_layer(xp, L.relu_maxpool2d_forward, lambda d, c: (L.maxpool2d_backward(d, c),), [x], rng)
+
+
+def test_relu_maxpool_fused_equals_the_pair_tie_for_tie(xp):
+    """The fused pair gives the same values and the same gradient, entry for entry, as ReLU then
+    max-pool, on inputs full of ties: zeros (MNIST's background), equal positives, all-negative
+    windows, and leading cotangent axes in the backward."""
+    rng = np.random.default_rng(31)
+    h = to_device(rng.integers(-2, 3, size=(3, 4, 6, 8)).astype(np.float64), xp)
+    r, r_cache = L.relu_forward(h)
+    want, p_cache = L.maxpool2d_forward(r)
+    got, cache = L.relu_maxpool2d_forward(h)
+    np.testing.assert_array_equal(to_host(got), to_host(want))
+    dy = to_device(rng.standard_normal((5,) + tuple(want.shape)), xp)  # 5 cotangents
+    want_dx = L.relu_backward(L.maxpool2d_backward(dy, p_cache), r_cache)
+    np.testing.assert_array_equal(to_host(L.maxpool2d_backward(dy, cache)), to_host(want_dx))
+
+
 def test_flatten(xp):
     rng = np.random.default_rng(4)
     x = _rand(xp, rng, 2, 3, 2, 2)
@@ -179,9 +200,10 @@ def test_leading_cotangent_axes(xp):
     cases = [(L.conv2d_forward(x, W, b), L.conv2d_vjp), (L.maxpool2d_forward(_untied(xp, rng, (2, 3, 4, 4))),
                                                          L.maxpool2d_backward),
              (L.flatten_forward(x), L.flatten_backward), (L.sigmoid_forward(x), L.sigmoid_backward),
-             (L.relu_forward(x), L.relu_backward)]
+             (L.relu_forward(x), L.relu_backward),
+             (L.relu_maxpool2d_forward(_untied(xp, rng, (2, 3, 4, 4))), L.maxpool2d_backward)]
     for (out, cache), vjp in cases:
         d = _rand(xp, rng, 3, *out.shape)
         stacked = vjp(d, cache)
-        for k in range(3):
+        for k in range(3):  # also when the layer hands back a transposed memory layout
             np.testing.assert_allclose(to_host(stacked[k]), to_host(vjp(d[k], cache)), rtol=1e-12, atol=1e-12)
