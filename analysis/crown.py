@@ -1,0 +1,208 @@
+"""Linear relaxation bounds for MLPs (CROWN, Zhang et al. 2018; the back-substitution of DeepPoly,
+Singh et al. 2019): a tighter proof than interval bound propagation (``analysis.ibp``, issue 14).
+
+The MLP is x = a^0 (flattened), h^k = W^k a^{k-1} + b^k, a^k = act(h^k) for k < D, and the logits
+z = h^D. Each activation is enclosed between two lines on the box [l, u] of its pre-activation,
+
+    alpha_lo h + beta_lo  <=  act(h)  <=  alpha_hi h + beta_hi     for h in [l, u],
+
+and a linear function f = Lam a^k + c of a layer's output is bounded from below by walking down
+the layers (back-substitution): through the activation, Lam a >= Lam+ (alpha_lo h + beta_lo) +
+Lam- (alpha_hi h + beta_hi) (Lam+ and Lam- its positive and negative entries), then through the
+weight layer, Lam h = (Lam W) a + Lam b, down to the input box B = [l^0, u^0] (the eps-ball
+intersected with [0, 1]), where min over B of Lam x = Lam m - |Lam| r (m, r: B's centre and
+radius). Upper bounds are lower bounds of -f. Run for every hidden layer in turn (its box feeds the
+next relaxation) and finally for the logit differences z_y - z_j: the example is verified when every
+lower bound is positive. Every box is intersected with IBP's box of the same layer, so the bounds
+used are never looser than IBP's.
+
+Relaxations (elementwise, on [l, u]):
+
+* ReLU: off (u <= 0): 0 <= a <= 0; on (l >= 0): h <= a <= h; unstable: the upper line is the chord
+  u (h - l) / (u - l); the lower line is h if u >= -l, else 0 (CROWN's adaptive choice, the smaller area).
+* sigmoid: both lines parallel to the chord, slope k = (sigma(u) - sigma(l)) / (u - l), shifted to
+  touch the curve: beta_lo = min and beta_hi = max of sigma(h) - k h over [l, u], taken over the
+  endpoints and the points where sigma'(h) = k, h = +-log(s / (1 - s)) with s = (1 + sqrt(1 - 4k)) / 2.
+  Sound wherever l <= u, on either side of 0 or across it; in a saturated network both lines are
+  nearly flat.
+
+Soundness in floating point (as in ``analysis.ibp``): the bounds must hold for the float32 network.
+Its weight layer k computes W a + b + e^k with |e^k| <= delta^k = gamma^32_{n+1} (|W| max(|l|, |u|)
++ |b|) (Higham's dot-product bound, n inputs per unit, on the layer's input box), so back-substitution
+adds -|Lam| delta^k at each weight layer; its sigmoid is within 8 u sigma + 2^-126 of the exact one
+(``analysis.ibp.SIGMOID_REL``, flush-to-zero), so beta_lo and beta_hi are widened by that. The bounds
+are computed in float64; their own rounding (relative ~1e-13 for these sizes) is covered by widening
+each bound by gamma^64_n of the sum of the absolute values of its terms, n the total fan-in of the
+chain (first order: errors of errors are left out).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from analysis.ibp import SIGMOID_REL, TINY32, U32, U64, _monotone_box, gamma, input_box
+from nn import layers as L
+from nn.backend import array_module
+from nn.validate import InputError, check_batch, check_number
+
+
+@dataclasses.dataclass
+class LinearBounds:
+    """The result for N examples (device arrays, float64).
+
+    pre: list of (lower, upper) boxes of the hidden pre-activations h^1 .. h^{D-1}, each (N, n_k),
+    intersected with IBP's. diff_lower: (N, K) lower bounds of z_y - z_j (+inf at j = y), the larger
+    of CROWN's and IBP's. verified: (N,) bool, every diff_lower > 0.
+    """
+    pre: list
+    diff_lower: object
+    verified: object
+
+
+def relu_relaxation(lo, hi):
+    """Lines enclosing relu on [lo, hi] (elementwise, (N, n) each) -> (alpha_lo, beta_lo, alpha_hi, beta_hi)."""
+    xp = array_module(lo)
+    on, off = lo >= 0, hi <= 0
+    unstable = ~(on | off)
+    width = xp.where(unstable, hi - lo, 1.0)
+    alpha_hi = xp.where(on, 1.0, xp.where(unstable, hi / width, 0.0))
+    beta_hi = xp.where(unstable, -lo * hi / width + 4 * U64 * (hi - lo), 0.0)  # + the chord's float64 rounding
+    alpha_lo = xp.where(on | (unstable & (hi >= -lo)), 1.0, 0.0)
+    return alpha_lo, xp.zeros_like(lo), alpha_hi, beta_hi
+
+
+def sigmoid_relaxation(lo, hi):
+    """Lines enclosing the float32 sigmoid on [lo, hi] (module docstring): chord slope k, intercepts
+    the min and max of sigma(h) - k h over [lo, hi], widened by the float32 sigmoid's error.
+    -> (alpha_lo, beta_lo, alpha_hi, beta_hi), each like lo."""
+    xp = array_module(lo)
+    s_lo, s_hi = L.sigmoid(lo), L.sigmoid(hi)
+    width = hi - lo
+    wide = width > 1e-8
+    mid = (lo + hi) / 2
+    k = xp.where(wide, (s_hi - s_lo) / xp.where(wide, width, 1.0), L.sigmoid(mid) * L.sigmoid(-mid))
+    k = xp.clip(k, 0.0, 0.25)
+    root = xp.sqrt(1 - 4 * k)
+    one_minus_s = 2 * k / (1 + root)  # 1 - s without cancellation, s = (1 + root) / 2
+    with np.errstate(divide="ignore"):  # numpy's switch; cupy does not warn
+        tangent = xp.log((1 + root) / 2) - xp.log(one_minus_s)  # sigma'(+-tangent) = k, +inf at k = 0
+    cands = [lo, hi, xp.clip(tangent, lo, hi), xp.clip(-tangent, lo, hi)]  # clipped points are endpoints
+    vals = [L.sigmoid(c) - k * c for c in cands]
+    beta_lo = xp.minimum(xp.minimum(vals[0], vals[1]), xp.minimum(vals[2], vals[3]))
+    beta_hi = xp.maximum(xp.maximum(vals[0], vals[1]), xp.maximum(vals[2], vals[3]))
+    slack = SIGMOID_REL * s_hi + TINY32 + 4 * U64 * (xp.abs(k * lo) + xp.abs(k * hi) + 1)
+    return k, beta_lo - slack, k, beta_hi + slack
+
+
+RELAXATIONS = {"relu": relu_relaxation, "sigmoid": sigmoid_relaxation}
+
+
+def _mlp_parts(model):
+    """The MLP's weight layers [(W, b) float64] and activations, checking the architecture."""
+    types = [layer["type"] for layer in model.spec["layers"]]
+    if types[0] == "flatten":
+        types = types[1:]
+        params = model.params[1:]
+    else:
+        params = model.params
+    if (len(types) % 2 != 1 or any(t != "dense" for t in types[::2])
+            or any(t not in RELAXATIONS for t in types[1::2])):
+        raise InputError("linear relaxation bounds need an MLP: flatten, then dense and relu/sigmoid layers "
+                         f"alternating, a dense readout; got layers {types}")
+    weights = [(p["W"].astype(np.float64), p["b"].astype(np.float64)) for p in params[::2]]
+    return weights, types[1::2]
+
+
+def _float32_error(W, b, lo, hi):
+    """delta = gamma^32_{n+1} (|W| max(|lo|, |hi|) + |b|): the float32 layer's rounding on the box.
+    W: (m, n), lo/hi: (N, n) -> (N, m)."""
+    xp = array_module(lo)
+    return gamma(W.shape[1] + 1, U32) * (xp.maximum(xp.abs(lo), xp.abs(hi)) @ xp.abs(W).T + xp.abs(b))
+
+
+def backsubstitute(Lam, c, k, weights, relax, deltas, x_box):
+    """Lower bound of f = Lam a^k + c over the input box, a^k the output of hidden layer k (a^0 = x).
+
+    Lam: (N, m, n_k), c: (N, m). relax[j]: the lines of activation j (1-based, as (N, n_j) arrays);
+    deltas[j]: the float32 error bound of weight layer j; x_box: (lo, hi) of x, (N, n_0).
+    -> (N, m) lower bounds, widened for the float64 arithmetic (module docstring).
+    """
+    xp = array_module(Lam)
+    mag = xp.abs(c)  # sum of |terms| so far, (N, m)
+    fan_in = 0
+    while k > 0:
+        a_lo, b_lo, a_hi, b_hi = relax[k]
+        pos, neg = xp.maximum(Lam, 0), xp.minimum(Lam, 0)
+        beta = xp.einsum("nmj,nj->nm", pos, b_lo) + xp.einsum("nmj,nj->nm", neg, b_hi)
+        Lam = pos * a_lo[:, None, :] + neg * a_hi[:, None, :]  # (N, m, n_k): now f >= Lam h^k + c
+        W, b = weights[k - 1]
+        absLam = xp.abs(Lam)
+        err = xp.einsum("nmj,nj->nm", absLam, deltas[k])  # h^k = W a^{k-1} + b + e, |e| <= delta
+        c = c + beta + Lam @ b - err
+        mag = mag + xp.abs(beta) + absLam @ xp.abs(b) + err
+        Lam = Lam @ W  # (N, m, n_{k-1})
+        fan_in += W.shape[1] + 2
+        k -= 1
+    lo, hi = x_box
+    m, r = (lo + hi) / 2, (hi - lo) / 2
+    absLam = xp.abs(Lam)
+    bound = c + xp.einsum("nmj,nj->nm", Lam, m) - xp.einsum("nmj,nj->nm", absLam, r)
+    mag = mag + xp.einsum("nmj,nj->nm", absLam, xp.abs(m) + r)
+    return bound - gamma(fan_in + Lam.shape[-1] + 2, U64) * mag
+
+
+def linear_bounds(model, x, y, eps):
+    """CROWN bounds for the MLP ``model`` on images x (N, *input_shape) in [0, 1], labels y (N,), at
+    L-inf radius eps. -> LinearBounds (module docstring: formulas and floating-point margins).
+    Memory: (N, 2 n_k, n_{k-1}) float64 per hidden layer; pass batches of tens of examples for the
+    paper's width 1000."""
+    check_batch(model, x, y)
+    check_number("eps", eps)
+    weights, acts = _mlp_parts(model)
+    xp = model.xp
+    N = len(x)
+    x_box = input_box(x.reshape(N, -1), eps)
+    relax, deltas, boxes = {}, {}, []
+    a_lo, a_hi = x_box
+    for k, (W, b) in enumerate(weights[:-1], start=1):
+        deltas[k] = _float32_error(W, b, a_lo, a_hi)
+        m, r = (a_lo + a_hi) / 2, (a_hi - a_lo) / 2
+        centre, radius = m @ W.T + b, r @ xp.abs(W).T  # IBP's box of h^k from the previous box
+        slack = deltas[k] + gamma(W.shape[1] + 1, U64) * ((xp.abs(m) + r) @ xp.abs(W).T + xp.abs(b))
+        lo, hi = centre - radius - slack, centre + radius + slack
+        if k > 1:  # CROWN's box of h^k: lower bounds of +h^k and -h^k, in one pass
+            Lam = xp.broadcast_to(xp.concatenate([W, -W])[None], (N, 2 * W.shape[0], W.shape[1]))
+            c = xp.broadcast_to(xp.concatenate([b, -b])[None], (N, 2 * W.shape[0]))
+            c = c - xp.concatenate([deltas[k], deltas[k]], axis=1)
+            bnd = backsubstitute(Lam, c, k - 1, weights, relax, deltas, x_box)
+            lo, hi = xp.maximum(lo, bnd[:, :W.shape[0]]), xp.minimum(hi, -bnd[:, W.shape[0]:])
+        boxes.append((lo, hi))
+        relax[k] = RELAXATIONS[acts[k - 1]](lo, hi)
+        a_lo, a_hi = _monotone_box(acts[k - 1], lo, hi)  # widened for the float32 sigmoid
+    W, b = weights[-1]
+    D = len(weights)
+    deltas[D] = _float32_error(W, b, a_lo, a_hi)  # (N, K)
+    rows = xp.arange(N)
+    Lam = W[y][:, None, :] - W[None]  # (N, K, n): z_y - z_j = (W_y - W_j) a + b_y - b_j
+    c = (b[y][:, None] - b[None]) - (deltas[D][rows, y][:, None] + deltas[D])
+    crown = backsubstitute(Lam, c, D - 1, weights, relax, deltas, x_box)
+    # IBP's bound on the same last box, for the intersection
+    m, r = (a_lo + a_hi) / 2, (a_hi - a_lo) / 2
+    ibp = (xp.einsum("nkd,nd->nk", Lam, m) + c - xp.einsum("nkd,nd->nk", xp.abs(Lam), r)
+           - gamma(W.shape[1] + 2, U64) * (xp.einsum("nkd,nd->nk", xp.abs(Lam), xp.abs(m) + r) + xp.abs(c)))
+    lower = xp.maximum(crown, ibp)
+    lower[rows, y] = xp.inf
+    return LinearBounds(boxes, lower, (lower > 0).all(axis=1))
+
+
+def verified_fraction(model, x, y, eps, batch=25):
+    """The share of examples CROWN proves robust at radius eps, in batches. -> float in [0, 1]."""
+    from nn.backend import to_device
+    check_number("batch", batch, minimum=1, integer=True)
+    n = 0
+    for i in range(0, len(x), batch):
+        xb, yb = to_device(x[i:i + batch], model.xp, model.dtype), to_device(y[i:i + batch], model.xp)
+        n += int(linear_bounds(model, xb, yb, eps).verified.sum())
+    return n / len(x)
+
