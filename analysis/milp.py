@@ -43,8 +43,9 @@ VERIFY_MARGIN = 1e-5  # a minimum margin must exceed this (relative to 1 + |term
 
 @dataclasses.dataclass
 class Verdict:
-    """One example: status 'verified', 'falsified' or 'unknown'; the smallest margin bound found
-    (the MILP's dual bound; None if no target was finished); the counterexample (host array of the
+    """One example: status 'verified', 'falsified' or 'unknown'; bound: the smallest proven lower
+    bound of a margin z_y - z_j found (the MILP's dual bound, also where the time limit stopped it;
+    when falsified, the negative margin of the counterexample; None if HiGHS gave none); the counterexample (host array of the
     input's shape) when falsified; seconds spent; the number of unstable units (binaries)."""
     status: str
     bound: float | None
@@ -170,9 +171,11 @@ def verify_example(model, x, y, eps, time_limit=60.0, bounds=None):
                 return Verdict("falsified", float(res.fun + const), xc, time.perf_counter() - t0, n_bin)
             return Verdict("unknown", float(res.fun + const), None, time.perf_counter() - t0, n_bin)
         dual = getattr(res, "mip_dual_bound", None)
-        if res.status != 0 or dual is None or not np.isfinite(dual):
-            return Verdict("unknown", None if best == np.inf else best, None, time.perf_counter() - t0, n_bin)
-        margin = dual + const
+        if dual is None or not np.isfinite(dual):
+            return Verdict("unknown", None, None, time.perf_counter() - t0, n_bin)
+        margin = dual + const  # a proven lower bound of this margin, also when the time ran out
+        if res.status != 0:
+            return Verdict("unknown", float(min(best, margin)), None, time.perf_counter() - t0, n_bin)
         if margin <= VERIFY_MARGIN * (1 + np.abs(row).sum() + abs(b[yy] - b[j])):
             return Verdict("unknown", float(margin), None, time.perf_counter() - t0, n_bin)
         best = min(best, margin)

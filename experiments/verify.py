@@ -1,11 +1,20 @@
 """Beyond the paper: bracket each Table 1 model's robust accuracy between a proof and an attack
-(issue 14). For every model and eps: the share of test images proven robust by interval bound
-propagation (``analysis.ibp``, a lower bound), the share that survives PGD (the audit's eps-sweep
-attack: per-example worst of cross-entropy PGD in the paper's numerics and margin PGD with stable
-derivatives, an upper bound), and the undecided share between them.
+(issue 14). For every model and eps, the share of test images proven robust by each verifier (lower
+bounds): interval bound propagation (``analysis.ibp``, every model), linear relaxation (CROWN,
+``analysis.crown``, the MLPs) and, for ReLU MLPs, the exact MILP (``analysis.milp``) on examples
+that CROWN leaves open and the attack does not fool (at most --milp-max of them, --milp-time seconds
+each); the share that survives the attack (the audit's eps-sweep attack: per-example worst of
+cross-entropy PGD in the paper's numerics and margin PGD with stable derivatives; MILP
+counterexamples count as fooled too), an upper bound; and the undecided share between them. A
+verified example that an attack fooled would be a bug: their number is reported (``contradictions``)
+and must be 0.
 
     python -m experiments.verify                                   # the Table 1 models in runs/table1
-    python -m experiments.verify --models sigmoid_mlp-saturated --n-test 10000
+    python -m experiments.verify --models relu_mlp-saturated --survivors 20 --milp-time 120
+
+``--survivors K``: also take the first K test images that survive the attack at the largest eps
+through every method (the question of issue 14: is the saturated ReLU MLP's robustness there real?)
+and record, per image, the verdict and the bound that left it undecided.
 
 Writes verify.json (every number; rewritten after each model, and a model already bracketed with the
 same options and checkpoint is kept when the command is run again), verify.md and, with the plots
@@ -16,36 +25,126 @@ from __future__ import annotations
 import argparse
 import time
 
-from analysis import audit
-from analysis.ibp import verified_fraction
+import numpy as np
+
+from analysis import crown, ibp, milp
 from experiments.audit import MODELS, sweep_attack
 from experiments.common import (Run, add_checkpoint_args, add_common_args, amount, checkpoint_stamp, cli, count,
                                 load_models, resumable_rows, save_figure, write_json)
-from nn.backend import to_device
+from nn.backend import to_device, to_host
 from nn.mnist import load_mnist
 
 EPS = (0.01, 0.03, 0.1, 0.25)
 
 
-def bracket(model, x, y, eps_values, args):
-    """-> {"eps", "verified" (% proven by IBP), "attacked" (% surviving the attack), "undecided" (%),
-    "seconds"} for one model; x, y on the host."""
-    t0 = time.perf_counter()
-    verified = [100 * verified_fraction(model, x, y, e, batch=args.batch) for e in eps_values]
+def _is_mlp(model):
+    try:
+        crown._mlp_parts(model)
+        return True
+    except ValueError:
+        return False
+
+
+def _verified_mask(fn, model, x, y, eps, batch):
+    """(N,) host bool: examples the bound function fn(model, xb, yb, eps) verifies, in batches."""
+    out = []
+    for i in range(0, len(x), batch):
+        xb, yb = to_device(x[i:i + batch], model.xp, model.dtype), to_device(y[i:i + batch], model.xp)
+        out.append(to_host(fn(model, xb, yb, eps).verified))
+    return np.concatenate(out).astype(bool)
+
+
+def _pct(mask):
+    return 100.0 * float(np.mean(mask))
+
+
+def bracket(model, x, y, eps_values, args, log=print):
+    """-> one row: per eps the % verified by each method and by the best of them, the % surviving
+    the attack, the undecided %, the MILP's tally, contradictions and seconds per method."""
+    mlp = _is_mlp(model)
+    relu = mlp and all(a == "relu" for a in crown._mlp_parts(model)[1])
     xd, yd = to_device(x, model.xp, model.dtype), to_device(y, model.xp)
-    attacked = audit.accuracy_curve(model, xd, yd, list(eps_values), sweep_attack(args))
-    return {"eps": list(eps_values), "verified": verified, "attacked": attacked,
-            "undecided": [a - v for a, v in zip(attacked, verified)], "seconds": time.perf_counter() - t0}
+    row = {"eps": list(eps_values), "methods": ["ibp"] + (["crown"] if mlp else []) + (["milp"] if relu else []),
+           "verified_by": {}, "verified": [], "attacked": [], "undecided": [], "milp": [], "contradictions": [],
+           "seconds": {"ibp": 0.0, "crown": 0.0, "milp": 0.0, "attack": 0.0}}
+    fooled = np.zeros(len(x), bool)
+    make_attack = sweep_attack(args)
+    for e in eps_values:
+        t = time.perf_counter()
+        fooled |= to_host(make_attack(float(e))(model, xd, yd)[1]).astype(bool)  # fooled at e is fooled above
+        row["seconds"]["attack"] += time.perf_counter() - t
+        t = time.perf_counter()
+        proven = {"ibp": _verified_mask(ibp.interval_bounds, model, x, y, e, args.batch)}
+        row["seconds"]["ibp"] += time.perf_counter() - t
+        if mlp:
+            t = time.perf_counter()
+            proven["crown"] = _verified_mask(crown.linear_bounds, model, x, y, e, args.crown_batch) | proven["ibp"]
+            row["seconds"]["crown"] += time.perf_counter() - t
+        tally = None
+        if relu:
+            t = time.perf_counter()
+            proven["milp"] = proven["crown"].copy()
+            open_ = np.where(~proven["crown"] & ~fooled)[0][:args.milp_max]
+            tally = {"tried": int(len(open_)), "verified": 0, "falsified": 0, "unknown": 0}
+            for i in open_:
+                v = milp.verify_example(model, xd[i:i + 1], yd[i:i + 1], float(e), time_limit=args.milp_time)
+                tally[v.status] += 1
+                proven["milp"][i] = v.status == "verified"
+                fooled[i] |= v.status == "falsified"
+            row["seconds"]["milp"] += time.perf_counter() - t
+        best = np.any(list(proven.values()), axis=0)
+        for k, v in proven.items():
+            row["verified_by"].setdefault(k, []).append(_pct(v))
+        row["verified"].append(_pct(best))
+        row["attacked"].append(_pct(~fooled))
+        row["undecided"].append(row["attacked"][-1] - row["verified"][-1])
+        row["milp"].append(tally)
+        row["contradictions"].append(int((best & fooled).sum()))
+        log(f"  eps {e}: verified " + ", ".join(f"{k} {_pct(v):.1f}" for k, v in proven.items())
+            + f" %; attacked {_pct(~fooled):.1f} %" + (f"; MILP {tally}" if tally else "")
+            + f"; contradictions {row['contradictions'][-1]}")
+    return row
+
+
+def survivors(model, x, y, eps, args, log=print):
+    """The first args.survivors images that survive the attack at eps, through IBP, CROWN and the
+    MILP: per image its index, label, each method's lower bound of min_j (z_y - z_j) (positive =
+    proven), the MILP's verdict and binaries. -> list of dicts."""
+    xd, yd = to_device(x, model.xp, model.dtype), to_device(y, model.xp)
+    fooled = to_host(sweep_attack(args)(float(eps))(model, xd, yd)[1]).astype(bool)
+    out = []
+    relu = _is_mlp(model) and all(a == "relu" for a in crown._mlp_parts(model)[1])
+    for i in np.where(~fooled)[0][:args.survivors]:
+        xb, yb = xd[i:i + 1], yd[i:i + 1]
+        ib = ibp.interval_bounds(model, xb, yb, eps)
+        rec = {"index": int(i), "label": int(y[i]), "ibp_bound": float(to_host(ib.diff_lower).min())}
+        if _is_mlp(model):
+            lb = crown.linear_bounds(model, xb, yb, eps)
+            rec["crown_bound"] = float(to_host(lb.diff_lower).min())
+            rec["unstable_units"] = [int(to_host((lo < 0) & (hi > 0)).sum()) for lo, hi in lb.pre]
+            if relu:
+                v = milp.verify_example(model, xb, yb, eps, time_limit=args.milp_time, bounds=lb)
+                rec.update(milp=v.status, milp_bound=v.bound, binaries=v.binaries, milp_seconds=v.seconds)
+        out.append(rec)
+        log(f"  survivor {rec}")
+    return out
 
 
 def format_table(rows):
-    lines = ["| model | n | " + " | ".join(f"eps {e}: verified / attacked" for e in rows[0]["eps"]) + " |",
-             "| --- | --- |" + " --- |" * len(rows[0]["eps"])]
+    lines = ["| model | n | " + " | ".join(f"eps {e}: verified (IBP / CROWN / MILP) / attacked" for e in rows[0]["eps"])
+             + " |", "| --- | --- |" + " --- |" * len(rows[0]["eps"])]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['n']} | " + " | ".join(
-            f"{v:.1f} / {a:.1f}" for v, a in zip(r["verified"], r["attacked"])) + " |")
-    return "\n".join(lines) + ("\n\n(% of the test images: proven robust by interval bound propagation / surviving "
-                               "the per-example worst of two PGD attacks; the true robust accuracy lies between)\n")
+        cells = []
+        for k in range(len(r["eps"])):
+            v = " / ".join(f"{r['verified_by'][m][k]:.1f}" if m in r["verified_by"] else "-"
+                           for m in ("ibp", "crown", "milp"))
+            cells.append(f"{v} / {r['attacked'][k]:.1f}")
+        lines.append(f"| {r['model']} | {r['n']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + (
+        "\n\n(% of the test images proven robust by interval bound propagation / by linear relaxation (CROWN, "
+        "MLPs) / with the exact MILP on CROWN's open examples (ReLU MLPs, capped by --milp-max) / surviving the "
+        "per-example worst of two PGD attacks and the MILP's counterexamples; the true robust accuracy lies "
+        "between the largest verified share and the attacked one; '-': the method does not apply)\n")
 
 
 def main(argv=None):
@@ -55,9 +154,13 @@ def main(argv=None):
     parser.add_argument("--n-test", type=count, default=2000, help="test images per model (default 2000)")
     parser.add_argument("--sweep-steps", type=count, default=100, help="PGD steps per eps (default 100)")
     parser.add_argument("--batch", type=count, default=250)
+    parser.add_argument("--crown-batch", type=count, default=20, help="examples per CROWN pass (memory)")
+    parser.add_argument("--milp-max", type=count, default=20, help="examples per model and eps for the MILP")
+    parser.add_argument("--milp-time", type=amount, default=30.0, help="seconds per example for the MILP")
+    parser.add_argument("--survivors", type=int, default=0, help="survivors at the largest eps to examine")
     args = parser.parse_args(argv)
     if args.quick:
-        args.n_test, args.sweep_steps = 100, 5
+        args.n_test, args.sweep_steps, args.milp_max, args.milp_time = 100, 5, 3, 5.0
     args.eps = sorted(args.eps)
     run = Run("verify", args)
     x, y = (a[:args.n_test] for a in load_mnist(args.data_dir)["test"])
@@ -69,11 +172,16 @@ def main(argv=None):
             rows.append(done[name])
             run.log(f"{name}: bracketed before with the same options and checkpoint (verify.json); kept")
             continue
-        row = {"model": name, "n": len(x), **bracket(model, x, y, args.eps, args),
+        t0 = time.perf_counter()
+        run.log(f"{name}:")
+        row = {"model": name, "n": len(x), **bracket(model, x, y, args.eps, args, run.log),
                "checkpoint": checkpoint_stamp(args.checkpoints, name)}
+        if args.survivors:
+            row["survivors"] = survivors(model, x, y, args.eps[-1], args, run.log)
+        row["total_seconds"] = time.perf_counter() - t0
         rows.append(row)
         run.log(f"{name}: verified {[round(v, 1) for v in row['verified']]} %, attacked "
-                f"{[round(a, 1) for a in row['attacked']]} % at eps {args.eps} ({row['seconds']:.0f} s)")
+                f"{[round(a, 1) for a in row['attacked']]} % at eps {args.eps} ({row['total_seconds']:.0f} s)")
         others = [r for m, r in done.items() if m not in models]
         write_json(run.path("verify.json"), {"rows": rows + others, "options": vars(args)})
     table = format_table(rows)
@@ -83,8 +191,9 @@ def main(argv=None):
     def draw(axes):
         for ax, r in zip(axes.ravel(), rows):
             ax.fill_between(r["eps"], r["verified"], r["attacked"], color="0.85", label="undecided")
-            ax.plot(r["eps"], r["attacked"], marker="o", label="attacked (upper bound)")
-            ax.plot(r["eps"], r["verified"], marker="s", label="verified by IBP (lower bound)")
+            ax.plot(r["eps"], r["attacked"], marker="o", color="C3", label="attacked (upper bound)")
+            for m, mark in zip(r["methods"], "s^D"):
+                ax.plot(r["eps"], r["verified_by"][m], marker=mark, label=f"verified by {m.upper()} (lower bound)")
             ax.set_xscale("log")
             ax.set_ylim(0, 100)
             ax.set_xlabel("eps (L-inf)")

@@ -180,12 +180,20 @@ def test_verify_quick_end_to_end(tmp_path, mnist_dir, small_mnist_models):
     folder, _ = small_mnist_models
     argv = ["--quick", "--from", str(folder), "--models", "relu_mlp-vanilla", "--eps", "0.003", "0.01", "0.1",
             "--out", str(tmp_path / "v"), "--data-dir", str(mnist_dir)]
-    (row,) = verify.main(argv)
+    (row,) = verify.main(argv + ["--survivors", "2"])
     assert row["eps"] == [0.003, 0.01, 0.1] and row["n"] == 100
+    assert row["methods"] == ["ibp", "crown", "milp"]
+    by = row["verified_by"]
+    assert all(i <= c <= m == v for i, c, m, v in zip(by["ibp"], by["crown"], by["milp"], row["verified"]))
+    assert by["crown"][1] > by["ibp"][1]  # the relaxation proves more than intervals
+    assert row["contradictions"] == [0, 0, 0]  # nothing proven robust was fooled
+    assert all(t["tried"] <= 3 and t["verified"] + t["falsified"] + t["unknown"] == t["tried"] for t in row["milp"])
     assert all(v <= a for v, a in zip(row["verified"], row["attacked"]))
     assert row["verified"] == sorted(row["verified"], reverse=True) and row["verified"][0] > 0
     assert row["attacked"] == sorted(row["attacked"], reverse=True)
-    assert verify.main(argv) == [row] and (tmp_path / "v" / "log.txt").read_text().count("kept") == 1
+    assert len(row["survivors"]) == 2 and {"crown_bound", "milp", "unstable_units"} <= set(row["survivors"][0])
+    assert verify.main(argv + ["--survivors", "2"]) == [row]
+    assert (tmp_path / "v" / "log.txt").read_text().count("kept") == 1
 
 
 def test_logit_scale_quick_end_to_end(tmp_path, mnist_dir, small_mnist_models):
