@@ -15,7 +15,12 @@ Reads only the run folders (no model is loaded, nothing is recomputed) and write
   trajectory and the Jacobian's singular values (log axis), vanilla above saturated
   (``experiments.fisher_path``);
 * fig6-kurtosis.png: Figure 6, the linear read-out's robustness ratio against the weights' excess
-  kurtosis, Pearson VII and the learned layers (``experiments.kurtosis_linear``).
+  kurtosis, Pearson VII and the learned layers (``experiments.kurtosis_linear``);
+* fig-audit-eps.png (beyond the paper): robust accuracy against eps under the audit's per-example
+  worst PGD, one panel per architecture, vanilla / adversarial / saturated (``experiments.audit``);
+* fig-logit-scale.png (beyond the paper): FGSM accuracy against the logit scale c, cross-entropy in
+  the paper's float32 numerics beside the scale-free margin loss, and the share of exactly-zero input
+  gradients (``experiments.logit_scale``).
 
 A figure whose data are missing is skipped with a line saying which command makes them. Needs the
 ``plots`` extra; without matplotlib nothing is drawn and the command says so.
@@ -32,7 +37,7 @@ from experiments.common import cli, save_figure
 
 ARCH_NAMES = {"sigmoid_mlp": "sigmoid MLP", "relu_mlp": "ReLU MLP", "cnn": "CNN"}
 TRAININGS = ("vanilla", "saturated")
-COLOURS = {"vanilla": "tab:blue", "saturated": "tab:red"}
+COLOURS = {"vanilla": "tab:blue", "saturated": "tab:red", "adversarial": "tab:green"}
 
 
 def _load(path):
@@ -191,12 +196,71 @@ def figure6(ratios, path):
     return save_figure(path, fill, (1, 1), (7, 4.5), dpi=90)
 
 
+def _arch_panels(names):
+    """The architectures present among model names '<arch>-<training>', in ARCH_NAMES order."""
+    return [a for a in ARCH_NAMES if any(n.startswith(f"{a}-") for n in names)]
+
+
+def figure_audit(audit, path):
+    """Accuracy against eps from the audit's eps sweep, one panel per architecture."""
+    rows = audit["rows"]
+    archs = _arch_panels([r["model"] for r in rows])
+
+    def fill(axes):
+        for ax, arch in zip(axes[0], archs):
+            for r in rows:
+                if r["model"].startswith(f"{arch}-"):
+                    training = r["model"][len(arch) + 1:]
+                    ax.plot(r["eps"], r["curve"], marker=".", color=COLOURS.get(training.split("-")[0], "black"),
+                            label=f"{training} (n = {r['n']})")
+            ax.axvline(0.25, color="0.6", lw=0.8, ls=":")
+            ax.set_ylim(-2, 102)
+            ax.set_xlabel("eps (L-inf)")
+            ax.set_ylabel("robust accuracy % (worst PGD)")
+            ax.set_title(ARCH_NAMES[arch])
+            ax.legend(fontsize=8)
+    return save_figure(path, fill, (1, len(archs)), (4.5 * len(archs), 3.6), dpi=80)
+
+
+def figure_logit_scale(ls, path):
+    """FGSM accuracy (top) and exactly-zero input gradients (bottom) against the logit scale c."""
+    results = ls["results"]
+    archs = _arch_panels([r["model"] for r in results])
+
+    def fill(axes):
+        for col, arch in enumerate(archs):
+            top, bottom = axes[0, col], axes[1, col]
+            for r in results:
+                if not r["model"].startswith(f"{arch}-"):
+                    continue
+                training = r["model"][len(arch) + 1:]
+                colour = COLOURS.get(training.split("-")[0], "black")
+                c = [s["scale"] for s in r["scales"]]
+                top.plot(c, [s["accuracy"]["fgsm-ce-paper"] for s in r["scales"]], marker=".", color=colour,
+                         label=f"{training}: cross-entropy, float32")
+                top.plot(c, [s["accuracy"]["fgsm-margin-stable"] for s in r["scales"]], ls="--", color=colour,
+                         label=f"{training}: margin loss")
+                bottom.plot(c, [100 * s["zero_gradient_fraction"] for s in r["scales"]], marker=".", color=colour,
+                            label=training)
+            for ax in (top, bottom):
+                ax.set_xscale("log", base=2)
+                ax.set_ylim(-2, 102)
+            top.set_title(ARCH_NAMES[arch])
+            top.set_ylabel("FGSM accuracy % (eps 0.25)")
+            top.legend(fontsize=7)
+            bottom.set_xlabel("logit scale c (predictions unchanged)")
+            bottom.set_ylabel("exactly-zero gradients %")
+    return save_figure(path, fill, (2, len(archs)), (4.5 * len(archs), 6.0), dpi=80)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--weights", default="runs/weights", help="folder of experiments.weights")
     parser.add_argument("--rdm", default="runs/rdm", help="folder of experiments.rdm")
     parser.add_argument("--fisher", default="runs/fisher_path", help="folder of experiments.fisher_path")
     parser.add_argument("--kurtosis", default="runs/kurtosis_linear", help="folder of experiments.kurtosis_linear")
+    parser.add_argument("--audit", default="runs/audit", help="folder of experiments.audit")
+    parser.add_argument("--logit-scale", default="runs/logit_scale", help="folder of experiments.logit_scale")
     parser.add_argument("--out", default="runs/figures", help="where the PNGs go (default runs/figures)")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
     args = parser.parse_args(argv)
@@ -232,6 +296,17 @@ def main(argv=None):
         missing.append(f"Figure 6: no {args.kurtosis}/ratios.json (python -m experiments.kurtosis_linear)")
     else:
         figure6(k, out / "fig6-kurtosis.png")
+    audit = _load(Path(args.audit) / "audit.json")
+    if audit is None:
+        missing.append(f"the audit's eps curves: no {args.audit}/audit.json (python -m experiments.audit)")
+    else:
+        figure_audit(audit, out / "fig-audit-eps.png")
+    ls = _load(Path(args.logit_scale) / "logit_scale.json")
+    if ls is None:
+        missing.append(f"the logit-scale probe: no {args.logit_scale}/logit_scale.json "
+                       "(python -m experiments.logit_scale)")
+    else:
+        figure_logit_scale(ls, out / "fig-logit-scale.png")
     for line in missing:
         print(f"skipped {line}")
     written = sorted(str(p) for p in out.glob("fig*.png"))

@@ -126,20 +126,26 @@ def test_analysis_scripts_quick_end_to_end(tmp_path, mnist_dir, small_mnist_mode
     assert k["pearson7"][0]["rise"] == 0 and k["pearson7"][-1]["rise"] > 0.1
     for d, f in [("w", "stats.json"), ("r", "rdm.npz"), ("f", "paths.npz"), ("k", "ratios.json")]:
         assert (tmp_path / d / f).exists()
+    # ours beyond the paper: the audit's eps curves and the logit-scale probe
+    from experiments import audit, logit_scale
+    audit.main(common + ["--out", str(tmp_path / "a")])
+    logit_scale.main(common + ["--scales", "1", "64", "--out", str(tmp_path / "ls")])
     # the paper's figures redrawn from these folders: every file, or (without matplotlib) none, cleanly
     import importlib.util
     from experiments import figures
     written = figures.main(["--weights", str(tmp_path / "w"), "--rdm", str(tmp_path / "r"), "--fisher",
-                            str(tmp_path / "f"), "--kurtosis", str(tmp_path / "k"), "--out", str(tmp_path / "figs")])
+                            str(tmp_path / "f"), "--kurtosis", str(tmp_path / "k"), "--audit", str(tmp_path / "a"),
+                            "--logit-scale", str(tmp_path / "ls"), "--out", str(tmp_path / "figs")])
     expected = {f"fig{n}-{what}-{arch}.png" for n, what in ((1, "weights"), (3, "rdm"), (4, "fisher"))
-                for arch in ("sigmoid_mlp", "relu_mlp")} | {"fig2-preactivations.png", "fig6-kurtosis.png"}
+                for arch in ("sigmoid_mlp", "relu_mlp")} | {"fig2-preactivations.png", "fig6-kurtosis.png",
+                                                            "fig-audit-eps.png", "fig-logit-scale.png"}
     if importlib.util.find_spec("matplotlib") is None:
         assert written == []
     else:
         assert {Path(p).name for p in written} == expected
     nowhere = str(tmp_path / "none")
     assert figures.main(["--weights", nowhere, "--rdm", nowhere, "--fisher", nowhere, "--kurtosis", nowhere,
-                         "--out", str(tmp_path / "figs2")]) == []
+                         "--audit", nowhere, "--logit-scale", nowhere, "--out", str(tmp_path / "figs2")]) == []
 
 
 def test_audit_quick_end_to_end(tmp_path, mnist_dir, small_mnist_models):
