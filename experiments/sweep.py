@@ -433,19 +433,26 @@ def draw(rows, path):
     from experiments.table1 import PAPER  # table1 imports this module: import it when drawing
     archs = [a for a in ARCH_NAMES if any(r["arch"] == a for r in rows)]
 
+    import matplotlib
+    colours = matplotlib.colormaps["tab20"].colors  # more runs per panel than tab10 has colours
+
     def fill(axes):
         for row_axes, arch in zip(axes, archs):
             ax, mx, bx = row_axes
             rs = [r for r in rows if r["arch"] == arch]
-            for run in sorted({r["run"] for r in rs}):
+            floor = min(100 * r["clean_acc"] for r in rs if r["clean_acc"] >= 0.9) - 1  # runs that learned
+            collapsed = 0
+            for k, run in enumerate(sorted({r["run"] for r in rs})):
                 rr = [r for r in rs if r["run"] == run]
-                label = short_label(rr[0])
-                line, = ax.plot([r["epoch"] for r in rr], [100 * r["fgsm_tf"] for r in rr], marker="o", ms=3,
-                                label=label)
-                mx.plot([r["epoch"] for r in rr], [r["margin_q"][2] for r in rr], marker="o", ms=3,
-                        color=line.get_color())
-                bx.scatter([100 * r["clean_acc"] for r in rr], [100 * r["fgsm_tf"] for r in rr], s=12,
-                           color=line.get_color())
+                colour = colours[k % len(colours)]
+                ax.plot([r["epoch"] for r in rr], [100 * r["fgsm_tf"] for r in rr], marker="o", ms=3, color=colour,
+                        ls="-" if k < len(colours) else "--", label=short_label(rr[0]))
+                mx.plot([r["epoch"] for r in rr], [max(r["margin_q"][2], 0.1) for r in rr], marker="o", ms=3,
+                        color=colour)
+                kept = [r for r in rr if 100 * r["clean_acc"] >= floor]
+                collapsed += len(rr) - len(kept)
+                bx.scatter([100 * r["clean_acc"] for r in kept], [100 * r["fgsm_tf"] for r in kept], s=12,
+                           color=colour)
             ticks = [m for m in MILESTONES if m <= max(r["epoch"] for r in rs)]
             for a in (ax, mx):
                 a.set_xscale("log")
@@ -458,15 +465,18 @@ def draw(rows, path):
             ax.set_ylim(0, 100)
             ax.legend(fontsize=6, loc="upper left")
             mx.axhline(87.3, color="gray", ls="--", lw=0.8)
-            mx.set_ylim(0, max(mx.get_ylim()[1], 100))  # the floor and its label inside the panel
-            mx.text(0.02, 89, "p_j flushes to 0 (log 2^-126)", fontsize=7, color="gray",
+            mx.set_yscale("log")  # from collapsed runs (~0) to runaway CNN logits (~1e8)
+            mx.set_ylim(0.1, max(mx.get_ylim()[1], 300))
+            mx.text(0.02, 95, "p_j flushes to 0 (log 2^-126)", fontsize=7, color="gray",
                     transform=mx.get_yaxis_transform())  # x in axes fraction, y in data
-            mx.set_ylabel("median logit margin z_y - max z_j")
+            mx.set_ylabel("median logit margin z_y - max z_j (log; 0.1 = <= 0.1)")
             mx.set_title(f"{ARCH_NAMES[arch]}: logit margin")
             c, f = PAPER[(arch, "saturated")]
             bx.scatter([c], [f], marker="*", s=160, color="black", label="the paper's saturated model")
             bx.axvline(c - 1, color="gray", ls=":", lw=0.8)
-            bx.set_xlabel("clean test accuracy (%)")
+            bx.set_xlim(min(floor, c - 2), 100)
+            bx.set_xlabel("clean test accuracy (%)" + (f"; {collapsed} milestones below {floor:.0f} % not shown"
+                                                         if collapsed else ""))
             bx.set_ylabel("FGSM accuracy, eps 0.25 (%)")
             bx.set_ylim(0, 100)
             bx.set_title(f"{ARCH_NAMES[arch]}: every run and milestone")
