@@ -440,7 +440,7 @@ def draw(rows, path):
         for row_axes, arch in zip(axes, archs):
             ax, mx, bx = row_axes
             rs = [r for r in rows if r["arch"] == arch]
-            floor = min(100 * r["clean_acc"] for r in rs if r["clean_acc"] >= 0.9) - 1  # runs that learned
+            floor = min((100 * r["clean_acc"] for r in rs if r["clean_acc"] >= 0.9), default=1) - 1  # runs that learned
             collapsed = 0
             for k, run in enumerate(sorted({r["run"] for r in rs})):
                 rr = [r for r in rs if r["run"] == run]
