@@ -87,7 +87,8 @@ def bracket(model, x, y, eps_values, args, log=print):
             open_ = np.where(~proven["crown"] & ~fooled)[0][:args.milp_max]
             tally = {"tried": int(len(open_)), "verified": 0, "falsified": 0, "unknown": 0}
             for i in open_:
-                v = milp.verify_example(model, xd[i:i + 1], yd[i:i + 1], float(e), time_limit=args.milp_time)
+                v = milp.verify_example(model, xd[i:i + 1], yd[i:i + 1], float(e), time_limit=args.milp_time,
+                                        max_binaries=args.milp_max_binaries)
                 tally[v.status] += 1
                 proven["milp"][i] = v.status == "verified"
                 fooled[i] |= v.status == "falsified"
@@ -156,8 +157,11 @@ def main(argv=None):
     parser.add_argument("--batch", type=count, default=250)
     parser.add_argument("--crown-batch", type=count, default=20, help="examples per CROWN pass (memory)")
     parser.add_argument("--milp-max", type=count, default=20, help="examples per model and eps for the MILP")
-    parser.add_argument("--milp-time", type=amount, default=30.0, help="seconds per example for the MILP")
-    parser.add_argument("--survivors", type=int, default=0, help="survivors at the largest eps to examine")
+    parser.add_argument("--milp-time", type=amount, default=60.0, help="seconds per example for the MILP")
+    parser.add_argument("--milp-max-binaries", type=count, default=300,
+                        help="skip the MILP for an example with more unstable units than this (default 300)")
+    parser.add_argument("--survivors", type=int, default=0,
+                        help="survivors at the largest eps to examine (the MILP then has no --milp-max-binaries)")
     args = parser.parse_args(argv)
     if args.quick:
         args.n_test, args.sweep_steps, args.milp_max, args.milp_time = 100, 5, 3, 5.0
