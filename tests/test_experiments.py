@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from experiments import bench
 from experiments import train as train_script
@@ -305,3 +306,30 @@ def test_table1_killed_mid_training_resumes_to_the_same_table(tmp_path, mnist_di
     rows = [json.loads((tmp_path / d / "table.json").read_text())["rows"] for d in ("straight", "killed")]
     keys = ("arch", "training", "clean_acc", "fgsm_acc", "fgsm_f32_acc", "fgsm_stable_acc", "zero_grad_frac")
     assert [{k: r[k] for k in keys} for r in rows[0]] == [{k: r[k] for k in keys} for r in rows[1]]
+
+
+def test_silence_counts_examples_without_a_training_signal(tmp_path, mnist_dir, small_mnist_models):
+    """A network whose readout is scaled by 1000 predicts the same, but every correctly classified
+    example's float32 cross-entropy gradient is then exactly 0: silent shares equal the accuracies."""
+    from analysis.audit import scale_logits
+    from experiments import silence
+    from nn.checkpoint import save_checkpoint
+    from nn.mnist import load_mnist
+    _, models = small_mnist_models
+    model = models["relu_mlp-vanilla"]
+    run = tmp_path / "run"
+    run.mkdir()
+    save_checkpoint(run / "snap-e1.npz", model, complete=True)
+    save_checkpoint(run / "snap-e2.npz", scale_logits(model, 1000.0), complete=True)
+    rows = silence.main([str(run), "--quick", "--out", str(tmp_path / "s"), "--data-dir", str(mnist_dir)])
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert rows[0]["silent_train"] < 0.05 and rows[0]["silent_test"] < 0.05
+    data = load_mnist(mnist_dir)
+    acc = float((model.predict(data["test"][0][:500]) == data["test"][1][:500]).mean())
+    assert rows[1]["silent_test"] == pytest.approx(acc, abs=0.01)
+    assert rows[1]["margin_test"] == pytest.approx(1000 * rows[0]["margin_test"], rel=1e-3)
+    assert len((tmp_path / "s" / "silence.md").read_text().splitlines()) == 4  # header, rule, two snapshots
+    from experiments.common import cli
+    with pytest.raises(SystemExit) as e:
+        cli(silence.main, [str(tmp_path / "empty")])  # a folder without snapshots: one line, exit 2
+    assert e.value.code == 2
