@@ -14,7 +14,8 @@ the pre-activation h = W a^{k-1} + b + e, e the float32 layer's rounding, |e| <=
 With z binary these say a = relu(h) exactly (the big-M form, M from the bounds [l, u], which must
 be sound: they come from ``analysis.crown``). The objective is the margin z_y - z_j =
 (W_y - W_j) a^{D-1} + b_y - b_j, minimised for each j != y (the j with the weakest relaxation bound
-first): the example is *verified* when every minimum exceeds the float32 rounding of the two logits
+first; HiGHS stops at a relative gap of ``MIP_GAP`` between its best margin and its proven lower
+bound, since only the sign is needed): the example is *verified* when every minimum exceeds the float32 rounding of the two logits
 plus the solver's tolerance, *falsified* when a minimiser is misclassified by the model (checked in
 float32 and in float64: the counterexample is real), and *unknown* when the time limit ends the
 search first (or a negative minimum's point is not misclassified, within the solver's tolerances).
@@ -39,6 +40,9 @@ from nn.backend import to_device, to_host
 from nn.validate import InputError, check_batch, check_number
 
 VERIFY_MARGIN = 1e-5  # a minimum margin must exceed this (relative to 1 + |terms|) to count as proven
+# HiGHS stops once its best margin and its proven lower bound are within this relative gap: only the
+# sign matters (a best margin m > 0 then comes with a lower bound >= m / 2 > 0), not the optimum
+MIP_GAP = 0.5
 
 
 @dataclasses.dataclass
@@ -152,6 +156,8 @@ def verify_example(model, x, y, eps, time_limit=60.0, bounds=None, max_binaries=
     A, c_lo, c_hi, v_lo, v_hi, integ, (last_idx, last_live), n_bin = _encode(host, boxes, deltas, x_lo, x_hi)
     if max_binaries is not None and n_bin > max_binaries:
         return Verdict("unknown", float(np.min(to_host(lb.diff_lower)[0])), None, time.perf_counter() - t0, n_bin)
+    A_one = sparse.hstack([A, sparse.csr_matrix((A.shape[0], 1))], format="csr")
+    integ_one, lo_one, hi_one = np.append(integ, 0), np.append(v_lo, 1.0), np.append(v_hi, 1.0)
     W, b = host[-1]
     yy = int(to_host(y)[0])
     order = [j for j in np.argsort(to_host(lb.diff_lower)[0]) if j != yy]
@@ -160,27 +166,28 @@ def verify_example(model, x, y, eps, time_limit=60.0, bounds=None, max_binaries=
         left = time_limit - (time.perf_counter() - t0)
         if left <= 0:
             return Verdict("unknown", None if best == np.inf else best, None, time.perf_counter() - t0, n_bin)
-        cost = np.zeros(A.shape[1])
+        cost = np.zeros(A.shape[1] + 1)  # the last variable is fixed at 1 and carries the constant
         row = W[yy, last_live] - W[j, last_live]
         cost[last_idx] = row
-        const = b[yy] - b[j] - deltas[-1][yy] - deltas[-1][j]
-        res = milp(cost, constraints=[LinearConstraint(A, c_lo, c_hi)], integrality=integ,
-                   bounds=Bounds(v_lo, v_hi), options={"time_limit": max(left, 0.01), "disp": False})
-        if res.x is not None and res.fun + const < 0:
+        cost[-1] = b[yy] - b[j] - deltas[-1][yy] - deltas[-1][j]  # the objective is the margin itself
+        res = milp(cost, constraints=[LinearConstraint(A_one, c_lo, c_hi)], integrality=integ_one,
+                   bounds=Bounds(lo_one, hi_one),
+                   options={"time_limit": max(left, 0.01), "disp": False, "mip_rel_gap": MIP_GAP})
+        if res.x is not None and res.fun < 0:
             xc = _in_ball(res.x[:len(x_lo)], to_host(x).reshape(-1), eps, x_lo, x_hi).reshape(x.shape)
             xd = to_device(xc, model.xp, model.dtype)
             fooled = (to_host(model.predict(xd))[0] != yy
                       and to_host(model.astype(np.float64).predict(xd.astype(np.float64)))[0] != yy)
             if fooled:
-                return Verdict("falsified", float(res.fun + const), xc, time.perf_counter() - t0, n_bin)
-            return Verdict("unknown", float(res.fun + const), None, time.perf_counter() - t0, n_bin)
+                return Verdict("falsified", float(res.fun), xc, time.perf_counter() - t0, n_bin)
+            return Verdict("unknown", float(res.fun), None, time.perf_counter() - t0, n_bin)
         dual = getattr(res, "mip_dual_bound", None)
         if dual is None or not np.isfinite(dual):
             return Verdict("unknown", None, None, time.perf_counter() - t0, n_bin)
-        margin = dual + const  # a proven lower bound of this margin, also when the time ran out
+        margin = dual  # a proven lower bound of this margin, also when the time ran out
         if res.status != 0:
             return Verdict("unknown", float(min(best, margin)), None, time.perf_counter() - t0, n_bin)
-        if margin <= VERIFY_MARGIN * (1 + np.abs(row).sum() + abs(b[yy] - b[j])):
+        if margin <= VERIFY_MARGIN * (1 + np.abs(row).sum() + abs(b[yy] - b[j])):  # too close to 0 to call
             return Verdict("unknown", float(margin), None, time.perf_counter() - t0, n_bin)
         best = min(best, margin)
     return Verdict("verified", float(best), None, time.perf_counter() - t0, n_bin)
