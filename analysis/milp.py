@@ -15,10 +15,11 @@ With z binary these say a = relu(h) exactly (the big-M form, M from the bounds [
 be sound: they come from ``analysis.crown``). The objective is the margin z_y - z_j =
 (W_y - W_j) a^{D-1} + b_y - b_j, minimised for each j != y (the j with the weakest relaxation bound
 first; HiGHS stops at a relative gap of ``MIP_GAP`` between its best margin and its proven lower
-bound, since only the sign is needed): the example is *verified* when every minimum exceeds the float32 rounding of the two logits
-plus the solver's tolerance, *falsified* when a minimiser is misclassified by the model (checked in
-float32 and in float64: the counterexample is real), and *unknown* when the time limit ends the
-search first (or a negative minimum's point is not misclassified, within the solver's tolerances).
+bound, since only the sign is needed): the example is *verified* when every minimum exceeds the
+float32 rounding of the two logits plus the solver's tolerance, *falsified* when a minimiser is
+misclassified by the model (checked in float32 and in float64: the counterexample is real), and
+*unknown* when the time limit ends the search first (or a negative minimum's point is not
+misclassified, within the solver's tolerances).
 
 Soundness: HiGHS works in floating point with feasibility tolerances (1e-7 by default, scaled by the
 constraint's size), so a "verified" verdict is as strong as those tolerances, not a proof in exact
