@@ -236,18 +236,16 @@ def figure_logit_scale(ls, path):
                 training = r["model"][len(arch) + 1:]
                 colour = COLOURS.get(training.split("-")[0], "black")
                 c = [s["scale"] for s in r["scales"]]
-                top.plot(c, [s["accuracy"]["fgsm-ce-paper"] for s in r["scales"]], marker=".", color=colour,
-                         label=f"{training}: cross-entropy, float32")
-                top.plot(c, [s["accuracy"]["fgsm-margin-stable"] for s in r["scales"]], ls="--", color=colour,
-                         label=f"{training}: margin loss")
+                top.plot(c, [s["accuracy"]["fgsm-ce-paper"] for s in r["scales"]], marker=".", color=colour)
+                top.plot(c, [s["accuracy"]["fgsm-margin-stable"] for s in r["scales"]], ls="--", color=colour)
                 bottom.plot(c, [100 * s["zero_gradient_fraction"] for s in r["scales"]], marker=".", color=colour,
                             label=training)
             for ax in (top, bottom):
                 ax.set_xscale("log", base=2)
                 ax.set_ylim(-2, 102)
-            top.set_title(ARCH_NAMES[arch])
+            top.set_title(f"{ARCH_NAMES[arch]}: cross-entropy in float32 (solid), margin loss (dashed)", fontsize=9)
             top.set_ylabel("FGSM accuracy % (eps 0.25)")
-            top.legend(fontsize=7)
+            bottom.legend(fontsize=8, loc="lower right")  # the curves rise to the right: that corner is empty
             bottom.set_xlabel("logit scale c (predictions unchanged)")
             bottom.set_ylabel("exactly-zero gradients %")
     return save_figure(path, fill, (2, len(archs)), (4.5 * len(archs), 6.0), dpi=80)
