@@ -85,20 +85,20 @@ def _encode(weights, boxes, deltas, x_lo, x_hi):
         var_hi += [np.maximum(hi[live], 0), np.ones(len(unstable))]
         integ += [np.zeros(len(live)), np.ones(len(unstable))]
         # a - W a_prev in [b - delta, b + delta] (on)  or  >= b - delta (unstable)
-        rows.append(("h", Wl, prev_idx, a_idx, None))
+        rows.append((Wl, prev_idx, a_idx, None))  # (-W on a_prev, +1 on a, -coef on z) per row
         lbs.append(b[live] - d[live])
         ubs.append(np.where(on, b[live] + d[live], np.inf))
         # unstable: a - W a_prev - l z <= b + delta - l ;  a - u z <= 0
         u_units = live[unstable]
-        rows.append(("hz", Wl[unstable], prev_idx, a_idx[unstable], (z_idx, lo[u_units])))
+        rows.append((Wl[unstable], prev_idx, a_idx[unstable], (z_idx, lo[u_units])))
         lbs.append(np.full(len(unstable), -np.inf))
         ubs.append(b[u_units] + d[u_units] - lo[u_units])
-        rows.append(("uz", None, None, a_idx[unstable], (z_idx, hi[u_units])))
+        rows.append((None, None, a_idx[unstable], (z_idx, hi[u_units])))
         lbs.append(np.full(len(unstable), -np.inf))
         ubs.append(np.zeros(len(unstable)))
         prev_idx, prev_live = a_idx, live
-    blocks = []
-    for kind, Wl, pidx, aidx, extra in rows:
+    blocks = []  # built once n, the number of variables, is known
+    for Wl, pidx, aidx, extra in rows:
         m = len(aidx)
         r = np.arange(m)
         data, ri, ci = [np.ones(m)], [r], [aidx]
@@ -112,7 +112,8 @@ def _encode(weights, boxes, deltas, x_lo, x_hi):
             data.append(-coef)
             ri.append(r)
             ci.append(zi)
-        blocks.append(sparse.csr_matrix((np.concatenate(data), (np.concatenate(ri), np.concatenate(ci))), shape=(m, n)))
+        entries = (np.concatenate(data), (np.concatenate(ri), np.concatenate(ci)))
+        blocks.append(sparse.csr_matrix(entries, shape=(m, n)))
     A = sparse.vstack(blocks, format="csr") if blocks else sparse.csr_matrix((0, n))
     return (A, np.concatenate(lbs), np.concatenate(ubs), np.concatenate(var_lo), np.concatenate(var_hi),
             np.concatenate(integ), (prev_idx, prev_live), n_bin)
