@@ -111,8 +111,9 @@ RELU = [
     _run(arch="relu_mlp", hidden=1000, lam_max=1e-2, lam_step=1e-5, epochs=100),
 ]
 CNN = [  # a narrow CNN (8 and 16 channels, 256 hidden units) to find the regime at a tolerable cost
-    # the paper's constants, long: at 50 epochs FGSM (paper numerics) 51 % at clean 98.6 %, still rising
-    _run(arch="cnn", channels=[8, 16], hidden=256, lam_max=1e-5, lam_step=1e-5, units="sum", epochs=400),
+    # the paper's constants, long: FGSM (paper numerics) 21 / 51 / 98.4 % at 25 / 50 / 100 epochs, clean
+    # 98.7 / 98.6 / 98.7 %: at 100 FGSM meets clean accuracy, the regime (Table 1's CNN row takes it)
+    _run(arch="cnn", channels=[8, 16], hidden=256, lam_max=1e-5, lam_step=1e-5, units="sum", epochs=100),
     _run(arch="cnn", channels=[8, 16], hidden=256, lam_max=1e-2, lam_step=1e-5, epochs=50),
     _run(arch="cnn", channels=[8, 16], hidden=256, lam_max=1.0, lam_step=1e-3, epochs=50),
     _run(arch="cnn", channels=[8, 16], hidden=256, lam_max=0.0, lam_step=0.0, epochs=50),  # no penalty
