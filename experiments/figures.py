@@ -85,6 +85,8 @@ def figure2(hist, path):
     """Pre-activation histograms per layer: vanilla sigmoid, saturated sigmoid, saturated ReLU."""
     names = [n for n in ("sigmoid_mlp-vanilla", "sigmoid_mlp-saturated", "relu_mlp-saturated")
              if f"{n}/h1/counts" in hist]
+    if not names:
+        return None  # the run folder holds none of the figure's three models (e.g. only CNNs)
     n_layers = max(len(_layers(hist, n, "h")) for n in names)
 
     def fill(axes):
