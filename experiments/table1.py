@@ -349,9 +349,12 @@ def format_table(rows):
                     f"{_cell(r, 'fgsm_stable_acc')})" if r else "-")
             cells += [f"{p[0]:.2f} / {p[1]:.2f}", ours]
         lines.append(f"| {t} | " + " | ".join(cells) + " |")
+    sizes = "; ".join(f"{r['arch']}-{r['training']} {r['arch_kwargs'] or 'the default'}" for r in rows
+                      if "arch_kwargs" in r)
     return "\n".join(lines) + ("\n\n(clean test accuracy % / FGSM accuracy % at eps = 0.25 in the paper's numerics, "
                                "float32 with TensorFlow's flush-to-zero; in brackets, FGSM in numpy's float32 "
-                               "without flush-to-zero, and with the stable derivatives)\n")
+                               "without flush-to-zero, and with the stable derivatives"
+                               + (f"; sizes: {sizes}" if sizes else "") + ")\n")
 
 
 def main(argv=None):
@@ -406,7 +409,7 @@ def main(argv=None):
                         f"{res['saturated_frac']}")
             rows.append({"arch": arch, "training": training, **aggregate(per_seed), "n_seeds": len(seeds),
                          "seeds": seeds, "per_seed": per_seed, "paper_clean": PAPER[(arch, training)][0],
-                         "paper_fgsm": PAPER[(arch, training)][1]})
+                         "paper_fgsm": PAPER[(arch, training)][1], "arch_kwargs": ms["arch_kwargs"]})
     table = format_table(rows)
     wall = time.perf_counter() - t_start
     run.log("\n" + table + f"\nwall time {wall:.0f} s on {hardware()}, device {run.device}, seeds {seeds}")
