@@ -114,6 +114,15 @@ def _mlp_parts(model):
     return weights, types[1::2]
 
 
+def mlp_activations(model):
+    """The hidden layers' activations ('relu' or 'sigmoid', in order) of an MLP these bounds handle,
+    or None for any other network (a CNN)."""
+    try:
+        return _mlp_parts(model)[1]
+    except InputError:
+        return None
+
+
 def _float32_error(W, b, lo, hi):
     """delta = gamma^32_{n+1} (|W| max(|lo|, |hi|) + |b|): the float32 layer's rounding on the box.
     W: (m, n), lo/hi: (N, n) -> (N, m)."""

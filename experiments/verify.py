@@ -37,14 +37,6 @@ from nn.mnist import load_mnist
 EPS = (0.01, 0.03, 0.1, 0.25)
 
 
-def _is_mlp(model):
-    try:
-        crown._mlp_parts(model)
-        return True
-    except ValueError:
-        return False
-
-
 def _verified_mask(fn, model, x, y, eps, batch):
     """(N,) host bool: examples the bound function fn(model, xb, yb, eps) verifies, in batches."""
     out = []
@@ -61,8 +53,8 @@ def _pct(mask):
 def bracket(model, x, y, eps_values, args, log=print):
     """-> one row: per eps the % verified by each method and by the best of them, the % surviving
     the attack, the undecided %, the MILP's tally, contradictions and seconds per method."""
-    mlp = _is_mlp(model)
-    relu = mlp and all(a == "relu" for a in crown._mlp_parts(model)[1])
+    acts = crown.mlp_activations(model)
+    mlp, relu = acts is not None, acts is not None and set(acts) == {"relu"}
     xd, yd = to_device(x, model.xp, model.dtype), to_device(y, model.xp)
     row = {"eps": list(eps_values), "methods": ["ibp"] + (["crown"] if mlp else []) + (["milp"] if relu else []),
            "verified_by": {}, "verified": [], "attacked": [], "undecided": [], "milp": [], "contradictions": [],
@@ -114,16 +106,16 @@ def survivors(model, x, y, eps, args, log=print):
     xd, yd = to_device(x, model.xp, model.dtype), to_device(y, model.xp)
     fooled = to_host(sweep_attack(args)(float(eps))(model, xd, yd)[1]).astype(bool)
     out = []
-    relu = _is_mlp(model) and all(a == "relu" for a in crown._mlp_parts(model)[1])
+    acts = crown.mlp_activations(model)
     for i in np.where(~fooled)[0][:args.survivors]:
         xb, yb = xd[i:i + 1], yd[i:i + 1]
         ib = ibp.interval_bounds(model, xb, yb, eps)
         rec = {"index": int(i), "label": int(y[i]), "ibp_bound": float(to_host(ib.diff_lower).min())}
-        if _is_mlp(model):
+        if acts is not None:
             lb = crown.linear_bounds(model, xb, yb, eps)
             rec["crown_bound"] = float(to_host(lb.diff_lower).min())
             rec["unstable_units"] = [int(to_host((lo < 0) & (hi > 0)).sum()) for lo, hi in lb.pre]
-            if relu:
+            if set(acts) == {"relu"}:
                 v = milp.verify_example(model, xb, yb, eps, time_limit=args.milp_time, bounds=lb)
                 rec.update(milp=v.status, milp_bound=v.bound, binaries=v.binaries, milp_seconds=v.seconds)
         out.append(rec)
