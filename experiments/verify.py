@@ -30,7 +30,7 @@ import numpy as np
 from analysis import crown, ibp, milp
 from experiments.audit import MODELS, sweep_attack
 from experiments.common import (Run, add_checkpoint_args, add_common_args, amount, checkpoint_stamp, cli, count,
-                                load_models, resumable_rows, save_figure, write_json)
+                                load_models, positive, resumable_rows, save_figure, write_json)
 from nn.backend import to_device, to_host
 from nn.mnist import load_mnist
 
@@ -149,10 +149,10 @@ def main(argv=None):
     parser.add_argument("--batch", type=count, default=250)
     parser.add_argument("--crown-batch", type=count, default=20, help="examples per CROWN pass (memory)")
     parser.add_argument("--milp-max", type=count, default=20, help="examples per model and eps for the MILP")
-    parser.add_argument("--milp-time", type=amount, default=60.0, help="seconds per example for the MILP")
+    parser.add_argument("--milp-time", type=positive, default=60.0, help="seconds per example for the MILP")
     parser.add_argument("--milp-max-binaries", type=count, default=300,
                         help="skip the MILP for an example with more unstable units than this (default 300)")
-    parser.add_argument("--survivors", type=int, default=0,
+    parser.add_argument("--survivors", type=count, default=None,
                         help="survivors at the largest eps to examine (the MILP then has no --milp-max-binaries)")
     args = parser.parse_args(argv)
     if args.quick:
