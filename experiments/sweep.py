@@ -483,7 +483,7 @@ def draw(rows, path):
             bx.set_ylim(0, 100)
             bx.set_title(f"{ARCH_NAMES[arch]}: every run and milestone")
             bx.legend(fontsize=7, loc="lower left")
-    return save_figure(path, fill, shape=(len(archs), 3), figsize=(17, 4.6 * len(archs)), dpi=100)
+    return save_figure(path, fill, shape=(len(archs), 3), figsize=(17, 4.6 * len(archs)), dpi=80)
 
 
 def fgsm_from_zeros(r):
