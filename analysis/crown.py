@@ -41,7 +41,7 @@ import dataclasses
 
 import numpy as np
 
-from analysis.ibp import SIGMOID_REL, TINY32, U32, U64, _monotone_box, gamma, input_box
+from analysis.ibp import SIGMOID_REL, TINY32, U64, _monotone_box, _weight_box, float32_error, gamma, input_box
 from nn import layers as L
 from nn.backend import array_module
 from nn.validate import InputError, check_batch, check_number
@@ -124,10 +124,8 @@ def mlp_activations(model):
 
 
 def _float32_error(W, b, lo, hi):
-    """delta = gamma^32_{n+1} (|W| max(|lo|, |hi|) + |b|): the float32 layer's rounding on the box.
-    W: (m, n), lo/hi: (N, n) -> (N, m)."""
-    xp = array_module(lo)
-    return gamma(W.shape[1] + 1, U32) * (xp.maximum(xp.abs(lo), xp.abs(hi)) @ xp.abs(W).T + xp.abs(b))
+    """``analysis.ibp.float32_error`` of a dense layer. W: (m, n), lo/hi: (N, n) -> (N, m)."""
+    return float32_error("dense", lo, hi, W, b)
 
 
 def backsubstitute(Lam, c, k, weights, relax, deltas, x_box):
@@ -176,10 +174,7 @@ def linear_bounds(model, x, y, eps):
     a_lo, a_hi = x_box
     for k, (W, b) in enumerate(weights[:-1], start=1):
         deltas[k] = _float32_error(W, b, a_lo, a_hi)
-        m, r = (a_lo + a_hi) / 2, (a_hi - a_lo) / 2
-        centre, radius = m @ W.T + b, r @ xp.abs(W).T  # IBP's box of h^k from the previous box
-        slack = deltas[k] + gamma(W.shape[1] + 1, U64) * ((xp.abs(m) + r) @ xp.abs(W).T + xp.abs(b))
-        lo, hi = centre - radius - slack, centre + radius + slack
+        lo, hi = _weight_box("dense", a_lo, a_hi, W, b)  # IBP's (widened) box of h^k from the previous box
         if k > 1:  # CROWN's box of h^k: lower bounds of +h^k and -h^k, in one pass
             Lam = xp.broadcast_to(xp.concatenate([W, -W])[None], (N, 2 * W.shape[0], W.shape[1]))
             c = xp.broadcast_to(xp.concatenate([b, -b])[None], (N, 2 * W.shape[0]))

@@ -81,6 +81,14 @@ def _affine(t, a, W, b):
     return L.conv2d_forward(a, W, b)[0]
 
 
+def float32_error(t, lo, hi, W, b):
+    """delta = gamma^32_{n+1} (|W| max(|lo|, |hi|) + |b|): how far the float32 layer h = W a + b
+    (t = 'dense' or 'conv2d') can be from the exact one for a in [lo, hi] (module docstring)."""
+    xp = array_module(lo)
+    reach = _affine(t, xp.maximum(xp.abs(lo), xp.abs(hi)), xp.abs(W), xp.abs(b))  # |W| max|a| + |b|
+    return gamma(math.prod(W.shape[1:]) + 1, U32) * reach
+
+
 def _weight_box(t, lo, hi, W, b):
     """The widened box of h = W a + b over a in [lo, hi] (see the module docstring). -> (lower, upper)."""
     xp = array_module(lo)
@@ -89,8 +97,7 @@ def _weight_box(t, lo, hi, W, b):
     n = math.prod(W.shape[1:]) + 1  # terms per unit: the inputs and the bias
     centre = _affine(t, m, W, b)
     radius = _affine(t, r, absW, zero)
-    reach = _affine(t, xp.maximum(xp.abs(lo), xp.abs(hi)), absW, xp.abs(b))  # |W| max|a| + |b|
-    delta = gamma(n, U32) * reach + gamma(n, U64) * (_affine(t, xp.abs(m) + r, absW, xp.abs(b)))
+    delta = float32_error(t, lo, hi, W, b) + gamma(n, U64) * (_affine(t, xp.abs(m) + r, absW, xp.abs(b)))
     return centre - radius - delta, centre + radius + delta
 
 
