@@ -12,8 +12,8 @@ and must be 0.
     python -m experiments.verify                                   # the Table 1 models in runs/table1
     python -m experiments.verify --models relu_mlp-saturated --survivors 20 --milp-time 120
 
-``--survivors K``: also take the first K test images that survive the attack at the largest eps
-through every method (the question of issue 14: is the saturated ReLU MLP's robustness there real?)
+``--survivors K``: also take the first K test images that survive the attack (and the MILP) at the
+largest eps through every method (the question of issue 14: is the saturated ReLU MLP's robustness there real?)
 and record, per image, the verdict and the bound that left it undecided.
 
 Writes verify.json (every number; rewritten after each model, and a model already bracketed with the
@@ -51,8 +51,9 @@ def _pct(mask):
 
 
 def bracket(model, x, y, eps_values, args, log=print):
-    """-> one row: per eps the % verified by each method and by the best of them, the % surviving
-    the attack, the undecided %, the MILP's tally, contradictions and seconds per method."""
+    """-> (one row: per eps the % verified by each method and by the best of them, the % surviving
+    the attack, the undecided %, the MILP's tally, contradictions and seconds per method;
+    (N,) host bool, the examples fooled at the largest eps)."""
     acts = crown.mlp_activations(model)
     mlp, relu = acts is not None, acts is not None and set(acts) == {"relu"}
     xd, yd = to_device(x, model.xp, model.dtype), to_device(y, model.xp)
@@ -96,15 +97,14 @@ def bracket(model, x, y, eps_values, args, log=print):
         log(f"  eps {e}: verified " + ", ".join(f"{k} {_pct(v):.1f}" for k, v in proven.items())
             + f" %; attacked {_pct(~fooled):.1f} %" + (f"; MILP {tally}" if tally else "")
             + f"; contradictions {row['contradictions'][-1]}")
-    return row
+    return row, fooled
 
 
-def survivors(model, x, y, eps, args, log=print):
-    """The first args.survivors images that survive the attack at eps, through IBP, CROWN and the
-    MILP: per image its index, label, each method's lower bound of min_j (z_y - z_j) (positive =
-    proven), the MILP's verdict and binaries. -> list of dicts."""
+def survivors(model, x, y, eps, fooled, args, log=print):
+    """The first args.survivors images not ``fooled`` at eps ((N,) bool from ``bracket``), through
+    IBP, CROWN and the MILP: per image its index, label, each method's lower bound of
+    min_j (z_y - z_j) (positive = proven), the MILP's verdict and binaries. -> list of dicts."""
     xd, yd = to_device(x, model.xp, model.dtype), to_device(y, model.xp)
-    fooled = to_host(sweep_attack(args)(float(eps))(model, xd, yd)[1]).astype(bool)
     out = []
     acts = crown.mlp_activations(model)
     for i in np.where(~fooled)[0][:args.survivors]:
@@ -170,10 +170,10 @@ def main(argv=None):
             continue
         t0 = time.perf_counter()
         run.log(f"{name}:")
-        row = {"model": name, "n": len(x), **bracket(model, x, y, args.eps, args, run.log),
-               "checkpoint": checkpoint_stamp(args.checkpoints, name)}
+        bracketed, fooled = bracket(model, x, y, args.eps, args, run.log)
+        row = {"model": name, "n": len(x), **bracketed, "checkpoint": checkpoint_stamp(args.checkpoints, name)}
         if args.survivors:
-            row["survivors"] = survivors(model, x, y, args.eps[-1], args, run.log)
+            row["survivors"] = survivors(model, x, y, args.eps[-1], fooled, args, run.log)
         row["total_seconds"] = time.perf_counter() - t0
         rows.append(row)
         run.log(f"{name}: verified {[round(v, 1) for v in row['verified']]} %, attacked "
