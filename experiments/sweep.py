@@ -348,7 +348,7 @@ def train_run(s, root, data, xp, log, evaluate_on=None):
     log(f"{folder.name}: training to epoch {s['epochs']}" + (f", from epoch {resumed[1].epoch}" if resumed else ""))
     train(model, data, cfg, objective=objective, checkpoint=path, resume=resumed[1] if resumed else None,
           checkpoint_meta={"sweep_settings": {k: v for k, v in s.items() if k != "epochs"}},
-          checkpoint_every=25, after_epoch=after_epoch,
+          checkpoint_every=25, checkpoint_seconds=600, after_epoch=after_epoch,
           log=lambda line: log(f"{folder.name} {line}") if ("epoch" not in line or _every(line, 25)) else None)
     return folder
 

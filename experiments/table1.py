@@ -221,6 +221,14 @@ def objective_for(ms):
     return cross_entropy_objective
 
 
+def _but_epochs(ms):
+    """Model settings without the number of epochs: a constant or per-epoch learning rate and a
+    per-step lambda do not depend on it, so a run trained to E epochs continues exactly to E' > E."""
+    if not isinstance(ms, dict) or "train" not in ms:
+        return ms
+    return {**ms, "train": {k: v for k, v in ms["train"].items() if k != "epochs"}}
+
+
 def checkpoint_name(arch, training, seed):
     """<arch>-<training>.npz for seed 0 (what the analysis scripts read with --from), and
     <arch>-<training>-seed<s>.npz for the other seeds."""
@@ -250,9 +258,13 @@ def train_or_load(run, data, ms, seed, sweep_dir=None):
         run.log(f"{path.name}: taken from the sweep's {snap} (trained there with the same settings)")
         return model, meta
     try:
-        resumed = resume_state(path, cfg, run.xp, match={"model_settings": ms})
+        resumed = resume_state(path, cfg, run.xp, match={"model_settings": ms}, same=_but_epochs)
+        if resumed and resumed[1].epoch > cfg.epochs:
+            resumed = None  # trained past the epochs asked for: a run cannot be shortened
         if path.exists():
-            run.log(f"{path.name}: " + ("training interrupted; resuming" if resumed else "settings changed; retraining"))
+            run.log(f"{path.name}: " + ("settings changed; retraining" if not resumed else
+                                        "training interrupted; resuming" if resumed[2].get("model_settings") == ms
+                                        else f"continuing from epoch {resumed[1].epoch} to {cfg.epochs}"))
     except CheckpointError:
         resumed = None
     model = (resumed[0] if resumed else

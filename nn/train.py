@@ -96,14 +96,16 @@ def _resumable(cfg):
     return {k: v for k, v in dataclasses.asdict(cfg).items() if k != "epochs"}
 
 
-def resume_state(path, cfg: TrainConfig, xp, match=None):
+def resume_state(path, cfg: TrainConfig, xp, match=None, same=None):
     """The model and TrainState saved in checkpoint ``path`` by ``train``, if it can continue ``cfg``.
 
     -> (model, state, meta), or None when there is no checkpoint there, it holds no training state,
     or it was trained with other settings (every TrainConfig field but ``epochs``, and each item of
-    the optional dict ``match`` against the checkpoint's meta, must be equal). A corrupt file raises
-    ``CheckpointError``.
+    the optional dict ``match`` against the checkpoint's meta, must be equal, after ``same`` is applied
+    to both sides if given). The state may lie past cfg.epochs: the caller decides. A corrupt file
+    raises ``CheckpointError``.
     """
+    same = same or (lambda v: v)
     try:
         model, meta, adam = load_checkpoint(path, xp, optimizer=True)
     except CheckpointError as e:
@@ -112,7 +114,7 @@ def resume_state(path, cfg: TrainConfig, xp, match=None):
         raise
     if "train_state" not in meta or _resumable(TrainConfig(**meta["config"])) != _resumable(cfg):
         return None
-    if any(meta.get(k) != v for k, v in (match or {}).items()):
+    if any(same(meta.get(k)) != same(v) for k, v in (match or {}).items()):
         return None
     t = meta["train_state"]
     return model, TrainState(t["epoch"], t["step"], t["lr"], t["rng"], adam, meta.get("history", [])), meta
@@ -120,11 +122,13 @@ def resume_state(path, cfg: TrainConfig, xp, match=None):
 
 def train(model, data, cfg: TrainConfig, *, objective=cross_entropy_objective, log=print,
           checkpoint=None, checkpoint_meta=None, progress=None, resume: TrainState | None = None,
-          checkpoint_every=1, after_epoch=None):
+          checkpoint_every=1, checkpoint_seconds=None, after_epoch=None):
     """Train ``model`` in place with Adam on data["train"], reporting data["val"] each epoch.
 
-    After every ``checkpoint_every``-th epoch whose parameters are finite, and after the last, the
-    checkpoint (if a path is given) is rewritten atomically with the full training state; on a
+    After every ``checkpoint_every``-th epoch whose parameters are finite, after any epoch that ends
+    ``checkpoint_seconds`` or more after the last write (slow runs lose little to an interruption),
+    and after the last, the checkpoint (if a path is given) is rewritten atomically with the full
+    training state; on a
     NaN/inf loss training stops with TrainingDiverged and the last good checkpoint stays on disk.
     ``resume``: a TrainState from ``resume_state`` (``model`` then is the model it came with):
     training continues after its epoch, up to cfg.epochs. ``progress(model, step) -> dict`` adds
@@ -148,6 +152,7 @@ def train(model, data, cfg: TrainConfig, *, objective=cross_entropy_objective, l
         state, history, step, lr, first = resume.adam, list(resume.history), resume.step, resume.lr, resume.epoch + 1
         log(f"resuming after epoch {resume.epoch} (step {step})")
     t_start, done_before = time.perf_counter(), first - 1
+    t_saved = t_start
     for epoch in range(first, cfg.epochs + 1):
         t0 = time.perf_counter()
         order = rng.permutation(n)
@@ -179,7 +184,9 @@ def train(model, data, cfg: TrainConfig, *, objective=cross_entropy_objective, l
             f"val {rec['val_acc']:.4f}  {rec['examples_per_s']:8.0f} ex/s  {dt:6.1f} s  ~{left:5.0f} s left"
             + "".join(f"  {k} {v:.4g}" if isinstance(v, float) else f"  {k} {v}" for k, v in extra.items()))
         lr *= cfg.lr_decay
-        if checkpoint and (epoch % checkpoint_every == 0 or epoch == cfg.epochs):
+        overdue = checkpoint_seconds is not None and time.perf_counter() - t_saved >= checkpoint_seconds
+        if checkpoint and (epoch % checkpoint_every == 0 or epoch == cfg.epochs or overdue):
+            t_saved = time.perf_counter()
             ts = {"epoch": epoch, "step": step, "lr": lr, "rng": rng.bit_generator.state}
             save_checkpoint(checkpoint, model, optimizer=state, config=dataclasses.asdict(cfg), epoch=epoch,
                             history=history, train_state=ts, complete=epoch == cfg.epochs,

@@ -308,6 +308,25 @@ def test_table1_killed_mid_training_resumes_to_the_same_table(tmp_path, mnist_di
     assert [{k: r[k] for k in keys} for r in rows[0]] == [{k: r[k] for k in keys} for r in rows[1]]
 
 
+def test_table1_continues_a_shorter_run_to_more_epochs(tmp_path, mnist_dir, capsys):
+    """Raising a model's epochs continues its finished checkpoint from its last epoch, to the table a
+    run trained that long from the start writes; lowering them retrains (a run cannot be shortened)."""
+    from experiments import table1
+
+    def run(out, epochs):
+        table1.main(["--quick", "--only", "relu_mlp-vanilla", "--sweep", "none", "--out", str(tmp_path / out),
+                     "--data-dir", str(mnist_dir), "--set", f"relu_mlp.train.epochs={epochs}"])
+        return capsys.readouterr().out, json.loads((tmp_path / out / "table.json").read_text())["rows"]
+    _, straight = run("straight", 2)
+    run("extended", 1)
+    log, extended = run("extended", 2)
+    assert "relu_mlp-vanilla.npz: continuing from epoch 1 to 2" in log and "resuming after epoch 1" in log
+    keys = ("clean_acc", "fgsm_acc", "fgsm_f32_acc", "fgsm_stable_acc", "zero_grad_frac")
+    assert [{k: r[k] for k in keys} for r in straight] == [{k: r[k] for k in keys} for r in extended]
+    log, _ = run("extended", 1)
+    assert "settings changed; retraining" in log and "resuming" not in log
+
+
 def test_silence_counts_examples_without_a_training_signal(tmp_path, mnist_dir, small_mnist_models):
     """A network whose readout is scaled by 1000 predicts the same, but every correctly classified
     example's float32 cross-entropy gradient is then exactly 0: silent shares equal the accuracies."""

@@ -166,3 +166,9 @@ def test_resume_equals_an_uninterrupted_run(mnist, tmp_path, ftz):
     longer = dataclasses.replace(cfg, epochs=4)
     model, state, _ = resume_state(tmp_path / "b.npz", longer, np)
     assert state.epoch == 3 and len(train(model, mnist, longer, objective=objective, log=quiet, resume=state)) == 4
+    # a slow run is checkpointed by time as well: every epoch here, though checkpoint_every is 100
+    saved = []
+    train(Sequential.init(spec, seed=3), mnist, cfg, objective=objective, log=quiet, checkpoint=tmp_path / "c.npz",
+          checkpoint_every=100, checkpoint_seconds=0.0,
+          after_epoch=lambda m, rec: saved.append(resume_state(tmp_path / "c.npz", cfg, np)[1].epoch))
+    assert saved == [1, 2, 3]
