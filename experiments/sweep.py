@@ -56,7 +56,9 @@ MILESTONES = tuple(25 * 2 ** k for k in range(12))  # 25, 50, 100, ..., 51200
 EVAL_VERSION = 3  # bump when ``evaluate`` changes: older records are recomputed from the snapshots
 
 
-OPTIONAL = {"channels": None}  # CNN channels (default the paper's 32, 64); absent from the MLP runs
+# Settings absent from most runs: the CNN's channels (default the paper's 32, 64); the readout's phi
+# ("linear": f(z) = z, the CNN's reading of the paper's last layer, tried on an MLP; default KINDS's).
+OPTIONAL = {"channels": None, "readout": None}
 
 
 def _run(**changes):
@@ -109,6 +111,10 @@ RELU = [
     _run(arch="relu_mlp", lam_max=1e-2, lam_step=1e-5, ftz=False, epochs=400),
     _run(arch="relu_mlp", lam_max=10.0, lam_step=1e-2, epochs=400),
     _run(arch="relu_mlp", hidden=1000, lam_max=1e-2, lam_step=1e-5, epochs=100),
+    # the CNN's reading of the paper's last layer (f(z) = z on the readout, summed over units), which
+    # brought the CNN into the regime: with the paper's ReLU lambda, and with the CNN's
+    _run(arch="relu_mlp", lam_max=3.99e-8, lam_step=1e-10, units="sum", readout="linear", epochs=800),
+    _run(arch="relu_mlp", lam_max=1e-5, lam_step=1e-5, units="sum", readout="linear", epochs=800),
 ]
 CNN = [  # a narrow CNN (8 and 16 channels, 256 hidden units) to find the regime at a tolerable cost
     # the paper's constants, long: FGSM (paper numerics) 21 / 51 / 98.4 % at 25 / 50 / 100 epochs, clean
@@ -118,13 +124,15 @@ CNN = [  # a narrow CNN (8 and 16 channels, 256 hidden units) to find the regime
     _run(arch="cnn", channels=[8, 16], hidden=256, lam_max=1.0, lam_step=1e-3, epochs=50),
     _run(arch="cnn", channels=[8, 16], hidden=256, lam_max=0.0, lam_step=0.0, epochs=50),  # no penalty
     _run(arch="cnn", channels=[8, 16], hidden=256, lam_max=0.1, lam_step=1e-4, epochs=50),
+    # the regime's settings at Table 2's width (32 and 64 channels, 1,024 hidden units; ~7x the cost)
+    _run(arch="cnn", hidden=1024, lam_max=1e-5, lam_step=1e-5, units="sum", epochs=100),
 ]
 GRIDS = {
     "sigmoid": SIGMOID, "relu": RELU, "cnn": CNN,
     # everything, the most informative runs of each architecture first
     # (the wide runs last: on 2 cores one epoch of width 2000 costs ~20 of width 200)
     "all": SIGMOID[:4] + RELU[:3] + SIGMOID[4:9] + RELU[3:5] + CNN[:2] + SIGMOID[9:13] + SIGMOID[16:] + RELU[5:]
-    + CNN[2:] + SIGMOID[13:16],
+    + CNN[2:5] + SIGMOID[13:16] + RELU[11:] + CNN[5:],
     "quick": [
         _run(hidden=16, epochs=3, max_train=2000, lam_step=1e-2),
         _run(arch="relu_mlp", hidden=16, epochs=2, max_train=2000, lam_max=1e-2, lam_step=1e-3, ftz=False),
@@ -138,7 +146,17 @@ def run_name(s):
     name += f"-lr{s['lr']:g}-bs{s['batch_size']}" + ("-ftz" if s["ftz"] else "") + (
         "-tfpenalty" if s["derivative"] == "paper" else "") + f"-seed{s['seed']}"
     name += f"-n{s['max_train']}" if s["max_train"] else ""
+    name += f"-readout{s['readout']}" if s.get("readout") else ""
     return name + ("-c" + "x".join(map(str, s["channels"])) if s.get("channels") else "")
+
+
+def kinds_of(s):
+    """The penalty's phi per weight layer: the architecture's (KINDS), the readout's replaced by
+    s['readout'] when a run sets it."""
+    kinds = list(KINDS[s["arch"]])
+    if s.get("readout"):
+        kinds[-1] = s["readout"]
+    return kinds
 
 
 def arch_kwargs(s):
@@ -159,7 +177,7 @@ def train_config(s):
 def model_settings(s):
     """A run's settings as Table 1 writes a saturated model's (``experiments.table1.model_settings``),
     so that Table 1 can reuse a model the sweep trained with the same settings."""
-    method = {"kinds": KINDS[s["arch"]], "lam_max": s["lam_max"], "lam_step": s["lam_step"], "units": s["units"]}
+    method = {"kinds": kinds_of(s), "lam_max": s["lam_max"], "lam_step": s["lam_step"], "units": s["units"]}
     method.update({k: s[k] for k, default in (("batch", "mean"), ("derivative", "stable")) if s[k] != default})
     cfg = {k: v for k, v in dataclasses.asdict(train_config(s)).items() if k != "seed"}
     return {"arch": s["arch"], "training": "saturated", "arch_kwargs": arch_kwargs(s), "train": cfg, "method": method}
@@ -333,7 +351,7 @@ def train_run(s, root, data, xp, log, evaluate_on=None):
     if resumed and resumed[1].epoch >= s["epochs"]:
         return folder
     model = resumed[0] if resumed else Sequential.init(spec_of(s), seed=s["seed"], xp=xp)
-    objective = saturating_objective(KINDS[s["arch"]], s["lam_max"], s["lam_step"], s["units"], s["batch"],
+    objective = saturating_objective(kinds_of(s), s["lam_max"], s["lam_step"], s["units"], s["batch"],
                                      s["derivative"])
 
     def after_epoch(m, rec):

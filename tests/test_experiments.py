@@ -264,6 +264,29 @@ def test_sweep_quick_end_to_end_and_resumes(tmp_path, mnist_dir):
     assert sweep.find_snapshot(out, {**ms, "train": {**ms["train"], "lr": 0.5}}, first["seed"]) is None
 
 
+def test_sweep_readout_setting_replaces_only_the_readouts_phi():
+    """readout="linear" puts f(z) = z on the readout's penalty (the CNN's reading) and nowhere else: a
+    run of its own, whose training objective differs from the plain run's by lambda * sum_j z_j."""
+    from experiments import sweep
+    from nn.model import Sequential
+    from nn.penalty import saturating_objective
+    plain = sweep._run(arch="relu_mlp", lam_max=0.5, units="sum")
+    linear = dict(plain, readout="linear")
+    assert sweep.kinds_of(plain) == ["relu"] * 3 and sweep.kinds_of(linear) == ["relu", "relu", "linear"]
+    assert sweep.model_settings(linear)["method"]["kinds"] == ["relu", "relu", "linear"]
+    assert sweep.run_name(linear) != sweep.run_name(plain)
+    model = Sequential.init(architectures.mlp("relu", hidden=8), seed=0, dtype=np.float64)
+    x = np.random.default_rng(0).random((4, 1, 28, 28))
+    y = np.arange(4)
+    z = model.logits(x)
+    losses = {}
+    for name, s in (("plain", plain), ("linear", linear)):
+        objective = saturating_objective(sweep.kinds_of(s), s["lam_max"], s["lam_step"], s["units"], s["batch"])
+        losses[name] = float(objective(model, x, y, 10 ** 6)[0])  # lambda at its maximum
+    expected = 0.5 * (z.sum(axis=1) - np.maximum(z, 0).sum(axis=1)).mean()  # units summed, batch averaged
+    assert losses["linear"] - losses["plain"] == pytest.approx(expected, rel=1e-12)
+
+
 def test_table1_saturated_sigmoid_mlp_is_a_sweep_run():
     """The default Table 1's saturated sigmoid MLP is one of the sweep's runs, snapshotted at its epoch,
     so the sweep's training serves Table 1 (and the quick presets of both agree too)."""
