@@ -138,7 +138,8 @@ def figure3(mats, ratios, arch, path, k=10):
                 if c == 0:
                     ax.set_ylabel(f"{ARCH_NAMES[arch]}\ntest image (by class)")
         axes[0, 0].figure.colorbar(im, ax=axes, shrink=0.6, label="D / max D (eq. 9)")
-    return save_figure(path, fill, (len(names), n_layers), (3.6 * n_layers + 1, 3.5 * len(names)), dpi=70,
+    # square panels: the width follows the height, so the colour bar sits beside the last column
+    return save_figure(path, fill, (len(names), n_layers), (3.05 * n_layers + 1.1, 3.5 * len(names)), dpi=70,
                        constrained=True)
 
 
