@@ -135,7 +135,8 @@ GRIDS = {
     + CNN[2:5] + SIGMOID[13:16] + RELU[11:] + CNN[5:],
     "quick": [
         _run(hidden=16, epochs=3, max_train=2000, lam_step=1e-2),
-        _run(arch="relu_mlp", hidden=16, epochs=2, max_train=2000, lam_max=1e-2, lam_step=1e-3, ftz=False),
+        _run(arch="relu_mlp", hidden=16, epochs=2, max_train=2000, lam_max=1e-2, lam_step=1e-3, ftz=False,
+             readout="linear"),
     ],
 }
 

@@ -287,12 +287,13 @@ def test_sweep_readout_setting_replaces_only_the_readouts_phi():
     assert losses["linear"] - losses["plain"] == pytest.approx(expected, rel=1e-12)
 
 
-def test_table1_saturated_sigmoid_mlp_is_a_sweep_run():
-    """The default Table 1's saturated sigmoid MLP is one of the sweep's runs, snapshotted at its epoch,
+def test_table1_saturated_models_are_sweep_runs():
+    """Each saturated model of the default Table 1 is one of the sweep's runs, snapshotted at its epoch,
     so the sweep's training serves Table 1 (and the quick presets of both agree too)."""
     from experiments import sweep, table1
-    for settings, grid in ((table1.default_settings(), "sigmoid"), (table1.quick_settings(), "quick")):
-        ms = table1.model_settings(settings, "sigmoid_mlp", "saturated")
+    cases = [(table1.default_settings(), arch, "all") for arch in table1.ARCHS]
+    for settings, arch, grid in cases + [(table1.quick_settings(), "sigmoid_mlp", "quick")]:
+        ms = table1.model_settings(settings, arch, "saturated")
         epochs = ms["train"]["epochs"]
         runs = [s for s in sweep.GRIDS[grid] if sweep.same_model(s, ms)]
         assert any(epochs in sweep.MILESTONES and s["epochs"] >= epochs or s["epochs"] == epochs for s in runs)
