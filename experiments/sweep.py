@@ -124,8 +124,10 @@ CNN = [  # a narrow CNN (8 and 16 channels, 256 hidden units) to find the regime
     _run(arch="cnn", channels=[8, 16], hidden=256, lam_max=1.0, lam_step=1e-3, epochs=50),
     _run(arch="cnn", channels=[8, 16], hidden=256, lam_max=0.0, lam_step=0.0, epochs=50),  # no penalty
     _run(arch="cnn", channels=[8, 16], hidden=256, lam_max=0.1, lam_step=1e-4, epochs=50),
-    # the regime's settings at Table 2's width (32 and 64 channels, 1,024 hidden units; ~7x the cost)
-    _run(arch="cnn", hidden=1024, lam_max=1e-5, lam_step=1e-5, units="sum", epochs=100),
+    # the regime's settings at Table 2's width (32 and 64 channels, 1,024 hidden units; ~4.5x the cost an
+    # epoch): FGSM 50.4 / 98.4 % at 25 / 50 epochs, clean 98.80 / 98.95 %: in the regime at 50, where
+    # it stops (Table 1's CNN row takes it)
+    _run(arch="cnn", hidden=1024, lam_max=1e-5, lam_step=1e-5, units="sum", epochs=50),
 ]
 GRIDS = {
     "sigmoid": SIGMOID, "relu": RELU, "cnn": CNN,
