@@ -452,7 +452,8 @@ ARCH_NAMES = {"sigmoid_mlp": "sigmoid MLP", "relu_mlp": "ReLU MLP", "cnn": "CNN"
 
 def draw(rows, path):
     """One row of panels per architecture: FGSM accuracy (paper numerics) and the median logit margin
-    against epochs, one line per run; FGSM against clean accuracy with the paper's saturated model."""
+    against epochs, one line per run; FGSM against clean accuracy with the paper's saturated model;
+    the runs' legend beside them (inside a panel it hid lines)."""
     from experiments.table1 import PAPER  # table1 imports this module: import it when drawing
     archs = [a for a in ARCH_NAMES if any(r["arch"] == a for r in rows)]
 
@@ -461,7 +462,7 @@ def draw(rows, path):
 
     def fill(axes):
         for row_axes, arch in zip(axes, archs):
-            ax, mx, bx = row_axes
+            ax, mx, bx, lx = row_axes
             rs = [r for r in rows if r["arch"] == arch]
             floor = min((100 * r["clean_acc"] for r in rs if r["clean_acc"] >= 0.9), default=1) - 1  # runs that learned
             collapsed = 0
@@ -486,7 +487,9 @@ def draw(rows, path):
             ax.set_ylabel("FGSM accuracy, eps 0.25 (%)")
             ax.set_title(f"{ARCH_NAMES[arch]}: FGSM in the paper's numerics")
             ax.set_ylim(0, 100)
-            ax.legend(fontsize=6, loc="upper left")
+            lx.axis("off")
+            lx.legend(*ax.get_legend_handles_labels(), fontsize=7, loc="center left", frameon=False,
+                      title=f"{ARCH_NAMES[arch]} runs", title_fontsize=8)
             mx.axhline(87.3, color="gray", ls="--", lw=0.8)
             mx.set_yscale("log")  # from collapsed runs (~0) to runaway CNN logits (~1e8)
             mx.set_ylim(0.1, max(mx.get_ylim()[1], 300))
@@ -504,7 +507,7 @@ def draw(rows, path):
             bx.set_ylim(0, 100)
             bx.set_title(f"{ARCH_NAMES[arch]}: every run and milestone")
             bx.legend(fontsize=7, loc="lower left")
-    return save_figure(path, fill, shape=(len(archs), 3), figsize=(17, 4.6 * len(archs)), dpi=80)
+    return save_figure(path, fill, shape=(len(archs), 4), figsize=(21, 4.6 * len(archs)), dpi=72)
 
 
 def fgsm_from_zeros(r):
