@@ -11,8 +11,9 @@ input gradients (the paper-mode FGSM "robustness") stops where the test margins 
     python -m experiments.silence runs/sweep/<run> [<run> ...] [--n 10000]
 
 Per snapshot (snap-e<epoch>.npz) of each run folder: epoch, silent share of the first --n training
-examples (the validation split held out) and of the first --n test images, and the median logit margin
-of each (correctly classified examples). Writes silence.json and silence.md into the run folder
+examples (the validation split held out) and of the first --n test images, the median logit margin
+of each, and the median correct-class logit and the share of negative ones (correctly classified
+examples). Writes silence.json and silence.md into the run folder
 (--out, default runs/silence).
 """
 from __future__ import annotations
@@ -31,16 +32,22 @@ from nn.mnist import load_mnist
 
 
 def silence(model, x, y, batch=1000):
-    """-> (share of examples whose float32 (flush-to-zero) dC/dz is exactly 0, median logit margin
-    z_y - max_{j != y} z_j over the correctly classified ones). x, y host arrays."""
-    silent, margins = 0, []
+    """-> dict: ``silent``, the share of examples whose float32 (flush-to-zero) dC/dz is exactly 0;
+    over the correctly classified ones, ``margin``, the median logit margin z_y - max_{j != y} z_j,
+    ``z_correct``, the median correct-class logit z_y, and ``negative``, the share with z_y < 0 (where
+    a relu readout penalty sum_k relu(z_k) is at its minimum, 0, and pushes nothing). x, y host arrays."""
+    silent, margins, z_correct = 0, [], []
     for i in range(0, len(x), batch):
         xb, yb = to_device(x[i:i + batch], model.xp, model.dtype), to_device(y[i:i + batch], model.xp)
         silent += int(margin_predicts_zero(model, xb, yb, ftz=True).sum())
         logits = model.logits(xb)
         M, _ = margin(logits, yb)
-        margins.append(to_host(-M[logits.argmax(axis=1) == yb]))
-    return silent / len(x), float(np.median(np.concatenate(margins)))
+        right = logits.argmax(axis=1) == yb
+        margins.append(to_host(-M[right]))
+        z_correct.append(to_host(logits[model.xp.arange(len(yb)), yb][right]))
+    z_correct = np.concatenate(z_correct)
+    return {"silent": silent / len(x), "margin": float(np.median(np.concatenate(margins))),
+            "z_correct": float(np.median(z_correct)), "negative": float((z_correct < 0).mean())}
 
 
 def main(argv=None):
@@ -62,16 +69,18 @@ def main(argv=None):
     for f in folders:
         for snap in sorted(f.glob("snap-e*.npz"), key=lambda p: int(p.stem[len("snap-e"):])):
             model, _ = load_checkpoint(snap, xp=run.xp)
-            (s_tr, m_tr), (s_te, m_te) = silence(model, x_tr, y_tr), silence(model, x_te, y_te)
-            rows.append({"run": f.name, "epoch": int(snap.stem[len("snap-e"):]), "silent_train": s_tr,
-                         "silent_test": s_te, "margin_train": m_tr, "margin_test": m_te})
-            run.log(f"{f.name} epoch {rows[-1]['epoch']}: silent train {100 * s_tr:.1f} %, test {100 * s_te:.1f} %; "
-                    f"median margin train {m_tr:.1f}, test {m_te:.1f}")
+            tr, te = silence(model, x_tr, y_tr), silence(model, x_te, y_te)
+            rows.append({"run": f.name, "epoch": int(snap.stem[len("snap-e"):]),
+                         **{f"{k}_train": v for k, v in tr.items()}, **{f"{k}_test": v for k, v in te.items()}})
+            run.log(f"{f.name} epoch {rows[-1]['epoch']}: silent train {100 * tr['silent']:.1f} %, test "
+                    f"{100 * te['silent']:.1f} %; median margin train {tr['margin']:.1f}, test {te['margin']:.1f}; "
+                    f"test: median z_y {te['z_correct']:.1f}, z_y < 0 for {100 * te['negative']:.1f} %")
     write_json(run.path("silence.json"), {"rows": rows, "options": vars(args)})
-    lines = ["| run | epoch | silent training examples % | silent test images % | median margin, train | test |",
-             "| --- | --- | --- | --- | --- | --- |"]
+    lines = ["| run | epoch | silent training examples % | silent test images % | median margin, train | test "
+             "| median z_y, test | z_y < 0, test % |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     lines += [f"| {r['run']} | {r['epoch']} | {100 * r['silent_train']:.1f} | {100 * r['silent_test']:.1f} | "
-              f"{r['margin_train']:.1f} | {r['margin_test']:.1f} |" for r in rows]
+              f"{r['margin_train']:.1f} | {r['margin_test']:.1f} | {r['z_correct_test']:.1f} | "
+              f"{100 * r['negative_test']:.1f} |" for r in rows]
     run.path("silence.md").write_text("\n".join(lines) + "\n")
     return rows
 

@@ -265,9 +265,10 @@ def train_or_load(run, data, ms, seed, sweep_dir=None):
         run.log(f"{path.name}: taken from the sweep's {snap} (trained there with the same settings)")
         return model, meta
     try:
-        resumed = resume_state(path, cfg, run.xp, match={"model_settings": ms}, same=_but_epochs)
-        if resumed and resumed[1].epoch > cfg.epochs:
-            resumed = None  # trained past the epochs asked for: a run cannot be shortened
+        resumed = resume_state(path, cfg, run.xp)
+        if resumed and (_but_epochs(resumed[2].get("model_settings")) != _but_epochs(ms)
+                        or resumed[1].epoch > cfg.epochs):  # another model, or one past the epochs asked for
+            resumed = None
         if path.exists():
             run.log(f"{path.name}: " + ("settings changed; retraining" if not resumed else
                                         "training interrupted; resuming" if resumed[2].get("model_settings") == ms

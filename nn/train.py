@@ -96,16 +96,14 @@ def _resumable(cfg):
     return {k: v for k, v in dataclasses.asdict(cfg).items() if k != "epochs"}
 
 
-def resume_state(path, cfg: TrainConfig, xp, match=None, same=None):
+def resume_state(path, cfg: TrainConfig, xp, match=None):
     """The model and TrainState saved in checkpoint ``path`` by ``train``, if it can continue ``cfg``.
 
     -> (model, state, meta), or None when there is no checkpoint there, it holds no training state,
     or it was trained with other settings (every TrainConfig field but ``epochs``, and each item of
-    the optional dict ``match`` against the checkpoint's meta, must be equal, after ``same`` is applied
-    to both sides if given). The state may lie past cfg.epochs: the caller decides. A corrupt file
-    raises ``CheckpointError``.
+    the optional dict ``match`` against the checkpoint's meta, must be equal). The state may lie past
+    cfg.epochs: the caller decides. A corrupt file raises ``CheckpointError``.
     """
-    same = same or (lambda v: v)
     try:
         model, meta, adam = load_checkpoint(path, xp, optimizer=True)
     except CheckpointError as e:
@@ -114,7 +112,7 @@ def resume_state(path, cfg: TrainConfig, xp, match=None, same=None):
         raise
     if "train_state" not in meta or _resumable(TrainConfig(**meta["config"])) != _resumable(cfg):
         return None
-    if any(same(meta.get(k)) != same(v) for k, v in (match or {}).items()):
+    if any(meta.get(k) != v for k, v in (match or {}).items()):
         return None
     t = meta["train_state"]
     return model, TrainState(t["epoch"], t["step"], t["lr"], t["rng"], adam, meta.get("history", [])), meta

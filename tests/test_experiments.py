@@ -371,6 +371,8 @@ def test_silence_counts_examples_without_a_training_signal(tmp_path, mnist_dir, 
     acc = float((model.predict(data["test"][0][:500]) == data["test"][1][:500]).mean())
     assert rows[1]["silent_test"] == pytest.approx(acc, abs=0.01)
     assert rows[1]["margin_test"] == pytest.approx(1000 * rows[0]["margin_test"], rel=1e-3)
+    assert rows[1]["z_correct_test"] == pytest.approx(1000 * rows[0]["z_correct_test"], rel=1e-3)
+    assert rows[1]["negative_test"] == rows[0]["negative_test"]  # scaling keeps every logit's sign
     assert len((tmp_path / "s" / "silence.md").read_text().splitlines()) == 4  # header, rule, two snapshots
     from experiments.common import cli
     with pytest.raises(SystemExit) as e:
