@@ -10,7 +10,7 @@ import numpy as np
 
 from attacks.losses import loss_and_input_gradient, loss_function
 from nn.backend import to_device, to_host
-from nn.model import Sequential
+from nn.model import WEIGHT_LAYERS, Sequential
 from nn.validate import InputError, check_number
 
 # Every flag, with the pattern that raises it (accuracies in percentage points).
@@ -100,24 +100,32 @@ def scale_logits(model, c):
 
 
 def permute_units(model, seed):
-    """The same function with every hidden dense layer's units in a random order: W^l <- P W^l,
-    b^l <- P b^l and W^{l+1} <- W^{l+1} P^T for a permutation P per hidden layer (MLPs).
+    """The same function with the units of every hidden dense layer and the channels of every
+    convolution in a random order: for a permutation P of weight layer l's outputs, W^l <- P W^l and
+    b^l <- P b^l, and the next weight layer takes its inputs in the same order, W^{l+1} <- W^{l+1} P^T
+    (its input channels for a convolution; for a dense layer after a flatten, whose features are
+    ordered (channel, row, column), each channel's block of H*W columns moves as one).
 
-    Exact arithmetic gives identical logits and gradients; float32 sums the products of every matrix
-    product in another order and rounds differently. Where an input gradient is mostly rounding
-    noise (a confident example whose largest terms cancel or vanish), its signs change with the
-    order: FGSM's accuracy over a few permutations says how much of a paper-mode number is such noise.
+    Activations act per unit and max pooling per channel, so they commute with P. Exact arithmetic
+    gives identical logits and gradients; float32 sums the products of every matrix product (the
+    convolutions' too) in another order and rounds differently. Where an input gradient is mostly
+    rounding noise (a confident example whose largest terms cancel or vanish), its signs change with
+    the order: FGSM's accuracy over a few permutations says how much of a paper-mode number is such noise.
     """
     layers = model.spec["layers"]
-    dense = [i for i, layer in enumerate(layers) if layer["type"] == "dense"]
-    if any(layer["type"] not in ("flatten", "dense", "sigmoid", "relu") for layer in layers):
-        raise InputError("permute_units handles MLPs (flatten, dense, sigmoid, relu) only")
+    weights = [i for i, layer in enumerate(layers) if layer["type"] in WEIGHT_LAYERS]
     rng = np.random.default_rng(seed)
     params = [dict(p) for p in model.params]
-    for i, j in zip(dense[:-1], dense[1:]):  # the units of layer i feed layer j
-        perm = to_device(rng.permutation(params[i]["W"].shape[0]), model.xp)
+    for i, j in zip(weights[:-1], weights[1:]):  # the outputs of layer i feed layer j
+        n = params[i]["W"].shape[0]  # units (dense) or channels (conv2d)
+        perm = to_device(rng.permutation(n), model.xp)
         params[i] = {"W": params[i]["W"][perm], "b": params[i]["b"][perm]}
-        params[j] = {"W": params[j]["W"][:, perm], "b": params[j]["b"]}
+        W = params[j]["W"]  # (out, n) dense, (out, n, kh, kw) conv2d, (out, n * H * W) dense after a flatten
+        if layers[i]["type"] == "conv2d" and layers[j]["type"] == "dense":
+            W = W.reshape(W.shape[0], n, -1)[:, perm].reshape(W.shape)  # (out, n, H * W), channel blocks
+        else:
+            W = W[:, perm]
+        params[j] = {"W": W, "b": params[j]["b"]}
     return Sequential(model.spec, params)
 
 

@@ -87,9 +87,9 @@ SIGMOID = [
     _run(units="sum", epochs=100),                           # 10 the paper's 1.74, summed over units
     _run(batch="sum", epochs=100),                           # 11 summed over the batch too
     _run(batch="sum", lam_max=0.0136, lam_step=7.8e-6, epochs=400),  # 12 1.74 / 128: the batch mean's size
-    _run(hidden=1000, epochs=200),                           # 13 the paper's width
-    _run(hidden=500, epochs=400),                            # 14
-    _run(hidden=2000, epochs=100),                           # 15
+    _run(hidden=1000, epochs=400),                           # 13 the paper's width
+    _run(hidden=500, epochs=800),                            # 14
+    _run(hidden=2000, epochs=200),                           # 15
     _run(seed=1, epochs=400),                                # 16
     _run(lam_max=5.5, lam_step=3e-3, epochs=400),            # 17
     _run(lam_max=0.55, lam_step=3e-4, epochs=400),           # 18
@@ -226,18 +226,19 @@ def evaluate(model, x, y, batch=500, eps=0.25):
     float32, subnormals kept), fgsm_stable (scaled stable derivatives), fgsm_margin (margin loss),
     zero_grad_tf, zero_grad_f32 (fraction of exactly-zero cross-entropy input gradients), margin_q
     (quantiles of the logit margin z_y - max_{j != y} z_j over correctly classified examples),
-    depth_q (per layer, quantiles of |h| over units and examples); for MLPs also the zero gradients
-    predicted from depths and margins (``analysis.saturation``): zero_pred_tf (max-plus path bound),
+    depth_q (per layer, quantiles of |h| over units and examples), fgsm_tf_perm (FGSM in the paper's
+    numerics on three copies of the network with its hidden units and channels permuted,
+    ``analysis.audit.permute_units``: the same function, summed in other orders; the spread is the
+    part of the number that is float32 rounding); for MLPs also the zero gradients predicted from
+    depths and margins (``analysis.saturation``): zero_pred_tf (max-plus path bound),
     zero_pred_margin_tf (margin alone), zero_pred_agree_tf (fraction of examples where the path
-    bound's prediction is right), fgsm_tf_perm (FGSM in the paper's numerics on three copies of the
-    network with its hidden units permuted, ``analysis.audit.permute_units``: the same function,
-    summed in other orders; the spread is the part of the number that is float32 rounding)}.
+    bound's prediction is right)}.
     """
     xp = model.xp
     counts = {k: 0 for k in ("clean", "tf", "f32", "stable", "margin", "zero_tf", "zero_f32", "pred", "agree",
                              "pred_margin")}
     mlp = all(layer["type"] in ("flatten", "dense", "sigmoid", "relu") for layer in model.spec["layers"])
-    permuted = [audit.permute_units(model, seed) for seed in (1, 2, 3)] if mlp else []
+    permuted = [audit.permute_units(model, seed) for seed in (1, 2, 3)]
     perm_counts = [0] * len(permuted)
     margins, hs_all = [], None
     attacks = {"tf": FGSM(eps, ftz=True), "f32": FGSM(eps), "stable": FGSM(eps, stable=True),
@@ -267,10 +268,11 @@ def evaluate(model, x, y, batch=500, eps=0.25):
     n = len(x)
     out = {"clean_acc": counts["clean"] / n, **{f"fgsm_{k}": counts[k] / n for k in ("tf", "f32", "stable", "margin")},
            "zero_grad_tf": counts["zero_tf"] / n, "zero_grad_f32": counts["zero_f32"] / n,
-           "margin_q": _quantiles(np.concatenate(margins)), "depth_q": [_quantiles(a) for a in hs_all]}
+           "margin_q": _quantiles(np.concatenate(margins)), "depth_q": [_quantiles(a) for a in hs_all],
+           "fgsm_tf_perm": [c / n for c in perm_counts]}
     if mlp:
         out.update(zero_pred_tf=counts["pred"] / n, zero_pred_margin_tf=counts["pred_margin"] / n,
-                   zero_pred_agree_tf=counts["agree"] / n, fgsm_tf_perm=[c / n for c in perm_counts])
+                   zero_pred_agree_tf=counts["agree"] / n)
     return out
 
 
@@ -292,7 +294,9 @@ def evaluate_snapshot(snap, x, y, xp, log, batch):
     epoch = int(snap.stem[len("snap-e"):])
     out = snap.with_name(f"eval-e{epoch}.json")
     rec = _read_json(out, {})
-    if rec.get("version") == EVAL_VERSION:
+    # current: this EVAL_VERSION and every measurement (CNN records from before permute_units took
+    # convolutions lack fgsm_tf_perm and are recomputed)
+    if rec.get("version") == EVAL_VERSION and "fgsm_tf_perm" in rec:
         return rec
     try:
         model, meta = load_checkpoint(snap, xp)
@@ -401,7 +405,7 @@ def collect(root):
 
 
 def format_table(rows):
-    head = ("| run | epoch | clean % | FGSM tf % | FGSM tf, permuted units % | FGSM f32 % | FGSM stable % | "
+    head = ("| run | epoch | clean % | FGSM tf % | FGSM tf, permuted units/channels % | FGSM f32 % | FGSM stable % | "
             "FGSM margin % | zero grads tf % | predicted: path / margin % | median margin | median abs h per layer | "
             "train min |")
     lines = [head, "|" + " --- |" * (head.count("|") - 1)]

@@ -230,18 +230,26 @@ def test_scale_logits_changes_no_prediction_but_zeroes_the_float32_cross_entropy
         audit.scale_logits(model, 0.0)
 
 
-def test_permuted_units_compute_the_same_function(xp):
-    """permute_units: the same logits and gradients in float64 (up to summation order), the weights
-    really reordered, and MLPs only."""
-    model = Sequential.init(architectures.mlp("sigmoid", hidden=12), seed=0, dtype=np.float64, xp=xp)
-    other = audit.permute_units(model, seed=1)
-    x = to_device(np.random.default_rng(0).random((5, 1, 28, 28)), xp)
+@pytest.mark.parametrize("arch", ["mlp", "cnn"])
+def test_permuted_units_compute_the_same_function(xp, arch):
+    """permute_units: the same logits and gradients in float64 (up to summation order), with every
+    hidden weight layer's units or channels really reordered (conv -> conv, conv -> flatten -> dense
+    and dense -> dense included)."""
+    if arch == "mlp":
+        spec, shape = architectures.mlp("sigmoid", hidden=12), (5, 1, 28, 28)
+    else:
+        spec, shape = architectures.cnn(channels=(4, 5), hidden=6, kernel=3, input_shape=[1, 8, 8]), (5, 1, 8, 8)
+    model = Sequential.init(spec, seed=0, dtype=np.float64, xp=xp)
+    other = audit.permute_units(model, seed=3)  # no layer's permutation is the identity
+    x = to_device(np.random.default_rng(0).random(shape), xp)
     y = to_device(np.arange(5), xp)
     np.testing.assert_allclose(to_host(other.logits(x)), to_host(model.logits(x)), rtol=1e-12)
     g0 = loss_and_input_gradient(model, x, y, cross_entropy)[1]
     g1 = loss_and_input_gradient(other, x, y, cross_entropy)[1]
     np.testing.assert_allclose(to_host(g1), to_host(g0), rtol=1e-10, atol=1e-15)
-    assert not np.array_equal(to_host(other.params[1]["W"]), to_host(model.params[1]["W"]))
-    with pytest.raises(ValueError, match="MLPs"):
-        audit.permute_units(Sequential.init(architectures.cnn(channels=(2,), hidden=4, kernel=3,
-                                                              input_shape=[1, 8, 8])), 0)
+    weights = [i for i, layer in enumerate(spec["layers"]) if layer["type"] in ("dense", "conv2d")]
+    for i in weights[:-1]:  # the outputs of every hidden weight layer: reordered, not changed
+        w0, w1 = to_host(model.params[i]["W"]), to_host(other.params[i]["W"])
+        assert not np.array_equal(w1, w0)
+        np.testing.assert_array_equal(np.sort(w1, axis=None), np.sort(w0, axis=None))
+    np.testing.assert_array_equal(to_host(other.params[weights[-1]]["b"]), to_host(model.params[weights[-1]]["b"]))

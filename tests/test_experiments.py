@@ -264,6 +264,31 @@ def test_sweep_quick_end_to_end_and_resumes(tmp_path, mnist_dir):
     assert sweep.find_snapshot(out, {**ms, "train": {**ms["train"], "lr": 0.5}}, first["seed"]) is None
 
 
+def test_sweep_evaluates_cnns_on_permuted_channels_and_renews_incomplete_records(tmp_path):
+    """The sweep's evaluation permutes a CNN's channels too (three summation orders of the same
+    function); a stored record of the current version without that measurement (written before
+    convolutions could be permuted) is recomputed, a complete one is reused as it is."""
+    from experiments import sweep
+    from nn.checkpoint import save_checkpoint
+    from nn.model import Sequential
+    model = Sequential.init(architectures.cnn(channels=(3, 4), hidden=5, kernel=3, input_shape=[1, 8, 8]), seed=0)
+    x = np.random.default_rng(0).random((6, 1, 8, 8)).astype(np.float32)
+    y = model.logits(x).argmax(axis=1)  # its own labels: every image correct, margins to measure
+    rec = sweep.evaluate(model, x, y, batch=4)
+    assert len(rec["fgsm_tf_perm"]) == 3 and all(0 <= a <= 1 for a in rec["fgsm_tf_perm"])
+    assert "zero_pred_tf" not in rec  # the depth-and-margin prediction is the MLPs' only
+    snap = tmp_path / "snap-e1.npz"
+    save_checkpoint(snap, model)
+    stale = {k: v for k, v in rec.items() if k != "fgsm_tf_perm"}
+    (tmp_path / "eval-e1.json").write_text(json.dumps({"version": sweep.EVAL_VERSION, "epoch": 1, **stale}))
+    renewed = sweep.evaluate_snapshot(snap, x, y, np, lambda line: None, batch=4)
+    assert renewed["fgsm_tf_perm"] == rec["fgsm_tf_perm"]
+    stored = json.loads((tmp_path / "eval-e1.json").read_text())
+    assert stored["fgsm_tf_perm"] == rec["fgsm_tf_perm"]
+    (tmp_path / "eval-e1.json").write_text(json.dumps({**stored, "clean_acc": -1}))  # a marker: reused, not redone
+    assert sweep.evaluate_snapshot(snap, x, y, np, lambda line: None, batch=4)["clean_acc"] == -1
+
+
 def test_sweep_readout_setting_replaces_only_the_readouts_phi():
     """readout="linear" puts f(z) = z on the readout's penalty (the CNN's reading) and nowhere else: a
     run of its own, whose training objective differs from the plain run's by lambda * sum_j z_j."""
