@@ -229,10 +229,10 @@ def evaluate(model, x, y, batch=500, eps=0.25):
     depth_q (per layer, quantiles of |h| over units and examples), fgsm_tf_perm (FGSM in the paper's
     numerics on three copies of the network with its hidden units and channels permuted,
     ``analysis.audit.permute_units``: the same function, summed in other orders; the spread is the
-    part of the number that is float32 rounding); for MLPs also the zero gradients predicted from
-    depths and margins (``analysis.saturation``): zero_pred_tf (max-plus path bound),
-    zero_pred_margin_tf (margin alone), zero_pred_agree_tf (fraction of examples where the path
-    bound's prediction is right)}.
+    part of the number that is float32 rounding), zero_pred_margin_tf (the zero gradients predicted
+    from the logit margin alone, ``analysis.saturation``); for MLPs also those predicted from depths
+    and margins: zero_pred_tf (max-plus path bound), zero_pred_agree_tf (fraction of examples where
+    the path bound's prediction is right)}.
     """
     xp = model.xp
     counts = {k: 0 for k in ("clean", "tf", "f32", "stable", "margin", "zero_tf", "zero_f32", "pred", "agree",
@@ -258,21 +258,21 @@ def evaluate(model, x, y, batch=500, eps=0.25):
             _, g, _ = loss_and_input_gradient(model, xb, yb, LOSSES["ce"], ftz=ftz)
             zero = xp.abs(g).reshape(len(xb), -1).max(axis=1) == 0
             counts[mode] += int(zero.sum())
+            if ftz:
+                counts["pred_margin"] += int(margin_predicts_zero(model, xb, yb, ftz=True).sum())
             if ftz and mlp:
                 pred = ~np.isfinite(log_path_bound(model, xb, yb, ftz=True))
                 counts["pred"] += int(pred.sum())
                 counts["agree"] += int((pred == to_host(zero)).sum())
-                counts["pred_margin"] += int(margin_predicts_zero(model, xb, yb, ftz=True).sum())
         sample = [to_host(xp.abs(h)).ravel()[::7] for h in hs]  # a fixed subsample of |h| per layer
         hs_all = sample if hs_all is None else [np.concatenate([a, b]) for a, b in zip(hs_all, sample)]
     n = len(x)
     out = {"clean_acc": counts["clean"] / n, **{f"fgsm_{k}": counts[k] / n for k in ("tf", "f32", "stable", "margin")},
            "zero_grad_tf": counts["zero_tf"] / n, "zero_grad_f32": counts["zero_f32"] / n,
            "margin_q": _quantiles(np.concatenate(margins)), "depth_q": [_quantiles(a) for a in hs_all],
-           "fgsm_tf_perm": [c / n for c in perm_counts]}
+           "fgsm_tf_perm": [c / n for c in perm_counts], "zero_pred_margin_tf": counts["pred_margin"] / n}
     if mlp:
-        out.update(zero_pred_tf=counts["pred"] / n, zero_pred_margin_tf=counts["pred_margin"] / n,
-                   zero_pred_agree_tf=counts["agree"] / n)
+        out.update(zero_pred_tf=counts["pred"] / n, zero_pred_agree_tf=counts["agree"] / n)
     return out
 
 
@@ -295,8 +295,8 @@ def evaluate_snapshot(snap, x, y, xp, log, batch):
     out = snap.with_name(f"eval-e{epoch}.json")
     rec = _read_json(out, {})
     # current: this EVAL_VERSION and every measurement (CNN records from before permute_units took
-    # convolutions lack fgsm_tf_perm and are recomputed)
-    if rec.get("version") == EVAL_VERSION and "fgsm_tf_perm" in rec:
+    # convolutions lack the last two and are recomputed)
+    if rec.get("version") == EVAL_VERSION and {"fgsm_tf", "fgsm_tf_perm", "zero_pred_margin_tf"} <= rec.keys():
         return rec
     try:
         model, meta = load_checkpoint(snap, xp)

@@ -266,7 +266,7 @@ def test_sweep_quick_end_to_end_and_resumes(tmp_path, mnist_dir):
 
 def test_sweep_evaluates_cnns_on_permuted_channels_and_renews_incomplete_records(tmp_path):
     """The sweep's evaluation permutes a CNN's channels too (three summation orders of the same
-    function); a stored record of the current version without that measurement (written before
+    function) and predicts its zero gradients from the margin; a stored record of the current version without that measurement (written before
     convolutions could be permuted) is recomputed, a complete one is reused as it is."""
     from experiments import sweep
     from nn.checkpoint import save_checkpoint
@@ -276,13 +276,14 @@ def test_sweep_evaluates_cnns_on_permuted_channels_and_renews_incomplete_records
     y = model.logits(x).argmax(axis=1)  # its own labels: every image correct, margins to measure
     rec = sweep.evaluate(model, x, y, batch=4)
     assert len(rec["fgsm_tf_perm"]) == 3 and all(0 <= a <= 1 for a in rec["fgsm_tf_perm"])
-    assert "zero_pred_tf" not in rec  # the depth-and-margin prediction is the MLPs' only
+    assert 0 <= rec["zero_pred_margin_tf"] <= 1  # the margin's prediction for every model,
+    assert "zero_pred_tf" not in rec  # the depth-and-margin one for MLPs only
     snap = tmp_path / "snap-e1.npz"
     save_checkpoint(snap, model)
-    stale = {k: v for k, v in rec.items() if k != "fgsm_tf_perm"}
+    stale = {k: v for k, v in rec.items() if k not in ("fgsm_tf_perm", "zero_pred_margin_tf")}
     (tmp_path / "eval-e1.json").write_text(json.dumps({"version": sweep.EVAL_VERSION, "epoch": 1, **stale}))
     renewed = sweep.evaluate_snapshot(snap, x, y, np, lambda line: None, batch=4)
-    assert renewed["fgsm_tf_perm"] == rec["fgsm_tf_perm"]
+    assert renewed["fgsm_tf_perm"] == rec["fgsm_tf_perm"] and "zero_pred_margin_tf" in renewed
     stored = json.loads((tmp_path / "eval-e1.json").read_text())
     assert stored["fgsm_tf_perm"] == rec["fgsm_tf_perm"]
     (tmp_path / "eval-e1.json").write_text(json.dumps({**stored, "clean_acc": -1}))  # a marker: reused, not redone
