@@ -266,8 +266,9 @@ def test_sweep_quick_end_to_end_and_resumes(tmp_path, mnist_dir):
 
 def test_sweep_evaluates_cnns_on_permuted_channels_and_renews_incomplete_records(tmp_path):
     """The sweep's evaluation permutes a CNN's channels too (three summation orders of the same
-    function) and predicts its zero gradients from the margin; a stored record of the current version without that measurement (written before
-    convolutions could be permuted) is recomputed, a complete one is reused as it is."""
+    function) and predicts its zero gradients from the margin; a stored record of the current version
+    without these (written before convolutions could be permuted) is recomputed, a complete one is
+    reused as it is."""
     from experiments import sweep
     from nn.checkpoint import save_checkpoint
     from nn.model import Sequential
