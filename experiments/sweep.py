@@ -524,18 +524,21 @@ def fgsm_from_zeros(r):
 
 def draw_mechanism(rows, path):
     """Measured fraction of exactly-zero input gradients (paper numerics) against the fraction
-    predicted from depths and margins (max-plus path bound) and from the margin alone, for every MLP
-    run and milestone; the diagonal is a perfect prediction."""
-    rs = [r for r in rows if r.get("zero_pred_tf") is not None]
+    predicted from depths and margins (max-plus path bound, MLPs) and from the margin alone (every
+    model), for every run and milestone; the diagonal is a perfect prediction. Right: FGSM in the
+    paper's numerics against ``fgsm_from_zeros``."""
+    rs = [r for r in rows if r.get("zero_pred_margin_tf") is not None]
 
     def fill(axes):
         ax, bx = axes[0]
-        for arch, marker in (("sigmoid_mlp", "o"), ("relu_mlp", "s")):
+        for arch, marker in (("sigmoid_mlp", "o"), ("relu_mlp", "s"), ("cnn", "^")):
             rr = [r for r in rs if r["arch"] == arch]
             if not rr:
                 continue
-            ax.scatter([100 * r["zero_pred_tf"] for r in rr], [100 * r["zero_grad_tf"] for r in rr], marker=marker,
-                       s=14, label=f"{ARCH_NAMES[arch]}: path bound (depths and margin)")
+            bounded = [r for r in rr if r.get("zero_pred_tf") is not None]
+            if bounded:
+                ax.scatter([100 * r["zero_pred_tf"] for r in bounded], [100 * r["zero_grad_tf"] for r in bounded],
+                           marker=marker, s=14, label=f"{ARCH_NAMES[arch]}: path bound (depths and margin)")
             ax.scatter([100 * r["zero_pred_margin_tf"] for r in rr], [100 * r["zero_grad_tf"] for r in rr],
                        marker=marker, s=14, facecolors="none", edgecolors="gray",
                        label=f"{ARCH_NAMES[arch]}: margin alone")
