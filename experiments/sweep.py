@@ -57,8 +57,10 @@ EVAL_VERSION = 3  # bump when ``evaluate`` changes: older records are recomputed
 
 
 # Settings absent from most runs: the CNN's channels (default the paper's 32, 64); the readout's phi
-# ("linear": f(z) = z, the CNN's reading of the paper's last layer, tried on an MLP; default KINDS's).
-OPTIONAL = {"channels": None, "readout": None}
+# ("linear": f(z) = z, the CNN's reading of the paper's last layer, tried on an MLP; default KINDS's);
+# Adam's epsilon (default 1e-8, TensorFlow's and ours; a smaller one tests whether the wide networks'
+# stalled margins come from gradients whose RMS has fallen below it, where Adam's step shrinks).
+OPTIONAL = {"channels": None, "readout": None, "adam_eps": None}
 
 
 def _run(**changes):
@@ -98,6 +100,7 @@ SIGMOID = [
     _run(derivative="paper", ftz=False, epochs=400),         # 21
     _run(batch_size=32, epochs=200),                         # 22 four times the steps per epoch
     _run(batch_size=512, epochs=400),                        # 23 a quarter
+    _run(hidden=500, adam_eps=1e-12, epochs=400),            # 24 width 500 (its margin stalls) with a tiny Adam eps
 ]
 RELU = [
     _run(arch="relu_mlp", lam_max=3.99e-8, lam_step=1e-10, epochs=4800),  # 0 the paper's constants, long
@@ -133,7 +136,7 @@ GRIDS = {
     "sigmoid": SIGMOID, "relu": RELU, "cnn": CNN,
     # everything, the most informative runs of each architecture first
     # (the wide runs last: on 2 cores one epoch of width 2000 costs ~20 of width 200)
-    "all": SIGMOID[:4] + RELU[:3] + SIGMOID[4:9] + RELU[3:5] + CNN[:2] + SIGMOID[9:13] + SIGMOID[16:] + RELU[5:]
+    "all": SIGMOID[:4] + RELU[:3] + SIGMOID[4:9] + RELU[3:5] + CNN[:2] + SIGMOID[9:13] + SIGMOID[16:] + RELU[5:11]
     + CNN[2:5] + SIGMOID[13:16] + RELU[11:] + CNN[5:],
     "quick": [
         _run(hidden=16, epochs=3, max_train=2000, lam_step=1e-2),
@@ -150,6 +153,7 @@ def run_name(s):
         "-tfpenalty" if s["derivative"] == "paper" else "") + f"-seed{s['seed']}"
     name += f"-n{s['max_train']}" if s["max_train"] else ""
     name += f"-readout{s['readout']}" if s.get("readout") else ""
+    name += f"-adameps{s['adam_eps']:g}" if s.get("adam_eps") else ""
     return name + ("-c" + "x".join(map(str, s["channels"])) if s.get("channels") else "")
 
 
@@ -173,8 +177,9 @@ def spec_of(s):
 
 
 def train_config(s):
+    eps = {"eps": s["adam_eps"]} if s.get("adam_eps") else {}
     return TrainConfig(epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"], seed=s["seed"],
-                       max_train=s["max_train"], ftz=s["ftz"])
+                       max_train=s["max_train"], ftz=s["ftz"], **eps)
 
 
 def model_settings(s):

@@ -314,6 +314,20 @@ def test_sweep_readout_setting_replaces_only_the_readouts_phi():
     assert losses["linear"] - losses["plain"] == pytest.approx(expected, rel=1e-12)
 
 
+def test_sweep_grid_all_holds_every_run_once_and_adam_eps_is_a_run_of_its_own():
+    """--grid all trains each run of the three architectures' grids exactly once; adam_eps reaches the
+    optimizer and names its own run folder, and runs without it keep their names and Adam's 1e-8."""
+    from experiments import sweep
+    names = [sweep.run_name(s) for s in sweep.GRIDS["all"]]
+    assert len(names) == len(set(names))
+    assert set(names) == {sweep.run_name(s) for s in sweep.SIGMOID + sweep.RELU + sweep.CNN}
+    plain = sweep._run(hidden=500)
+    tiny = dict(plain, adam_eps=1e-12)
+    assert sweep.train_config(plain).eps == 1e-8 and sweep.train_config(tiny).eps == 1e-12
+    assert sweep.run_name(tiny) == sweep.run_name(plain) + "-adameps1e-12"
+    assert not sweep.same_model(tiny, sweep.model_settings(plain))
+
+
 def test_table1_saturated_models_are_sweep_runs():
     """Each saturated model of the default Table 1 is one of the sweep's runs, snapshotted at its epoch,
     so the sweep's training serves Table 1 (and the quick presets of both agree too)."""
