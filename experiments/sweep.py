@@ -100,7 +100,7 @@ SIGMOID = [
     _run(derivative="paper", ftz=False, epochs=400),         # 21
     _run(batch_size=32, epochs=200),                         # 22 four times the steps per epoch
     _run(batch_size=512, epochs=400),                        # 23 a quarter
-    _run(hidden=500, adam_eps=1e-12, epochs=400),            # 24 width 500 (its margin stalls) with a tiny Adam eps
+    _run(hidden=500, adam_eps=1e-12, epochs=800),            # 24 width 500 (its margin stalls) with a tiny Adam eps
 ]
 RELU = [
     _run(arch="relu_mlp", lam_max=3.99e-8, lam_step=1e-10, epochs=4800),  # 0 the paper's constants, long
