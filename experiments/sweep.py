@@ -58,8 +58,9 @@ EVAL_VERSION = 3  # bump when ``evaluate`` changes: older records are recomputed
 
 # Settings absent from most runs: the CNN's channels (default the paper's 32, 64); the readout's phi
 # ("linear": f(z) = z, the CNN's reading of the paper's last layer, tried on an MLP; default KINDS's);
-# Adam's epsilon (default 1e-8, TensorFlow's and ours; a smaller one tests whether the wide networks'
-# stalled margins come from gradients whose RMS has fallen below it, where Adam's step shrinks).
+# Adam's epsilon (default 1e-8, TensorFlow's and ours; a smaller one tested whether the wide networks'
+# stalled margins come from gradients whose RMS has fallen below it, where Adam's step shrinks: they
+# do not, RESULTS.md).
 OPTIONAL = {"channels": None, "readout": None, "adam_eps": None}
 
 
@@ -300,8 +301,8 @@ def evaluate_snapshot(snap, x, y, xp, log, batch):
     out = snap.with_name(f"eval-e{epoch}.json")
     rec = _read_json(out, {})
     # current: this EVAL_VERSION and every measurement (CNN records from before permute_units took
-    # convolutions lack the last two and are recomputed)
-    if rec.get("version") == EVAL_VERSION and {"fgsm_tf", "fgsm_tf_perm", "zero_pred_margin_tf"} <= rec.keys():
+    # convolutions lack these two and are recomputed)
+    if rec.get("version") == EVAL_VERSION and {"fgsm_tf_perm", "zero_pred_margin_tf"} <= rec.keys():
         return rec
     try:
         model, meta = load_checkpoint(snap, xp)
