@@ -68,7 +68,11 @@ def cli(main, argv=None):
     it with its traceback. Anything else is a bug and keeps its traceback."""
     argv = sys.argv[1:] if argv is None else argv
     try:
-        return main(argv)
+        result = main(argv)
+        if SKIPPED_FIGURES:
+            print(f"figures skipped, matplotlib is not installed (pip install -e \".[plots]\"): "
+                  f"{', '.join(map(str, SKIPPED_FIGURES))}", file=sys.stderr)
+        return result
     except UserError as e:
         if "--debug" in argv:
             raise
@@ -212,16 +216,22 @@ def load_models(args, xp, dtype=None):
     return models
 
 
+# figures not drawn for want of matplotlib; ``cli`` names them in one line when the script ends
+SKIPPED_FIGURES = []
+
+
 def save_figure(path, draw, shape=(1, 1), figsize=(6, 4), dpi=120, constrained=False):
     """Draw a PNG with matplotlib (the ``plots`` extra, Agg backend): ``draw(axes)`` fills the
     (rows, cols) array of axes; ``constrained`` lays it out with matplotlib's constrained layout
     (for figures with shared colour bars) instead of tight_layout. -> True, or False (nothing
-    written) without matplotlib."""
+    written, the path recorded in ``SKIPPED_FIGURES``) without matplotlib. The only place that
+    imports matplotlib: ``draw`` runs only when it is there."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
+        SKIPPED_FIGURES.append(path)
         return False
     fig, axes = plt.subplots(*shape, figsize=figsize, squeeze=False, layout="constrained" if constrained else None)
     draw(axes)

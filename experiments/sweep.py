@@ -467,10 +467,9 @@ def draw(rows, path):
     from experiments.table1 import PAPER  # table1 imports this module: import it when drawing
     archs = [a for a in ARCH_NAMES if any(r["arch"] == a for r in rows)]
 
-    import matplotlib
-    colours = matplotlib.colormaps["tab20"].colors  # more runs per panel than tab10 has colours
-
     def fill(axes):
+        import matplotlib  # save_figure calls fill only when matplotlib is installed
+        colours = matplotlib.colormaps["tab20"].colors  # more runs per panel than tab10 has colours
         for row_axes, arch in zip(axes, archs):
             ax, mx, bx, lx = row_axes
             rs = [r for r in rows if r["arch"] == arch]
