@@ -1,38 +1,235 @@
-"""(shim, replaced by the redesign) Table 1's recipes as frozen objects."""
+"""One recipe, one model: a frozen recipe (architecture, training settings, objective) names a model,
+and ``model_key`` alone decides whether two runs are the same model.
+
+A recipe is built from the paper's facts (``experiments.paper``) and changed from the command line in
+one dialect, ``--set <models>.<part>.<key>=<value>``:
+
+    <models>  a model (relu_mlp-saturated), an architecture (relu_mlp: its three models), a training
+              (saturated: its three models) or ``all``
+    <part>    arch (the architecture's arguments, ``nn.architectures``), train (``nn.train.TrainConfig``
+              but the seed) or method (the objective's arguments: ``nn.penalty.saturating_objective``,
+              ``attacks.adversarial_training.adversarial_objective``)
+
+e.g. ``--set relu_mlp-saturated.method.lam_max=0`` (the no-penalty control) or
+``--set saturated.train.epochs=800``.
+"""
 from __future__ import annotations
 
+import ast
+import copy
 import dataclasses
+import inspect
+import json
 
-from nn.architectures import build_spec
+import numpy as np
+
+from attacks.adversarial_training import adversarial_objective
+from experiments import paper
+from nn.architectures import ARCHITECTURES, build_spec
+from nn.errors import UserError
 from nn.model import Sequential
+from nn.penalty import saturating_objective
+from nn.train import TrainConfig, cross_entropy_objective
+
+OBJECTIVES = {"vanilla": cross_entropy_objective, "adversarial": adversarial_objective,
+              "saturated": saturating_objective}
+PARTS = ("arch", "train", "method")
+
+
+class SettingError(UserError, ValueError):
+    """A --set assignment that names no setting, or gives a value of the wrong type."""
+
+
+def _arguments(fn):
+    """{name: default} of a function's keyword arguments (None where there is no default)."""
+    return {k: None if p.default is p.empty else p.default for k, p in inspect.signature(fn).parameters.items()
+            if p.kind is not p.VAR_KEYWORD}
+
+
+def _defaults(arch, training):
+    """Every setting a recipe of (arch, training) has, with its default: -> {part: {key: default}}."""
+    train = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.name != "seed"}
+    method = {} if training == "vanilla" else _arguments(OBJECTIVES[training])
+    return {"arch": _arguments(ARCHITECTURES[arch]), "train": train, "method": method}
+
+
+def _canonical(obj):
+    return json.loads(json.dumps(obj, sort_keys=True))  # tuples -> lists, keys sorted
 
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
+    """One model of the paper: architecture ``arch`` with arguments ``arch_kwargs``, training settings
+    ``train`` (``TrainConfig`` without the seed) and the objective of ``training`` with arguments
+    ``method``. Build with ``Recipe.make``, which fills in every default, so that two recipes of the
+    same model compare equal however they were written."""
     arch: str
     training: str
     arch_kwargs: dict
     train: dict
     method: dict
 
+    @classmethod
+    def make(cls, arch, training, arch_kwargs=None, train=None, method=None):
+        if arch not in paper.ARCHS or training not in paper.TRAININGS:
+            raise SettingError(f"no model {arch}-{training}; expected one of {' '.join(paper.MODELS)}")
+        d = _defaults(arch, training)
+        parts = {"arch": arch_kwargs or {}, "train": train or {}, "method": method or {}}
+        filled = {}
+        for part, given in parts.items():
+            unknown = set(given) - set(d[part])
+            if unknown:
+                raise SettingError(f"{arch}-{training}: no {part} setting {', '.join(sorted(unknown))}; "
+                                   f"{part} has: {', '.join(sorted(d[part])) or 'nothing'}")
+            filled[part] = _canonical({**d[part], **given})
+        filled["arch"].pop("input_shape", None)  # MNIST's, always
+        return cls(arch, training, filled["arch"], filled["train"], filled["method"])
+
+    @classmethod
+    def from_dict(cls, d):
+        """A recipe from ``as_dict`` (or from the model settings an older Table 1 wrote)."""
+        return cls.make(d["arch"], d["training"], d.get("arch_kwargs"), d.get("train"), d.get("method"))
+
+    def as_dict(self):
+        return dataclasses.asdict(self)
+
+    @property
+    def name(self):
+        return f"{self.arch}-{self.training}"
+
+    @property
+    def epochs(self):
+        return self.train["epochs"]
+
     def spec(self):
         return build_spec(self.arch, **self.arch_kwargs)
 
-    def init_model(self, seed=0, xp=None):
-        import numpy as np
-        return Sequential.init(self.spec(), seed=seed, xp=xp or np)
+    def init_model(self, seed=0, xp=np):
+        return Sequential.init(self.spec(), seed=seed, xp=xp)
+
+    def config(self, seed=0):
+        return TrainConfig(**self.train, seed=seed)
 
     def objective(self):
-        from experiments.table1 import objective_for
-        return objective_for({"training": self.training, "method": self.method})
+        """The training objective (``nn.train.train``'s ``objective``) this recipe names."""
+        if self.training == "vanilla":
+            return cross_entropy_objective
+        return OBJECTIVES[self.training](**self.method)
+
+    def replace(self, part, **changes):
+        """A copy with ``changes`` to one part (arch, train or method)."""
+        new = {"arch": self.arch_kwargs, "train": self.train, "method": self.method}
+        new[part] = {**new[part], **changes}
+        return Recipe.make(self.arch, self.training, new["arch"], new["train"], new["method"])
+
+    def check(self):
+        """Build everything the recipe names once (spec, training settings, objective), so that a bad
+        value stops a run at once with its name, not after an hour. -> self."""
+        from nn.model import layer_shapes
+        layer_shapes(self.spec())
+        self.config()
+        self.objective()
+        return self
+
+
+def model_key(recipe, seed):
+    """The identity of a model: every setting of ``recipe`` but the number of epochs, and the seed, as
+    canonical JSON. Two runs with the same key train the same model, step for step; the one with more
+    epochs continues the other (a constant or per-epoch learning rate and a per-step lambda do not
+    depend on the total). Checkpoint reuse, resuming, continuing and the sweep's snapshots all compare
+    this key, and nothing else."""
+    d = recipe.as_dict()
+    d["train"] = {k: v for k, v in d["train"].items() if k != "epochs"}
+    return json.dumps({**d, "seed": seed}, sort_keys=True)
+
+
+def table1_recipes(quick=False):
+    """The nine models of Table 1 from ``experiments.paper``: {name: Recipe}, in the paper's order.
+    ``quick``: the same models at the smoke sizes of ``paper.QUICK``."""
+    out = {}
+    for training in paper.TRAININGS:
+        for arch in paper.ARCHS:
+            arch_kwargs, train, method = dict(paper.WIDTH[arch]), dict(paper.TRAIN[arch]), {}
+            if arch == "cnn":
+                train.update(paper.TABLE1_CNN_TRAIN)
+            if training == "adversarial":
+                method = dict(paper.ADVERSARIAL)
+            if training == "saturated":
+                arch_kwargs, train = dict(paper.SATURATED_WIDTH[arch]), dict(paper.REGIME_TRAIN[arch])
+                method = {"kinds": list(paper.PHI[arch]), **paper.LAMBDA[arch], "units": paper.UNITS[arch]}
+            if quick:  # the model's own quick entry, else its architecture's
+                q_arch, q_model = paper.QUICK[arch], paper.QUICK.get(f"{arch}-{training}", {})
+                arch_kwargs = dict(q_model.get("arch", q_arch["arch"]))
+                train.update(q_arch["train"])
+                train.update(q_model.get("train", {}))
+                method.update(q_model.get("method", {}))
+            recipe = Recipe.make(arch, training, arch_kwargs, train, method)
+            out[recipe.name] = recipe
+    return {name: out[name] for name in paper.MODELS}
+
+
+def select(names, only):
+    """The names among ``names`` that ``only`` picks: each item a model, an architecture, a training or
+    ``all``. -> list, in the order of ``names``."""
+    if not only:
+        return list(names)
+    unknown = [o for o in only if o != "all" and o not in {*paper.ARCHS, *paper.TRAININGS, *paper.MODELS}]
+    if unknown:
+        raise SettingError(f"unknown model(s) {', '.join(unknown)}; expected an architecture "
+                           f"({', '.join(paper.ARCHS)}), a training ({', '.join(paper.TRAININGS)}), "
+                           f"<architecture>-<training> or all")
+    return [n for n in names if {"all", n, *n.split("-")} & set(only)]
+
+
+def parse_value(raw):
+    try:
+        return ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return raw  # a word: 'mean', 'sum'
+
+
+def _same_kind(old, new):
+    """True when ``new`` may replace the setting ``old``: the same type, an int for a float, anything
+    for an unset (None) setting or None for it."""
+    if old is None or new is None:
+        return True
+    if isinstance(old, bool) or isinstance(new, bool):
+        return isinstance(old, bool) and isinstance(new, bool)
+    if isinstance(old, float):
+        return isinstance(new, (int, float))
+    return isinstance(new, type(old))
+
+
+def apply_set(recipes, assignment):
+    """``recipes`` ({name: Recipe}) with one ``--set <models>.<part>.<key>=<value>`` applied (see the
+    module docstring). Raises SettingError naming what was wrong. -> a new dict."""
+    key, _, raw = assignment.partition("=")
+    parts = key.split(".")
+    if not raw or len(parts) != 3:
+        raise SettingError(f"--set needs <models>.<part>.<key>=<value>, got {assignment!r}")
+    who, part, name = parts
+    if part not in PARTS:
+        raise SettingError(f"--set {key}: no part {part!r}; expected one of {', '.join(PARTS)}")
+    targets = select(list(recipes), [who])
+    if not targets:
+        raise SettingError(f"--set {key}: {who} names none of the models here ({' '.join(recipes)})")
+    value = parse_value(raw)
+    out = dict(recipes)
+    for n in targets:
+        r = recipes[n]
+        current = {"arch": r.arch_kwargs, "train": r.train, "method": r.method}[part]
+        if name not in current:
+            raise SettingError(f"--set {key}: {n} has no {part} setting {name!r}; {part} has: "
+                               f"{', '.join(sorted(current)) or 'nothing'}")
+        if not _same_kind(current[name], value):
+            raise SettingError(f"--set {key}={raw}: expected {type(current[name]).__name__} like "
+                               f"{current[name]!r}, got {type(value).__name__}")
+        if isinstance(current[name], float) and isinstance(value, int):
+            value = float(value)
+        out[n] = r.replace(part, **{name: copy.deepcopy(value)})
+    return out
 
 
 def quick_recipes():
-    from experiments.table1 import ARCHS, TRAININGS, model_settings, quick_settings
-    s = quick_settings()
-    out = {}
-    for a in ARCHS:
-        for t in TRAININGS:
-            ms = model_settings(s, a, t)
-            out[f"{a}-{t}"] = Recipe(a, t, ms["arch_kwargs"], ms["train"], ms["method"])
-    return out
+    """Table 1's nine recipes at the quick sizes (tests/test_golden.py fingerprints them)."""
+    return table1_recipes(quick=True)

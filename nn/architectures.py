@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import functools
 import numbers
 
 from .model import SpecError
@@ -46,8 +47,8 @@ def cnn(channels=(32, 64), hidden=1024, kernel=5, input_shape=MNIST_SHAPE):
 
 
 ARCHITECTURES = {
-    "sigmoid_mlp": lambda **kw: mlp("sigmoid", **kw),
-    "relu_mlp": lambda **kw: mlp("relu", **kw),
+    "sigmoid_mlp": functools.partial(mlp, "sigmoid"),
+    "relu_mlp": functools.partial(mlp, "relu"),
     "cnn": cnn,
 }
 

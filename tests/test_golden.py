@@ -7,7 +7,7 @@ every numerics mode (on the trained weights and on a 30x copy whose units satura
 differ most), and the Jacobian of the logits. Each array is fingerprinted by three float64 sums (plain,
 absolute, and against a fixed random vector), compared to 1e-5 relative: a change in the code's
 arithmetic moves them far more, a different BLAS on another machine much less. On the machine the
-record was made on (same numpy, same CPU) the arrays' SHA-256 must match too, bit for bit.
+record was made on (same numpy, same CPU, same number of BLAS threads) the arrays' SHA-256 must match too, bit for bit.
 
 To record anew after a change that is meant to move numbers: ``python tests/test_golden.py``.
 """
@@ -32,7 +32,8 @@ def _platform_key():
         cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
         cpu = platform.processor()
-    return f"{platform.machine()} {cpu} numpy {np.__version__}"
+    threads = os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS") or os.cpu_count()
+    return f"{platform.machine()} {cpu} numpy {np.__version__} blas threads {threads}"  # threads: summation order
 
 
 def _fingerprint(a):
