@@ -5,7 +5,8 @@ For each of the nine quick recipes: its parameters after three Adam steps of its
 numerics (penalty, adversarial training, flush-to-zero), the input gradients of the cross-entropy in
 every numerics mode (on the trained weights and on a 30x copy whose units saturate, where the modes
 differ most), and the Jacobian of the logits. Each array is fingerprinted by three float64 sums (plain,
-absolute, and against a fixed random vector), compared to 1e-5 relative: a change in the code's
+absolute, and against a fixed random vector), compared to 1e-5 of the array's absolute sum (1e-3 on the 30x copies, whose ReLU kinks flip with
+BLAS's summation order): a change in the code's
 arithmetic moves them far more, a different BLAS on another machine much less. On the machine the
 record was made on (same numpy, same CPU, same number of BLAS threads) the arrays' SHA-256 must match too, bit for bit.
 
@@ -88,7 +89,10 @@ def test_numbers_do_not_move(mnist_dir):
         assert set(now[name]) == set(arrays), name
         for key, ref in arrays.items():
             got = now[name][key]
-            np.testing.assert_allclose(got["sums"], ref["sums"], rtol=1e-5, atol=1e-30, err_msg=f"{name} {key}")
+            # relative to sum |a| (the sums cancel); the 30x copies' ReLU kinks flip with the summation
+            # order of BLAS, so they get 1e-3
+            tol = (1e-3 if key.startswith("x30.") else 1e-5) * ref["sums"][1]
+            np.testing.assert_allclose(got["sums"], ref["sums"], rtol=0, atol=tol, err_msg=f"{name} {key}")
             if same_machine:
                 assert got["sha256"] == ref["sha256"], f"{name} {key}: not bit for bit"
 
