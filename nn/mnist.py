@@ -53,7 +53,34 @@ FILES = {
 
 
 class MNISTError(UserError, RuntimeError):
-    """MNIST files missing, corrupt or not downloadable; the message says which and what to do."""
+    """MNIST files missing, corrupt or not downloadable. Every message has one shape, made here and
+    nowhere else: ``<full path>: <what is wrong>. <what to do>``, e.g. ::
+
+        /data/mnist/t10k-labels-idx1-ubyte.gz: file is truncated (10007 bytes, expected 10008). Delete
+        it to download again (a verified copy goes into ~/.cache/satnets/mnist), or replace it with a good copy.
+
+    (the arguments stay in ``args``, so the error survives pickling across processes)."""
+
+    def __init__(self, path, problem, remedy):
+        super().__init__(str(path), problem, remedy)
+        self.path, self.problem, self.remedy = str(path), problem, remedy
+
+    def __str__(self):
+        return f"{self.path}: {self.problem}. {self.remedy}."
+
+
+class _Corrupt(Exception):
+    """What is wrong with the bytes of an MNIST file; the caller knows where they came from."""
+
+
+def _delete_remedy() -> str:
+    return (f"Delete it to download again (a verified copy goes into {cache_dir()}), "
+            "or replace it with a good copy")
+
+
+def _supply_remedy() -> str:
+    return (f"Supply the four MNIST IDX files (gzip or raw) in a folder and pass it as "
+            f"--data-dir, or set {ENV_DIR} to it, or copy them into {cache_dir()}")
 
 
 def cache_dir() -> Path:
@@ -68,48 +95,61 @@ def search_dirs(data_dir=None) -> list[Path]:
     return [Path(d) for d in dirs if d]
 
 
-def parse_idx(raw: bytes, name: str) -> np.ndarray:
-    """The uint8 array of a decompressed IDX file, after checking its magic number and length.
+def _parse_idx(raw: bytes, name: str) -> np.ndarray:
+    """The uint8 array of a decompressed IDX file, after checking its magic number and length
+    (``_Corrupt`` says what is wrong).
 
     IDX: a big-endian int32 magic (0x0000 0x08 ndim; 2051 images, 2049 labels), ndim big-endian
     int32 sizes, then the prod(sizes) bytes of data.
     """
     magic, shape, _ = FILES[name]
     if len(raw) < 4:
-        raise MNISTError(f"{name}: file is truncated ({len(raw)} bytes, no IDX header)")
+        raise _Corrupt(f"file is truncated ({len(raw)} bytes, no IDX header)")
     got = struct.unpack(">i", raw[:4])[0]
     if got != magic:
-        raise MNISTError(f"{name}: wrong IDX magic number {got} (expected {magic}); "
-                         "not an MNIST file, or the wrong one under this name")
+        raise _Corrupt(f"wrong IDX magic number {got} (expected {magic}): not an MNIST file, "
+                       f"or the wrong one under the name {name}")
     ndim = len(shape)
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise MNISTError(f"{name}: file is truncated ({len(raw)} bytes, header needs {header})")
+        raise _Corrupt(f"file is truncated ({len(raw)} bytes, the header needs {header})")
     dims = struct.unpack(">" + "i" * ndim, raw[4:header])
     if tuple(dims) != shape:
-        raise MNISTError(f"{name}: IDX dimensions {dims}, expected {shape}")
+        raise _Corrupt(f"IDX dimensions {dims}, expected {shape} for {name}")
     want = header + int(np.prod(shape))
     if len(raw) != want:
         kind = "truncated" if len(raw) < want else "longer than its header says"
-        raise MNISTError(f"{name}: file is {kind} ({len(raw)} bytes, expected {want})")
+        raise _Corrupt(f"file is {kind} ({len(raw)} bytes, expected {want})")
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _decode(data: bytes, name: str) -> np.ndarray:
+    """The verified uint8 array in ``data``, the bytes of MNIST file ``name`` (gzip or raw): its
+    IDX structure and the SHA-256 of the decompressed content (``_Corrupt`` says what is wrong)."""
+    if data[:2] == b"\x1f\x8b":  # gzip magic
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as e:
+            raise _Corrupt(f"cannot be decompressed ({e}); the file is corrupt or truncated") from e
+    arr = _parse_idx(data, name)
+    sha = hashlib.sha256(data).hexdigest()
+    if sha != FILES[name][2]:
+        raise _Corrupt(f"SHA-256 checksum mismatch (got {sha}, expected {FILES[name][2]}); the file is corrupt")
+    return arr
 
 
 def read_idx(path: Path, name: str) -> np.ndarray:
     """Read one IDX file (gzip or raw), check its structure and SHA-256 -> uint8 array."""
+    path = Path(path).absolute()
     try:
-        raw = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":  # gzip magic
-            raw = gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as e:
-        raise MNISTError(f"{path}: cannot read or decompress ({e}); the file is corrupt or "
-                         "truncated: delete it and supply a good copy") from e
-    arr = parse_idx(raw, name)
-    sha = hashlib.sha256(raw).hexdigest()
-    if sha != FILES[name][2]:
-        raise MNISTError(f"{path}: SHA-256 checksum mismatch (got {sha}, expected {FILES[name][2]}); "
-                         "the file is corrupt: delete it and supply a good copy")
-    return arr
+        data = path.read_bytes()
+    except OSError as e:
+        raise MNISTError(path, f"cannot be read ({e.strerror or e})",
+                         "Make it a readable file, or delete it to download again") from e
+    try:
+        return _decode(data, name)
+    except _Corrupt as e:
+        raise MNISTError(path, str(e), _delete_remedy()) from e
 
 
 def find_file(name: str, dirs) -> Path | None:
@@ -124,27 +164,27 @@ def find_file(name: str, dirs) -> Path | None:
 def download(name: str, dest: Path, mirrors, timeout: float = 30.0) -> Path:
     """Fetch NAME.gz from the first mirror that serves a verified copy; write it atomically into
     dest. -> the path written. Raises MNISTError with every mirror's failure."""
-    dest.mkdir(parents=True, exist_ok=True)
+    final = Path(dest).absolute() / (name + ".gz")
+    final.parent.mkdir(parents=True, exist_ok=True)
     errors = []
     for prefix in mirrors:
         url = prefix.rstrip("/") + "/" + name + ".gz"
         try:
             with urllib.request.urlopen(url, timeout=timeout) as r:
                 data = r.read()
-            fd, tmp = tempfile.mkstemp(dir=dest, prefix=f".{name}.", suffix=".part")
+            _decode(data, name)  # verify before keeping it
+            fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{name}.", suffix=".part")
             try:
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
-                read_idx(Path(tmp), name)  # verify before keeping it
-                final = dest / (name + ".gz")
                 os.replace(tmp, final)
                 return final
             finally:
                 if os.path.exists(tmp):
                     os.unlink(tmp)
-        except (OSError, http.client.HTTPException, MNISTError) as e:
+        except (OSError, http.client.HTTPException, _Corrupt) as e:
             errors.append(f"{url}: {e}")
-    raise MNISTError(f"could not download {name}: " + "; ".join(errors))
+    raise MNISTError(final, "could not be downloaded (" + "; ".join(errors) + ")", _supply_remedy())
 
 
 def load_raw(data_dir=None, *, allow_download=True, mirrors=None) -> dict[str, np.ndarray]:
@@ -158,21 +198,16 @@ def load_raw(data_dir=None, *, allow_download=True, mirrors=None) -> dict[str, n
     for name in FILES:
         path = find_file(name, dirs)
         if path is None:
-            looked = ", ".join(str(d) for d in dirs)
+            looked = ", ".join(str(d.absolute()) + ("" if d.is_dir() else " (no such folder)") for d in dirs)
             if not allow_download:
-                raise MNISTError(f"{name}(.gz) not found in: {looked}. " + _how_to_supply())
+                raise MNISTError(f"{name}(.gz)", f"not found in {looked}", _supply_remedy())
             try:
                 path = download(name, cache_dir(), mirrors)
             except MNISTError as e:
-                raise MNISTError(f"{name}(.gz) not found in: {looked}; and the download failed "
-                                 f"({e}). " + _how_to_supply()) from e
+                raise MNISTError(f"{name}(.gz)", f"not found in {looked}, and {e.path} {e.problem}",
+                                 _supply_remedy()) from e
         out[name] = read_idx(path, name)
     return out
-
-
-def _how_to_supply() -> str:
-    return (f"Supply the four MNIST IDX files (gzip or raw) in a folder and pass it as "
-            f"--data-dir, or set {ENV_DIR} to it, or copy them into {cache_dir()}.")
 
 
 def to_float_images(images: np.ndarray) -> np.ndarray:

@@ -3,6 +3,8 @@ import contextlib
 import functools
 import gzip
 import http.server
+import pickle
+import re
 import shutil
 import socket
 import threading
@@ -28,6 +30,20 @@ def _raw_labels(mnist_dir):
     return gzip.decompress((mnist_dir / (LABELS + ".gz")).read_bytes())
 
 
+DELETE = "Delete it to download again"  # the remedy for a file that is there but wrong
+SUPPLY = "Supply the four MNIST IDX files"  # the remedy for files that are not there
+
+
+def _one_shape(error, path, remedy):
+    """Every MNIST message: ``<full path>: <what is wrong>. <what to do>.`` -> what is wrong."""
+    msg = str(error)
+    m = re.fullmatch(re.escape(f"{path}: ") + r"(.+)\. " + re.escape(remedy) + r"[^\n]*\.", msg)
+    assert m, msg
+    again = pickle.loads(pickle.dumps(error))  # survives a process pool
+    assert type(again) is mnist.MNISTError and str(again) == msg
+    return m.group(1)
+
+
 def test_good_files(mnist_dir):
     data = mnist.load_mnist(mnist_dir, allow_download=False)
     (xtr, ytr), (xva, yva), (xte, yte) = data["train"], data["val"], data["test"]
@@ -51,18 +67,46 @@ def test_raw_and_gzip_read_the_same(mnist_dir, tmp_path):
     (lambda raw: raw[:8] + bytes([(raw[8] + 1) % 10]) + raw[9:], "checksum mismatch"),
     (lambda raw: raw + b"\x00", "longer than its header"),
 ])
-def test_corrupt_files_are_errors(mnist_dir, tmp_path, corrupt, message):
-    path = tmp_path / (LABELS + ".gz")
-    path.write_bytes(gzip.compress(corrupt(_raw_labels(mnist_dir))))
-    with pytest.raises(mnist.MNISTError, match=message):
-        mnist.read_idx(path, LABELS)
+@pytest.mark.parametrize("gz", [True, False])
+def test_corrupt_files_are_errors(mnist_dir, tmp_path, monkeypatch, corrupt, message, gz):
+    """Named by their full path (the folder too, also when given relative), with the remedy."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    path = folder / (LABELS + (".gz" if gz else ""))
+    raw = corrupt(_raw_labels(mnist_dir))
+    path.write_bytes(gzip.compress(raw) if gz else raw)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(mnist.MNISTError) as e:
+        mnist.read_idx(path.relative_to(tmp_path), LABELS)
+    assert message in _one_shape(e.value, path, DELETE)
 
 
 def test_truncated_gzip_stream_is_an_error(mnist_dir, tmp_path):
     path = tmp_path / (LABELS + ".gz")
     path.write_bytes((mnist_dir / (LABELS + ".gz")).read_bytes()[:-50])
-    with pytest.raises(mnist.MNISTError, match="corrupt or truncated"):
+    with pytest.raises(mnist.MNISTError) as e:
         mnist.read_idx(path, LABELS)
+    assert "corrupt or truncated" in _one_shape(e.value, path, DELETE)
+
+
+def test_unreadable_file_is_an_error(tmp_path):
+    path = tmp_path / LABELS
+    path.mkdir()  # a folder where the file should be: cannot be read
+    with pytest.raises(mnist.MNISTError) as e:
+        mnist.read_idx(path, LABELS)
+    assert "cannot be read" in _one_shape(e.value, path, "Make it a readable file, or delete it to download again")
+
+
+def test_missing_folder_is_named(isolated, monkeypatch):
+    """A --data-dir that does not exist is named as such, beside every other folder looked in."""
+    given = isolated / "typo"
+    monkeypatch.setenv(mnist.ENV_DIR, str(isolated / "also-missing"))
+    with pytest.raises(mnist.MNISTError) as e:
+        mnist.load_raw(given, allow_download=False)
+    problem = _one_shape(e.value, "train-images-idx3-ubyte(.gz)", SUPPLY)
+    assert problem == (f"not found in {given} (no such folder), {isolated / 'also-missing'} (no such folder), "
+                       f"{mnist.cache_dir()} (no such folder)")
+    assert str(mnist.cache_dir()) in e.value.remedy and mnist.ENV_DIR in e.value.remedy
 
 
 def _closed_port():
@@ -76,8 +120,10 @@ def test_missing_files_without_network(isolated):
     with pytest.raises(mnist.MNISTError) as e:
         mnist.load_raw(isolated / "empty", mirrors=[mirror])
     msg = str(e.value)
-    assert "not found in" in msg and str(isolated / "empty") in msg and str(mnist.cache_dir()) in msg
-    assert "download failed" in msg and mirror in msg and mnist.ENV_DIR in msg
+    problem = _one_shape(e.value, "train-images-idx3-ubyte(.gz)", SUPPLY)
+    assert problem.startswith(f"not found in {isolated / 'empty'} (no such folder), {mnist.cache_dir()} (no such folder), and "
+                              f"{mnist.cache_dir() / 'train-images-idx3-ubyte.gz'} could not be downloaded")
+    assert mirror in msg and mnist.ENV_DIR in msg
     with pytest.raises(mnist.MNISTError, match="not found in"):
         mnist.load_raw(isolated / "empty", allow_download=False)
 
@@ -118,6 +164,8 @@ def test_download_rejects_a_corrupt_mirror(isolated, tmp_path, mnist_dir):
     shutil.copytree(mnist_dir, served)
     (served / (LABELS + ".gz")).write_bytes(gzip.compress(_raw_labels(mnist_dir)[:-1] + b"\x07"))
     with serve(served) as url:
-        with pytest.raises(mnist.MNISTError, match="checksum mismatch"):
+        with pytest.raises(mnist.MNISTError) as e:
             mnist.download(LABELS, mnist.cache_dir(), [url])
+    problem = _one_shape(e.value, mnist.cache_dir() / (LABELS + ".gz"), SUPPLY)
+    assert problem.startswith(f"could not be downloaded ({url}{LABELS}.gz: SHA-256 checksum mismatch")
     assert not any(mnist.cache_dir().iterdir())  # nothing unverified is kept
