@@ -88,12 +88,33 @@ def write_json(path, obj):
     atomic_write(path, lambda f: f.write(text))
 
 
+def read_json(path, default):
+    """The JSON at ``path``, or ``default`` when the file is missing or not (yet) complete JSON."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return default
+
+
 def _jsonable(o):
     if isinstance(o, (np.integer, np.floating)):
         return o.item()
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON-serialisable: {type(o)}")
+
+
+class FileLog:
+    """log(line): the line, time-stamped, on stdout and appended to a file (several processes may append
+    to one file: each line is one write)."""
+
+    def __init__(self, path):
+        self._file = open(path, "a", buffering=1)
+
+    def __call__(self, msg):
+        line = f"[{time.strftime('%H:%M:%S')}] {msg}"
+        print(line, flush=True)
+        self._file.write(line + "\n")
 
 
 class Run:
@@ -107,14 +128,9 @@ class Run:
         self.xp = get_xp(self.device)
         if self.device == "cpu":
             retain_freed_memory()  # large numpy temporaries reused, not page-faulted in every step
-        self._log = open(self.dir / "log.txt", "a", buffering=1)
+        self.log = FileLog(self.dir / "log.txt")
         self.log(f"$ {' '.join(['python -m experiments.' + script] + sys.argv[1:])}")
         self.log(f"run folder {self.dir}  device {self.device}  {hardware()}")
-
-    def log(self, msg):
-        line = f"[{time.strftime('%H:%M:%S')}] {msg}"
-        print(line, flush=True)
-        self._log.write(line + "\n")
 
     def path(self, name):
         return self.dir / name

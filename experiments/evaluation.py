@@ -1,0 +1,115 @@
+"""One evaluation of a trained model, shared by Table 1, the sweep and the audit's FGSM column.
+
+The measurements, each under one name in code, JSON, tables and logs (numerics modes as in
+``nn.numerics.NUMERICS``: paper, float32, stable):
+
+    clean_acc              test accuracy
+    fgsm_<mode>            FGSM accuracy (eq. 3, eps = 0.25, clipped to [0, 1]), input gradient in <mode>
+    zero_grad_<mode>       share of test images whose cross-entropy input gradient is exactly 0 (paper, float32)
+    margin_q               quantiles (1, 10, 50, 90, 99 %) of the logit margin z_y - max_{j != y} z_j
+                           over the correctly classified images
+    depth_q                per weight layer, the same quantiles of |h| (the depth of saturation)
+    saturated_frac         per weight layer, the share of saturated units (``nn.penalty.saturated_fraction``)
+
+and, with ``regime=True`` (the sweep's measurements of where the robustness comes from):
+
+    fgsm_margin_stable     FGSM on the margin loss, stable derivatives
+    fgsm_paper_permuted    FGSM (paper) on three copies with hidden units and channels permuted
+                           (``analysis.audit.permute_units``): the same function summed in other orders
+    zero_pred_margin_paper exactly-zero gradients predicted from the margin alone (``analysis.saturation``)
+    zero_pred_path_paper   ... from depths and margins (max-plus path bound; MLPs only)
+    zero_pred_agree_paper  share of images where the path bound's prediction is right (MLPs only)
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from analysis.audit import permute_units
+from analysis.saturation import log_path_bound, margin_predicts_zero
+from attacks import FGSM
+from attacks.losses import LOSSES, loss_and_input_gradient, margin
+from experiments import paper
+from nn.backend import to_device, to_host
+from nn.penalty import saturated_fraction
+
+QUANTILES = (0.01, 0.1, 0.5, 0.9, 0.99)
+MODES = ("paper", "float32", "stable")
+ACCURACIES = ("clean_acc", "fgsm_paper", "fgsm_float32", "fgsm_stable")  # reported with a spread over seeds
+
+
+def _quantiles(a):
+    return [float(v) for v in np.quantile(a, QUANTILES)]
+
+
+def _zero_rows(g):
+    """(N,) bool: examples whose gradient g (N, ...) is exactly 0."""
+    return (abs(g).reshape(len(g), -1).max(axis=1) == 0)
+
+
+def evaluate(model, x, y, *, eps=paper.FGSM_EPS, clip=paper.FGSM_CLIP, batch=500, kinds=None, regime=False):
+    """The measurements of the module docstring on test images x (N, 1, 28, 28) and labels y (N,),
+    host arrays, moved to the model's device ``batch`` at a time. kinds: the penalty's phi per weight
+    layer, for ``saturated_frac`` (None: not measured). -> dict of floats and lists."""
+    xp, n = model.xp, len(x)
+    attacks = {f"fgsm_{mode}": FGSM(eps, clip, numerics=mode) for mode in MODES}
+    if regime:
+        attacks["fgsm_margin_stable"] = FGSM(eps, clip, loss="margin", numerics="stable")
+        permuted = [permute_units(model, seed) for seed in (1, 2, 3)]
+    mlp = all(layer["type"] in ("flatten", "dense", "sigmoid", "relu") for layer in model.spec["layers"])
+    counts = dict.fromkeys(["clean_acc", *attacks, "zero_grad_paper", "zero_grad_float32", "zero_pred_margin_paper",
+                            "zero_pred_path_paper", "zero_pred_agree_paper"], 0)
+    perm = [0, 0, 0]
+    margins, depths, sat = [], None, 0
+    for i in range(0, n, batch):
+        xb, yb = to_device(x[i:i + batch], xp, model.dtype), to_device(y[i:i + batch], xp)
+        logits, _, hs = model.forward(xb)
+        right = logits.argmax(axis=1) == yb
+        counts["clean_acc"] += int(right.sum())
+        margins.append(to_host(-margin(logits, yb)[0][right]))
+        for name, attack in attacks.items():
+            counts[name] += int((~attack(model, xb, yb).success).sum())
+        for mode in ("paper", "float32"):
+            _, g, _ = loss_and_input_gradient(model, xb, yb, LOSSES["ce"], numerics=mode)
+            zero = _zero_rows(g)
+            counts[f"zero_grad_{mode}"] += int(zero.sum())
+        if regime:  # ``zero`` is the paper's here
+            for k, pm in enumerate(permuted):
+                perm[k] += int((~attacks["fgsm_paper"](pm, xb, yb).success).sum())
+            counts["zero_pred_margin_paper"] += int(margin_predicts_zero(model, xb, yb, numerics="paper").sum())
+            if mlp:
+                pred = ~np.isfinite(log_path_bound(model, xb, yb, numerics="paper"))
+                counts["zero_pred_path_paper"] += int(pred.sum())
+                counts["zero_pred_agree_paper"] += int((pred == to_host(zero)).sum())
+        sample = [to_host(xp.abs(h)).ravel()[::7] for h in hs]  # a fixed subsample of |h| per layer
+        depths = sample if depths is None else [np.concatenate([a, b]) for a, b in zip(depths, sample)]
+        if kinds:
+            sat = sat + np.array([saturated_fraction(h, k) for h, k in zip(hs, kinds)]) * len(xb)
+    out = {k: v / n for k, v in counts.items()}
+    if not regime:
+        for k in ("fgsm_margin_stable", "zero_pred_margin_paper", "zero_pred_path_paper", "zero_pred_agree_paper"):
+            out.pop(k, None)
+    elif not mlp:
+        out.pop("zero_pred_path_paper")
+        out.pop("zero_pred_agree_paper")
+    out["margin_q"] = _quantiles(np.concatenate(margins))
+    out["depth_q"] = [_quantiles(a) for a in depths]
+    out["saturated_frac"] = (sat / n).round(4).tolist() if kinds else None
+    if regime:
+        out["fgsm_paper_permuted"] = [c / n for c in perm]
+    return out
+
+
+def aggregate(per_seed):
+    """One model's results over seeds: the mean of every number (elementwise for lists) and, for the
+    ``ACCURACIES``, the sample standard deviation <name>_std (ddof 1; 0 for one seed).
+    per_seed: list of ``evaluate`` results -> dict."""
+    out = {}
+    for k, v in per_seed[0].items():
+        if v is None:
+            out[k] = None
+            continue
+        values = np.array([r[k] for r in per_seed], dtype=float)
+        out[k] = values.mean(axis=0).tolist() if values.ndim > 1 else float(values.mean())
+    for k in ACCURACIES:
+        out[f"{k}_std"] = float(np.std([r[k] for r in per_seed], ddof=1)) if len(per_seed) > 1 else 0.0
+    return out

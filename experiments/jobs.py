@@ -1,0 +1,40 @@
+"""Independent runs on existing engines: a standard-library process pool on one machine, and one
+self-contained command per run for a scheduler on many (a SLURM job array, GNU parallel over ssh)
+against a shared run folder.
+
+Every run of Table 1 and of the sweep writes only its own checkpoint and result files, so runs need no
+locks: two processes never train the same run when each is given its own command (``--list``).
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shlex
+from concurrent.futures import ProcessPoolExecutor
+
+# BLAS thread counts a worker process is started with: one each, so that N workers use N cores.
+BLAS_THREADS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def run_all(fn, tasks, jobs):
+    """[fn(task) for task in tasks], in order; with jobs > 1 in a pool of ``jobs`` processes (spawned,
+    one BLAS thread each). fn must be a module-level function, tasks picklable. An exception in a task
+    is raised here, after the tasks already running have finished."""
+    if jobs <= 1 or len(tasks) <= 1:
+        return [fn(t) for t in tasks]
+    saved = {k: os.environ.get(k) for k in BLAS_THREADS}
+    os.environ.update({k: "1" for k in BLAS_THREADS})  # inherited by the spawned workers at their start
+    try:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return list(pool.map(fn, tasks))
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def command(script, *args):
+    """One shell command line: ``python -m experiments.<script> <args>``, each argument quoted."""
+    return " ".join(["python", "-m", f"experiments.{script}", *map(shlex.quote, map(str, args))])

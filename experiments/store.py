@@ -1,0 +1,114 @@
+"""Train or load a model by its recipe: the one place where a model is trained, reused, resumed or
+continued, for Table 1, the sweep and ``experiments.train`` alike.
+
+A checkpoint written here holds, besides the parameters and the training state (``nn.train``), the
+recipe, the seed and their ``model_key``. A later call with the same key
+
+* loads it when it is complete at the recipe's epochs,
+* resumes it when it was interrupted before them,
+* continues it when the recipe asks for more epochs than it has (a model trained to E epochs continues
+  exactly to E' > E: the learning rate and lambda follow the epoch and the step, not the total),
+
+and retrains from scratch when the key differs or the checkpoint lies past the recipe's epochs.
+Instead of training, a model may be taken from a snapshot of the same key at exactly the recipe's
+epochs that the sweep kept (``find_snapshot``).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from experiments.recipes import Recipe, SettingError, model_key
+from nn.backend import to_device
+from nn.checkpoint import CheckpointError, load_checkpoint
+from nn.penalty import lambda_schedule, saturated_fraction
+from nn.train import resume_state, train
+
+RECIPE_FILE = "recipe.json"  # in a sweep run's folder: {"recipe": ..., "seed": ..., "key": ...}
+
+
+def checkpoint_name(name, seed):
+    """<name>.npz for seed 0 (what the analysis scripts read with --from), <name>-seed<s>.npz else."""
+    return f"{name}.npz" if seed == 0 else f"{name}-seed{seed}.npz"
+
+
+def stored_key(meta):
+    """The ``model_key`` a checkpoint's meta records; for checkpoints an older Table 1 wrote (their
+    ``model_settings`` and ``config``), computed from those. None when it records no model."""
+    if "key" in meta:
+        return meta["key"]
+    try:
+        return model_key(Recipe.from_dict(meta["model_settings"]), meta["config"]["seed"])
+    except (KeyError, TypeError, SettingError):
+        return None
+
+
+def find_snapshot(root, recipe, seed):
+    """The sweep's snapshot (``<root>/<run>/snap-e<epochs>.npz``) of the model ``recipe`` and ``seed``
+    name, at exactly the recipe's epochs: -> path or None."""
+    key = model_key(recipe, seed)
+    for info in sorted(Path(root).glob(f"*/{RECIPE_FILE}")) if root else []:
+        try:
+            same = json.loads(info.read_text()).get("key") == key
+        except (OSError, json.JSONDecodeError):
+            continue
+        snap = info.with_name(f"snap-e{recipe.epochs}.npz")
+        if same and snap.exists():
+            return snap
+    return None
+
+
+def progress_for(recipe, probe):
+    """Per-epoch extras for the training log: lambda and each layer's saturated fraction on ``probe``
+    (device images) for a saturated recipe; nothing otherwise. -> progress(model, step) -> dict."""
+    if recipe.training != "saturated":
+        return None
+    m = recipe.method
+
+    def progress(model, step):
+        hs = model.preactivations(probe)
+        return {"lambda": lambda_schedule(step, m["lam_max"], m["lam_step"]),
+                "saturated": [round(saturated_fraction(h, k), 3) for h, k in zip(hs, m["kinds"])]}
+    return progress
+
+
+def train_or_load(recipe, seed, path, data, xp, log, *, sweep=None, label=None, **train_kwargs):
+    """The model ``recipe`` and ``seed`` name, from checkpoint ``path`` or trained into it.
+
+    data: ``nn.mnist.load_mnist``'s dict (host arrays); xp: numpy or cupy; log: one line -> None;
+    sweep: a sweep folder whose snapshots may stand in (``find_snapshot``); train_kwargs go to
+    ``nn.train.train`` (checkpoint_every, after_epoch, ...). -> (model, meta): meta holds "recipe",
+    "seed", "key", "history" (one record per epoch trained) and "from" (how it was obtained:
+    "checkpoint", "sweep snapshot <path>", "resumed", "continued" or "trained").
+    Raises CheckpointError for a corrupt file at ``path``.
+    """
+    path, key, cfg = Path(path), model_key(recipe, seed), recipe.config(seed)
+    label = label or recipe.name + (f" (seed {seed})" if seed else "")
+    meta_out = {"recipe": recipe.as_dict(), "seed": seed, "key": key}
+    if path.exists():
+        model, meta = load_checkpoint(path, xp)
+        if stored_key(meta) == key and meta.get("complete") and meta.get("epoch") == recipe.epochs:
+            log(f"{label}: loaded {path} (the same recipe)")
+            return model, {**meta, **meta_out, "from": "checkpoint"}
+    snap = find_snapshot(sweep, recipe, seed)
+    if snap is not None:
+        shutil.copyfile(snap, path)
+        model, meta = load_checkpoint(path, xp)
+        log(f"{label}: taken from the sweep's {snap} (the same recipe)")
+        return model, {**meta, **meta_out, "from": f"sweep snapshot {snap}"}
+    resumed = resume_state(path, cfg, xp) if path.exists() else None
+    if resumed and (stored_key(resumed[2]) != key or resumed[1].epoch > recipe.epochs):
+        log(f"{label}: {path} holds another model or a longer run; retraining")
+        resumed = None
+    how = "trained"
+    if resumed:
+        how = "continued" if resumed[2].get("complete") else "resumed"
+        log(f"{label}: {how} from epoch {resumed[1].epoch} to {recipe.epochs}")
+    model = resumed[0] if resumed else recipe.init_model(seed, xp)
+    probe = to_device(data["val"][0][:500], xp) if "val" in data else None
+    log(f"{label}: training {cfg}  {recipe.method}")
+    history = train(model, data, cfg, objective=recipe.objective(), log=lambda line: log(f"{label} {line}"),
+                    checkpoint=path, checkpoint_meta=meta_out, resume=resumed[1] if resumed else None,
+                    progress=progress_for(recipe, probe) if probe is not None else None, **train_kwargs)
+    return model, {**meta_out, "complete": True, "epoch": recipe.epochs, "history": history, "from": how}
