@@ -1,0 +1,68 @@
+"""The sweep end to end at the quick sizes: training, snapshots, evaluation, report, continuing a run,
+Table 1 finding its snapshots, and the regime's measurements on a CNN."""
+import json
+
+import numpy as np
+
+from experiments import grids, sweep
+from experiments.store import find_snapshot
+from nn import architectures
+
+
+def test_sweep_quick_end_to_end_and_continues(tmp_path, mnist_dir, capsys):
+    """The quick grid trains, snapshots and evaluates every run and writes the report; a run whose
+    epochs are raised continues from its last epoch; Table 1 finds the snapshot of its recipe only."""
+    out = tmp_path / "sweep"
+    argv = ["--quick", "--out", str(out), "--data-dir", str(mnist_dir), "--n-test", "300"]
+    rows = sweep.main(argv)
+    assert {r["run"] for r in rows} == {r.name for r in grids.GRIDS["quick"]}
+    assert {"table.md", "table.json", "log.txt"} <= {p.name for p in out.iterdir()}
+    for r in rows:
+        assert 0 <= r["fgsm_paper"] <= r["clean_acc"] and 0 <= r["zero_grad_paper"] <= 1
+        assert len(r["depth_q"]) == 3 and r["n_test"] == 300
+    first = grids.GRIDS["quick"][0]
+    folder = out / first.name
+    snaps = {p.name: p.stat().st_mtime_ns for p in folder.glob("snap-*.npz")}
+    assert set(snaps) == {f"snap-e{first.recipe.epochs}.npz"}
+    longer = grids.SweepRun(first.recipe.replace("train", epochs=first.recipe.epochs + 1), first.seed, first.name,
+                            first.settings)
+    capsys.readouterr()
+    sweep.train_run({"run": longer, "root": str(out), "data_dir": str(mnist_dir), "device": "cpu", "n_test": 300,
+                     "batch": 500})
+    assert f"continued from epoch {first.recipe.epochs}" in capsys.readouterr().out
+    assert {p.name: p.stat().st_mtime_ns for p in folder.glob("snap-*.npz")}.items() >= snaps.items()
+    assert (folder / f"snap-e{first.recipe.epochs + 1}.npz").exists()
+    assert sweep.main(argv + ["--report"])  # the report alone re-reads every run
+    assert find_snapshot(out, first.recipe, first.seed) == folder / f"snap-e{first.recipe.epochs}.npz"
+    assert find_snapshot(out, first.recipe, first.seed + 1) is None
+    assert find_snapshot(out, first.recipe.replace("train", lr=0.5), first.seed) is None
+
+
+def test_sweep_list_prints_one_command_per_run(tmp_path, capsys):
+    sweep.main(["--quick", "--out", str(tmp_path), "--list"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split("--run ")[1].split()[0] for line in lines] == [r.name for r in grids.GRIDS["quick"]]
+
+
+def test_sweep_evaluates_cnns_on_permuted_channels_and_renews_old_records(tmp_path):
+    """The regime's evaluation permutes a CNN's channels too (three summation orders of the same
+    function) and predicts its zero gradients from the margin; a record of an older version is
+    recomputed, one of the current version reused as it is."""
+    from experiments.evaluation import evaluate
+    from nn.checkpoint import save_checkpoint
+    from nn.model import Sequential
+    model = Sequential.init(architectures.cnn(channels=(3, 4), hidden=5, kernel=3, input_shape=[1, 8, 8]), seed=0)
+    x = np.random.default_rng(0).random((6, 1, 8, 8)).astype(np.float32)
+    y = model.logits(x).argmax(axis=1)  # its own labels: every image correct, margins to measure
+    rec = evaluate(model, x, y, batch=4, regime=True)
+    assert len(rec["fgsm_paper_permuted"]) == 3 and all(0 <= a <= 1 for a in rec["fgsm_paper_permuted"])
+    assert 0 <= rec["zero_pred_margin_paper"] <= 1  # the margin's prediction for every model,
+    assert "zero_pred_path_paper" not in rec  # the depth-and-margin one for MLPs only
+    snap = tmp_path / "snap-e1.npz"
+    save_checkpoint(snap, model)
+    (tmp_path / "eval-e1.json").write_text(json.dumps({"version": sweep.EVAL_VERSION - 1, "clean_acc": -1}))
+    renewed = sweep.evaluate_snapshot(snap, x, y, np, lambda line: None, batch=4)
+    assert renewed["fgsm_paper_permuted"] == rec["fgsm_paper_permuted"]
+    stored = json.loads((tmp_path / "eval-e1.json").read_text())
+    (tmp_path / "eval-e1.json").write_text(json.dumps({**stored, "clean_acc": -1}))  # a marker: reused, not redone
+    assert sweep.evaluate_snapshot(snap, x, y, np, lambda line: None, batch=4)["clean_acc"] == -1

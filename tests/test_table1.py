@@ -1,0 +1,113 @@
+"""Table 1 end to end at the quick sizes: the nine models, reuse, seeds, resuming after SIGKILL,
+continuing to more epochs, the process pool and the command list."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from experiments import paper, table1
+from experiments.evaluation import ACCURACIES
+
+REPO = Path(__file__).resolve().parents[1]
+KEYS = ("model", "clean_acc", "fgsm_paper", "fgsm_float32", "fgsm_stable", "zero_grad_paper")
+
+
+def test_table1_quick_end_to_end_and_reuse(tmp_path, mnist_dir):
+    out = tmp_path / "t1"
+    argv = ["--quick", "--out", str(out), "--data-dir", str(mnist_dir), "--sweep", "none"]
+    rows = table1.main(argv)
+    assert [r["model"] for r in rows] == list(paper.MODELS)
+    assert {"recipes.json", "table.json", "table.md", "log.txt"} <= {p.name for p in out.iterdir()}
+    table = json.loads((out / "table.json").read_text())
+    assert len(table["rows"]) == 9 and all(0 <= r[k] <= r["clean_acc"] + 0.2 for r in table["rows"]
+                                           for k in ("fgsm_paper", "fgsm_stable"))
+    md = (out / "table.md").read_text()
+    assert md.count("\n| ") == 4 and "94.43" in md  # header, rule, three trainings; the paper beside ours
+    assert {r["model"]: r for r in rows}["relu_mlp-vanilla"]["clean_acc"] > 0.9
+    # a second call reuses the checkpoints and their evaluations and gives the same numbers
+    mtimes = {p.name: p.stat().st_mtime_ns for p in out.glob("*.npz")}
+    again = table1.main(argv + ["--only", "relu_mlp"])
+    assert [r["clean_acc"] for r in again] == [r["clean_acc"] for r in rows if r["model"].startswith("relu_mlp")]
+    assert mtimes == {p.name: p.stat().st_mtime_ns for p in out.glob("*.npz")}
+
+
+def test_table1_seeds_report_mean_and_std(tmp_path, mnist_dir):
+    """--seeds trains each model once per seed (seed 0 under the usual name) and reports each cell as
+    mean +- sample standard deviation of the per-seed values kept in table.json."""
+    out = tmp_path / "seeds"
+    rows = table1.main(["--quick", "--out", str(out), "--data-dir", str(mnist_dir), "--sweep", "none",
+                        "--only", "relu_mlp-vanilla", "--seeds", "0", "1", "2"])
+    assert {p.name for p in out.glob("*.npz")} == {"relu_mlp-vanilla.npz", "relu_mlp-vanilla-seed1.npz",
+                                                    "relu_mlp-vanilla-seed2.npz"}
+    row = json.loads((out / "table.json").read_text())["rows"][0]
+    assert row == json.loads(json.dumps(rows[0])) and row["seeds"] == [0, 1, 2]
+    for k in ACCURACIES:
+        values = [r[k] for r in row["per_seed"]]
+        assert len(set(values)) > 1 or k != "clean_acc"  # three seeds, three different networks
+        assert abs(row[k] - sum(values) / 3) < 1e-12
+        assert abs(row[f"{k}_std"] - (sum((v - row[k]) ** 2 for v in values) / 2) ** 0.5) < 1e-12
+    assert f"{100 * row['clean_acc']:.2f} +- {100 * row['clean_acc_std']:.2f}" in (out / "table.md").read_text()
+
+
+def _command(out, *extra):
+    return [sys.executable, "-m", "experiments.table1", "--quick", "--only", "relu_mlp", "--out", str(out),
+            "--sweep", "none", *extra]
+
+
+def test_table1_killed_mid_training_resumes_to_the_same_table(tmp_path, mnist_dir):
+    """SIGKILL `python -m experiments.table1 --quick` while a model trains, run it again: it continues
+    that model from its last epoch and writes the table an uninterrupted run writes."""
+    env = {**os.environ, "SATNETS_MNIST_DIR": str(mnist_dir), "PYTHONPATH": str(REPO)}
+    subprocess.run(_command(tmp_path / "straight"), env=env, cwd=REPO, check=True, capture_output=True)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_command(killed), env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log, ckpt = killed / "log.txt", killed / "relu_mlp-adversarial.npz"  # written atomically after the epoch's line
+    deadline = time.time() + 120
+    while time.time() < deadline and not (ckpt.exists() and "relu_mlp-adversarial epoch   1/2" in log.read_text()):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "table.json").exists()  # it died before the table
+    again = subprocess.run(_command(killed), env=env, cwd=REPO, check=True, capture_output=True, text=True)
+    assert "relu_mlp-adversarial: resumed from epoch 1 to 2" in again.stdout
+    rows = [json.loads((tmp_path / d / "table.json").read_text())["rows"] for d in ("straight", "killed")]
+    assert [{k: r[k] for k in KEYS} for r in rows[0]] == [{k: r[k] for k in KEYS} for r in rows[1]]
+
+
+def test_table1_continues_a_shorter_run_to_more_epochs(tmp_path, mnist_dir, capsys):
+    """Raising a model's epochs continues its finished checkpoint from its last epoch, to the table a
+    run trained that long from the start writes; lowering them retrains (a run cannot be shortened)."""
+    def run(out, epochs):
+        table1.main(["--quick", "--only", "relu_mlp-vanilla", "--sweep", "none", "--out", str(tmp_path / out),
+                     "--data-dir", str(mnist_dir), "--set", f"relu_mlp-vanilla.train.epochs={epochs}"])
+        return capsys.readouterr().out, json.loads((tmp_path / out / "table.json").read_text())["rows"]
+    _, straight = run("straight", 2)
+    run("extended", 1)
+    log, extended = run("extended", 2)
+    assert "relu_mlp-vanilla: continued from epoch 1 to 2" in log and "resuming after epoch 1" in log
+    assert [{k: r[k] for k in KEYS} for r in straight] == [{k: r[k] for k in KEYS} for r in extended]
+    log, _ = run("extended", 1)
+    assert "retraining" in log and "resuming" not in log
+
+
+def test_table1_jobs_and_list_give_the_table_of_one_process(tmp_path, mnist_dir, capsys):
+    """--jobs 2 trains in a process pool to the numbers one process gives; --list prints one command
+    per model that, run one by one, leaves checkpoints a last plain run only loads."""
+    base = ["--quick", "--only", "relu_mlp-vanilla", "sigmoid_mlp-vanilla", "--sweep", "none",
+            "--data-dir", str(mnist_dir)]
+    one = table1.main(base + ["--out", str(tmp_path / "one")])
+    two = table1.main(base + ["--out", str(tmp_path / "two"), "--jobs", "2"])
+    assert [{k: r[k] for k in KEYS} for r in one] == [{k: r[k] for k in KEYS} for r in two]
+    capsys.readouterr()
+    table1.main(base + ["--out", str(tmp_path / "listed"), "--list"])
+    commands = capsys.readouterr().out.strip().splitlines()
+    assert len(commands) == 2 and all(c.startswith("python -m experiments.table1 --only ") for c in commands)
+    env = {**os.environ, "SATNETS_MNIST_DIR": str(mnist_dir), "PYTHONPATH": str(REPO)}
+    for c in commands:
+        subprocess.run(c, shell=True, env=env, cwd=REPO, check=True, capture_output=True)
+    listed = table1.main(base + ["--out", str(tmp_path / "listed")])
+    assert "training" not in capsys.readouterr().out
+    assert [{k: r[k] for k in KEYS} for r in one] == [{k: r[k] for k in KEYS} for r in listed]
