@@ -168,14 +168,14 @@ def table1_recipes(quick=False):
     return {name: out[name] for name in paper.MODELS}
 
 
-def select(names, only):
+def select(names, only, option="--only"):
     """The names among ``names`` that ``only`` picks: each item a model, an architecture, a training or
-    ``all``. -> list, in the order of ``names``."""
+    ``all``. -> list, in the order of ``names``. An unknown item raises SettingError naming ``option``."""
     if not only:
         return list(names)
     unknown = [o for o in only if o != "all" and o not in {*paper.ARCHS, *paper.TRAININGS, *paper.MODELS}]
     if unknown:
-        raise SettingError(f"unknown model(s) {', '.join(unknown)}; expected an architecture "
+        raise SettingError(f"{option}: unknown {', '.join(unknown)}; expected an architecture "
                            f"({', '.join(paper.ARCHS)}), a training ({', '.join(paper.TRAININGS)}), "
                            f"<architecture>-<training> or all")
     return [n for n in names if {"all", n, *n.split("-")} & set(only)]
@@ -200,6 +200,18 @@ def _same_kind(old, new):
     return isinstance(new, type(old))
 
 
+def set_value(settings, key, name, raw):
+    """``settings`` (a dict) with settings[name] replaced by the value written ``raw``, parsed and of the
+    setting's type (an int for a float becomes a float). key: the --set key, for the messages.
+    Raises SettingError. -> a new dict."""
+    if name not in settings:
+        raise SettingError(f"--set {key}: no setting {name!r}; there are: {', '.join(sorted(settings)) or 'none'}")
+    value, old = parse_value(raw), settings[name]
+    if not _same_kind(old, value):
+        raise SettingError(f"--set {key}={raw}: expected {type(old).__name__} like {old!r}, got {type(value).__name__}")
+    return {**settings, name: float(value) if isinstance(old, float) and isinstance(value, int) else value}
+
+
 def apply_set(recipes, assignment):
     """``recipes`` ({name: Recipe}) with one ``--set <models>.<part>.<key>=<value>`` applied (see the
     module docstring). Raises SettingError naming what was wrong. -> a new dict."""
@@ -210,23 +222,14 @@ def apply_set(recipes, assignment):
     who, part, name = parts
     if part not in PARTS:
         raise SettingError(f"--set {key}: no part {part!r}; expected one of {', '.join(PARTS)}")
-    targets = select(list(recipes), [who])
+    targets = select(list(recipes), [who], option=f"--set {key}")
     if not targets:
         raise SettingError(f"--set {key}: {who} names none of the models here ({' '.join(recipes)})")
-    value = parse_value(raw)
     out = dict(recipes)
     for n in targets:
         r = recipes[n]
         current = {"arch": r.arch_kwargs, "train": r.train, "method": r.method}[part]
-        if name not in current:
-            raise SettingError(f"--set {key}: {n} has no {part} setting {name!r}; {part} has: "
-                               f"{', '.join(sorted(current)) or 'nothing'}")
-        if not _same_kind(current[name], value):
-            raise SettingError(f"--set {key}={raw}: expected {type(current[name]).__name__} like "
-                               f"{current[name]!r}, got {type(value).__name__}")
-        if isinstance(current[name], float) and isinstance(value, int):
-            value = float(value)
-        out[n] = r.replace(part, **{name: copy.deepcopy(value)})
+        out[n] = r.replace(part, **{name: copy.deepcopy(set_value(current, key, name, raw)[name])})
     return out
 
 

@@ -23,7 +23,7 @@ from experiments import paper
 from experiments.common import Run, UsageError, add_common_args, cli, count, hardware, write_json
 from experiments.evaluation import aggregate
 from experiments.jobs import command, run_all
-from experiments.recipes import apply_set, parse_value, select, table1_recipes
+from experiments.recipes import apply_set, select, set_value, table1_recipes
 from experiments.tables import format_table, train_and_evaluate
 from nn.validate import check_number
 
@@ -33,15 +33,10 @@ def eval_settings(quick, assignments):
     ev = {**paper.EVAL, **(paper.QUICK_EVAL if quick else {})}
     for a in assignments:
         key, _, raw = a.partition("=")
-        name = key[len("eval."):]
-        if name not in ev:
-            raise UsageError(f"--set {key}: no evaluation setting {name!r}; eval has: {', '.join(ev)}")
-        ev[name] = parse_value(raw)
+        ev = set_value(ev, key, key[len("eval."):], raw)
     check_number("eval.eps", ev["eps"])
     check_number("eval.n_test", ev["n_test"], minimum=1, maximum=10000, integer=True)
     check_number("eval.batch", ev["batch"], minimum=1, integer=True)
-    if not isinstance(ev["clip"], bool):
-        raise UsageError(f"--set eval.clip: expected True or False, got {ev['clip']!r}")
     return ev
 
 

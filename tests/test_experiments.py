@@ -14,13 +14,16 @@ from nn.mnist import load_mnist
 
 def test_train_quick_writes_run_folder(tmp_path, mnist_dir):
     out = tmp_path / "run"
-    acc = train_script.main(["--arch", "relu_mlp", "--quick", "--out", str(out), "--data-dir", str(mnist_dir)])
-    assert {p.name for p in out.iterdir()} == {"config.json", "log.txt", "model.npz", "metrics.json"}
+    acc = train_script.main(["relu_mlp-vanilla", "--quick", "--out", str(out), "--data-dir", str(mnist_dir)])
+    assert {p.name for p in out.iterdir()} == {"recipe.json", "log.txt", "model.npz", "metrics.json"}
     metrics = json.loads((out / "metrics.json").read_text())
-    config = json.loads((out / "config.json").read_text())
-    assert metrics["test_acc"] == acc > 0.9  # 10k examples, one epoch
-    assert config["train"]["max_train"] == 10000 and config["arch_kwargs"] == {"hidden": 256}
+    recipe = json.loads((out / "recipe.json").read_text())["recipe"]
+    assert metrics["test_acc"] == acc > 0.9  # 10k examples, two epochs
+    assert recipe["train"]["max_train"] == 10000 and recipe["arch_kwargs"]["hidden"] == 128
     assert "test accuracy" in (out / "log.txt").read_text()
+    # the same command again loads the model: no epoch is trained
+    assert train_script.main(["relu_mlp-vanilla", "--quick", "--out", str(out), "--data-dir", str(mnist_dir)]) == acc
+    assert "loaded" in (out / "log.txt").read_text().splitlines()[-2]
 
 
 def test_train_step_flops_by_hand():

@@ -39,8 +39,8 @@ def test_set_dialect_addresses_models_architectures_and_trainings():
     assert r3["cnn-vanilla"].epochs == 6
     r4 = apply_set(r, "cnn.arch.hidden=64")
     assert all(r4[f"cnn-{t}"].arch_kwargs["hidden"] == 64 for t in paper.TRAININGS)
-    for bad, match in (("relu_mlp-saturated.method.lam=1", "no method setting 'lam'"),
-                       ("mlp.train.epochs=3", "unknown model"),
+    for bad, match in (("relu_mlp-saturated.method.lam=1", "no setting 'lam'"),
+                       ("mlp.train.epochs=3", "unknown mlp"),
                        ("relu_mlp.train.epochs=three", "expected int"),
                        ("relu_mlp.weights.x=1", "no part 'weights'"),
                        ("relu_mlp.train.epochs", "needs <models>.<part>.<key>=<value>")):
@@ -54,7 +54,7 @@ def test_select_picks_by_model_architecture_or_training():
     assert select(names, ["saturated", "relu_mlp-vanilla"]) == ["sigmoid_mlp-saturated", "relu_mlp-vanilla",
                                                                 "relu_mlp-saturated", "cnn-saturated"]
     assert select(names, None) == names
-    with pytest.raises(SettingError, match="unknown model"):
+    with pytest.raises(SettingError, match="--only: unknown mlp"):
         select(names, ["mlp"])
 
 

@@ -13,10 +13,10 @@ from analysis.saturation import log_path_bound
 from attacks.adversarial_training import adversarial_objective
 from attacks import FGSM
 from attacks.losses import loss_and_input_gradient
-from attacks.noise import uniform_noise
+from attacks.noise import UniformNoise
 from attacks.pgd import PGD
 from attacks.square import Square
-from attacks.targeted import adam_attack, lbfgs_attack, select_sources
+from attacks.targeted import TargetedAdam, TargetedLBFGS, select_sources
 from nn import architectures
 from nn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from nn.model import Sequential
@@ -84,6 +84,10 @@ def test_images_that_are_not_images(problem):
     (lambda: PGD(alpha=0.0), "alpha must be positive"),
     (lambda: Square(n_queries=0), "n_queries must be at least 1"),
     (lambda: Square(p_init=2.0), "p_init must be at most 1"),
+    (lambda: UniformNoise(draws=-1), "draws must be at least 0"),
+    (lambda: TargetedAdam(lr=0), "lr must be positive"),
+    (lambda: TargetedAdam(betas=(0.9, 1.0)), r"betas\[1\] must be at most"),
+    (lambda: TargetedLBFGS(max_iter=2.5), "max_iter must be a whole number"),
     (lambda: saturating_objective(["relu"], lam_max=-1.0, lam_step=1e-3), "lam_max must be at least 0"),
     (lambda: saturating_objective(["tanh"], lam_max=1.0, lam_step=1e-3), "unknown penalty kind 'tanh'"),
     (lambda: check_number("batch", 0, minimum=1, integer=True), "batch must be at least 1"),
@@ -104,9 +108,9 @@ def test_every_attack_and_analysis_checks_its_data(problem):
     bad[0, 0, 0, 0] = np.inf
     calls = {
         "square": lambda: Square(0.25, n_queries=2)(model, bad, y),
-        "noise": lambda: uniform_noise(model, bad, y),
-        "adam": lambda: adam_attack(model, bad, y, max_iter=1),
-        "lbfgs": lambda: lbfgs_attack(model, bad, y, max_iter=1),
+        "noise": lambda: UniformNoise()(model, bad, y),
+        "adam": lambda: TargetedAdam(max_iter=1)(model, bad, y),
+        "lbfgs": lambda: TargetedLBFGS(max_iter=1)(model, bad, y),
         "sources": lambda: select_sources(model, bad, y),
         "zero_gradient": lambda: audit.zero_gradient(model, bad, y),
         "path_bound": lambda: log_path_bound(model, bad, y),
@@ -117,13 +121,9 @@ def test_every_attack_and_analysis_checks_its_data(problem):
         with pytest.raises(InputError, match="NaN or infinite"):
             call()
     with pytest.raises(InputError, match="x0 has"):
-        adam_attack(model, x[:, :, :2], y)
+        TargetedAdam(max_iter=1)(model, x[:, :, :2], y)
     with pytest.raises(InputError, match="target has shape"):
-        lbfgs_attack(model, x, y[:2])
-    with pytest.raises(InputError, match="lr must be positive"):
-        adam_attack(model, x, y, lr=0)
-    with pytest.raises(InputError, match="draws must be at least 0"):
-        uniform_noise(model, x, y, draws=-1)
+        TargetedLBFGS(max_iter=1)(model, x, y[:2])
     with pytest.raises(InputError, match="eps_values must be ascending"):
         audit.accuracy_curve(model, x, y, [0.2, 0.1], None)
 
@@ -160,7 +160,7 @@ def test_scripts_fail_like_command_line_tools(tmp_path, mnist_dir):
     _fails_like_a_tool(_script("experiments.audit", "--models", "sigmoid-saturated", "--out", str(tmp_path / "a")),
                        "unknown model(s) sigmoid-saturated", "sigmoid_mlp-saturated")
     _fails_like_a_tool(_script("experiments.table1", "--quick", "--set", "nonsense.key=3", "--out", str(tmp_path / "t")),
-                       "--set nonsense.key: no setting 'nonsense'")
+                       "--set needs <models>.<part>.<key>=<value>")
     _fails_like_a_tool(_script("experiments.table1", "--quick", "--set", "eval.n_test=many",
                                "--out", str(tmp_path / "t")), "expected int")
     _fails_like_a_tool(_script("experiments.table1", "--only", "cnn-sat", "--out", str(tmp_path / "t")),
@@ -181,7 +181,7 @@ def test_scripts_fail_like_command_line_tools(tmp_path, mnist_dir):
     # no MNIST files and no network: the mirrors are unreachable file URLs here
     no_data = {"SATNETS_MNIST_DIR": str(tmp_path / "empty"), "SATNETS_MNIST_MIRRORS": "file:///nonexistent/",
                "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    _fails_like_a_tool(_script("experiments.train", "--quick", "--out", str(tmp_path / "tr"), env=no_data),
+    _fails_like_a_tool(_script("experiments.train", "relu_mlp-vanilla", "--quick", "--out", str(tmp_path / "tr"), env=no_data),
                        "not found in", "--data-dir")
     debug = _script("experiments.table1", "--quick", "--set", "nonsense.key=3", "--debug", "--out", str(tmp_path / "t"))
     assert debug.returncode != 0 and "Traceback" in debug.stderr  # --debug shows where it came from
