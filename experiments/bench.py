@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.common import UsageError, add_common_args, cli, count, hardware
+from experiments.common import UsageError, add_common_args, cli, parse, count, hardware
 from nn.architectures import cnn, mlp
 from nn.backend import get_xp, retain_freed_memory, synchronize, to_device
 from nn.model import WEIGHT_LAYERS, Sequential, layer_shapes
@@ -238,9 +238,9 @@ def main(argv=None):
                         help="time saturated training from this checkpoint with and without flush-to-zero")
     parser.add_argument("--no-torch", action="store_true", help="skip the comparison with PyTorch")
     parser.add_argument("--only-torch", action="store_true", help="only the comparison with PyTorch")
-    args = parser.parse_args(argv)
+    args = parse(parser, argv, quick={"steps": 20})
     if args.ftz:
-        steps = 20 if args.quick else args.steps
+        steps = args.steps
         t, sub = ftz_timing(args.ftz, args.data_dir, steps)
         print(f"{hardware()}; {args.ftz}: {100 * sub:.1f} % of the first hidden layer's outputs are subnormal")
         print(f"{steps} saturated training steps: {t[False]:.2f} s without flush-to-zero, {t[True]:.2f} s with it "
@@ -262,7 +262,7 @@ def main(argv=None):
     peak = matmul_gflops(xp)
     print(f"matmul peak (4096^3 float32): {peak:8.1f} GFLOP/s")
     for name, spec in [("mlp 784-1000-1000-10", mlp("relu", hidden=1000)), ("cnn (Table 2)", cnn())]:
-        steps = args.steps if not args.quick else 20
+        steps = args.steps
         profiler = cProfile.Profile() if args.profile else None
         if profiler:
             profiler.enable()

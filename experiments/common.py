@@ -7,6 +7,7 @@ traced to one folder and one command.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -32,6 +33,19 @@ def add_common_args(parser: argparse.ArgumentParser):
     parser.add_argument("--quick", action="store_true", help="a small smoke-test preset (minutes on a CPU)")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
     return parser
+
+
+def parse(parser, argv=None, quick=None):
+    """Parse the command line. ``--quick`` sets the defaults of the options named in ``quick``
+    ({dest: value}) and of ``--from`` (Table 1's quick run folder, runs/table1-quick, so that the quick
+    presets chain); an option given explicitly always wins over the preset."""
+    pre, _ = parser.parse_known_args(argv)
+    if pre.quick:
+        defaults = dict(quick or {})
+        if "checkpoints" in vars(pre):
+            defaults["checkpoints"] = QUICK_TABLE1
+        parser.set_defaults(**defaults)
+    return parser.parse_args(argv)
 
 
 def count(text):
@@ -80,6 +94,16 @@ def cli(main, argv=None):
         prog = f"python -m {spec.name}" if spec else os.path.basename(sys.argv[0] or "satnets")
         print(f"{prog}: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+@contextlib.contextmanager
+def about(name):
+    """Inside, an error the user caused (``UserError``) is raised again with ``name`` (the model being
+    processed) in front of its message, so that a script looping over models says which one failed."""
+    try:
+        yield
+    except UserError as e:
+        raise UsageError(f"{name}: {e}") from e
 
 
 def write_json(path, obj):
@@ -147,10 +171,14 @@ def hardware():
     return desc
 
 
+TABLE1, QUICK_TABLE1 = "runs/table1", "runs/table1-quick"  # where table1 writes, without and with --quick
+
+
 def add_checkpoint_args(parser, default_models):
     """--from (the folder of Table 1 checkpoints) and --models (their names, <arch>-<training>)."""
-    parser.add_argument("--from", dest="checkpoints", default="runs/table1",
-                        help="folder with the Table 1 checkpoints <arch>-<training>.npz (default runs/table1)")
+    parser.add_argument("--from", dest="checkpoints", default=TABLE1,
+                        help=f"folder with the Table 1 checkpoints <arch>-<training>.npz (default {TABLE1}, "
+                             f"with --quick {QUICK_TABLE1})")
     parser.add_argument("--models", nargs="*", default=list(default_models), help=f"default: {' '.join(default_models)}")
     return parser
 

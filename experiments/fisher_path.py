@@ -19,7 +19,7 @@ import numpy as np
 
 from analysis.fisher import path_geometry
 from attacks.targeted import select_sources
-from experiments.common import (Run, add_checkpoint_args, add_common_args, cli, count, load_models, save_figure,
+from experiments.common import (Run, add_checkpoint_args, add_common_args, about, cli, parse, count, load_models, save_figure,
                                 write_json)
 from nn.backend import to_device
 from nn.mnist import load_mnist
@@ -41,23 +41,23 @@ def summarise(g):
 def main(argv=None):
     parser = add_checkpoint_args(add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0])), MODELS)
     parser.add_argument("--points", type=count, default=200, help="points along each path (default 200)")
-    args = parser.parse_args(argv)
+    args = parse(parser, argv, quick={"points": 20})
     run = Run("fisher_path", args)
     models = load_models(args, run.xp, dtype=np.float64)
     x, y = load_mnist(args.data_dir)["test"]
     x64 = x.astype(np.float64)
-    n = 20 if args.quick else args.points
     summary, arrays = {}, {}
     for name, model in models.items():
-        most = select_sources(model, to_device(x64, run.xp), to_device(y, run.xp))["most"]
-        summary[name] = {}
-        for a, b in PAIRS:
-            g = path_geometry(model, to_device(x64[most[a]], run.xp), to_device(x64[most[b]], run.xp), n)
-            key = f"{a}-{b}"
-            summary[name][key] = summarise(g)
-            for k in ("t", "p", "dl", "sv"):
-                arrays[f"{name}/{key}/{k}"] = g[k]
-            run.log(f"{name} path {key}: {summary[name][key]}")
+        with about(name):  # a user error raised for this model names it
+            most = select_sources(model, to_device(x64, run.xp), to_device(y, run.xp))["most"]
+            summary[name] = {}
+            for a, b in PAIRS:
+                g = path_geometry(model, to_device(x64[most[a]], run.xp), to_device(x64[most[b]], run.xp), args.points)
+                key = f"{a}-{b}"
+                summary[name][key] = summarise(g)
+                for k in ("t", "p", "dl", "sv"):
+                    arrays[f"{name}/{key}/{k}"] = g[k]
+                run.log(f"{name} path {key}: {summary[name][key]}")
     write_json(run.path("paths.json"), summary)
     np.savez_compressed(run.path("paths.npz"), **arrays)
 

@@ -15,7 +15,7 @@ import argparse
 
 from analysis.kurtosis import empirical_sampler, ratio_statistics, sample_pearson7
 from analysis.stats import excess_kurtosis, weight_layers
-from experiments.common import (Run, add_checkpoint_args, add_common_args, cli, count, load_models, save_figure,
+from experiments.common import (Run, add_checkpoint_args, add_common_args, about, cli, parse, count, load_models, save_figure,
                                 write_json)
 
 MODELS = ("sigmoid_mlp-vanilla", "sigmoid_mlp-saturated", "relu_mlp-vanilla", "relu_mlp-saturated")
@@ -26,9 +26,9 @@ def main(argv=None):
     parser = add_checkpoint_args(add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0])), MODELS)
     parser.add_argument("--draws", type=count, default=200, help="template pairs per point (default 200)")
     parser.add_argument("--dim", type=count, default=20000)
-    args = parser.parse_args(argv)
+    args = parse(parser, argv, quick={"draws": 10})
     run = Run("kurtosis_linear", args)
-    draws = 10 if args.quick else args.draws
+    draws = args.draws
     out = {"dim": args.dim, "draws": draws, "pearson7": [], "learned": {}}
     for g in GAMMAS:
         m, s = ratio_statistics(lambda size, rng: sample_pearson7(g, size, rng), args.dim, draws, args.seed)
@@ -39,13 +39,14 @@ def main(argv=None):
         run.log(f"Pearson VII gamma_2 {row['gamma2']:5.2f}: R = {row['mean']:.4f} +- {row['std']:.4f} "
                 f"({100 * row['rise']:+.1f} % over the Gaussian)")
     for name, model in load_models(args, run.xp).items():
-        out["learned"][name] = []
-        for k, (_, W) in enumerate(weight_layers(model)):
-            m, s = ratio_statistics(empirical_sampler(W), args.dim, draws, args.seed)
-            row = {"layer": k + 1, "kurtosis": excess_kurtosis(W), "mean": m, "std": s, "rise": m / base - 1}
-            out["learned"][name].append(row)
-            run.log(f"{name} layer {k + 1}: kurtosis {row['kurtosis']:.2f}, R = {m:.4f} +- {s:.4f} "
-                    f"({100 * row['rise']:+.1f} % over the Gaussian)")
+        with about(name):  # a user error raised for this model names it
+            out["learned"][name] = []
+            for k, (_, W) in enumerate(weight_layers(model)):
+                m, s = ratio_statistics(empirical_sampler(W), args.dim, draws, args.seed)
+                row = {"layer": k + 1, "kurtosis": excess_kurtosis(W), "mean": m, "std": s, "rise": m / base - 1}
+                out["learned"][name].append(row)
+                run.log(f"{name} layer {k + 1}: kurtosis {row['kurtosis']:.2f}, R = {m:.4f} +- {s:.4f} "
+                        f"({100 * row['rise']:+.1f} % over the Gaussian)")
     write_json(run.path("ratios.json"), out)
 
     def draw(axes):

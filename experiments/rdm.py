@@ -15,7 +15,7 @@ import argparse
 import numpy as np
 
 from analysis.rdm import between_within_ratio, rdm, sample_per_class
-from experiments.common import (Run, add_checkpoint_args, add_common_args, cli, count, load_models, save_figure,
+from experiments.common import (Run, add_checkpoint_args, add_common_args, about, cli, parse, count, load_models, save_figure,
                                 write_json)
 from nn import layers as L
 from nn.backend import to_device, to_host
@@ -42,21 +42,22 @@ def representations(model, x):
 def main(argv=None):
     parser = add_checkpoint_args(add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0])), MODELS)
     parser.add_argument("--per-class", type=count, default=100, help="images per class (default 100)")
-    args = parser.parse_args(argv)
+    args = parse(parser, argv, quick={"per_class": 10})
     run = Run("rdm", args)
     models = load_models(args, run.xp)
     x, y = load_mnist(args.data_dir)["test"]
-    idx = sample_per_class(y, 10 if args.quick else args.per_class, seed=args.seed)
+    idx = sample_per_class(y, args.per_class, seed=args.seed)
     labels = y[idx]
     ratios, mats = {}, {}
     for name, model in models.items():
-        reps = representations(model, to_device(x[idx], run.xp))
-        ratios[name] = []
-        for k, r in enumerate(reps):
-            D = rdm(r)
-            ratios[name].append(between_within_ratio(D, to_device(labels, run.xp)))
-            mats[f"{name}/layer{k + 1}"] = to_host(D, np.float32)
-        run.log(f"{name}: between/within dissimilarity per layer {[round(v, 2) for v in ratios[name]]}")
+        with about(name):  # a user error raised for this model names it
+            reps = representations(model, to_device(x[idx], run.xp))
+            ratios[name] = []
+            for k, r in enumerate(reps):
+                D = rdm(r)
+                ratios[name].append(between_within_ratio(D, to_device(labels, run.xp)))
+                mats[f"{name}/layer{k + 1}"] = to_host(D, np.float32)
+            run.log(f"{name}: between/within dissimilarity per layer {[round(v, 2) for v in ratios[name]]}")
     write_json(run.path("ratios.json"), {"ratios": ratios, "indices": idx.tolist(), "labels": labels.tolist()})
     np.savez_compressed(run.path("rdm.npz"), **mats)
     n_layers = max(len(v) for v in ratios.values())

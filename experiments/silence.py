@@ -25,7 +25,7 @@ import numpy as np
 
 from analysis.saturation import margin_predicts_zero
 from attacks.losses import margin
-from experiments.common import Run, UsageError, add_common_args, cli, count, write_json
+from experiments.common import Run, UsageError, add_common_args, cli, parse, count, write_json
 from nn.backend import to_device, to_host
 from nn.checkpoint import load_checkpoint
 from nn.mnist import load_mnist
@@ -54,9 +54,7 @@ def main(argv=None):
     parser = add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
     parser.add_argument("runs", nargs="+", help="run folders holding snap-e<epoch>.npz (experiments.sweep)")
     parser.add_argument("--n", type=count, default=10000, help="training and test examples each (default 10000)")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.n = 500
+    args = parse(parser, argv, quick={"n": 500})
     folders = [Path(r) for r in args.runs]
     for f in folders:
         if not sorted(f.glob("snap-e*.npz")):

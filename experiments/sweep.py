@@ -22,7 +22,7 @@ import argparse
 import time
 from pathlib import Path
 
-from experiments.common import Run, UsageError, add_common_args, cli, count, read_json, write_json
+from experiments.common import Run, UsageError, add_common_args, cli, parse, count, read_json, write_json
 from experiments.evaluation import evaluate
 from experiments.grids import GRIDS, MILESTONES
 from experiments.jobs import command, run_all
@@ -124,7 +124,7 @@ def main(argv=None):
     parser.add_argument("--list", action="store_true", help="print one command per run, run nothing")
     parser.add_argument("--n-test", type=count, default=2000, help="test images per evaluation (default 2000)")
     parser.add_argument("--batch", type=count, default=500)
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     grid = GRIDS["quick" if args.quick else args.grid]
     unknown = set(args.runs) - {r.name for r in grid}
     if unknown:

@@ -20,7 +20,7 @@ import argparse
 import time
 
 from experiments import paper
-from experiments.common import Run, UsageError, add_common_args, cli, count, hardware, write_json
+from experiments.common import Run, UsageError, add_common_args, cli, parse, count, hardware, write_json
 from experiments.evaluation import aggregate
 from experiments.jobs import command, run_all
 from experiments.recipes import apply_set, select, set_value, table1_recipes
@@ -54,7 +54,7 @@ def main(argv=None):
                              "(default runs/sweep; 'none' to always train)")
     parser.add_argument("--jobs", type=count, default=1, help="models trained at a time, one core each")
     parser.add_argument("--list", action="store_true", help="print one command per model and seed, run nothing")
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     seeds = args.seeds or [args.seed]
     if len(set(seeds)) != len(seeds):
         raise UsageError(f"--seeds: each seed once, got {' '.join(map(str, seeds))}")

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from attacks.targeted import TargetedResult, adam_attack, grid_pairs, lbfgs_attack, select_sources
-from experiments.common import (Run, add_checkpoint_args, add_common_args, check_run_folder, checkpoint_stamp, cli,
+from attacks.targeted import TargetedAdam, TargetedLBFGS, TargetedResult, grid_pairs, select_sources
+from experiments.common import (Run, add_checkpoint_args, add_common_args, check_run_folder, checkpoint_stamp, about, cli, parse,
                                 count, load_models, positive, result_options, save_figure, write_json)
 from nn.backend import to_device
 from nn.checkpoint import atomic_write
@@ -119,7 +119,7 @@ def _draw_grid_row(axes, files):
         ax.set_yticks(np.arange(10) * side + side / 2, range(10))
 
 
-def main(argv, script, attack_name, make_attack, add_args):
+def main(argv, script, attack_name, make_attack, add_args, quick):
     parser = add_checkpoint_args(add_common_args(argparse.ArgumentParser(
         description=f"targeted {attack_name} grid (section 7)")), MODELS)
     parser.add_argument("--sources", nargs="*", default=list(SOURCES), choices=SOURCES)
@@ -127,30 +127,31 @@ def main(argv, script, attack_name, make_attack, add_args):
                         help="gradients in numpy's float32 with subnormals kept, instead of the paper's numerics "
                              "(float32 with TensorFlow's flush-to-zero)")
     add_args(parser)
-    args = parser.parse_args(argv)
+    args = parse(parser, argv, quick=quick)
     run = Run(script, args)
     data = load_mnist(args.data_dir)
     x_test, y_test = data["test"]
     attack = make_attack(args)
     rows = []
     for name, model in load_models(args, run.xp).items():
-        for sources in args.sources:
-            path = run.path(f"{name}-{sources}.npz")
-            key = {"options": result_options(args), "checkpoint": checkpoint_stamp(args.checkpoints, name)}
-            done = load_result(path, key)
-            if done:  # recorded by an earlier run with the same options and checkpoint
-                result, seconds = done[0], done[1]["seconds"]
-                run.log(f"{name} {sources}: recorded before ({path.name}, same options and checkpoint); kept")
-            else:
-                t0 = time.perf_counter()
-                result, idx, targets = attack_grid(model, x_test, y_test, attack, sources, run.xp)
-                seconds = time.perf_counter() - t0
-                save_result(path, result, idx, targets, {"key": key, "seconds": seconds, "options": vars(args)})
-            row = {"model": name, "sources": sources, **result.summary(), "seconds": seconds,
-                   "stops": {s: result.stop.count(s) for s in sorted(set(result.stop))}}
-            rows.append(row)
-            run.log(f"{name} {sources}-confident sources: fooled {row['success']}/90, median iterations "
-                    f"{row['median_iterations']}, median L2 {row['median_l2']}, {seconds:.0f} s; stops {row['stops']}")
+        with about(name):  # a user error raised for this model names it
+            for sources in args.sources:
+                path = run.path(f"{name}-{sources}.npz")
+                key = {"options": result_options(args), "checkpoint": checkpoint_stamp(args.checkpoints, name)}
+                done = load_result(path, key)
+                if done:  # recorded by an earlier run with the same options and checkpoint
+                    result, seconds = done[0], done[1]["seconds"]
+                    run.log(f"{name} {sources}: recorded before ({path.name}, same options and checkpoint); kept")
+                else:
+                    t0 = time.perf_counter()
+                    result, idx, targets = attack_grid(model, x_test, y_test, attack, sources, run.xp)
+                    seconds = time.perf_counter() - t0
+                    save_result(path, result, idx, targets, {"key": key, "seconds": seconds, "options": vars(args)})
+                row = {"model": name, "sources": sources, **result.summary(), "seconds": seconds,
+                       "stops": {s: result.stop.count(s) for s in sorted(set(result.stop))}}
+                rows.append(row)
+                run.log(f"{name} {sources}-confident sources: fooled {row['success']}/90, median iterations "
+                        f"{row['median_iterations']}, median L2 {row['median_l2']}, {seconds:.0f} s; stops {row['stops']}")
     write_json(run.path("summary.json"), {"attack": attack_name, "options": vars(args), "rows": rows,
                                           "paper": PAPER[attack_name]})
     table = format_summary(rows, attack_name)
@@ -166,9 +167,8 @@ def lbfgs_main(argv=None):
         p.add_argument("--max-iter", type=count, default=1000, help="L-BFGS iterations per pair (default 1000)")
 
     def make(args):
-        return lambda model, x0, t: lbfgs_attack(model, x0, t, max_iter=10 if args.quick else args.max_iter,
-                                                 ftz=args.ftz)
-    return main(argv, "lbfgs_grid", "lbfgs", make, add)
+        return TargetedLBFGS(max_iter=args.max_iter, ftz=args.ftz)
+    return main(argv, "lbfgs_grid", "lbfgs", make, add, quick={"max_iter": 10})
 
 
 def adam_main(argv=None):
@@ -177,9 +177,8 @@ def adam_main(argv=None):
         p.add_argument("--lr", type=positive, default=0.01, help="Adam step size in pixel units (default 0.01)")
 
     def make(args):
-        return lambda model, x0, t: adam_attack(model, x0, t, max_iter=100 if args.quick else args.max_iter,
-                                                lr=args.lr, ftz=args.ftz)
-    return main(argv, "adam_attack", "adam", make, add)
+        return TargetedAdam(max_iter=args.max_iter, lr=args.lr, ftz=args.ftz)
+    return main(argv, "adam_attack", "adam", make, add, quick={"max_iter": 100})
 
 
 def redraw_main(argv=None):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 
 from experiments import paper
-from experiments.common import Run, add_common_args, cli, hardware, write_json
+from experiments.common import Run, add_common_args, cli, parse, hardware, write_json
 from experiments.recipes import apply_set, table1_recipes
 from experiments.store import train_or_load
 from nn.mnist import load_mnist
@@ -27,7 +27,7 @@ def main(argv=None):
     parser.add_argument("model", choices=paper.MODELS, help="<arch>-<training>")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         help="change the recipe: --set <model>.<arch|train|method>.<key>=<value>")
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     recipes = table1_recipes(args.quick)
     for a in args.overrides:
         recipes = apply_set(recipes, a)

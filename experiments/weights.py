@@ -15,7 +15,7 @@ import argparse
 import numpy as np
 
 from analysis.stats import excess_kurtosis, histogram, saturated_fraction, weight_layers
-from experiments.common import Run, add_checkpoint_args, add_common_args, cli, load_models, save_figure, write_json
+from experiments.common import Run, add_checkpoint_args, add_common_args, about, cli, parse, load_models, save_figure, write_json
 from nn.backend import to_device, to_host
 from nn.mnist import load_mnist
 
@@ -47,26 +47,27 @@ def preactivation_stats(model, x, n_bins=200, batch=1000):
 
 def main(argv=None):
     parser = add_checkpoint_args(add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0])), MODELS)
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     run = Run("weights", args)
     models = load_models(args, run.xp)
     x = load_mnist(args.data_dir)["test"][0][: 1000 if args.quick else None]
     stats, arrays = {}, {}
     for name, model in models.items():
-        layers = []
-        for k, (i, W) in enumerate(weight_layers(model)):
-            w = to_host(W).ravel()
-            edges = np.linspace(w.min(), w.max(), 201)
-            arrays[f"{name}/W{k + 1}/edges"], arrays[f"{name}/W{k + 1}/counts"] = edges, histogram(w, edges)
-            layers.append({"layer": k + 1, "kurtosis": excess_kurtosis(w), "std": float(w.std())})
-        pre = preactivation_stats(model, x)
-        for p in pre:
-            arrays[f"{name}/h{p['layer']}/edges"], arrays[f"{name}/h{p['layer']}/counts"] = p["edges"], p["counts"]
-        stats[name] = {"weights": layers,
-                       "preactivations": [{k: p[k] for k in ("layer", "min", "max", "saturated")} for p in pre]}
-        run.log(f"{name}: weight excess kurtosis per layer {[round(l['kurtosis'], 2) for l in layers]}; "
-                f"saturated fraction per hidden layer {[p['saturated'] and round(p['saturated'], 3) for p in pre[:-1]]}; "
-                f"h ranges {[(round(p['min'], 1), round(p['max'], 1)) for p in pre]}")
+        with about(name):  # a user error raised for this model names it
+            layers = []
+            for k, (i, W) in enumerate(weight_layers(model)):
+                w = to_host(W).ravel()
+                edges = np.linspace(w.min(), w.max(), 201)
+                arrays[f"{name}/W{k + 1}/edges"], arrays[f"{name}/W{k + 1}/counts"] = edges, histogram(w, edges)
+                layers.append({"layer": k + 1, "kurtosis": excess_kurtosis(w), "std": float(w.std())})
+            pre = preactivation_stats(model, x)
+            for p in pre:
+                arrays[f"{name}/h{p['layer']}/edges"], arrays[f"{name}/h{p['layer']}/counts"] = p["edges"], p["counts"]
+            stats[name] = {"weights": layers,
+                           "preactivations": [{k: p[k] for k in ("layer", "min", "max", "saturated")} for p in pre]}
+            run.log(f"{name}: weight excess kurtosis per layer {[round(l['kurtosis'], 2) for l in layers]}; "
+                    f"saturated fraction per hidden layer {[p['saturated'] and round(p['saturated'], 3) for p in pre[:-1]]}; "
+                    f"h ranges {[(round(p['min'], 1), round(p['max'], 1)) for p in pre]}")
     write_json(run.path("stats.json"), stats)
     np.savez_compressed(run.path("hist.npz"), **arrays)
     n_layers = max(len(s["weights"]) for s in stats.values())

@@ -1,0 +1,57 @@
+"""Every command-line option takes effect in every preset: --quick sets defaults, an option given
+explicitly wins over them, and the quick presets read what `table1 --quick` writes."""
+import importlib
+
+import pytest
+
+from experiments import common
+
+# script -> (module whose main parses, {option: (quick value, a value given explicitly)})
+CASES = {
+    "audit": ("audit", {"n_test": (100, 7), "n_test_cnn": (50, 7), "pgd_steps": (10, 3), "restarts": (2, 3),
+                        "square_queries": (50, 9), "sweep_steps": (5, 3)}),
+    "logit_scale": ("logit_scale", {"n_test": (200, 7), "n_test_cnn": (50, 7)}),
+    "verify": ("verify", {"n_test": (100, 7), "sweep_steps": (5, 3), "milp_max": (3, 2), "milp_time": (5.0, 2.5)}),
+    "fisher_path": ("fisher_path", {"points": (20, 5)}),
+    "kurtosis_linear": ("kurtosis_linear", {"draws": (10, 3)}),
+    "rdm": ("rdm", {"per_class": (10, 4)}),
+    "lbfgs_grid": ("targeted_grid", {"max_iter": (10, 3)}),
+    "adam_attack": ("targeted_grid", {"max_iter": (100, 3)}),
+    "bench": ("bench", {"steps": (20, 3)}),
+}
+
+
+class Parsed(Exception):
+    """Raised by the stand-in for ``parse``: carries the parsed options, so that nothing runs."""
+
+
+def _parsed(monkeypatch, script, parser_module, argv):
+    mod = importlib.import_module(f"experiments.{parser_module}")
+
+    def parse(parser, argv=None, quick=None):
+        raise Parsed(common.parse(parser, argv, quick))
+    monkeypatch.setattr(mod, "parse", parse)
+    with pytest.raises(Parsed) as got:
+        importlib.import_module(f"experiments.{script}").main(argv)
+    return got.value.args[0]
+
+
+@pytest.mark.parametrize("script", sorted(CASES))
+def test_quick_sets_defaults_and_explicit_options_win(monkeypatch, script):
+    parser_module, options = CASES[script]
+    quick = _parsed(monkeypatch, script, parser_module, ["--quick"])
+    for dest, (preset, given) in options.items():
+        assert getattr(quick, dest) == preset, dest
+        flag = "--" + dest.replace("_", "-")
+        explicit = _parsed(monkeypatch, script, parser_module, ["--quick", flag, str(given)])
+        assert getattr(explicit, dest) == given, f"{script} --quick {flag} {given} was ignored"
+    if "checkpoints" in vars(quick):  # the quick presets chain: they read what table1 --quick writes
+        assert quick.checkpoints == common.QUICK_TABLE1
+        plain = _parsed(monkeypatch, script, parser_module, [])
+        assert plain.checkpoints == common.TABLE1
+
+
+def test_errors_inside_a_model_loop_name_the_model():
+    with pytest.raises(common.UsageError, match="^relu_mlp-saturated: no example of class 0"):
+        with common.about("relu_mlp-saturated"):
+            raise common.UsageError("no example of class 0")
