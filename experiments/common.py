@@ -86,6 +86,7 @@ def cli(main, argv=None):
         if SKIPPED_FIGURES:
             print(f"figures skipped, matplotlib is not installed (pip install -e \".[plots]\"): "
                   f"{', '.join(map(str, SKIPPED_FIGURES))}", file=sys.stderr)
+            SKIPPED_FIGURES.clear()
         return result
     except UserError as e:
         if "--debug" in argv:

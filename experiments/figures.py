@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.common import cli, save_figure
+from experiments.common import cli, parse, save_figure
 
 ARCH_NAMES = {"sigmoid_mlp": "sigmoid MLP", "relu_mlp": "ReLU MLP", "cnn": "CNN"}
 TRAININGS = ("vanilla", "saturated")
@@ -256,15 +256,15 @@ def figure_logit_scale(ls, path):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--weights", default="runs/weights", help="folder of experiments.weights")
-    parser.add_argument("--rdm", default="runs/rdm", help="folder of experiments.rdm")
-    parser.add_argument("--fisher", default="runs/fisher_path", help="folder of experiments.fisher_path")
-    parser.add_argument("--kurtosis", default="runs/kurtosis_linear", help="folder of experiments.kurtosis_linear")
-    parser.add_argument("--audit", default="runs/audit", help="folder of experiments.audit")
-    parser.add_argument("--logit-scale", default="runs/logit_scale", help="folder of experiments.logit_scale")
-    parser.add_argument("--out", default="runs/figures", help="where the PNGs go (default runs/figures)")
+    folders = {"weights": "weights", "rdm": "rdm", "fisher": "fisher_path", "kurtosis": "kurtosis_linear",
+               "audit": "audit", "logit_scale": "logit_scale", "out": "figures"}
+    for dest, script in folders.items():
+        parser.add_argument("--" + dest.replace("_", "-"), default=f"runs/{script}",
+                            help=f"folder of experiments.{script} (default runs/{script}[-quick])"
+                            if dest != "out" else "where the PNGs go (default runs/figures[-quick])")
+    parser.add_argument("--quick", action="store_true", help="read and write the quick presets' folders")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
-    args = parser.parse_args(argv)
+    args = parse(parser, argv, quick={dest: f"runs/{script}-quick" for dest, script in folders.items()})
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     missing = []
