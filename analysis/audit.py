@@ -6,6 +6,8 @@ Pure functions of attack outcomes: the attacks themselves live in ``attacks``.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from attacks.losses import loss_and_input_gradient, loss_function
@@ -33,8 +35,11 @@ THRESHOLDS = {"looks_robust": 50.0, "big": 10.0, "small": 5.0, "zero": 1.0, "flo
 
 
 def accuracy(fooled):
-    """Robust accuracy (%) from a per-example fooled mask (clean errors count as fooled)."""
+    """Robust accuracy (%) from a per-example fooled mask (clean errors count as fooled). A mean over
+    examples: an empty mask is refused (InputError)."""
     f = to_host(fooled).astype(bool)
+    if f.size == 0:
+        raise InputError("fooled is empty (N = 0); robust accuracy is a mean over examples")
     return 100.0 * float((~f).mean())
 
 
@@ -53,7 +58,7 @@ def worst_case(fooled_by):
 
 
 def accuracy_curve(model, x, y, eps_values, make_attack):
-    """Robust accuracy (%) at each eps (ascending): ``make_attack(eps)(model, x, y) -> (x_adv, fooled)``.
+    """Robust accuracy (%) at each eps (ascending): ``make_attack(eps)(model, x, y) -> AttackResult``.
 
     An example fooled at eps is fooled at every larger eps (the smaller ball lies inside the larger
     one), so the fooled masks are accumulated: the curve is non-increasing even where an attack run
@@ -65,7 +70,7 @@ def accuracy_curve(model, x, y, eps_values, make_attack):
         raise InputError(f"eps_values must be ascending, got {list(eps_values)}")
     curve, fooled = [], None
     for e in eps_values:
-        f = to_host(make_attack(float(e))(model, x, y)[1]).astype(bool)
+        f = to_host(make_attack(float(e))(model, x, y).success).astype(bool)
         fooled = f if fooled is None else fooled | f
         curve.append(accuracy(fooled))
     return curve
@@ -76,7 +81,7 @@ def zero_gradient(model, x, y, loss="ce", stable=False, ftz=False):
     saturation signature: FGSM's sign(0) = 0 does not move such an image at all). ``ftz``: with
     TensorFlow's flush-to-zero, as the paper computed it."""
     _, g, _ = loss_and_input_gradient(model, x, y, loss_function(loss), stable=stable, ftz=ftz)
-    g = to_host(g).reshape(len(g), -1)
+    g = to_host(g).reshape(len(g), math.prod(g.shape[1:]))  # not -1: N may be 0
     return np.abs(g).max(axis=1) == 0
 
 

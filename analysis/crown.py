@@ -38,10 +38,12 @@ chain (first order: errors of errors are left out).
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 
-from analysis.ibp import SIGMOID_REL, TINY32, U64, _monotone_box, _weight_box, float32_error, gamma, input_box
+from analysis.ibp import SIGMOID_REL, TINY32, U64, _monotone_box, _weight_box, float32_error, gamma
+from attacks.ball import box
 from nn import layers as L
 from nn.backend import array_module
 from nn.validate import InputError, check_batch, check_number
@@ -169,7 +171,7 @@ def linear_bounds(model, x, y, eps):
     weights, acts = _mlp_parts(model)
     xp = model.xp
     N = len(x)
-    x_box = input_box(x.reshape(N, -1), eps)
+    x_box = box(x.reshape(N, math.prod(x.shape[1:])), eps)  # the attacks' ball (attacks.ball); N may be 0
     relax, deltas, boxes = {}, {}, []
     a_lo, a_hi = x_box
     for k, (W, b) in enumerate(weights[:-1], start=1):
@@ -204,6 +206,8 @@ def verified_fraction(model, x, y, eps, batch=25):
     """The share of examples CROWN proves robust at radius eps, in batches. -> float in [0, 1]."""
     from nn.backend import to_device
     check_number("batch", batch, minimum=1, integer=True)
+    if len(x) == 0:
+        raise InputError("x is an empty batch (N = 0); a verified fraction is a mean over examples")
     n = 0
     for i in range(0, len(x), batch):
         xb, yb = to_device(x[i:i + batch], model.xp, model.dtype), to_device(y[i:i + batch], model.xp)

@@ -3,7 +3,8 @@
 
 Every attack gives an upper bound on robust accuracy; a verified example is a lower bound. For an
 image x with label y the set of inputs is the L-inf ball intersected with the pixel box,
-B = {x' : |x' - x|_inf <= eps} and [0, 1]^D, itself a box [l^0, u^0] = [max(x - eps, 0), min(x + eps, 1)].
+B = {x' : |x' - x|_inf <= eps} and [0, 1]^D, itself a box [l^0, u^0] = [max(x - eps, 0), min(x + eps, 1)]
+(``attacks.ball``: the same set the attacks project onto).
 Each layer maps a box [l, u] to a box that contains the image of every point of it:
 
 * weight layer h = W a + b (dense, eq. 1, or conv2d): with centre m = (l + u) / 2 and radius
@@ -37,6 +38,7 @@ import math
 
 import numpy as np
 
+from attacks.ball import box
 from nn import layers as L
 from nn.backend import array_module, to_device
 from nn.validate import InputError, check_batch, check_number
@@ -62,16 +64,6 @@ class IntervalBounds:
     pre: list
     diff_lower: object
     verified: object
-
-
-def input_box(x, eps):
-    """[l^0, u^0] = [max(x - eps, 0), min(x + eps, 1)] in float64, rounded outward.
-    x: (N, ...) float -> (l, u) like x, float64."""
-    xp = array_module(x)
-    x64 = x.astype(np.float64)
-    lo = xp.maximum(xp.nextafter(x64 - eps, -np.inf), 0.0)
-    hi = xp.minimum(xp.nextafter(x64 + eps, np.inf), 1.0)
-    return lo, hi
 
 
 def _affine(t, a, W, b):
@@ -124,7 +116,7 @@ def interval_bounds(model, x, y, eps):
     layers = model.spec["layers"]
     if layers[-1]["type"] != "dense":
         raise InputError("interval_bounds needs a dense readout")
-    lo, hi = input_box(x, eps)
+    lo, hi = box(x, eps)  # the ball the attacks project onto, as a float64 box rounded outward
     pre = []
     for layer, p in zip(layers[:-1], model.params[:-1]):
         t = layer["type"]
@@ -154,6 +146,8 @@ def verified_fraction(model, x, y, eps, batch=500):
     """The share of examples IBP proves robust at radius eps, in batches. x, y on the host or the
     model's device. -> float in [0, 1]."""
     check_number("batch", batch, minimum=1, integer=True)
+    if len(x) == 0:
+        raise InputError("x is an empty batch (N = 0); a verified fraction is a mean over examples")
     xp = model.xp
     n = 0
     for i in range(0, len(x), batch):

@@ -36,7 +36,7 @@ from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from analysis.crown import _float32_error, _mlp_parts, linear_bounds
-from analysis.ibp import input_box
+from attacks import ball
 from nn.backend import to_device, to_host
 from nn.validate import InputError, check_batch, check_number
 
@@ -119,16 +119,6 @@ def _encode(weights, boxes, deltas, x_lo, x_hi):
             np.concatenate(integ), (prev_idx, prev_live), n_bin)
 
 
-def _in_ball(v, x, eps, lo, hi):
-    """The solver's point v as float32 inside the ball: clipped to [lo, hi], and any entry that
-    rounding to float32 put more than eps from x moved one float32 step back towards x."""
-    xc = np.clip(v, lo, hi).astype(np.float32)
-    x32 = x.astype(np.float32)
-    over = (np.abs(xc.astype(np.float64) - x32) > eps) | (xc < 0) | (xc > 1)
-    xc[over] = np.nextafter(xc[over], x32[over])
-    return xc
-
-
 def verify_example(model, x, y, eps, time_limit=60.0, bounds=None, max_binaries=None):
     """Decide one example (x: (1, *input_shape), y: (1,)) of a ReLU MLP exactly, within time_limit
     seconds in all. ``bounds``: its ``analysis.crown.linear_bounds`` (computed if None).
@@ -139,7 +129,7 @@ def verify_example(model, x, y, eps, time_limit=60.0, bounds=None, max_binaries=
     check_number("eps", eps)
     check_number("time_limit", time_limit, minimum=0)
     if len(x) != 1:
-        raise InputError(f"verify_example takes one example, got {len(x)}")
+        raise InputError(f"x has {len(x)} examples; verify_example decides one, x of shape (1, ...)")
     weights, acts = _mlp_parts(model)
     if any(a != "relu" for a in acts):
         raise InputError(f"the MILP encoding is exact for ReLU MLPs only; this one has {acts}")
@@ -149,7 +139,7 @@ def verify_example(model, x, y, eps, time_limit=60.0, bounds=None, max_binaries=
         return Verdict("verified", float(np.min(to_host(lb.diff_lower)[0])), None, time.perf_counter() - t0, 0)
     host = [(to_host(W), to_host(b)) for W, b in weights]
     boxes = [(to_host(lo)[0], to_host(hi)[0]) for lo, hi in lb.pre]
-    x_lo, x_hi = (to_host(a)[0] for a in input_box(x.reshape(1, -1), eps))
+    x_lo, x_hi = (to_host(a)[0] for a in ball.box(x.reshape(1, -1), eps))
     deltas, a_lo, a_hi = [], x_lo, x_hi
     for (W, b), box in zip(host, boxes + [None]):  # each weight layer's rounding, on its input box
         deltas.append(_float32_error(W, b, a_lo[None], a_hi[None])[0])
@@ -176,7 +166,7 @@ def verify_example(model, x, y, eps, time_limit=60.0, bounds=None, max_binaries=
                    bounds=Bounds(lo_one, hi_one),
                    options={"time_limit": max(left, 0.01), "disp": False, "mip_rel_gap": MIP_GAP})
         if res.x is not None and res.fun < 0:
-            xc = _in_ball(res.x[:len(x_lo)], to_host(x).reshape(-1), eps, x_lo, x_hi).reshape(x.shape)
+            xc = ball.project(res.x[:len(x_lo)], to_host(x).reshape(-1), eps).reshape(x.shape)  # the attacks' ball
             xd = to_device(xc, model.xp, model.dtype)
             fooled = (to_host(model.predict(xd))[0] != yy
                       and to_host(model.astype(np.float64).predict(xd.astype(np.float64)))[0] != yy)

@@ -6,9 +6,12 @@ within-class dissimilarity (> 1 when classes separate).
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from nn.backend import array_module, to_device
+from nn.validate import InputError
 
 
 def sample_per_class(y, n_per_class, seed=0, n_classes=10):
@@ -35,7 +38,7 @@ def rdm(r):
     different rows are identical, and tiny negatives, which are clipped to 0.
     """
     xp = array_module(r)
-    r = r.reshape(len(r), -1).astype(xp.float64)
+    r = r.reshape(len(r), math.prod(r.shape[1:])).astype(xp.float64)  # not -1: M may be 0
     sq = (r * r).sum(axis=1)
     D = (sq[:, None] + sq[None, :] - 2 * (r @ r.T)) / r.shape[1]
     D = xp.maximum(D, 0.0)
@@ -45,7 +48,10 @@ def rdm(r):
 
 
 def between_within_ratio(D, labels):
-    """mean_{a, b: y_a != y_b} D_ab / mean_{a != b: y_a = y_b} D_ab.  D: (M, M), labels: (M,)."""
+    """mean_{a, b: y_a != y_b} D_ab / mean_{a != b: y_a = y_b} D_ab.  D: (M, M), labels: (M,).
+    Means over pairs: an empty D is refused (InputError)."""
+    if len(D) == 0:
+        raise InputError("D is empty (M = 0); the ratio is of means over pairs of images")
     xp = array_module(D)
     labels = to_device(labels, xp)  # (M,), where D lives
     same = labels[:, None] == labels[None, :]

@@ -1,2 +1,3 @@
 """satnets.attacks: adversarial attacks with analytic input gradients."""
-from .fgsm import FGSM, AttackResult  # noqa: F401
+from .fgsm import FGSM  # noqa: F401
+from .result import AttackResult, TargetedResult  # noqa: F401

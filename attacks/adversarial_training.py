@@ -1,7 +1,7 @@
 """Adversarial training (eq. 4): alpha C(x) + (1 - alpha) C(x_fgsm)."""
 from __future__ import annotations
 
-from nn.validate import check_number
+from nn.validate import InputError, check_number
 
 from .fgsm import FGSM
 from .losses import loss_and_input_gradient
@@ -15,6 +15,8 @@ def adversarial_loss_and_grads(model, x, x_adv, y, alpha=0.5, ftz=False):
     """
     xp = model.xp
     N = x.shape[0]
+    if N == 0:
+        raise InputError("x is an empty batch (N = 0); eq. 4's loss is a mean over examples")
     w = xp.concatenate([xp.full((N,), alpha / N, dtype=x.dtype), xp.full((N,), (1 - alpha) / N, dtype=x.dtype)])
     loss, grads, logits = model.loss_and_grads(xp.concatenate([x, x_adv]), xp.concatenate([y, y]), weights=w, ftz=ftz,
                                                check=False)  # the training batches were checked once

@@ -6,19 +6,16 @@ import dataclasses
 from nn.backend import array_module
 from nn.validate import check_batch, check_number
 
+from .ball import project
 from .losses import loss_and_input_gradient, loss_function
-
-
-@dataclasses.dataclass(frozen=True)
-class AttackResult:
-    """x_adv: the adversarial inputs (N, ...); success: (N,) bool, the model misclassifies x_adv."""
-    x_adv: object
-    success: object
+from .result import AttackResult
 
 
 @dataclasses.dataclass(frozen=True)
 class FGSM:
-    """x_adv = clip(x + eps * sign(dC/dx), 0, 1) with the true label y  (eq. 3).
+    """x_adv = clip(x + eps * sign(dC/dx), 0, 1) with the true label y  (eq. 3), projected onto the
+    closed ball |x_adv - x| <= eps in the image's dtype (``attacks.ball.project``: the float32 sum can
+    overshoot eps by one ulp; the projection moves such pixels back by that ulp).
 
     ``clip`` keeps the adversarial image in the pixel range [0, 1] (the paper does not say whether
     it clipped; ``clip=False`` turns it off). sign(0) = 0: a pixel whose gradient is exactly zero,
@@ -41,15 +38,16 @@ class FGSM:
 
     def __call__(self, model, x, y):
         """x: (N, *input_shape) images (in [0, 1] when ``clip``), y: (N,) true labels, on the model's
-        device -> AttackResult."""
+        device -> AttackResult (success: the model misclassifies x_adv; a clean error that the step
+        corrects is not a success, as in the paper's FGSM accuracy)."""
         check_batch(model, x, y, unit_range=self.clip)
         _, g, _ = loss_and_input_gradient(model, x, y, loss_function(self.loss), stable=self.stable, ftz=self.ftz,
                                           check=False)
-        x_adv = self.step(x, g)
-        return AttackResult(x_adv, model.predict(x_adv) != y)
+        return AttackResult.of(model, x, project(self.step(x, g), x, self.eps, self.clip), y)
 
     def step(self, x, g):
-        """x + eps sign(g), clipped to [0, 1] if ``clip``: the attack given the gradient g."""
+        """x + eps sign(g), clipped to [0, 1] if ``clip``: the step in the model's arithmetic, which
+        adversarial training (eq. 4) takes as it is, like TensorFlow did; the attack projects it."""
         xp = array_module(x)
         x_adv = x + self.eps * xp.sign(g)
         return xp.clip(x_adv, 0.0, 1.0) if self.clip else x_adv

@@ -14,13 +14,9 @@ import numpy as np
 from nn.backend import array_module, to_device
 from nn.validate import check_batch, check_number
 
+from .ball import project
 from .losses import loss_and_input_gradient, loss_function
-
-
-def project(x_adv, x, eps):
-    """The nearest point of {|x' - x|_inf <= eps} and [0, 1]^D: clip(clip(x_adv, x - eps, x + eps), 0, 1)."""
-    xp = array_module(x)
-    return xp.clip(xp.clip(x_adv, x - eps, x + eps), 0.0, 1.0)
+from .result import AttackResult
 
 
 def merge_worst(best, new):
@@ -45,7 +41,7 @@ class PGD:
 
     loss: "ce" or "margin"; stable, ftz: the numeric mode of the derivatives (``attacks.losses``).
     Examples already misclassified stop early (their iterate is kept).
-    >>> x_adv, fooled = PGD(eps=0.25, steps=100, restarts=5)(model, x, y)
+    >>> result = PGD(eps=0.25, steps=100, restarts=5)(model, x, y)
     """
     eps: float = 0.25
     steps: int = 100
@@ -66,16 +62,15 @@ class PGD:
         loss_function(self.loss)
 
     def __call__(self, model, x, y):
-        """x: (N, ...) images in [0, 1], y: (N,) labels, on the model's device -> (x_adv (N, ...),
-        fooled (N,) bool)."""
+        """x: (N, ...) images in [0, 1], y: (N,) labels, on the model's device -> AttackResult; an
+        example the model already misclassifies is returned as it is, fooled."""
         check_batch(model, x, y)
         xp = array_module(x)
         best = (x, model.predict(x) != y, xp.full(len(x), -xp.inf, dtype=x.dtype))
-        if self.eps == 0:
-            return best[0], best[1]
-        for r in range(self.restarts):
-            best = merge_worst(best, self.run(model, x, y, restart=r))
-        return best[0], best[1]
+        if self.eps > 0:
+            for r in range(self.restarts):
+                best = merge_worst(best, self.run(model, x, y, restart=r))
+        return AttackResult.of(model, x, best[0], y)
 
     def run(self, model, x, y, restart=0):
         """One restart. -> (x_adv, fooled, loss) with every example's worst iterate."""

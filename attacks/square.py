@@ -14,7 +14,9 @@ import numpy as np
 from nn.backend import array_module, to_device
 from nn.validate import InputError, check_batch, check_number
 
+from .ball import project
 from .losses import margin
+from .result import AttackResult
 
 
 def square_fraction(i, n_queries, p_init):
@@ -27,7 +29,7 @@ def square_fraction(i, n_queries, p_init):
 @dataclasses.dataclass(frozen=True)
 class Square:
     """Square attack with ``n_queries`` forward passes per example at most.
-    >>> x_adv, fooled = Square(eps=0.25, n_queries=1000)(model, x, y)
+    >>> result = Square(eps=0.25, n_queries=1000)(model, x, y)
     """
     eps: float = 0.25
     n_queries: int = 1000
@@ -40,18 +42,20 @@ class Square:
         check_number("p_init", self.p_init, positive=True, maximum=1)
 
     def __call__(self, model, x, y):
-        """x: (N, C, H, W) images in [0, 1], y: (N,) labels, on the model's device -> (x_adv, fooled
-        (N,) bool); an example the model already misclassifies counts as fooled."""
+        """x: (N, C, H, W) images in [0, 1], y: (N,) labels, on the model's device -> AttackResult.
+        An example the model already misclassifies is searched like the others (so that the random
+        draws of the others do not depend on it) and, unless the search point fools the model too,
+        returned as it is: fooled, by the model's own verdict."""
         check_batch(model, x, y)
         if x.ndim != 4:
             raise InputError(f"x has shape {tuple(x.shape)}; the Square attack needs images (N, C, H, W)")
         xp = array_module(x)
         N, C, H, W = x.shape
         rng = np.random.default_rng(self.seed)
-        clean_error = model.predict(x) != y  # counted as fooled, like every attack of the suite
+        clean_error = model.predict(x) != y
         # start: vertical stripes of +-eps (one sign per column and channel)
         stripes = to_device(rng.choice([-self.eps, self.eps], size=(N, C, 1, W)), xp, x.dtype)
-        x_adv = xp.clip(x + stripes, 0.0, 1.0)
+        x_adv = project(x + stripes, x, self.eps)
         m, _ = margin(model.logits(x_adv), y)
         m = -m  # z_y - max_{j != y} z_j: the model is fooled when it is < 0
         active = xp.flatnonzero(m >= 0)
@@ -67,11 +71,13 @@ class Square:
             window = (rows >= r0) & (rows < r0 + s) & (cols >= c0) & (cols < c0 + s)  # (n, H, W)
             corner = to_device(rng.choice([-self.eps, self.eps], size=(n, C, 1, 1)), xp, x.dtype)
             xa, x0 = x_adv[active], x[active]
-            cand = xp.where(window[:, None], xp.clip(x0 + corner, 0.0, 1.0), xa)  # (n, C, H, W)
+            cand = xp.where(window[:, None], project(x0 + corner, x0, self.eps), xa)  # (n, C, H, W)
             m_new, _ = margin(model.logits(cand), y[active])
             m_new = -m_new
             better = m_new < m[active]
             x_adv[active[better]] = cand[better]
             m[active[better]] = m_new[better]
             active = active[m[active] >= 0]
-        return x_adv, (m < 0) | clean_error
+        kept = clean_error & (m >= 0)  # a clean error whose search point the model classifies correctly
+        x_adv[kept] = x[kept]
+        return AttackResult.of(model, x, x_adv, y)

@@ -20,47 +20,15 @@ from nn.backend import array_module, to_device, to_host
 from nn.validate import InputError, check_batch, check_number
 
 from .losses import cross_entropy, loss_and_input_gradient
+from .result import TargetedResult, perturbation_norms
 
 
-@dataclasses.dataclass
-class TargetedResult:
-    """Per-pair records of a targeted attack on P (source, target) pairs; host numpy arrays.
-
-    success: (P,) bool, the network predicted the target at some iterate.
-    iterations: (P,) int, the iteration of success (0: the source itself), or the iterations run.
-    evaluations: (P,) int, forward/backward passes used.
-    x_adv: (P, *input_shape) float32, the first iterate classified as the target, else the last one.
-    l2, linf: (P,), ||x_adv - x_source|| in the two norms.
-    curve: (P, K) the loss C(x, y_T) at the iterations ``curve_iters`` (K,); NaN after a pair stopped.
-    stop: list of P strings, why each pair stopped ("target reached", "budget", or scipy's message).
-    """
-    success: np.ndarray
-    iterations: np.ndarray
-    evaluations: np.ndarray
-    x_adv: np.ndarray
-    l2: np.ndarray
-    linf: np.ndarray
-    curve: np.ndarray
-    curve_iters: np.ndarray
-    stop: list
-
-    def arrays(self):
-        """The records as a dict of arrays, for ``numpy.savez``."""
-        d = dataclasses.asdict(self)
-        d["stop"] = np.array(self.stop)
-        return d
-
-    def summary(self):
-        """Success count, and median iterations / distances over the successful pairs."""
-        s = self.success
-        med = (lambda a: float(np.median(a[s]))) if s.any() else (lambda a: None)
-        return {"pairs": int(s.size), "success": int(s.sum()), "median_iterations": med(self.iterations),
-                "median_l2": med(self.l2), "median_linf": med(self.linf)}
-
-
-def _distances(x_adv, x0):
-    d = (x_adv - x0).reshape(len(x0), -1).astype(np.float64)
-    return np.sqrt((d ** 2).sum(axis=1)), np.abs(d).max(axis=1)
+def _result(model, x0, x_adv, target, **records):
+    """The TargetedResult of x_adv (device) for sources x0: the model's verdict, the norms, the records;
+    on the host."""
+    success = to_host(model.predict(x_adv) == target)
+    linf, l2 = perturbation_norms(x_adv, x0)
+    return TargetedResult(to_host(x_adv), success, to_host(linf), to_host(l2), **records)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -76,7 +44,7 @@ def confidence(model, x, y, batch=1000):
     check_batch(model, x, y, unit_range=False)
     check_number("batch", batch, minimum=1, integer=True)
     out = []
-    for i in range(0, len(x), batch):
+    for i in range(0, max(len(x), 1), batch):  # one empty slice when N = 0: an empty result
         z = to_host(model.logits(x[i:i + batch]), np.float64)
         out.append(np.take_along_axis(L.log_softmax_stable(z), to_host(y[i:i + batch])[:, None], 1)[:, 0])
     return np.concatenate(out)
@@ -88,7 +56,7 @@ def select_sources(model, x, y, n_classes=10, batch=1000):
     """
     logp = confidence(model, x, y, batch)  # checks x, y
     y_host = to_host(y)
-    pred = np.concatenate([to_host(model.predict(x[i:i + batch])) for i in range(0, len(x), batch)])
+    pred = np.concatenate([to_host(model.predict(x[i:i + batch])) for i in range(0, max(len(x), 1), batch)])
     least, most = [], []
     for c in range(n_classes):
         idx = np.flatnonzero((y_host == c) & (pred == c))
@@ -115,61 +83,75 @@ def _curve_iters(max_iter, n):
     return np.unique(np.concatenate([[0], np.geomspace(1, max(max_iter, 1), n).astype(int)]))
 
 
-def adam_attack(model, x0, target, *, max_iter=1000, lr=0.01, betas=(0.9, 0.999), eps=1e-8, n_curve=200,
-                ftz=False):
+@dataclasses.dataclass(frozen=True)
+class TargetedAdam:
     """Minimise C(x, y_T) over x in [0, 1] by Adam on the input, projected onto the box each step.
 
     g_t = dC/dx (x_t),  m_t = b1 m_{t-1} + (1 - b1) g_t,  v_t = b2 v_{t-1} + (1 - b2) g_t^2,
-    x_{t+1} = clip(x_t - lr * m_t / (1 - b1^{t+1}) / (sqrt(v_t / (1 - b2^{t+1})) + eps), 0, 1).
+    x_{t+1} = clip(x_t - lr * m_t / (1 - b1^{t+1}) / (sqrt(v_t / (1 - b2^{t+1})) + adam_eps), 0, 1).
 
-    x0: (P, *input_shape) source images, target: (P,) classes, both on the model's device.
     Batched over all pairs; pairs that reach the target drop out of the batch (their iterate is
     kept), so late iterations cost only the pairs still running. A pair whose gradient is exactly 0
-    (float32 saturation) never moves: m = v = 0 gives a zero step. -> TargetedResult.
+    (float32 saturation) never moves: m = v = 0 gives a zero step. ``n_curve``: about as many
+    log-spaced iterations at which the loss is recorded. ``ftz``: the paper's numerics.
+    >>> result = TargetedAdam(max_iter=1000, lr=0.01)(model, x0, target)
     """
-    check_batch(model, x0, target, name_x="x0", name_y="target")
-    check_number("max_iter", max_iter, integer=True)
-    check_number("lr", lr, positive=True)
-    check_number("eps", eps, positive=True)
-    for name, b in zip(("betas[0]", "betas[1]"), betas):
-        check_number(name, b, maximum=1 - 1e-12)
-    xp = array_module(x0)
-    P = len(x0)
-    b1, b2 = betas
-    rec = _curve_iters(max_iter, n_curve)
-    rec_pos = {int(t): k for k, t in enumerate(rec)}
-    curve = np.full((P, len(rec)), np.nan)
-    iterations = np.full(P, max_iter)
-    success = np.zeros(P, bool)
-    x_final = x0.copy()
-    active = np.arange(P)  # host indices of the pairs still running
-    x, t_a = x0.copy(), target.copy()
-    m, v = xp.zeros_like(x0), xp.zeros_like(x0)
-    for it in range(max_iter + 1):
-        C, g, logits = loss_and_input_gradient(model, x, t_a, cross_entropy, ftz=ftz, check=False)
-        if it in rec_pos:
-            curve[active, rec_pos[it]] = to_host(C)
-        hit = to_host(logits.argmax(axis=1) == t_a)
-        if hit.any() or it == max_iter:
-            done = hit | (it == max_iter)
-            x_final[to_device(active[done], xp)] = x[to_device(np.flatnonzero(done), xp)]
-            success[active[hit]] = True
-            iterations[active[hit]] = it
-            keep = to_device(np.flatnonzero(~done), xp)
-            active = active[~done]
-            if active.size == 0:
-                break
-            x, t_a, g, m, v = x[keep], t_a[keep], g[keep], m[keep], v[keep]
-        m *= b1
-        m += (1 - b1) * g
-        v *= b2
-        v += (1 - b2) * g * g
-        step = (lr / (1 - b1 ** (it + 1))) * m / (xp.sqrt(v / (1 - b2 ** (it + 1))) + eps)
-        x = xp.clip(x - step, 0.0, 1.0)
-    x_adv = to_host(x_final)
-    l2, linf = _distances(x_adv, to_host(x0))
-    return TargetedResult(success, iterations, np.minimum(iterations, max_iter) + 1, x_adv, l2, linf, curve, rec,
-                          ["target reached" if s else "budget" for s in success])
+    max_iter: int = 1000
+    lr: float = 0.01
+    betas: tuple = (0.9, 0.999)
+    adam_eps: float = 1e-8
+    n_curve: int = 200
+    ftz: bool = False
+
+    def __post_init__(self):
+        check_number("max_iter", self.max_iter, integer=True)
+        check_number("lr", self.lr, positive=True)
+        check_number("adam_eps", self.adam_eps, positive=True)
+        check_number("n_curve", self.n_curve, minimum=1, integer=True)
+        for name, b in zip(("betas[0]", "betas[1]"), self.betas):
+            check_number(name, b, maximum=1 - 1e-12)
+
+    def __call__(self, model, x0, target):
+        """x0: (P, *input_shape) source images, target: (P,) classes, both on the model's device.
+        -> TargetedResult."""
+        check_batch(model, x0, target, name_x="x0", name_y="target")
+        max_iter, lr, eps = self.max_iter, self.lr, self.adam_eps
+        xp = array_module(x0)
+        P = len(x0)
+        b1, b2 = self.betas
+        rec = _curve_iters(max_iter, self.n_curve)
+        rec_pos = {int(t): k for k, t in enumerate(rec)}
+        curve = np.full((P, len(rec)), np.nan)
+        iterations = np.full(P, max_iter)
+        reached = np.zeros(P, bool)
+        x_final = x0.copy()
+        active = np.arange(P)  # host indices of the pairs still running
+        x, t_a = x0.copy(), target.copy()
+        m, v = xp.zeros_like(x0), xp.zeros_like(x0)
+        for it in range(max_iter + 1):
+            C, g, logits = loss_and_input_gradient(model, x, t_a, cross_entropy, ftz=self.ftz, check=False)
+            if it in rec_pos:
+                curve[active, rec_pos[it]] = to_host(C)
+            hit = to_host(logits.argmax(axis=1) == t_a)
+            if hit.any() or it == max_iter or active.size == 0:
+                done = hit | (it == max_iter)
+                x_final[to_device(active[done], xp)] = x[to_device(np.flatnonzero(done), xp)]
+                reached[active[hit]] = True
+                iterations[active[hit]] = it
+                keep = to_device(np.flatnonzero(~done), xp)
+                active = active[~done]
+                if active.size == 0:
+                    break
+                x, t_a, g, m, v = x[keep], t_a[keep], g[keep], m[keep], v[keep]
+            m *= b1
+            m += (1 - b1) * g
+            v *= b2
+            v += (1 - b2) * g * g
+            step = (lr / (1 - b1 ** (it + 1))) * m / (xp.sqrt(v / (1 - b2 ** (it + 1))) + eps)
+            x = xp.clip(x - step, 0.0, 1.0)
+        return _result(model, x0, x_final, target, iterations=iterations,
+                       evaluations=np.minimum(iterations, max_iter) + 1, curve=curve, curve_iters=rec,
+                       stop=["target reached" if s else "budget" for s in reached])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,61 +184,68 @@ def lbfgs_objective(model, target_class, shape, ftz=False):
     return fun, last
 
 
-def lbfgs_attack(model, x0, target, *, max_iter=1000, ftz=False):
+@dataclasses.dataclass(frozen=True)
+class TargetedLBFGS:
     """Minimise C(x, y_T) over the box [0, 1] with ``scipy.optimize.minimize(method="L-BFGS-B",
     jac=True)``, one pair at a time (scipy is not batched), stopping at the first evaluated point the
-    network classifies as y_T.
+    network classifies as y_T; at most ``max_iter`` L-BFGS iterations per pair. ``ftz``: the paper's
+    numerics.
 
-    x0: (P, *input_shape) source images, target: (P,) classes, on the model's device.
     iterations counts L-BFGS iterations: success during iteration k (its line search included) is
     recorded as k, the source itself as 0. curve[p, k] is the loss after iteration k.
-    -> TargetedResult.
+    >>> result = TargetedLBFGS(max_iter=1000)(model, x0, target)
     """
-    check_batch(model, x0, target, name_x="x0", name_y="target")
-    check_number("max_iter", max_iter, integer=True)
-    x0_host, t_host = to_host(x0), to_host(target)
-    P, shape = len(x0_host), (1,) + x0_host.shape[1:]
-    D = int(np.prod(shape))
-    curve = np.full((P, max_iter + 1), np.nan)
-    success = np.zeros(P, bool)
-    iterations = np.zeros(P, int)
-    evaluations = np.zeros(P, int)
-    x_adv = x0_host.copy()
-    stop = []
-    bounds = scipy.optimize.Bounds(np.zeros(D), np.ones(D))
-    for p in range(P):
-        fun, last = lbfgs_objective(model, int(t_host[p]), shape, ftz)
-        state = {"it": 0, "evals": 0, "f": None}
+    max_iter: int = 1000
+    ftz: bool = False
 
-        def counted(v):
-            f, g = fun(v)
-            state["evals"] += 1
-            state["f"] = f
-            if int(last["logits"].argmax()) == t_host[p]:
-                raise _Reached(to_host(last["x"]))
-            return f, g
+    def __post_init__(self):
+        check_number("max_iter", self.max_iter, integer=True)
 
-        def callback(intermediate_result):
-            state["it"] += 1
-            curve[p, state["it"]] = state["f"]
+    def __call__(self, model, x0, target):
+        """x0: (P, *input_shape) source images, target: (P,) classes, on the model's device.
+        -> TargetedResult."""
+        check_batch(model, x0, target, name_x="x0", name_y="target")
+        max_iter = self.max_iter
+        x0_host, t_host = to_host(x0), to_host(target)
+        P, shape = len(x0_host), (1,) + x0_host.shape[1:]
+        D = int(np.prod(shape))
+        curve = np.full((P, max_iter + 1), np.nan)
+        iterations = np.zeros(P, int)
+        evaluations = np.zeros(P, int)
+        x_adv = x0_host.copy()
+        stop = []
+        bounds = scipy.optimize.Bounds(np.zeros(D), np.ones(D))
+        for p in range(P):
+            fun, last = lbfgs_objective(model, int(t_host[p]), shape, self.ftz)
+            state = {"it": 0, "evals": 0, "f": None}
 
-        v0 = x0_host[p].astype(np.float64).ravel()
-        try:
-            f0, _ = fun(v0)
-            curve[p, 0] = f0
-            if int(last["logits"].argmax()) == t_host[p]:
-                raise _Reached(to_host(last["x"]))
-            res = scipy.optimize.minimize(counted, v0, jac=True, method="L-BFGS-B", bounds=bounds,
-                                          callback=callback, options={"maxiter": max_iter})
-            x_adv[p] = res.x.reshape(shape[1:]).astype(x_adv.dtype)
-            iterations[p] = state["it"]
-            stop.append(str(res.message))
-        except _Reached as r:
-            success[p] = True
-            x_adv[p] = r.x[0]
-            iterations[p] = state["it"] + (state["evals"] > 0)  # found inside iteration it + 1
-            stop.append("target reached")
-        evaluations[p] = state["evals"] + 1
-    l2, linf = _distances(x_adv, x0_host)
-    return TargetedResult(success, iterations, evaluations, x_adv, l2, linf, curve,
-                          np.arange(max_iter + 1), stop)
+            def counted(v):
+                f, g = fun(v)
+                state["evals"] += 1
+                state["f"] = f
+                if int(last["logits"].argmax()) == t_host[p]:
+                    raise _Reached(to_host(last["x"]))
+                return f, g
+
+            def callback(intermediate_result):
+                state["it"] += 1
+                curve[p, state["it"]] = state["f"]
+
+            v0 = x0_host[p].astype(np.float64).ravel()
+            try:
+                f0, _ = fun(v0)
+                curve[p, 0] = f0
+                if int(last["logits"].argmax()) == t_host[p]:
+                    raise _Reached(to_host(last["x"]))
+                res = scipy.optimize.minimize(counted, v0, jac=True, method="L-BFGS-B", bounds=bounds,
+                                              callback=callback, options={"maxiter": max_iter})
+                x_adv[p] = res.x.reshape(shape[1:]).astype(x_adv.dtype)
+                iterations[p] = state["it"]
+                stop.append(str(res.message))
+            except _Reached as r:
+                x_adv[p] = r.x[0]
+                iterations[p] = state["it"] + (state["evals"] > 0)  # found inside iteration it + 1
+                stop.append("target reached")
+            evaluations[p] = state["evals"] + 1
+        return _result(model, x0, to_device(x_adv, model.xp), target, iterations=iterations,
+                       evaluations=evaluations, curve=curve, curve_iters=np.arange(max_iter + 1), stop=stop)

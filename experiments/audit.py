@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from analysis import audit
-from attacks import FGSM
-from attacks.noise import uniform_noise
+from attacks import FGSM, AttackResult
+from attacks.noise import UniformNoise
 from attacks.pgd import PGD
 from attacks.square import Square
 from experiments.common import (Run, add_checkpoint_args, add_common_args, amount, checkpoint_stamp, cli, count,
@@ -55,20 +55,21 @@ def in_batches(fn, x, y, batch):
     return tuple(array_module(p[0]).concatenate(p) for p in zip(*parts))
 
 
+def attack_in_batches(attack, model, x, y, batch):
+    """``attack(model, x, y) -> AttackResult`` run on slices of ``batch`` examples, one AttackResult."""
+    return AttackResult(*in_batches(lambda xb, yb: _fields(attack(model, xb, yb)), x, y, batch))
+
+
+def _fields(result):
+    return result.x_adv, result.success, result.linf, result.l2
+
+
 def fooled_by(attack, model, x, y, batch):
-    """(N,) bool: ``attack(model, x, y) -> (x_adv, fooled)`` run in batches; only the mask is kept."""
-    return in_batches(lambda xb, yb: (attack(model, xb, yb)[1],), x, y, batch)[0]
-
-
-def fgsm_attack(eps, loss="ce", stable=False, ftz=False):
-    def attack(model, x, y):
-        r = FGSM(eps, loss=loss, stable=stable, ftz=ftz)(model, x, y)
-        return r.x_adv, r.success | (model.predict(x) != y)  # a clean error counts as fooled
-    return attack
-
-
-def noise_attack(eps, seed):
-    return lambda model, x, y: uniform_noise(model, x, y, eps=eps, draws=10, seed=seed)
+    """(N,) bool, the audit's robust-accuracy mask: the attack's success (the model misclassifies
+    x_adv), or a clean error. Attacks that search the ball from x (PGD, Square, noise) report a clean
+    error as a success by themselves; FGSM's single step can correct one, which the audit still counts
+    as not robust. Run in batches; only the mask is kept."""
+    return in_batches(lambda xb, yb: (attack(model, xb, yb).success | (model.predict(xb) != yb),), x, y, batch)[0]
 
 
 def suite(args):
@@ -77,14 +78,14 @@ def suite(args):
     e, s = args.eps, args.seed
     pgd = dict(eps=e, steps=args.pgd_steps, restarts=args.restarts, seed=s)
     return {
-        "fgsm-ce-paper": fgsm_attack(e, ftz=True),
-        "fgsm-ce-stable": fgsm_attack(e, stable=True),
-        "fgsm-margin-stable": fgsm_attack(e, "margin", stable=True),
+        "fgsm-ce-paper": FGSM(e, ftz=True),
+        "fgsm-ce-stable": FGSM(e, stable=True),
+        "fgsm-margin-stable": FGSM(e, loss="margin", stable=True),
         "pgd-ce-paper": PGD(**pgd, ftz=True),
         "pgd-ce-stable": PGD(**pgd, stable=True),
         "pgd-margin-stable": PGD(**pgd, loss="margin", stable=True),
         "square": Square(eps=e, n_queries=args.square_queries, seed=s),
-        "noise": noise_attack(e, s),
+        "noise": UniformNoise(eps=e, draws=10, seed=s),
     }
 
 
@@ -95,8 +96,11 @@ def sweep_attack(args):
         a = PGD(eps=eps, steps=args.sweep_steps, restarts=1, seed=args.seed, ftz=True)
         b = PGD(eps=eps, steps=args.sweep_steps, restarts=1, seed=args.seed, loss="margin", stable=True)
 
-        def attack(model, x, y):
-            return None, fooled_by(a, model, x, y, args.batch) | fooled_by(b, model, x, y, args.batch)
+        def attack(model, x, y):  # per example, a's point where it fools the model, else b's
+            ra, rb = attack_in_batches(a, model, x, y, args.batch), attack_in_batches(b, model, x, y, args.batch)
+            xp, pick = array_module(x), ra.success
+            return AttackResult(xp.where(pick.reshape((-1,) + (1,) * (x.ndim - 1)), ra.x_adv, rb.x_adv),
+                                pick | rb.success, xp.where(pick, ra.linf, rb.linf), xp.where(pick, ra.l2, rb.l2))
         return attack
     return make
 
@@ -110,13 +114,12 @@ def audit_model(run, name, model, vanilla, x, y, args):
         fooled[attack_name] = f = fooled_by(attack, model, x, y, args.batch)
         run.log(f"  {name} {attack_name}: {audit.accuracy(f):.1f} %  ({time.perf_counter() - t:.0f} s)")
     x64, m64 = x.astype(np.float64), model.astype(np.float64)
-    fooled["fgsm-ce-float64"] = fooled_by(fgsm_attack(args.eps, stable=True), m64, x64, y, args.batch)
+    fooled["fgsm-ce-float64"] = fooled_by(FGSM(args.eps, stable=True), m64, x64, y, args.batch)
     if vanilla is not None:
         made_on_vanilla = PGD(eps=args.eps, steps=args.pgd_steps, restarts=1, seed=args.seed, loss="margin", stable=True)
 
         def transfer(model, xb, yb):
-            x_adv, _ = made_on_vanilla(vanilla, xb, yb)
-            return x_adv, (model.predict(x_adv) != yb) | (model.predict(xb) != yb)
+            return AttackResult.of(model, xb, made_on_vanilla(vanilla, xb, yb).x_adv, yb)
         fooled["transfer"] = fooled_by(transfer, model, x, y, args.batch)
     accs = {k: audit.accuracy(v) for k, v in fooled.items()}
     worst = audit.worst_case(fooled)

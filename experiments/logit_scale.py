@@ -25,8 +25,9 @@ import argparse
 import numpy as np
 
 from analysis import audit
+from attacks import FGSM
 from attacks.losses import margin
-from experiments.audit import MODELS, fgsm_attack, fooled_by, in_batches
+from experiments.audit import MODELS, fooled_by, in_batches
 from experiments.common import (Run, add_checkpoint_args, add_common_args, amount, cli, count, load_models, positive,
                                 save_figure, write_json)
 from nn.backend import to_device, to_host
@@ -53,7 +54,7 @@ def probe(model, x, y, scales, eps, batch):
         clean = audit.accuracy(in_batches(lambda xb, yb: (m.predict(xb) != yb,), x, y, batch)[0])
         accs = {}
         for name, (loss, stable, f64) in ATTACKS.items():
-            accs[name] = audit.accuracy(fooled_by(fgsm_attack(eps, loss, stable), m64 if f64 else m,
+            accs[name] = audit.accuracy(fooled_by(FGSM(eps, loss=loss, stable=stable), m64 if f64 else m,
                                                   x64 if f64 else x, y, batch))
         zero = in_batches(lambda xb, yb: (audit.zero_gradient(m, xb, yb),), x, y, batch)[0]
         rows.append({"scale": c, "clean": clean, "accuracy": accs, "zero_gradient_fraction": float(to_host(zero).mean())})

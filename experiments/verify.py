@@ -64,7 +64,7 @@ def bracket(model, x, y, eps_values, args, log=print):
     make_attack = sweep_attack(args)
     for e in eps_values:
         t = time.perf_counter()
-        fooled |= to_host(make_attack(float(e))(model, xd, yd)[1]).astype(bool)  # fooled at e is fooled above
+        fooled |= to_host(make_attack(float(e))(model, xd, yd).success).astype(bool)  # fooled at e is fooled above
         row["seconds"]["attack"] += time.perf_counter() - t
         t = time.perf_counter()
         proven = {"ibp": _verified_mask(ibp.interval_bounds, model, x, y, e, args.batch)}

@@ -25,6 +25,8 @@ Ties and kinks, decided on purpose:
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .backend import array_module
@@ -230,7 +232,7 @@ def relu_maxpool2d_forward(h):
 
 def flatten_forward(x):
     """(N, C, H, W) -> (N, C*H*W), features ordered (C, H, W)."""
-    return x.reshape(x.shape[0], -1), x.shape
+    return x.reshape(x.shape[0], math.prod(x.shape[1:])), x.shape  # not -1: N may be 0
 
 
 def flatten_backward(dy, x_shape):

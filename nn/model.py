@@ -264,7 +264,7 @@ def backward_scaled(spec, caches, d, log_scale):
             continue
         d = _VJP[t](d, caches[i])
         n = log_scale.ndim  # the leading axes (..., N) index examples
-        s = xp.abs(d).reshape(d.shape[:n] + (-1,)).max(axis=-1)  # (..., N)
+        s = xp.abs(d).reshape(d.shape[:n] + (math.prod(d.shape[n:]),)).max(axis=-1)  # (..., N); not -1: N may be 0
         ok = s > 0
         s = xp.where(ok, s, 1)
         d = d / s.reshape(s.shape + (1,) * (d.ndim - n))
@@ -285,7 +285,7 @@ def input_jacobian(spec, params, x):
     eye = xp.eye(K, dtype=logits.dtype)
     cot = xp.broadcast_to(eye[:, None, :], (K, N, K))  # (K, N, K): cotangent k is e_k
     dx, _ = backward(spec, caches, cot, param_grads=False, input_grad=True)  # (K, N, *in)
-    return dx.reshape(K, N, -1).transpose(1, 0, 2)
+    return dx.reshape(K, N, math.prod(dx.shape[2:])).transpose(1, 0, 2)  # not -1: N may be 0
 
 
 class Sequential:
@@ -352,7 +352,10 @@ class Sequential:
         check: the labels are checked (``nn.validate``); training's objectives pass False, their
         batches come from data that ``nn.train.train`` checked once.
         -> (L as a 0-d array, grads: list of {name: array}, logits).
+        An empty batch is refused (InputError): the loss and the penalty are means over examples.
         """
+        if len(x) == 0:
+            raise InputError("x is an empty batch (N = 0); the training loss is a mean over examples and has none")
         logits, caches, hs = self.forward(x, ftz)
         if check:
             check_labels(self, y, len(x))

@@ -21,7 +21,7 @@ import numpy as np
 from .backend import to_device, to_host
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .optim import adam_init, adam_update
-from .validate import check_batch, check_number
+from .validate import InputError, check_batch, check_number
 
 
 @dataclasses.dataclass
@@ -72,7 +72,10 @@ def cross_entropy_objective(model, x, y, step, ftz=False):
 
 
 def accuracy(model, x, y, batch_size=1000):
-    """Fraction of examples with predict(x) == y; x, y on the host, moved batch by batch."""
+    """Fraction of examples with predict(x) == y; x, y on the host, moved batch by batch. A mean over
+    examples: an empty x is refused (InputError)."""
+    if len(x) == 0:
+        raise InputError("x is an empty batch (N = 0); accuracy is a mean over examples")
     xp = model.xp
     correct = 0
     for i in range(0, len(x), batch_size):
@@ -142,6 +145,8 @@ def train(model, data, cfg: TrainConfig, *, objective=cross_entropy_objective, l
     y_all = to_device(y_host, xp)
     check_batch(model, x_all, y_all, unit_range=False, name_x='data["train"] images', name_y='data["train"] labels')
     n = len(x_host)
+    if n == 0:
+        raise InputError('data["train"] images: an empty training set (N = 0); the loss is a mean over examples')
     rng = np.random.default_rng(cfg.seed)
     if resume is None:
         state, history, step, lr, first = adam_init(model.params), [], 0, cfg.lr, 1

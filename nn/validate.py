@@ -6,6 +6,12 @@ the experiment scripts print such an error as one line and exit with status 2 (`
 the traceback). ``InputError`` is the one for data and numbers: it is a ``ValueError`` and a
 ``TypeError`` both, so code that catches either kind keeps working.
 
+An empty batch (N = 0) is valid data, with one rule at every public entry (attacks, model methods,
+verifiers, analyses): a result per example comes back empty, with the shapes and dtypes it has for
+N > 0 (as numpy's own functions do: ``x_adv`` (0, 1, 28, 28) float32, ``success`` (0,) bool, logits
+(0, 10)); a number that is a mean over the examples (a training loss, an accuracy, a verified
+fraction) does not exist for N = 0 and is refused with an ``InputError`` naming the argument.
+
 The checks cost O(N) reductions (labels) or one pass over the images (finite, in range): they run
 once per public call (an attack, an analysis), never inside its iterations, which call the
 unchecked internals.

@@ -4,7 +4,8 @@ verified example is never fooled."""
 import numpy as np
 import pytest
 
-from analysis.ibp import input_box, interval_bounds, verified_fraction
+from analysis.ibp import interval_bounds, verified_fraction
+from attacks.ball import box
 from attacks.pgd import PGD
 from nn import architectures
 from nn.backend import to_device, to_host
@@ -38,7 +39,7 @@ def _problem(xp, name, n=6, seed=0, scale=3.0):
 
 def _points_in_ball(x, eps, rng, k):
     """k random points, k random corners of the ball intersected with [0, 1] (per image): (k, N, ...)."""
-    lo, hi = (to_host(a) for a in input_box(x, eps))
+    lo, hi = (to_host(a) for a in box(x, eps))
     inside = lo + (hi - lo) * rng.uniform(0, 1, (k,) + lo.shape)
     corners = np.where(rng.uniform(size=(k,) + lo.shape) < 0.5, lo, hi)
     return np.concatenate([inside, corners]).astype(np.float32)
@@ -51,7 +52,7 @@ def test_no_point_of_the_ball_falls_outside_the_bounds(xp, name):
     bounds = interval_bounds(model, x, y, eps)
     rng = np.random.default_rng(1)
     points = _points_in_ball(x, eps, rng, 100)  # (200, N, ...)
-    x_pgd, _ = PGD(eps, steps=20, restarts=1, loss="margin", stable=True)(model, x, y)
+    x_pgd = PGD(eps, steps=20, restarts=1, loss="margin", stable=True)(model, x, y).x_adv
     points = np.concatenate([points, to_host(x_pgd)[None]])
     for m in (model, model.astype(np.float64)):  # the float32 network and the exact (float64) one
         for pts in points:
@@ -108,6 +109,6 @@ def test_verified_examples_are_never_fooled(xp):
     eps = 0.02
     proven = to_host(interval_bounds(model, x, y, eps).verified)
     assert 0 < proven.sum() < len(proven)  # the test means something: some proven, some not
-    _, fooled = PGD(eps, steps=50, restarts=2, loss="margin", stable=True)(model, x, y)
+    fooled = PGD(eps, steps=50, restarts=2, loss="margin", stable=True)(model, x, y).success
     assert not (to_host(fooled) & proven).any()
     assert verified_fraction(model, to_host(x), to_host(y), eps, batch=64) == proven.mean()

@@ -7,8 +7,8 @@ import pytest
 from scipy.optimize import linprog
 
 from analysis.crown import linear_bounds
-from analysis.ibp import input_box
 from analysis.milp import verify_example
+from attacks.ball import box
 from attacks.pgd import PGD
 from nn import architectures
 from nn.model import Sequential
@@ -27,7 +27,7 @@ def exact_min_margin(model, x, y, eps):
     pattern's region (a polytope) the network is affine, so each (pattern, j) is one LP."""
     (W1, b1), (W2, b2), (W3, b3) = [(p["W"].astype(np.float64), p["b"].astype(np.float64))
                                     for p in model.params if "W" in p]
-    lo, hi = (a[0] for a in input_box(x.reshape(1, -1), eps))
+    lo, hi = (a[0] for a in box(x.reshape(1, -1), eps))
     best = np.inf
     for s1 in itertools.product([0, 1], repeat=3):
         for s2 in itertools.product([0, 1], repeat=3):
@@ -86,7 +86,7 @@ def test_verified_examples_resist_pgd_and_the_milp_beats_crown():
     y = model.predict(x)
     eps = 0.1
     crown = linear_bounds(model, x, y, eps).verified
-    _, fooled = PGD(eps, steps=50, restarts=3, loss="margin", stable=True)(model, x, y)
+    fooled = PGD(eps, steps=50, restarts=3, loss="margin", stable=True)(model, x, y).success
     statuses = [verify_example(model, x[i:i + 1], y[i:i + 1], eps, time_limit=30).status for i in range(12)]
     for i, s in enumerate(statuses):
         assert s != "unknown"

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from attacks.targeted import adam_attack, grid_pairs, lbfgs_attack, lbfgs_objective, select_sources
+from attacks.targeted import TargetedAdam, TargetedLBFGS, grid_pairs, lbfgs_objective, select_sources
 from nn import architectures
 from nn.backend import gpu_available, to_device, to_host
 from nn.gradcheck import numerical_gradient, rel_error
@@ -39,9 +39,9 @@ def test_grid_pairs():
 def test_targeted_attacks_reach_target_inside_the_box(xp, attack):
     model, x, t = _problem(xp)
     if attack == "adam":
-        r = adam_attack(model, x, t, max_iter=2000, lr=0.05)
+        r = TargetedAdam(max_iter=2000, lr=0.05)(model, x, t)
     else:
-        r = lbfgs_attack(model, x, t, max_iter=200)
+        r = TargetedLBFGS(max_iter=200)(model, x, t)
     assert r.success.all(), r.stop
     assert (r.x_adv >= 0).all() and (r.x_adv <= 1).all()
     pred = to_host(model.predict(to_device(r.x_adv, xp, model.dtype)))
@@ -56,8 +56,8 @@ def test_targeted_attacks_reach_target_inside_the_box(xp, attack):
 def test_source_already_the_target_is_success_at_iteration_0(attack):
     model, x, _ = _problem(np)
     t = model.predict(x)
-    run = adam_attack if attack == "adam" else lbfgs_attack
-    r = run(model, x, t, max_iter=5)
+    run = TargetedAdam if attack == "adam" else TargetedLBFGS
+    r = run(max_iter=5)(model, x, t)
     assert r.success.all() and (r.iterations == 0).all()
     np.testing.assert_array_equal(r.x_adv, to_host(x))
 
@@ -67,7 +67,7 @@ def test_adam_attack_does_not_move_with_exactly_zero_gradient():
     model, x, _ = _problem(np)
     model.params[1]["W"][...] = 0  # the first layer ignores the input: dC/dx = 0, logits constant
     t = (model.predict(x) + 1) % 10
-    r = adam_attack(model, x, t, max_iter=50)
+    r = TargetedAdam(max_iter=50)(model, x, t)
     assert not r.success.any() and (r.iterations == 50).all()
     np.testing.assert_array_equal(r.x_adv, x)
     assert r.stop == ["budget"] * len(x)
@@ -110,8 +110,8 @@ def test_gpu_and_cpu_give_the_same_success_matrix():
     import cupy
     model, x, t = _problem(np, dtype=np.float32, n=8, seed=1)
     gpu = model.to(cupy)
-    for run, kw in [(adam_attack, {"max_iter": 300, "lr": 0.05}), (lbfgs_attack, {"max_iter": 100})]:
-        a = run(model, x, t, **kw)
-        b = run(gpu, cupy.asarray(x), cupy.asarray(t), **kw)
+    for attack in (TargetedAdam(max_iter=300, lr=0.05), TargetedLBFGS(max_iter=100)):
+        a = attack(model, x, t)
+        b = attack(gpu, cupy.asarray(x), cupy.asarray(t))
         np.testing.assert_array_equal(a.success, b.success)
         np.testing.assert_allclose(a.l2[a.success], b.l2[b.success], rtol=1e-2)
