@@ -76,11 +76,12 @@ def accuracy_curve(model, x, y, eps_values, make_attack):
     return curve
 
 
-def zero_gradient(model, x, y, loss="ce", stable=False, ftz=False):
+def zero_gradient(model, x, y, loss="ce", numerics="float32"):
     """(N,) host bool: the example's input gradient dL_n/dx_n is exactly 0 in every pixel (the float32
-    saturation signature: FGSM's sign(0) = 0 does not move such an image at all). ``ftz``: with
-    TensorFlow's flush-to-zero, as the paper computed it."""
-    _, g, _ = loss_and_input_gradient(model, x, y, loss_function(loss), stable=stable, ftz=ftz)
+    saturation signature: FGSM's sign(0) = 0 does not move such an image at all), computed in
+    ``numerics`` ("paper": with TensorFlow's flush-to-zero, as the paper computed it; "float32";
+    "stable": 0 only where the exact gradient is)."""
+    _, g, _ = loss_and_input_gradient(model, x, y, loss_function(loss), numerics=numerics)
     g = to_host(g).reshape(len(g), math.prod(g.shape[1:]))  # not -1: N may be 0
     return np.abs(g).max(axis=1) == 0
 
@@ -91,8 +92,9 @@ def scale_logits(model, c):
 
     Every prediction is unchanged (argmax is scale-invariant), and so is the direction of the margin
     loss's input gradient (it scales by c), yet the softmax saturates: once c times the logit margin
-    exceeds ~104 every p_j (j != y) of a float32 softmax underflows to exactly 0, p_y rounds to 1,
-    and the cross-entropy's input gradient is exactly 0 (~745 in float64). An attack whose accuracy
+    exceeds 103.97 (87.34 in the paper's numerics, ``nn.numerics``) every p_j (j != y) of a float32
+    softmax underflows to exactly 0, p_y rounds to 1, and the cross-entropy's input gradient is
+    exactly 0 (745.13 in float64). An attack whose accuracy
     rises with c measures the arithmetic, not the classifier.
     """
     if not c > 0:
@@ -143,14 +145,15 @@ def flags(accs, worst, zero_grad_paper, curve=None, eps_values=None, t=THRESHOLD
     """The named flags raised by one model's numbers.
 
     accs: {attack name: accuracy %} with names "<family>-<loss>-<mode>" for gradient attacks
-    (family fgsm / pgd; mode paper / stable / float64) and "square", "transfer", "noise";
+    (family fgsm / pgd; mode: the numerics paper / float32 / stable, or float64 for a float64 model's
+    stable gradients) and "square", "transfer", "noise";
     worst: worst-case accuracy %; zero_grad_paper: fraction of exact-zero gradients in paper mode
     (``zero_gradient``);
     curve / eps_values: the accuracy-against-eps sweep. -> {flag: reason} (empty: nothing suspicious).
     """
     grad = [k for k in accs if k.startswith(("fgsm-", "pgd-"))]
     paper = [k for k in grad if k.endswith("-paper")]
-    stable = [k for k in grad if not k.endswith("-paper")]
+    stable = [k for k in grad if k.endswith(("-stable", "-float64"))]
     out = {}
 
     def below(a, b, margin):

@@ -16,7 +16,8 @@ from nn.validate import check_images, check_number
 
 
 def softmax(z):
-    """p = exp(log_softmax(z)).  z: (N, K) -> (N, K)."""
+    """p = exp(log_softmax(z)), shift-first (``nn.layers.log_normalise``): a common offset of the
+    logits, however large, changes nothing.  z: (N, K) -> (N, K)."""
     return array_module(z).exp(L.log_softmax(z))
 
 

@@ -4,10 +4,13 @@ margins, to check against the gradient itself (beyond the paper; the mechanism o
 The paper's backward pass for an MLP multiplies, layer by layer, dC/dz = p - onehot(y), the weights,
 and the activations' derivatives. In float32 a factor is exactly 0 where
 
-* p_y rounds to 1 (logit margin > ~16.6), for the true class's entry p_y - 1;
-* the paper's sigma'(h) = y (1 - y) has y rounded to 1 (h > ~17.3), or a ReLU unit is off (h <= 0);
-* a product falls below the smallest representable number: 2^-149 (log ~ -103.3), or the smallest
-  normal 2^-126 (log ~ -87.3) under TensorFlow's flush-to-zero.
+* p_y rounds to 1 (a logit margin of 16.64 over a single runner-up, ``nn.layers.log_softmax``), for
+  the true class's entry p_y - 1;
+* the paper's sigma'(h) = y (1 - y) has y rounded to 1 (from h = 16.64 on), or a ReLU unit is off
+  (h <= 0);
+* a product falls below the smallest representable number: 2^-149 (log -103.28), or the smallest
+  normal 2^-126 (log -87.34) under TensorFlow's flush-to-zero (the paper's numerics). The thresholds
+  are ``nn.numerics``'s.
 
 ``log_path_bound`` follows the backward pass in the max-plus algebra: instead of sum_j a_j W_ji it
 keeps max_j (log|a_j| + log|W_ji|), the log-magnitude of the largest single path term, and it applies
@@ -19,17 +22,12 @@ them.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from nn.backend import to_device, to_host
 from nn.layers import log_softmax_stable, sigmoid
+from nn.numerics import FORWARD_NUMERICS, LOG_SMALLEST_NORMAL, LOG_SMALLEST_SUBNORMAL, check_numerics
 from nn.validate import InputError, check_batch
-
-# float32: log of the smallest subnormal (2^-149) and of the smallest normal number (2^-126)
-LOG_SMALLEST_SUBNORMAL = -149 * math.log(2)  # ~ -103.28
-LOG_SMALLEST_NORMAL = -126 * math.log(2)  # ~ -87.34
 
 
 def _floor(a, floor):
@@ -46,19 +44,21 @@ def _maxplus(a, logW):
     return out
 
 
-def log_path_bound(model, x, y, ftz=True, dtype=np.float32):
+def log_path_bound(model, x, y, numerics="paper", dtype=np.float32):
     """Per example, the log-magnitude of the largest single path term of the paper's float32 input
     gradient dC/dx, with every float32 zero applied (see the module docstring).
 
     model: an MLP (flatten, dense, sigmoid / relu, ..., dense); x: (N, 1, 28, 28), y: (N,) (host or
-    device). ftz: the floor is the smallest normal number (TensorFlow) instead of the smallest
-    subnormal. -> (N,) float64: -inf where the gradient is predicted to be exactly 0.
+    device). numerics: "paper" (the floor is the smallest normal number, TensorFlow's flush-to-zero)
+    or "float32" (the smallest subnormal). -> (N,) float64: -inf where the gradient is predicted to be
+    exactly 0.
     """
+    check_numerics(numerics, FORWARD_NUMERICS)
     layers = model.spec["layers"]
     if any(layer["type"] not in ("flatten", "dense", "sigmoid", "relu") for layer in layers):
         raise InputError("log_path_bound handles MLPs (flatten, dense, sigmoid, relu) only")
     check_batch(model, x, to_device(y, model.xp), unit_range=False)
-    floor = LOG_SMALLEST_NORMAL if ftz else LOG_SMALLEST_SUBNORMAL
+    floor = LOG_SMALLEST_NORMAL if numerics == "paper" else LOG_SMALLEST_SUBNORMAL
     logits, _, hs = model.forward(x)
     z = to_host(logits, np.float64)
     y = to_host(y)
@@ -87,12 +87,14 @@ def log_path_bound(model, x, y, ftz=True, dtype=np.float32):
     return a.max(axis=1)
 
 
-def margin_predicts_zero(model, x, y, ftz=True):
+def margin_predicts_zero(model, x, y, numerics="paper"):
     """The one-number prediction: the gradient is exactly 0 when every p_j (j != y) is below the
-    floor, i.e. log p_j < log(2^-126) (ftz) or log(2^-149) for every j != y. -> (N,) bool."""
+    floor, i.e. log p_j < log(2^-126) ("paper", flush-to-zero) or log(2^-149) ("float32") for every
+    j != y. -> (N,) bool."""
+    check_numerics(numerics, FORWARD_NUMERICS)
     check_batch(model, x, to_device(y, model.xp), unit_range=False)
     logits = to_host(model.logits(x), np.float64)
     logp = log_softmax_stable(logits)
     y = to_host(y)
     other = np.where(np.arange(logp.shape[1]) == y[:, None], -np.inf, logp)
-    return other.max(axis=1) < (LOG_SMALLEST_NORMAL if ftz else LOG_SMALLEST_SUBNORMAL)
+    return other.max(axis=1) < (LOG_SMALLEST_NORMAL if numerics == "paper" else LOG_SMALLEST_SUBNORMAL)

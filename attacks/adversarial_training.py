@@ -7,7 +7,7 @@ from .fgsm import FGSM
 from .losses import loss_and_input_gradient
 
 
-def adversarial_loss_and_grads(model, x, x_adv, y, alpha=0.5, ftz=False):
+def adversarial_loss_and_grads(model, x, x_adv, y, alpha=0.5, numerics="float32"):
     """L = (1/N) sum_n [alpha C(x_n) + (1 - alpha) C(x_adv_n)] and dL/dparams, x_adv held fixed.
 
     One forward and backward pass on the stacked batch (x; x_adv), with per-example weights
@@ -18,8 +18,8 @@ def adversarial_loss_and_grads(model, x, x_adv, y, alpha=0.5, ftz=False):
     if N == 0:
         raise InputError("x is an empty batch (N = 0); eq. 4's loss is a mean over examples")
     w = xp.concatenate([xp.full((N,), alpha / N, dtype=x.dtype), xp.full((N,), (1 - alpha) / N, dtype=x.dtype)])
-    loss, grads, logits = model.loss_and_grads(xp.concatenate([x, x_adv]), xp.concatenate([y, y]), weights=w, ftz=ftz,
-                                               check=False)  # the training batches were checked once
+    loss, grads, logits = model.loss_and_grads(xp.concatenate([x, x_adv]), xp.concatenate([y, y]), weights=w,
+                                               numerics=numerics, check=False)  # the training batches were checked once
     return loss, grads, logits[:N]
 
 
@@ -29,7 +29,7 @@ def adversarial_objective(alpha=0.5, eps=0.25):
     attack = FGSM(eps=eps)
     check_number("alpha", alpha, maximum=1)
 
-    def objective(model, x, y, step, ftz=False):
-        _, g, _ = loss_and_input_gradient(model, x, y, check=False)  # FGSM's gradient (eq. 3)
-        return adversarial_loss_and_grads(model, x, attack.step(x, g), y, alpha, ftz)
+    def objective(model, x, y, step, numerics="float32"):
+        _, g, _ = loss_and_input_gradient(model, x, y, check=False)  # FGSM's gradient (eq. 3), numpy's float32
+        return adversarial_loss_and_grads(model, x, attack.step(x, g), y, alpha, numerics)
     return objective

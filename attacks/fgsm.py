@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 
 from nn.backend import array_module
+from nn.numerics import check_numerics
 from nn.validate import check_batch, check_number
 
 from .ball import project
@@ -20,29 +21,29 @@ class FGSM:
     ``clip`` keeps the adversarial image in the pixel range [0, 1] (the paper does not say whether
     it clipped; ``clip=False`` turns it off). sign(0) = 0: a pixel whose gradient is exactly zero,
     as it is in float32 for a saturated network, does not move at all.
-    ``loss`` ("ce", the paper's, or "margin") and ``stable`` (the numeric mode of the derivatives,
-    ``attacks.losses``) are for the gradient-masking audit; the defaults are the paper's attack in
-    numpy's float32, and ``ftz=True`` adds TensorFlow's flush-to-zero, the paper's exact numerics.
+    ``loss`` ("ce", the paper's, or "margin") and ``numerics`` ("paper", "float32" or "stable": the
+    arithmetic of the gradient, ``attacks.losses``) are for the gradient-masking audit; the defaults
+    are the paper's attack in numpy's float32, and ``numerics="paper"`` is the paper's exact numerics
+    (TensorFlow's flush-to-zero).
 
     >>> result = FGSM(eps=0.25)(model, x, y)
     """
     eps: float = 0.25
     clip: bool = True
     loss: str = "ce"
-    stable: bool = False
-    ftz: bool = False
+    numerics: str = "float32"
 
     def __post_init__(self):
         check_number("eps", self.eps)
         loss_function(self.loss)
+        check_numerics(self.numerics)
 
     def __call__(self, model, x, y):
         """x: (N, *input_shape) images (in [0, 1] when ``clip``), y: (N,) true labels, on the model's
         device -> AttackResult (success: the model misclassifies x_adv; a clean error that the step
         corrects is not a success, as in the paper's FGSM accuracy)."""
         check_batch(model, x, y, unit_range=self.clip)
-        _, g, _ = loss_and_input_gradient(model, x, y, loss_function(self.loss), stable=self.stable, ftz=self.ftz,
-                                          check=False)
+        _, g, _ = loss_and_input_gradient(model, x, y, loss_function(self.loss), numerics=self.numerics, check=False)
         return AttackResult.of(model, x, project(self.step(x, g), x, self.eps, self.clip), y)
 
     def step(self, x, g):

@@ -1,5 +1,4 @@
-"""Attack losses on the logits and their analytic input gradients, in the paper's numeric mode or a
-stable one.
+"""Attack losses on the logits and their analytic input gradients, in each numerics mode.
 
 An attack loss maps logits z (N, K) and labels (N,) to per-example values (N,) and dL/dz (N, K).
 ``loss_and_input_gradient`` chains dL/dz through the network's backward pass to dL/dx.
@@ -9,44 +8,58 @@ An attack loss maps logits z (N, K) and labels (N,) to per-example values (N,) a
 * ``margin``: M = max_{j != y} z_j - z_y (Carlini-Wagner / DLR family). Its gradient e_{j*} - e_y
   never passes through a softmax, so it cannot round to 0 because p_y rounds to 1.
 
-Numeric modes:
+Numerics modes (``numerics=``, ``nn.numerics``):
 
-* ``stable=False`` is what the paper computed (TensorFlow's float32 derivatives: sigmoid' =
-  y (1 - y), dC/dz = p - onehot), with ``ftz=True`` also TensorFlow's flush-to-zero (``nn.numerics``):
-  the gradient of a saturated example is then exactly 0 (e^-87 rather than e^-103 is the floor).
-* ``stable=True`` carries each example's gradient as a direction and a log-magnitude
+* ``"paper"`` is what the paper computed: TensorFlow's float32 derivatives (sigmoid' = y (1 - y),
+  dC/dz = p - onehot) with TensorFlow's flush-to-zero; the gradient of a saturated example is then
+  exactly 0 (e^-87.34 rather than e^-103.97 is the floor).
+* ``"float32"`` (the default): the same derivatives in numpy's float32, subnormals kept.
+* ``"stable"`` carries each example's gradient as a direction and a log-magnitude
   (``nn.model.backward_scaled``): the CE's dC/dz from log-softmax, sigmoid' in log form, the signal
   rescaled after every layer. It is exact in direction at any depth of saturation, in float32 as in
   float64, even where the gradient itself (e^-200, say) has no float32 representation. The returned
   dx is the gradient up to a positive factor per example (max |dx_n| = 1), which is all that a
   sign step or a normalised step uses; ``scaled_input_gradient`` also returns the factor.
-* Casting model and input to float64 is the third, slowest, mode.
+
+float64 is a dtype, not a mode: cast model and input (the slowest way).
+
+Every log-softmax is computed shift-first (``nn.layers.log_normalise``): a common offset of the
+logits, however large, changes neither a loss nor its gradient.
 """
 from __future__ import annotations
 
 from nn import layers as L
 from nn.backend import array_module
 from nn.model import backward, backward_scaled
+from nn.numerics import check_numerics
 from nn.validate import InputError, check_batch
 
 
-def cross_entropy(z, y, stable=False, ftz=False):
+def cross_entropy(z, y, numerics="float32"):
     """C_n = -log p_{y_n}(z_n) and dC_n/dz_n = p_n - onehot(y_n).   z: (N, K), y: (N,) -> (N,), (N, K).
-    ``ftz``: p flushed to zero below float32's smallest normal number (TensorFlow's numerics)."""
-    C, cache = L.cross_entropy_forward(z, y, stable=stable)
-    dC = array_module(z).ones_like(C)
-    if stable:
-        return C, L.cross_entropy_backward_stable(dC, cache)
-    return C, L.cross_entropy_backward(dC, cache, ftz)
+
+    ``numerics`` (the module docstring): "paper" flushes p to zero below float32's smallest normal
+    number (TensorFlow's numerics); "stable" multiplies out the scaled form of ``cross_entropy_scaled``,
+    exp(s_n) d_n, whose true class's entry is -(1 - p_y) to full relative precision, never the exact 0
+    that p_y - 1 rounds to.
+    """
+    xp = array_module(z)
+    if check_numerics(numerics) == "stable":
+        C, d, s = cross_entropy_scaled(z, y)
+        return C, d * xp.exp(s)[:, None]
+    C, cache = L.cross_entropy_forward(z, y, numerics)
+    return C, L.cross_entropy_backward(xp.ones_like(C), cache, numerics)
 
 
-def margin(z, y, stable=False, ftz=False):
+def margin(z, y, numerics="float32"):
     """M_n = max_{j != y_n} z_{n,j} - z_{n,y_n}, dM_n/dz_n = e_{j*} - e_{y_n} (j* the first maximiser).
 
-    M_n > 0 exactly when the network misclassifies x_n (ties aside). Exact in any dtype: ``stable``
-    and ``ftz`` change nothing here and are accepted for a uniform signature.
+    M_n > 0 exactly when the network misclassifies x_n (ties aside). The same in every numerics mode
+    (a difference of two logits, a gradient of 0 and +-1: nothing to round or flush); ``numerics`` is
+    checked and otherwise unused, so that every loss of ``LOSSES`` is called alike.
     z: (N, K), y: (N,) -> M: (N,), dM/dz: (N, K).
     """
+    check_numerics(numerics)
     xp = array_module(z)
     N, K = z.shape
     rows = xp.arange(N)
@@ -62,7 +75,7 @@ def margin(z, y, stable=False, ftz=False):
 def cross_entropy_scaled(z, y):
     """C_n and dC_n/dz_n = exp(s_n) d_n in scaled form (``L.cross_entropy_backward_scaled``).
     z: (N, K), y: (N,) -> C: (N,), d: (N, K), s: (N,)."""
-    C, cache = L.cross_entropy_forward(z, y, stable=True)
+    C, cache = L.cross_entropy_forward(z, y, "stable")
     d, s = L.cross_entropy_backward_scaled(cache)
     return C, d, s
 
@@ -86,7 +99,7 @@ def loss_function(name):
 
 
 def scaled_input_gradient(model, x, labels, loss=cross_entropy, *, check=True):
-    """The stable mode: per-example loss L_n, its input gradient as a direction dx_n (max |dx_n| = 1)
+    """The "stable" mode: per-example loss L_n, its input gradient as a direction dx_n (max |dx_n| = 1)
     and log-magnitude s_n with dL_n/dx_n = exp(s_n) dx_n, and the logits.
 
     x: (N, *input_shape) -> (L: (N,), dx: like x, s: (N,), logits: (N, K)). One forward pass and one
@@ -98,25 +111,25 @@ def scaled_input_gradient(model, x, labels, loss=cross_entropy, *, check=True):
         check_batch(model, x, labels, unit_range=False, name_y="labels")
     logits, caches, _ = model.forward(x)
     value, d, s = SCALED[loss](logits, labels)
-    dx, s = backward_scaled(model.spec, caches, d, s)
+    dx, s = backward_scaled(caches, d, s)
     return value, dx, s, logits
 
 
-def loss_and_input_gradient(model, x, labels, loss=cross_entropy, *, stable=False, ftz=False, check=True):
+def loss_and_input_gradient(model, x, labels, loss=cross_entropy, *, numerics="float32", check=True):
     """Per-example loss L_n(h^D(x_n), labels_n), its analytic input gradient dL_n/dx_n, and the logits.
 
     x: (N, *input_shape) in the model's dtype and device  ->  (L: (N,), dx: like x, logits: (N, K)).
-    One forward and one backward pass. ``stable``: the scaled stable mode, dx the gradient's direction
-    (a positive multiple of it per example; see the module docstring). ``ftz``: the paper's mode with
-    TensorFlow's flush-to-zero (ignored with ``stable``, which has nothing to flush). ``check=False``:
-    no input checks, as in ``scaled_input_gradient``.
+    One forward and one backward pass in ``numerics`` ("paper", "float32" or "stable"; the module
+    docstring): with "stable", dx is the gradient's direction (a positive multiple of it per
+    example). ``check=False``: no input checks, as in ``scaled_input_gradient``.
     """
     if check:
+        check_numerics(numerics)
         check_batch(model, x, labels, unit_range=False, name_y="labels")
-    if stable:
+    if numerics == "stable":
         value, dx, _, logits = scaled_input_gradient(model, x, labels, loss, check=False)
         return value, dx, logits
-    logits, caches, _ = model.forward(x, ftz)
-    value, dz = loss(logits, labels, ftz=ftz)
-    dx, _ = backward(model.spec, caches, dz, param_grads=False, input_grad=True, ftz=ftz)
+    logits, caches, _ = model.forward(x, numerics)
+    value, dz = loss(logits, labels, numerics=numerics)
+    dx, _ = backward(model.spec, caches, dz, param_grads=False, input_grad=True, numerics=numerics)
     return value, dx, logits

@@ -12,6 +12,7 @@ import dataclasses
 import numpy as np
 
 from nn.backend import array_module, to_device
+from nn.numerics import check_numerics
 from nn.validate import check_batch, check_number
 
 from .ball import project
@@ -39,7 +40,8 @@ class PGD:
     """L-inf PGD: ``steps`` sign-gradient steps of size ``alpha`` (default 2.5 eps / steps), from
     ``restarts`` uniform random starts (the first from x itself when ``random_start`` is False).
 
-    loss: "ce" or "margin"; stable, ftz: the numeric mode of the derivatives (``attacks.losses``).
+    loss: "ce" or "margin"; numerics: "paper", "float32" or "stable", the arithmetic of the gradient
+    (``attacks.losses``).
     Examples already misclassified stop early (their iterate is kept).
     >>> result = PGD(eps=0.25, steps=100, restarts=5)(model, x, y)
     """
@@ -48,8 +50,7 @@ class PGD:
     restarts: int = 5
     alpha: float | None = None
     loss: str = "ce"
-    stable: bool = False
-    ftz: bool = False
+    numerics: str = "float32"
     random_start: bool = True
     seed: int = 0
 
@@ -60,6 +61,7 @@ class PGD:
         if self.alpha is not None:
             check_number("alpha", self.alpha, positive=True)
         loss_function(self.loss)
+        check_numerics(self.numerics)
 
     def __call__(self, model, x, y):
         """x: (N, ...) images in [0, 1], y: (N,) labels, on the model's device -> AttackResult; an
@@ -87,8 +89,7 @@ class PGD:
         active = xp.arange(len(x))
         x0, ya = x, y
         for k in range(self.steps + 1):
-            L, g, logits = loss_and_input_gradient(model, x_k, ya, loss_fn, stable=self.stable, ftz=self.ftz,
-                                                   check=False)
+            L, g, logits = loss_and_input_gradient(model, x_k, ya, loss_fn, numerics=self.numerics, check=False)
             fooled = logits.argmax(axis=1) != ya
             better = fooled | (L > out_l[active])
             out_x[active[better]] = x_k[better]

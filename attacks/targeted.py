@@ -17,6 +17,7 @@ import scipy.optimize
 
 from nn import layers as L
 from nn.backend import array_module, to_device, to_host
+from nn.numerics import FORWARD_NUMERICS, check_numerics
 from nn.validate import InputError, check_batch, check_number
 
 from .losses import cross_entropy, loss_and_input_gradient
@@ -93,7 +94,8 @@ class TargetedAdam:
     Batched over all pairs; pairs that reach the target drop out of the batch (their iterate is
     kept), so late iterations cost only the pairs still running. A pair whose gradient is exactly 0
     (float32 saturation) never moves: m = v = 0 gives a zero step. ``n_curve``: about as many
-    log-spaced iterations at which the loss is recorded. ``ftz``: the paper's numerics.
+    log-spaced iterations at which the loss is recorded. ``numerics``: "float32", or "paper", the
+    paper's numerics (``attacks.losses``; not "stable", whose gradient has no size for Adam's moments).
     >>> result = TargetedAdam(max_iter=1000, lr=0.01)(model, x0, target)
     """
     max_iter: int = 1000
@@ -101,13 +103,14 @@ class TargetedAdam:
     betas: tuple = (0.9, 0.999)
     adam_eps: float = 1e-8
     n_curve: int = 200
-    ftz: bool = False
+    numerics: str = "float32"
 
     def __post_init__(self):
         check_number("max_iter", self.max_iter, integer=True)
         check_number("lr", self.lr, positive=True)
         check_number("adam_eps", self.adam_eps, positive=True)
         check_number("n_curve", self.n_curve, minimum=1, integer=True)
+        check_numerics(self.numerics, FORWARD_NUMERICS)
         for name, b in zip(("betas[0]", "betas[1]"), self.betas):
             check_number(name, b, maximum=1 - 1e-12)
 
@@ -129,7 +132,7 @@ class TargetedAdam:
         x, t_a = x0.copy(), target.copy()
         m, v = xp.zeros_like(x0), xp.zeros_like(x0)
         for it in range(max_iter + 1):
-            C, g, logits = loss_and_input_gradient(model, x, t_a, cross_entropy, ftz=self.ftz, check=False)
+            C, g, logits = loss_and_input_gradient(model, x, t_a, cross_entropy, numerics=self.numerics, check=False)
             if it in rec_pos:
                 curve[active, rec_pos[it]] = to_host(C)
             hit = to_host(logits.argmax(axis=1) == t_a)
@@ -165,7 +168,7 @@ class _Reached(Exception):
         self.x = x
 
 
-def lbfgs_objective(model, target_class, shape, ftz=False):
+def lbfgs_objective(model, target_class, shape, numerics="float32"):
     """The function scipy minimises: v (D,) host float64 -> (C(x, y_T), dC/dx (D,) host float64),
     with x = v reshaped to ``shape`` and cast to the model's dtype and device. The gradient is the
     analytic one, computed where the model lives; only the scipy boundary is host float64.
@@ -177,7 +180,7 @@ def lbfgs_objective(model, target_class, shape, ftz=False):
 
     def fun(v):
         x = to_device(v.reshape(shape), xp, model.dtype)
-        C, g, logits = loss_and_input_gradient(model, x, t, cross_entropy, ftz=ftz, check=False)
+        C, g, logits = loss_and_input_gradient(model, x, t, cross_entropy, numerics=numerics, check=False)
         last["logits"], last["x"] = logits, x
         return float(C[0]), to_host(g, np.float64).ravel()
 
@@ -188,18 +191,19 @@ def lbfgs_objective(model, target_class, shape, ftz=False):
 class TargetedLBFGS:
     """Minimise C(x, y_T) over the box [0, 1] with ``scipy.optimize.minimize(method="L-BFGS-B",
     jac=True)``, one pair at a time (scipy is not batched), stopping at the first evaluated point the
-    network classifies as y_T; at most ``max_iter`` L-BFGS iterations per pair. ``ftz``: the paper's
-    numerics.
+    network classifies as y_T; at most ``max_iter`` L-BFGS iterations per pair. ``numerics``: "float32",
+    or "paper", the paper's numerics (``attacks.losses``; not "stable": L-BFGS needs the gradient's size).
 
     iterations counts L-BFGS iterations: success during iteration k (its line search included) is
     recorded as k, the source itself as 0. curve[p, k] is the loss after iteration k.
     >>> result = TargetedLBFGS(max_iter=1000)(model, x0, target)
     """
     max_iter: int = 1000
-    ftz: bool = False
+    numerics: str = "float32"
 
     def __post_init__(self):
         check_number("max_iter", self.max_iter, integer=True)
+        check_numerics(self.numerics, FORWARD_NUMERICS)
 
     def __call__(self, model, x0, target):
         """x0: (P, *input_shape) source images, target: (P,) classes, on the model's device.
@@ -216,7 +220,7 @@ class TargetedLBFGS:
         stop = []
         bounds = scipy.optimize.Bounds(np.zeros(D), np.ones(D))
         for p in range(P):
-            fun, last = lbfgs_objective(model, int(t_host[p]), shape, self.ftz)
+            fun, last = lbfgs_objective(model, int(t_host[p]), shape, self.numerics)
             state = {"it": 0, "evals": 0, "f": None}
 
             def counted(v):

@@ -78,12 +78,12 @@ def suite(args):
     e, s = args.eps, args.seed
     pgd = dict(eps=e, steps=args.pgd_steps, restarts=args.restarts, seed=s)
     return {
-        "fgsm-ce-paper": FGSM(e, ftz=True),
-        "fgsm-ce-stable": FGSM(e, stable=True),
-        "fgsm-margin-stable": FGSM(e, loss="margin", stable=True),
-        "pgd-ce-paper": PGD(**pgd, ftz=True),
-        "pgd-ce-stable": PGD(**pgd, stable=True),
-        "pgd-margin-stable": PGD(**pgd, loss="margin", stable=True),
+        "fgsm-ce-paper": FGSM(e, numerics="paper"),
+        "fgsm-ce-stable": FGSM(e, numerics="stable"),
+        "fgsm-margin-stable": FGSM(e, loss="margin", numerics="stable"),
+        "pgd-ce-paper": PGD(**pgd, numerics="paper"),
+        "pgd-ce-stable": PGD(**pgd, numerics="stable"),
+        "pgd-margin-stable": PGD(**pgd, loss="margin", numerics="stable"),
         "square": Square(eps=e, n_queries=args.square_queries, seed=s),
         "noise": UniformNoise(eps=e, draws=10, seed=s),
     }
@@ -93,8 +93,8 @@ def sweep_attack(args):
     """The eps sweep's attack: per-example worst of PGD (cross-entropy, paper mode) and PGD (margin,
     stable mode), --sweep-steps steps and one random start each."""
     def make(eps):
-        a = PGD(eps=eps, steps=args.sweep_steps, restarts=1, seed=args.seed, ftz=True)
-        b = PGD(eps=eps, steps=args.sweep_steps, restarts=1, seed=args.seed, loss="margin", stable=True)
+        a = PGD(eps=eps, steps=args.sweep_steps, restarts=1, seed=args.seed, numerics="paper")
+        b = PGD(eps=eps, steps=args.sweep_steps, restarts=1, seed=args.seed, loss="margin", numerics="stable")
 
         def attack(model, x, y):  # per example, a's point where it fools the model, else b's
             ra, rb = attack_in_batches(a, model, x, y, args.batch), attack_in_batches(b, model, x, y, args.batch)
@@ -114,19 +114,20 @@ def audit_model(run, name, model, vanilla, x, y, args):
         fooled[attack_name] = f = fooled_by(attack, model, x, y, args.batch)
         run.log(f"  {name} {attack_name}: {audit.accuracy(f):.1f} %  ({time.perf_counter() - t:.0f} s)")
     x64, m64 = x.astype(np.float64), model.astype(np.float64)
-    fooled["fgsm-ce-float64"] = fooled_by(FGSM(args.eps, stable=True), m64, x64, y, args.batch)
+    fooled["fgsm-ce-float64"] = fooled_by(FGSM(args.eps, numerics="stable"), m64, x64, y, args.batch)
     if vanilla is not None:
-        made_on_vanilla = PGD(eps=args.eps, steps=args.pgd_steps, restarts=1, seed=args.seed, loss="margin", stable=True)
+        made_on_vanilla = PGD(eps=args.eps, steps=args.pgd_steps, restarts=1, seed=args.seed, loss="margin",
+                              numerics="stable")
 
         def transfer(model, xb, yb):
             return AttackResult.of(model, xb, made_on_vanilla(vanilla, xb, yb).x_adv, yb)
         fooled["transfer"] = fooled_by(transfer, model, x, y, args.batch)
     accs = {k: audit.accuracy(v) for k, v in fooled.items()}
     worst = audit.worst_case(fooled)
-    zero = {mode: float(to_host(in_batches(lambda xb, yb: (audit.zero_gradient(mm, xb, yb, stable=st, ftz=f),),
-                                           xx, y, args.batch)[0]).mean())
-            for mode, mm, xx, st, f in [("paper", model, x, False, True), ("float32", model, x, False, False),
-                                        ("stable", model, x, True, False), ("float64", m64, x64, True, False)]}
+    zero = {key: float(to_host(in_batches(lambda xb, yb: (audit.zero_gradient(mm, xb, yb, numerics=mode),),
+                                          xx, y, args.batch)[0]).mean())
+            for key, mm, xx, mode in [("paper", model, x, "paper"), ("float32", model, x, "float32"),
+                                      ("stable", model, x, "stable"), ("float64", m64, x64, "stable")]}
     eps_values = list(EPS_SWEEP)
     curve = audit.accuracy_curve(model, x, y, eps_values, sweep_attack(args))
     flags = audit.flags(accs, worst["accuracy"], zero["paper"], curve, eps_values)

@@ -1,7 +1,7 @@
 """Throughput benchmark: satnets against PyTorch on the same machine, and against the matmul peak.
 
     python -m experiments.bench [--device gpu] [--steps K] [--profile] [--no-retain] [--no-torch]
-    python -m experiments.bench --ftz runs/sweep/<run>/snap-e800.npz   # flush-to-zero's effect on speed
+    python -m experiments.bench --flush-to-zero runs/sweep/<run>/snap-e800.npz   # its effect on speed
 
 With PyTorch installed (the ``bench`` extra), first a side-by-side comparison: for the paper's three
 architectures (MLPs 784-1000-1000-10, the Table 2 CNN) built with the *same weights* on both sides
@@ -20,12 +20,12 @@ epoch (forward, backward, Adam) counting only the matrix products, 2 FLOPs per m
 convolution counted as its im2col product), and the ratio of the two. Random data of MNIST's shape
 stand in for the images: throughput does not depend on pixel values.
 
-With ``--ftz CHECKPOINT`` (a saturated sigmoid MLP, e.g. a snapshot of ``experiments.sweep``) it
-instead times saturated training steps on MNIST (the paper's penalty, units="mean", lambda 1.74)
-from that checkpoint with and without flush-to-zero, alternating, and prints the median time of
-each and the share of subnormal values among the first hidden layer's outputs: there, the pixel
-values do matter (saturation puts sigma(h) into float32's subnormal range, which x86 processes
-many times more slowly).
+With ``--flush-to-zero CHECKPOINT`` (a saturated sigmoid MLP, e.g. a snapshot of ``experiments.sweep``)
+it instead times saturated training steps on MNIST (the paper's penalty, units="mean", lambda 1.74)
+from that checkpoint in the numerics "float32" and "paper" (with flush-to-zero), alternating, and
+prints the median time of each and the share of subnormal values among the first hidden layer's
+outputs: there, the pixel values do matter (saturation puts sigma(h) into float32's subnormal range,
+which x86 processes many times more slowly).
 """
 from __future__ import annotations
 
@@ -203,9 +203,10 @@ def print_profile(profiler, steps, top=12):
         print(f"    {1e3 * own / steps:7.2f} ms/step  {calls // steps:4d} calls/step  {Path(path).name}:{line} {fn}")
 
 
-def ftz_timing(path, data_dir, steps, repeats=3, batch=128):
-    """Median seconds for ``steps`` saturated training steps from checkpoint ``path``, without and
-    with flush-to-zero, measured alternately ``repeats`` times. -> ({False: s, True: s}, subnormal share)."""
+def flush_to_zero_timing(path, data_dir, steps, repeats=3, batch=128):
+    """Median seconds for ``steps`` saturated training steps from checkpoint ``path``, in the numerics
+    "float32" and "paper" (flush-to-zero), measured alternately ``repeats`` times.
+    -> ({"float32": s, "paper": s}, subnormal share)."""
     from nn.checkpoint import load_checkpoint
     from nn.mnist import load_mnist
     from nn.penalty import saturating_objective
@@ -213,18 +214,19 @@ def ftz_timing(path, data_dir, steps, repeats=3, batch=128):
     x, y = load_mnist(data_dir)["train"]
     n = steps * batch
     data = {"train": (x[5000:5000 + n], y[5000:5000 + n])}  # the first training examples after validation
-    y1 = model.forward(data["train"][0][:2000])[1][2][1]  # the first sigmoid's outputs
+    y1 = model.forward(data["train"][0][:2000])[1][2][2][1]  # the first sigmoid's outputs
     subnormal = float(((y1 != 0) & (np.abs(y1) < np.finfo(np.float32).tiny)).mean())
     objective = saturating_objective(["sigmoid"] * 3, 1.74, 1e-3, units="mean")
-    times = {False: [], True: []}
+    times = {"float32": [], "paper": []}
     for _ in range(repeats):
-        for ftz in (False, True):
+        for numerics in times:
             m = model.astype(model.dtype)  # a fresh copy of the parameters each time
             t = time.perf_counter()
-            train(m, data, TrainConfig(epochs=1, batch_size=batch, lr_decay=1.0, ftz=ftz),
-                  objective=lambda mm, xb, yb, step, ftz=False: objective(mm, xb, yb, step + 10 ** 6, ftz),
+            train(m, data, TrainConfig(epochs=1, batch_size=batch, lr_decay=1.0, numerics=numerics),
+                  objective=lambda mm, xb, yb, step, numerics="float32": objective(mm, xb, yb, step + 10 ** 6,
+                                                                                   numerics),
                   log=lambda s: None)
-            times[ftz].append(time.perf_counter() - t)
+            times[numerics].append(time.perf_counter() - t)
     return {k: float(np.median(v)) for k, v in times.items()}, subnormal
 
 
@@ -234,17 +236,19 @@ def main(argv=None):
     parser.add_argument("--profile", action="store_true", help="also print where each step's time goes (cProfile)")
     parser.add_argument("--no-retain", action="store_true",
                         help="leave glibc's allocator at its defaults (see nn.backend.retain_freed_memory)")
-    parser.add_argument("--ftz", metavar="CHECKPOINT", default=None,
+    parser.add_argument("--flush-to-zero", metavar="CHECKPOINT", default=None,
                         help="time saturated training from this checkpoint with and without flush-to-zero")
     parser.add_argument("--no-torch", action="store_true", help="skip the comparison with PyTorch")
     parser.add_argument("--only-torch", action="store_true", help="only the comparison with PyTorch")
     args = parse(parser, argv, quick={"steps": 20})
-    if args.ftz:
+    if args.flush_to_zero:
         steps = args.steps
-        t, sub = ftz_timing(args.ftz, args.data_dir, steps)
-        print(f"{hardware()}; {args.ftz}: {100 * sub:.1f} % of the first hidden layer's outputs are subnormal")
-        print(f"{steps} saturated training steps: {t[False]:.2f} s without flush-to-zero, {t[True]:.2f} s with it "
-              f"(ratio {t[False] / t[True]:.2f}; medians of 3, alternating)")
+        t, sub = flush_to_zero_timing(args.flush_to_zero, args.data_dir, steps)
+        print(f"{hardware()}; {args.flush_to_zero}: {100 * sub:.1f} % of the first hidden layer's outputs are "
+              "subnormal")
+        print(f"{steps} saturated training steps: {t['float32']:.2f} s in float32 (no flush-to-zero), "
+              f"{t['paper']:.2f} s in the paper's numerics (flush-to-zero) "
+              f"(ratio {t['float32'] / t['paper']:.2f}; medians of 3, alternating)")
         return t
     xp = get_xp(args.device)
     retained = xp is np and not args.no_retain and retain_freed_memory()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 from experiments.recipes import Recipe
+from nn.numerics import upgrade_settings
 
 # The penalty's phi per weight layer in the sweep's runs, unless a run sets its readout's
 KINDS = {"sigmoid_mlp": ["sigmoid"] * 3, "relu_mlp": ["relu"] * 3, "cnn": ["relu", "relu", "relu", "linear"]}
@@ -37,9 +38,9 @@ def _run(arch="sigmoid_mlp", hidden=200, lam_max=1.74, lam_step=1e-3, units="mea
         kinds[-1] = readout
     arch_kwargs = {"hidden": hidden, **({"channels": list(channels or [32, 64])} if arch == "cnn" else {})}
     train = {"epochs": epochs, "lr": lr, "lr_decay": 1.0, "batch_size": batch_size, "max_train": max_train,
-             "ftz": ftz, **({"eps": adam_eps} if adam_eps else {})}
+             **upgrade_settings({"ftz": ftz}), **({"eps": adam_eps} if adam_eps else {})}
     method = {"kinds": kinds, "lam_max": lam_max, "lam_step": lam_step, "units": units, "batch": batch,
-              "derivative": derivative}
+              **upgrade_settings({"derivative": derivative})}  # the sweep's settings keep their old words
     name = f"{arch}-h{hidden}-lam{lam_max:g}-step{lam_step:g}-{units}units-{batch}batch-lr{lr:g}-bs{batch_size}"
     name += ("-ftz" if ftz else "") + ("-tfpenalty" if derivative == "paper" else "") + f"-seed{seed}"
     name += (f"-n{max_train}" if max_train else "") + (f"-readout{readout}" if readout else "")

@@ -34,8 +34,8 @@ from nn.backend import to_device, to_host
 from nn.mnist import load_mnist
 
 SCALES = (1, 2, 4, 8, 16, 32, 64, 128)  # powers of two: c z is exact in floating point
-ATTACKS = {"fgsm-ce-paper": ("ce", False, False), "fgsm-ce-stable": ("ce", True, False),
-           "fgsm-ce-float64": ("ce", True, True), "fgsm-margin-stable": ("margin", True, False)}
+ATTACKS = {"fgsm-ce-paper": ("ce", "float32", False), "fgsm-ce-stable": ("ce", "stable", False),
+           "fgsm-ce-float64": ("ce", "stable", True), "fgsm-margin-stable": ("margin", "stable", False)}
 
 
 def logit_margin(model, x, y, batch):
@@ -53,8 +53,8 @@ def probe(model, x, y, scales, eps, batch):
         m64 = m.astype(np.float64)
         clean = audit.accuracy(in_batches(lambda xb, yb: (m.predict(xb) != yb,), x, y, batch)[0])
         accs = {}
-        for name, (loss, stable, f64) in ATTACKS.items():
-            accs[name] = audit.accuracy(fooled_by(FGSM(eps, loss=loss, stable=stable), m64 if f64 else m,
+        for name, (loss, numerics, f64) in ATTACKS.items():
+            accs[name] = audit.accuracy(fooled_by(FGSM(eps, loss=loss, numerics=numerics), m64 if f64 else m,
                                                   x64 if f64 else x, y, batch))
         zero = in_batches(lambda xb, yb: (audit.zero_gradient(m, xb, yb),), x, y, batch)[0]
         rows.append({"scale": c, "clean": clean, "accuracy": accs, "zero_gradient_fraction": float(to_host(zero).mean())})

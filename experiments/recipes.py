@@ -28,6 +28,7 @@ from experiments import paper
 from nn.architectures import ARCHITECTURES, build_spec
 from nn.errors import UserError
 from nn.model import Sequential
+from nn.numerics import upgrade_settings
 from nn.penalty import saturating_objective
 from nn.train import TrainConfig, cross_entropy_objective
 
@@ -87,8 +88,11 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, d):
-        """A recipe from ``as_dict`` (or from the model settings an older Table 1 wrote)."""
-        return cls.make(d["arch"], d["training"], d.get("arch_kwargs"), d.get("train"), d.get("method"))
+        """A recipe from ``as_dict`` (or from the model settings an older Table 1 wrote; their old words
+        for the numerics, "ftz" and the penalty's derivative "paper" / "stable", read as today's by
+        ``nn.numerics.upgrade_settings``)."""
+        return cls.make(d["arch"], d["training"], d.get("arch_kwargs"), upgrade_settings(d.get("train") or {}),
+                        upgrade_settings(d.get("method") or {}))
 
     def as_dict(self):
         return dataclasses.asdict(self)

@@ -39,7 +39,7 @@ def silence(model, x, y, batch=1000):
     silent, margins, z_correct = 0, [], []
     for i in range(0, len(x), batch):
         xb, yb = to_device(x[i:i + batch], model.xp, model.dtype), to_device(y[i:i + batch], model.xp)
-        silent += int(margin_predicts_zero(model, xb, yb, ftz=True).sum())
+        silent += int(margin_predicts_zero(model, xb, yb, numerics="paper").sum())
         logits = model.logits(xb)
         M, _ = margin(logits, yb)
         right = logits.argmax(axis=1) == yb

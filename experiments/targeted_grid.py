@@ -8,8 +8,8 @@ final images, L2 / L-inf distances, loss curves, stop reasons, source indices, t
 ``summary.json`` and ``summary.md`` (success counts out of 90, median iterations and distances over
 the successes, beside the paper), and with the ``plots`` extra ``<sources>.png``, the image grids.
 The figures can be redrawn from the NPZ files alone: ``python -m experiments.targeted_grid <folder>``.
-Gradients are computed in the paper's numerics, float32 with TensorFlow's flush-to-zero (``--no-ftz``:
-numpy's float32, subnormals kept).
+Gradients are computed in the paper's numerics, float32 with TensorFlow's flush-to-zero (``--numerics
+float32``: numpy's float32, subnormals kept).
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from experiments.common import (Run, add_checkpoint_args, add_common_args, check
 from nn.backend import to_device
 from nn.checkpoint import atomic_write
 from nn.mnist import load_mnist
+from nn.numerics import FORWARD_NUMERICS, upgrade_settings
 
 MODELS = ("sigmoid_mlp-vanilla", "sigmoid_mlp-saturated", "relu_mlp-vanilla", "relu_mlp-saturated",
           "cnn-vanilla", "cnn-saturated")
@@ -64,7 +65,8 @@ def load_result(path, key):
     try:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
-            if meta.get("key") != json.loads(json.dumps(key)):
+            old = meta.get("key") or {}
+            if {**old, "options": upgrade_settings(old.get("options", {}))} != json.loads(json.dumps(key)):
                 return None
             fields = [f.name for f in dataclasses.fields(TargetedResult)]
             arrays = {k: z[k] for k in fields}
@@ -123,9 +125,9 @@ def main(argv, script, attack_name, make_attack, add_args, quick):
     parser = add_checkpoint_args(add_common_args(argparse.ArgumentParser(
         description=f"targeted {attack_name} grid (section 7)")), MODELS)
     parser.add_argument("--sources", nargs="*", default=list(SOURCES), choices=SOURCES)
-    parser.add_argument("--no-ftz", dest="ftz", action="store_false",
-                        help="gradients in numpy's float32 with subnormals kept, instead of the paper's numerics "
-                             "(float32 with TensorFlow's flush-to-zero)")
+    parser.add_argument("--numerics", choices=FORWARD_NUMERICS, default="paper",
+                        help="the gradients' arithmetic: paper (float32 with TensorFlow's flush-to-zero, the "
+                             "default) or float32 (numpy's, subnormals kept)")
     add_args(parser)
     args = parse(parser, argv, quick=quick)
     run = Run(script, args)
@@ -167,7 +169,7 @@ def lbfgs_main(argv=None):
         p.add_argument("--max-iter", type=count, default=1000, help="L-BFGS iterations per pair (default 1000)")
 
     def make(args):
-        return TargetedLBFGS(max_iter=args.max_iter, ftz=args.ftz)
+        return TargetedLBFGS(max_iter=args.max_iter, numerics=args.numerics)
     return main(argv, "lbfgs_grid", "lbfgs", make, add, quick={"max_iter": 10})
 
 
@@ -177,7 +179,7 @@ def adam_main(argv=None):
         p.add_argument("--lr", type=positive, default=0.01, help="Adam step size in pixel units (default 0.01)")
 
     def make(args):
-        return TargetedAdam(max_iter=args.max_iter, lr=args.lr, ftz=args.ftz)
+        return TargetedAdam(max_iter=args.max_iter, lr=args.lr, numerics=args.numerics)
     return main(argv, "adam_attack", "adam", make, add, quick={"max_iter": 100})
 
 

@@ -30,7 +30,7 @@ import math
 import numpy as np
 
 from .backend import array_module
-from .numerics import flush_subnormals, log_sigmoid_prime
+from .numerics import FORWARD_NUMERICS, check_numerics, flush_subnormals, log_sigmoid_prime
 
 # ---------------------------------------------------------------------------------------------
 # Dense
@@ -217,13 +217,21 @@ def relu_maxpool2d_forward(h):
 
     h: (N, C, H, W) -> y: (N, C, H/2, W/2). Both are monotone, so they commute: the window's maximum
     of relu(h) is relu of its maximum of h. The cache is ``maxpool2d_forward``'s four masks, each
-    and-ed with (max > 0), and ``maxpool2d_backward`` is the pair's backward: the same gradient, tie
-    for tie, as ``relu_backward`` after ``maxpool2d_backward`` (a window whose maximum is <= 0 passes
-    nothing back: every relu(h) in it is 0 with derivative 0, as ``relu_forward`` decides at 0).
+    and-ed with (max > 0), for ``relu_maxpool2d_backward``. ``nn.model`` runs every ReLU that a
+    max-pool follows as this one layer.
     """
     y, masks = maxpool2d_forward(h)
     on = y > 0  # (N, C, H/2, W/2)
     return y * on, tuple(m & on for m in masks)
+
+
+def relu_maxpool2d_backward(dy, masks):
+    """dL/dh of ``relu_maxpool2d_forward``: ``maxpool2d_backward`` with its masks, which hold the
+    ReLU's 1[max > 0] too. The same gradient, tie for tie, as ``relu_backward`` after
+    ``maxpool2d_backward`` (a window whose maximum is <= 0 passes nothing back: every relu(h) in it is
+    0 with derivative 0, as ``relu_forward`` decides at 0).  dy: (..., N, C, H/2, W/2) -> (..., N, C, H, W).
+    """
+    return maxpool2d_backward(dy, masks)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,22 +256,24 @@ def sigmoid(h):
     """sigma(h) = 1 / (1 + exp(-h)), computed from e = exp(-|h|) so it never overflows:
     sigma(h) = 1 / (1 + e) for h >= 0 and e / (1 + e) for h < 0.
 
-    float32 facts central to the paper: sigma(h) rounds to exactly 1.0 once exp(-h) < 2^-25, i.e.
-    h > ~17.3, while for negative h it stays a tiny positive number (~exp(h)) until h < ~-103.
+    float32 facts central to the paper (``nn.numerics``): sigma(h) is exactly 1.0 once 1 + e rounds
+    to 1, e <= 2^-24, i.e. from h = 24 ln 2 ~ 16.64 on (``SIGMOID_ONE``), while for negative h it
+    stays a tiny positive number (~exp(h)) until h < -103.97 (``EXP_UNDERFLOW``).
     """
     xp = array_module(h)
     e = xp.exp(-xp.abs(h))
     return xp.where(h >= 0, 1.0, e) / (1.0 + e)
 
 
-def sigmoid_forward(h, ftz=False):
+def sigmoid_forward(h, numerics="float32"):
     """y = sigma(h) (eq. 2).  h: any shape -> y: same shape; the cache is (h, y).
 
-    ``ftz``: flush-to-zero (``nn.numerics``), as TensorFlow computed it: y = e^h is subnormal in
-    float32 for -103 < h < -87 and becomes exactly 0 there, and so does the backward's y (1 - y).
+    ``numerics``: "float32" or "paper" (``nn.numerics``). "paper" flushes subnormals to zero, as
+    TensorFlow computed it: y = e^h is subnormal in float32 for -103.97 < h < -87.34 and becomes
+    exactly 0 there, and so does the backward's y (1 - y).
     """
     y = sigmoid(h)
-    if ftz:
+    if check_numerics(numerics, FORWARD_NUMERICS) == "paper":
         y = flush_subnormals(y)
     return y, (h, y)
 
@@ -271,24 +281,13 @@ def sigmoid_forward(h, ftz=False):
 def sigmoid_backward(dy, cache):
     """dL/dh = dy * sigma'(h) with sigma'(h) = y (1 - y), from the cached output as TensorFlow did.
 
-    In float32 this is exactly 0 once h > ~17 (y rounds to 1, so 1 - y = 0): the gradient vanishes
-    numerically although the true derivative exp(-h) is still ~4e-8. That rounding is what makes
-    saturated sigmoid networks look robust to gradient attacks (Brendel & Bethge 2017).
+    In float32 this is exactly 0 from h = 16.64 on (``nn.numerics.SIGMOID_ONE``: y rounds to 1, so
+    1 - y = 0): the gradient vanishes numerically although the true derivative exp(-h) is still
+    ~6e-8. That rounding is what makes saturated sigmoid networks look robust to gradient attacks
+    (Brendel & Bethge 2017).
     """
     _, y = cache
     return dy * (y * (1 - y))
-
-
-def sigmoid_backward_stable(dy, cache):
-    """dL/dh = dy * sigma'(h) with sigma'(h) = e / (1 + e)^2, e = exp(-|h|), from the pre-activation.
-
-    The same derivative as ``sigmoid_backward`` without the cancellation in 1 - y: in float32 it stays
-    nonzero until e underflows, |h| > ~87 (normal range) or ~103 (subnormals), instead of h > ~17.
-    """
-    h, _ = cache
-    xp = array_module(h)
-    e = xp.exp(-xp.abs(h))
-    return dy * (e / (1 + e) ** 2)
 
 
 def sigmoid_backward_scaled(dy, cache, log_scale):
@@ -323,22 +322,50 @@ def relu_backward(dy, mask):
 # ---------------------------------------------------------------------------------------------
 # Softmax cross-entropy, from the logits
 
+# ``log_normalise`` keeps the unshifted rounding a - (m + L) where it differs from the shift-first
+# (a - m) - L by at most this many epsilons of the dtype (2^-16 in float32: always for |m| below ~512)
+LSE_KEPT_ULPS = 128
+
+
+def log_normalise(a):
+    """a - logsumexp(a) along the last axis, and logsumexp(a):  (..., K) -> ((..., K), (..., 1)).
+
+    logsumexp(a) = m + L with m = max_k a_k and L = log sum_k exp(a_k - m) in [0, log K]. Computed
+    shift-first, (a - m) - L, so that a common offset of any size changes nothing: the offset m never
+    meets L in one rounding. (a - (m + L) loses L once |m| is large: a = (1e8, 1e8) in float32 gives
+    (0, 0) for (-log 2, -log 2).) Where the rounding of m + L moves L by at most ``LSE_KEPT_ULPS``
+    epsilons (in float32 always for |m| below ~512), the unshifted a - (m + L) is returned instead:
+    the two differ there in the last bits only, and every number recorded before (RESULTS.md,
+    tests/golden.json) was computed with it. The second value is m + L, rounded. A row's maximum must
+    be finite; its -inf entries give -inf.
+    """
+    xp = array_module(a)
+    m = a.max(axis=-1, keepdims=True)  # (..., 1)
+    L = xp.log(xp.exp(a - m).sum(axis=-1, keepdims=True))  # (..., 1), in [0, log K]
+    lse = m + L
+    kept = xp.abs((lse - m) - L) <= LSE_KEPT_ULPS * np.finfo(a.dtype).eps  # m + L lost (almost) nothing of L
+    return xp.where(kept, a - lse, (a - m) - L), lse
+
 
 def log_softmax(z):
-    """log p_k = z_k - logsumexp(z), with logsumexp(z) = m + log sum_k exp(z_k - m), m = max_k z_k.
+    """log p_k = z_k - logsumexp(z) (``log_normalise``: a common offset of the logits changes nothing).
 
-    z: (N, K) -> (N, K). Stable for any finite logits: no exp ever overflows.
+    z: (N, K) -> (N, K). Stable for any finite logits: no exp ever overflows. In float32 p_y =
+    exp(log p_y) rounds to exactly 1 once the other classes' exp(z_j - z_y) vanish next to 1 in their
+    sum (one runner-up: a margin of 16.64, ``nn.numerics.P_Y_ONE_MARGIN``), as TensorFlow's p_y =
+    1 / (1 + sum_j e^(z_j - z_y)) does. Where the unshifted rounding is kept, L also vanishes in the
+    rounding of z_y + L once it is below half an ulp of the top logit z_y: logits (d, 0) from d =
+    14.44 on, and at top logits of 500 and more from d = 11.09 on (L below 2^-16, ``LSE_KEPT_ULPS``).
     """
-    xp = array_module(z)
-    m = z.max(axis=-1, keepdims=True)
-    return z - (m + xp.log(xp.exp(z - m).sum(axis=-1, keepdims=True)))
+    return log_normalise(z)[0]
 
 
 def log_softmax_stable(z):
     """log p_k = z_k - m - log1p(s), s = sum_{k != k*} exp(z_k - m), m = z_{k*} = max_k z_k.
 
     z: (N, K) -> (N, K). The same value as ``log_softmax``, but the largest class's log-probability
-    -log1p(s) keeps its tiny size instead of rounding to exactly 0 once s < 2^-24 (float32).
+    -log1p(s) keeps its tiny size instead of rounding to exactly 0 where 1 + s rounds to 1 (s <= 2^-24
+    in float32). Shift-first, (z - m) - log1p(s): a common offset changes nothing.
     """
     xp = array_module(z)
     k = z.argmax(axis=-1)[..., None]
@@ -347,44 +374,36 @@ def log_softmax_stable(z):
     return z - m - xp.log1p(e.sum(axis=-1, keepdims=True))
 
 
-def cross_entropy_forward(z, y, stable=False):
+def cross_entropy_forward(z, y, numerics="float32"):
     """Per-example cross-entropy C_n = -log p_{y_n}(x_n) = logsumexp(z_n) - z_{n, y_n}.
 
     z: (N, K) logits, y: (N,) integer labels  ->  C: (N,); the cache is (log p, y).
-    ``stable`` uses ``log_softmax_stable``: C_n stays nonzero (~s) for a confident correct network.
+    ``numerics`` (``nn.numerics``): "paper" and "float32" use ``log_softmax``, whose cache
+    ``cross_entropy_backward`` takes; "stable" uses ``log_softmax_stable``, whose C_n stays nonzero
+    (~s) for a confident correct network, and whose cache ``cross_entropy_backward_scaled`` takes.
     """
     xp = array_module(z)
-    logp = log_softmax_stable(z) if stable else log_softmax(z)
+    logp = log_softmax_stable(z) if check_numerics(numerics) == "stable" else log_softmax(z)
     return -xp.take_along_axis(logp, y[:, None], axis=1)[:, 0], (logp, y)
 
 
-def cross_entropy_backward(dC, cache, ftz=False):
+def cross_entropy_backward(dC, cache, numerics="float32"):
     """dL/dz = dC[:, None] * (p - onehot(y)).   dC: (N,) upstream gradient of each C_n.
 
-    float32 facts: p_y rounds to exactly 1 once every other logit trails z_y by more than ~16.6
-    (1 - p_y < 2^-24), so the true class's entry p_y - 1 is exactly 0 for a confident network; the
-    other entries p_j = exp(log p_j) stay tiny but nonzero until log p_j < ~-103, where they
-    underflow to 0 too and the whole gradient vanishes: below the smallest subnormal (log p_j <
-    ~-103.3), or below the smallest normal (log p_j < ~-87.3) with ``ftz`` (TensorFlow's flush-to-zero).
+    ``numerics``: "float32", or "paper", where p is flushed to zero below float32's smallest normal
+    number (TensorFlow's flush-to-zero); the stable mode's is ``cross_entropy_backward_scaled``.
+    float32 facts (``nn.numerics``): p_y rounds to exactly 1 for a confident network (a margin of
+    16.64 over a single runner-up, ``log_softmax``), so the true class's entry p_y - 1 is exactly 0;
+    the other entries p_j = exp(log p_j) stay tiny but nonzero until they underflow to 0 too and the
+    whole gradient vanishes: at log p_j < -103.97 (``EXP_UNDERFLOW``), or already below the smallest
+    normal number, log p_j < -87.34, in the paper's mode.
     """
     xp = array_module(dC)
     logp, y = cache
     g = xp.exp(logp)  # p: (N, K)
-    if ftz:
+    if check_numerics(numerics, FORWARD_NUMERICS, "numerics (cross_entropy_backward)") == "paper":
         g = flush_subnormals(g)
     g[xp.arange(y.shape[0]), y] -= 1
-    return g * dC[:, None]
-
-
-def cross_entropy_backward_stable(dC, cache):
-    """dL/dz as ``cross_entropy_backward``, with the true class's entry p_y - 1 = expm1(log p_y):
-    with the cache of ``cross_entropy_forward(..., stable=True)`` it is -(1 - p_y) to full relative
-    precision, never the exact 0 that 1 - p_y rounds to."""
-    xp = array_module(dC)
-    logp, y = cache
-    g = xp.exp(logp)  # p: (N, K)
-    rows = xp.arange(y.shape[0])
-    g[rows, y] = xp.expm1(logp[rows, y])
     return g * dC[:, None]
 
 
@@ -392,17 +411,17 @@ def cross_entropy_backward_scaled(cache):
     """dC_n/dz_n = p_n - onehot(y_n) in scaled form, for every margin: -> (d (N, K), log_scale (N,))
     with dC_n/dz_n = exp(log_scale_n) d_n and max_k |d_{n,k}| = 1.
 
-    With the cache of ``cross_entropy_forward(..., stable=True)``: the entries are p_j (j != y) and
-    -(1 - p_y) = -sum_{j != y} p_j. The largest magnitude is 1 - p_y, with log(1 - p_y) =
+    With the cache of ``cross_entropy_forward(..., numerics="stable")``: the entries are p_j (j != y)
+    and -(1 - p_y) = -sum_{j != y} p_j. The largest magnitude is 1 - p_y, with log(1 - p_y) =
     logsumexp_{j != y} log p_j; dividing by it gives d_y = -1 and d_j = exp(log p_j - log(1 - p_y)),
-    so nothing underflows however confident the network is (in float32, p_j itself is 0 once
-    log p_j < ~-103).
+    computed shift-first (``log_normalise``), so nothing underflows however confident the network is
+    (in float32, p_j itself is 0 once log p_j < -103.97) and the log p_j keep their ratios however
+    far below 0 they lie.
     """
     xp = array_module(cache[0])
     logp, y = cache
     true = xp.arange(logp.shape[1]) == y[:, None]  # (N, K)
-    other = xp.where(true, -xp.inf, logp)  # log p_j, j != y
-    m = other.max(axis=1, keepdims=True)  # (N, 1), finite for K >= 2
-    log_rest = m + xp.log(xp.exp(other - m).sum(axis=1, keepdims=True))  # (N, 1): log(1 - p_y)
-    d = xp.where(true, -1.0, xp.exp(other - log_rest)).astype(logp.dtype)
+    other = xp.where(true, -xp.inf, logp)  # log p_j, j != y; a finite maximum for K >= 2
+    log_share, log_rest = log_normalise(other)  # log(p_j / (1 - p_y)): (N, K);  log(1 - p_y): (N, 1)
+    d = xp.where(true, -1.0, xp.exp(log_share)).astype(logp.dtype)
     return d, log_rest[:, 0]

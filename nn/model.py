@@ -25,7 +25,7 @@ import numpy as np
 
 from . import layers as L
 from .backend import array_module, to_device
-from .numerics import flush_subnormals
+from .numerics import FORWARD_NUMERICS, check_numerics, flush_subnormals
 from .validate import InputError, UserError, check_images, check_labels
 
 WEIGHT_LAYERS = ("dense", "conv2d")
@@ -151,103 +151,100 @@ def check_params(spec, params):
 # The composition: forward walks the layers, backward walks the caches in reverse.
 
 
-def _layer_forward(layer, p, x, ftz=False):
-    t = layer["type"]
-    if t == "dense":
-        return L.dense_forward(x, p["W"], p["b"])
-    if t == "conv2d":
-        return L.conv2d_forward(x, p["W"], p["b"])
-    if t == "maxpool2d":
-        return L.maxpool2d_forward(x)
-    if t == "flatten":
-        return L.flatten_forward(x)
-    if t == "sigmoid":
-        return L.sigmoid_forward(x, ftz=ftz)
-    return L.relu_forward(x)
-
-
+# Each layer as the walker runs it: forward(params, x, numerics) -> (y, cache), vjp(dy, cache) -> dx
+_FORWARD = {"dense": lambda p, x, numerics: L.dense_forward(x, p["W"], p["b"]),
+            "conv2d": lambda p, x, numerics: L.conv2d_forward(x, p["W"], p["b"]),
+            "maxpool2d": lambda p, x, numerics: L.maxpool2d_forward(x),
+            "relu_maxpool2d": lambda p, x, numerics: L.relu_maxpool2d_forward(x),
+            "flatten": lambda p, x, numerics: L.flatten_forward(x),
+            "sigmoid": lambda p, x, numerics: L.sigmoid_forward(x, numerics),
+            "relu": lambda p, x, numerics: L.relu_forward(x)}
 _VJP = {"dense": L.dense_vjp, "conv2d": L.conv2d_vjp, "maxpool2d": L.maxpool2d_backward,
-        "flatten": L.flatten_backward, "sigmoid": L.sigmoid_backward, "relu": L.relu_backward}
-# Stable derivatives (no underflow where the exact derivative is nonzero): only sigmoid differs.
-_VJP_STABLE = {**_VJP, "sigmoid": L.sigmoid_backward_stable}
+        "relu_maxpool2d": L.relu_maxpool2d_backward, "flatten": L.flatten_backward,
+        "sigmoid": L.sigmoid_backward, "relu": L.relu_backward}
 _PARAM_GRADS = {"dense": L.dense_param_grads, "conv2d": L.conv2d_param_grads}
 
 
-def forward(spec, params, x, ftz=False):
-    """x^0 = x,  x^{l+1} = layer_l(x^l).
+def _unchanged(a):
+    return a
 
-    x: (N, *input_shape)  ->  (logits (N, 10), caches (one per layer), hs (list of pre-activations
-    h^l, the output of every weight layer, logits last)).
-    ``ftz``: flush-to-zero where subnormals arise in the forward pass, the sigmoid's outputs
-    (``nn.numerics``; weight layers and ReLU only combine values they are given).
-    A ReLU followed by a max-pool runs as one layer, relu(maxpool(h)) (``L.relu_maxpool2d_forward``:
-    the same values and gradients on a quarter of the ReLUs); its cache sits at the max-pool, the
-    ReLU's is None.
-    """
-    caches, hs = [], []
-    layers = spec["layers"]
-    for i, (layer, p) in enumerate(zip(layers, params)):
-        if _fused_relu(layers, i):  # computed with the max-pool after it, cached there
-            caches.append(None)
-            continue
-        if layer["type"] == "maxpool2d" and i and _fused_relu(layers, i - 1):
-            x, cache = L.relu_maxpool2d_forward(x)  # y = maxpool(relu(h)), one quarter as many ReLUs
+
+def layer_plan(layers):
+    """The layers of a spec as ``forward`` runs them: [(type, i)], i the index in ``layers`` of the
+    (last) spec layer it computes, whose parameters it takes. A ReLU that a max-pool follows runs as
+    one layer, ``"relu_maxpool2d"`` (``L.relu_maxpool2d_forward``: maxpool(relu(h)) computed as
+    relu(maxpool(h)), the same values and gradients on a quarter of the ReLUs); every other layer
+    as itself."""
+    plan, i = [], 0
+    while i < len(layers):
+        if layers[i]["type"] == "relu" and i + 1 < len(layers) and layers[i + 1]["type"] == "maxpool2d":
+            plan.append(("relu_maxpool2d", i + 1))
+            i += 2
         else:
-            x, cache = _layer_forward(layer, p, x, ftz)
-        caches.append(cache)
-        if layer["type"] in WEIGHT_LAYERS:
+            plan.append((layers[i]["type"], i))
+            i += 1
+    return plan
+
+
+def forward(spec, params, x, numerics="float32"):
+    """x^0 = x,  x^{l+1} = layer_l(x^l), over ``layer_plan(spec["layers"])``.
+
+    x: (N, *input_shape)  ->  (logits (N, 10), caches, hs (list of pre-activations h^l, the output
+    of every weight layer, logits last)). caches: one (type, i, cache) per layer run, what
+    ``backward`` and ``backward_scaled`` walk. ``numerics`` ("float32" or "paper", ``nn.numerics``):
+    "paper" flushes to zero where subnormals arise in the forward pass, the sigmoid's outputs (weight
+    layers and ReLU only combine values they are given).
+    """
+    check_numerics(numerics, FORWARD_NUMERICS)
+    caches, hs = [], []
+    for t, i in layer_plan(spec["layers"]):
+        x, cache = _FORWARD[t](params[i], x, numerics)
+        caches.append((t, i, cache))
+        if t in WEIGHT_LAYERS:
             hs.append(x)
     return x, caches, hs
 
 
-def _fused_relu(layers, i):
-    """True for a ReLU followed by a max-pool: ``forward`` runs the pair as one layer
-    (``L.relu_maxpool2d_forward``), whose backward is the max-pool's (the ReLU's cache is None)."""
-    return layers[i]["type"] == "relu" and i + 1 < len(layers) and layers[i + 1]["type"] == "maxpool2d"
-
-
-def backward(spec, caches, dlogits, dhs=None, *, param_grads=True, input_grad=False, stable=False, ftz=False):
-    """Reverse-mode pass: walk the caches backwards from dL/dlogits.
+def backward(spec, caches, dlogits, dhs=None, *, param_grads=True, input_grad=False, numerics="float32"):
+    """Reverse-mode pass: walk the caches of ``forward`` backwards from dL/dlogits.
 
     dlogits: (..., N, 10); leading axes are extra cotangents and need ``param_grads=False``.
     dhs: optional list (one per weight layer, like ``hs``) of extra gradients dL/dh^l added at each
     pre-activation (the saturating penalty's); entries may be None.
-    -> (dx or None, grads: list of {name: array} per layer, empty when ``param_grads`` is False).
+    -> (dx or None, grads: list of {name: array} per spec layer, empty when ``param_grads`` is False).
     Gradients below the first weight layer are skipped unless ``input_grad``: training never needs
-    them. ``stable`` computes sigmoid' from the pre-activation (``sigmoid_backward_stable``) instead
-    of the paper's y (1 - y), which is exactly 0 in float32 for h > ~17. ``ftz`` flushes every
-    backward product to zero below the smallest normal number, as TensorFlow did (``nn.numerics``);
-    parameter gradients are products of flushed factors and are not flushed again (Adam flushes its
-    moments, ``nn.optim``).
+    them. sigma' is the paper's y (1 - y), exactly 0 in float32 from h = 16.64 on (``nn.numerics``).
+    ``numerics``: "float32", or "paper", which flushes every backward product to zero below the
+    smallest normal number, as TensorFlow did; parameter gradients are products of flushed factors
+    and are not flushed again (Adam flushes its moments, ``nn.optim``). The stable mode's input
+    gradient is ``backward_scaled``.
     """
-    vjps = _VJP_STABLE if stable else _VJP
-    flush = flush_subnormals if ftz else (lambda a: a)
-    layers = spec["layers"]
-    n_weight = sum(layer["type"] in WEIGHT_LAYERS for layer in layers)
-    grads = [{} for _ in layers]
-    first_weight = min(i for i, layer in enumerate(layers) if layer["type"] in WEIGHT_LAYERS)
+    check_numerics(numerics, FORWARD_NUMERICS, "numerics (backward; the stable mode is backward_scaled)")
+    flush = flush_subnormals if numerics == "paper" else _unchanged
+    grads = [{} for _ in spec["layers"]]
+    first_weight = min(j for j, (t, _, _) in enumerate(caches) if t in WEIGHT_LAYERS)
     d = dlogits
-    k = n_weight  # index of the next weight layer, counting down
-    for i in range(len(layers) - 1, -1, -1):
-        t = layers[i]["type"]
+    k = sum(t in WEIGHT_LAYERS for t, _, _ in caches)  # index of the next weight layer, counting down
+    for j in range(len(caches) - 1, -1, -1):
+        t, i, cache = caches[j]
         if t in WEIGHT_LAYERS:
             k -= 1
             if dhs is not None and dhs[k] is not None:
                 d = flush(d + dhs[k])
             if param_grads:
-                grads[i] = _PARAM_GRADS[t](d, caches[i])  # from flushed factors; Adam flushes its moments
-        if i <= first_weight and not input_grad:
+                grads[i] = _PARAM_GRADS[t](d, cache)  # from flushed factors; Adam flushes its moments
+        if j <= first_weight and not input_grad:
             return None, grads  # nothing below has parameters
-        if caches[i] is not None:  # None: a ReLU whose backward ran with the max-pool after it
-            d = flush(vjps[t](d, caches[i]))
+        d = flush(_VJP[t](d, cache))
     return d, grads
 
 
-def backward_scaled(spec, caches, d, log_scale):
+def backward_scaled(caches, d, log_scale):
     """The input gradient in scaled form, for any depth of saturation: dL/dx = exp(log_scale) * dx.
 
     d: (..., N, 10) direction of dL/dlogits, log_scale: (..., N) its log-magnitude (e.g. from
-    ``L.cross_entropy_backward_scaled``). Walks the caches like ``backward`` (input gradient only),
+    ``L.cross_entropy_backward_scaled``). Walks the caches of ``forward`` like ``backward`` (input
+    gradient only; the forward pass in "float32", the caches then hold nothing flushed),
     with sigmoid' applied in log form (``L.sigmoid_backward_scaled``) and each example's signal
     rescaled to max |d| = 1 after every layer, its log-magnitude added to log_scale: no factor
     underflows or overflows wherever the exact derivative is nonzero, in float32 as in float64,
@@ -255,14 +252,11 @@ def backward_scaled(spec, caches, d, log_scale):
     -> (dx: (..., N, *input_shape), log_scale: (..., N)).
     """
     xp = array_module(d)
-    for i in range(len(spec["layers"]) - 1, -1, -1):
-        t = spec["layers"][i]["type"]
+    for t, _, cache in reversed(caches):
         if t == "sigmoid":
-            d, log_scale = L.sigmoid_backward_scaled(d, caches[i], log_scale)
+            d, log_scale = L.sigmoid_backward_scaled(d, cache, log_scale)
             continue
-        if caches[i] is None:  # a ReLU fused with the max-pool after it
-            continue
-        d = _VJP[t](d, caches[i])
+        d = _VJP[t](d, cache)
         n = log_scale.ndim  # the leading axes (..., N) index examples
         s = xp.abs(d).reshape(d.shape[:n] + (math.prod(d.shape[n:]),)).max(axis=-1)  # (..., N); not -1: N may be 0
         ok = s > 0
@@ -325,10 +319,10 @@ class Sequential:
         attacks and analyses check the values once, ``nn.validate``)."""
         check_images(self, x, values=False)
 
-    def forward(self, x, ftz=False):
-        """-> (logits, caches, hs); see ``forward``."""
+    def forward(self, x, numerics="float32"):
+        """-> (logits, caches, hs); see ``forward`` (``numerics``: "float32" or "paper")."""
         self._check_input(x)
-        return forward(self.spec, self.params, x, ftz)
+        return forward(self.spec, self.params, x, numerics)
 
     def logits(self, x):
         """h^D(x): (N, 10)."""
@@ -342,13 +336,14 @@ class Sequential:
         """[h^1, ..., h^D]: the output of every weight layer, shapes (N, ...)."""
         return self.forward(x)[2]
 
-    def loss_and_grads(self, x, y, weights=None, penalty=None, ftz=False, check=True):
+    def loss_and_grads(self, x, y, weights=None, penalty=None, numerics="float32", check=True):
         """Weighted cross-entropy plus an optional penalty on the pre-activations, and dL/dparams.
 
         L = sum_n w_n C_n + R(h^1, ..., h^D), with w_n = 1/N by default (the batch mean).
         weights: optional (N,) per-example weights w_n (adversarial training, eq. 4, uses them).
         penalty: optional function hs -> (R, dR/dhs) (the saturating penalty, eqs. 6-8).
-        ftz: flush-to-zero in the forward and backward passes (TensorFlow's numerics, ``nn.numerics``).
+        numerics: "float32", or "paper": flush-to-zero in the forward and backward passes (TensorFlow's
+        numerics, ``nn.numerics``).
         check: the labels are checked (``nn.validate``); training's objectives pass False, their
         batches come from data that ``nn.train.train`` checked once.
         -> (L as a 0-d array, grads: list of {name: array}, logits).
@@ -356,7 +351,7 @@ class Sequential:
         """
         if len(x) == 0:
             raise InputError("x is an empty batch (N = 0); the training loss is a mean over examples and has none")
-        logits, caches, hs = self.forward(x, ftz)
+        logits, caches, hs = self.forward(x, numerics)
         if check:
             check_labels(self, y, len(x))
         C, ce_cache = L.cross_entropy_forward(logits, y)
@@ -367,8 +362,8 @@ class Sequential:
         if penalty is not None:
             R, dhs = penalty(hs)
             loss = loss + R
-        dlogits = L.cross_entropy_backward(weights, ce_cache, ftz)
-        _, grads = backward(self.spec, caches, dlogits, dhs=dhs, ftz=ftz)
+        dlogits = L.cross_entropy_backward(weights, ce_cache, numerics)
+        _, grads = backward(self.spec, caches, dlogits, dhs=dhs, numerics=numerics)
         return loss, grads, logits
 
     def loss_and_input_gradient(self, x, y):

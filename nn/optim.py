@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 
 from .backend import array_module
-from .numerics import smallest_normal
+from .numerics import FORWARD_NUMERICS, check_numerics, smallest_normal
 
 # On the CPU the update is applied in blocks of this many entries, so that its dozen elementwise
 # passes run in the L2 cache and each array crosses main memory once: Adam is memory-bound and
@@ -43,16 +43,18 @@ def _adam_block(p, g, m, v, tmp, lr_t, eps_t, beta1, beta2, tiny=0.0):
     p -= tmp
 
 
-def adam_update(params, grads, state, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, ftz=False):
+def adam_update(params, grads, state, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, numerics="float32"):
     """One Adam step, in place on ``params`` and ``state``:
 
         m <- beta1 m + (1 - beta1) g,   v <- beta2 v + (1 - beta2) g^2,
         theta <- theta - lr_t m / (sqrt(v) + eps_t),
 
     with the bias corrections folded into lr_t = lr sqrt(1 - beta2^t) / (1 - beta1^t) and
-    eps_t = eps sqrt(1 - beta2^t) (identical to dividing m and v by 1 - beta^t). ``ftz`` flushes the
-    moments' subnormal entries to 0, as TensorFlow's flush-to-zero arithmetic does (``nn.numerics``).
+    eps_t = eps sqrt(1 - beta2^t) (identical to dividing m and v by 1 - beta^t). ``numerics``:
+    "float32", or "paper", which flushes the moments' subnormal entries to 0, as TensorFlow's
+    flush-to-zero arithmetic does (``nn.numerics``).
     """
+    check_numerics(numerics, FORWARD_NUMERICS)
     state["t"] += 1
     t = state["t"]
     c2 = math.sqrt(1.0 - beta2 ** t)
@@ -65,7 +67,7 @@ def adam_update(params, grads, state, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
             xp = array_module(flat[0])
             block = n if xp.__name__ == "cupy" else CPU_BLOCK
             tmp = xp.empty(min(block, n), dtype=flat[0].dtype)
-            tiny = smallest_normal(flat[0].dtype) if ftz else 0.0
+            tiny = smallest_normal(flat[0].dtype) if numerics == "paper" else 0.0
             for s in range(0, n, block):
                 e = min(s + block, n)
                 _adam_block(*(a[s:e] for a in flat), tmp[:e - s], lr_t, eps_t, beta1, beta2, tiny)

@@ -17,10 +17,12 @@ a layer, as eq. 6 is written; ``units="mean"`` averages over each layer's units 
 ``tf.reduce_mean`` of each layer's penalty gives), so a layer's weight in R is lambda / n_l and the
 10-unit readout's units weigh 100 x more each than those of a 1000-unit hidden layer.
 
-Derivative (``derivative=``): ``"stable"`` (default) computes the sigmoid penalty and its derivative
-from e = exp(-|h|), nonzero in float32 until |h| > ~103; ``"paper"`` is what TensorFlow's autodiff
-computes from a rounded sigma, s = sigma(h): phi = s (1 - s), phi' = s (1 - s)(1 - 2 s), both exactly
-0 once s rounds to 1 (h > ~17.3 in float32), so units past that point feel no push at all.
+Derivative (``derivative=``) of the sigmoid penalty: ``"closed_form"`` (default) computes phi and
+phi' from e = exp(-|h|), phi = e / (1 + e)^2, nonzero in float32 until |h| > 103.97
+(``nn.numerics.EXP_UNDERFLOW``); ``"autodiff"`` is what TensorFlow's autodiff computes from a rounded
+sigma, s = sigma(h): phi = s (1 - s), phi' = s (1 - s)(1 - 2 s), both exactly 0 once s rounds to 1
+(from h = 16.64 on in float32, ``nn.numerics.SIGMOID_ONE``), so units past that point feel no push
+at all.
 """
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ def phi_relu(h):
 
 def phi_sigmoid(h):
     """phi = sigma(h)(1 - sigma(h)) = e / (1 + e)^2 with e = exp(-|h|) (even in h, never 0/0 or
-    overflow; nonzero in float32 until |h| > ~103, unlike the product of a rounded sigma);
+    overflow; nonzero in float32 until |h| > 103.97, unlike the product of a rounded sigma);
     dphi/dh = phi (1 - 2 sigma(h)) = -phi * sign(h) (1 - e) / (1 + e)."""
     xp = array_module(h)
     e = xp.exp(-xp.abs(h))
@@ -52,20 +54,21 @@ def phi_linear(h):
     return h, h * 0 + 1
 
 
-def phi_sigmoid_paper(h):
+def phi_sigmoid_autodiff(h):
     """phi = s (1 - s), dphi/dh = s (1 - s)(1 - 2 s) with s = sigma(h) rounded to h's dtype: the
-    penalty as TensorFlow differentiates it. Equal to ``phi_sigmoid`` up to rounding wherever s < 1,
-    exactly 0 where s rounds to 1 (float32: h > ~17.3)."""
+    penalty as TensorFlow's autodiff differentiates it. Equal to ``phi_sigmoid`` up to rounding
+    wherever s < 1, exactly 0 where s rounds to 1 (float32: from h = 16.64 on,
+    ``nn.numerics.SIGMOID_ONE``)."""
     s = sigmoid(h)
     phi = s * (1 - s)
     return phi, phi * (1 - 2 * s)
 
 
 PHI = {"relu": phi_relu, "sigmoid": phi_sigmoid, "linear": phi_linear}
-PHI_PAPER = {**PHI, "sigmoid": phi_sigmoid_paper}
+PHI_AUTODIFF = {**PHI, "sigmoid": phi_sigmoid_autodiff}
 UNIT_REDUCTIONS = ("sum", "mean")
 BATCH_REDUCTIONS = ("mean", "sum")
-DERIVATIVES = ("stable", "paper")
+DERIVATIVES = ("closed_form", "autodiff")
 
 
 def _check_choice(name, value, choices):
@@ -73,13 +76,13 @@ def _check_choice(name, value, choices):
         raise InputError(f"unknown {name} {value!r}; expected one of {choices}")
 
 
-def saturating_penalty(hs, kinds, lam, units="sum", batch="mean", derivative="stable"):
+def saturating_penalty(hs, kinds, lam, units="sum", batch="mean", derivative="closed_form"):
     """R = lam * b sum_n sum_l w_l sum_i phi_l(h^l_{n,i})  (eqs. 6-8) and dR/dh^l for each layer,
     with w_l = 1 (``units="sum"``) or 1 / n_l, n_l the units of layer l (``units="mean"``), and
     b = 1/N (``batch="mean"``) or 1 (``batch="sum"``).
 
     hs: list of pre-activations, each (N, ...); kinds: one name of PHI_KINDS (or None: no penalty
-    on that layer) per entry of hs; derivative: "stable" or "paper" (see the module docstring).
+    on that layer) per entry of hs; derivative: "closed_form" or "autodiff" (see the module docstring).
     ->  (R as a 0-d array, list of dR/dh^l or None).
     """
     if len(kinds) != len(hs):
@@ -87,7 +90,7 @@ def saturating_penalty(hs, kinds, lam, units="sum", batch="mean", derivative="st
     _check_choice("unit reduction", units, UNIT_REDUCTIONS)
     _check_choice("batch reduction", batch, BATCH_REDUCTIONS)
     _check_choice("penalty derivative", derivative, DERIVATIVES)
-    phis = PHI_PAPER if derivative == "paper" else PHI
+    phis = PHI_AUTODIFF if derivative == "autodiff" else PHI
     N = hs[0].shape[0]
     total, dhs = 0.0, []
     for h, kind in zip(hs, kinds):
@@ -108,9 +111,10 @@ def lambda_schedule(step, lam_max, lam_step):
     return min(lam_max, step * lam_step)
 
 
-def saturating_objective(kinds, lam_max, lam_step, units="sum", batch="mean", derivative="stable"):
+def saturating_objective(kinds, lam_max, lam_step, units="sum", batch="mean", derivative="closed_form"):
     """The training objective of the saturated networks: mean cross-entropy + R (eqs. 6-8) with
-    lambda = lambda_schedule(step). -> objective(model, x, y, step, ftz=False) for ``nn.train.train``."""
+    lambda = lambda_schedule(step). -> objective(model, x, y, step, numerics="float32") for
+    ``nn.train.train``."""
     _check_choice("unit reduction", units, UNIT_REDUCTIONS)
     _check_choice("batch reduction", batch, BATCH_REDUCTIONS)
     _check_choice("penalty derivative", derivative, DERIVATIVES)
@@ -120,15 +124,16 @@ def saturating_objective(kinds, lam_max, lam_step, units="sum", batch="mean", de
     check_number("lam_max", lam_max)
     check_number("lam_step", lam_step)
 
-    def objective(model, x, y, step, ftz=False):
+    def objective(model, x, y, step, numerics="float32"):
         lam = lambda_schedule(step, lam_max, lam_step)
-        return model.loss_and_grads(x, y, ftz=ftz, check=False,
+        return model.loss_and_grads(x, y, numerics=numerics, check=False,
                                     penalty=lambda hs: saturating_penalty(hs, kinds, lam, units, batch, derivative))
     return objective
 
 
 # float32 resolution: sigma'(h) ~ exp(-|h|) falls below float32's machine epsilon 2^-23 once
-# |h| > 23 log 2 ~ 15.9; past ~17.3 sigma(h) itself rounds to exactly 1 for h > 0.
+# |h| > 23 ln 2 ~ 15.94 (15.9, as every saturated fraction reported was counted); from h = 16.64 on
+# sigma(h) itself is exactly 1 (``nn.numerics.SIGMOID_ONE``).
 SIGMOID_SATURATION = 15.9
 
 

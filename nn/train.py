@@ -1,7 +1,7 @@
 """Training with Adam: minibatches, seeds, per-epoch progress, resumable checkpoints, a stop on NaN.
 
-The loop is generic in its objective: ``objective(model, x, y, step, ftz=False) -> (loss, grads,
-logits)`` (the default is the mean cross-entropy; the saturating penalty and adversarial training
+The loop is generic in its objective: ``objective(model, x, y, step, numerics="float32") -> (loss,
+grads, logits)`` (the default is the mean cross-entropy; the saturating penalty and adversarial training
 plug in here). Data stay on the host and are moved to the model's device once.
 
 A checkpoint holds everything the loop's future depends on: parameters, Adam's moments and step,
@@ -20,6 +20,7 @@ import numpy as np
 
 from .backend import to_device, to_host
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .numerics import FORWARD_NUMERICS, check_numerics, upgrade_settings
 from .optim import adam_init, adam_update
 from .validate import InputError, check_batch, check_number
 
@@ -36,7 +37,7 @@ class TrainConfig:
     eps: float = 1e-8
     seed: int = 0  # seeds the initial weights and the shuffling
     max_train: int | None = None  # use only the first max_train training examples (smoke runs)
-    ftz: bool = False  # flush-to-zero arithmetic, TensorFlow's float32 setting (nn.numerics)
+    numerics: str = "float32"  # or "paper": TensorFlow's float32 with flush-to-zero (nn.numerics)
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "seed"):
@@ -48,6 +49,14 @@ class TrainConfig:
         check_number("eps", self.eps, positive=True)
         if self.max_train is not None:
             check_number("max_train", self.max_train, minimum=1, integer=True)
+        check_numerics(self.numerics, FORWARD_NUMERICS)
+
+    @classmethod
+    def from_dict(cls, d):
+        """The config a dict of its fields describes (``dataclasses.asdict``'s, as a checkpoint or a run
+        folder holds it), written today or before the numerics had one name (``"ftz": true`` then
+        stood for ``"numerics": "paper"``, ``nn.numerics.upgrade_settings``)."""
+        return cls(**upgrade_settings(d))
 
 
 @dataclasses.dataclass
@@ -65,10 +74,10 @@ class TrainingDiverged(RuntimeError):
     """The loss or the parameters became NaN or inf."""
 
 
-def cross_entropy_objective(model, x, y, step, ftz=False):
+def cross_entropy_objective(model, x, y, step, numerics="float32"):
     """The plain objective: mean cross-entropy over the batch and its parameter gradients (the
     batches come from data ``train`` checked once)."""
-    return model.loss_and_grads(x, y, ftz=ftz, check=False)
+    return model.loss_and_grads(x, y, numerics=numerics, check=False)
 
 
 def accuracy(model, x, y, batch_size=1000):
@@ -113,7 +122,7 @@ def resume_state(path, cfg: TrainConfig, xp, match=None):
         if not Path(path).exists() or "optimizer" in str(e):
             return None
         raise
-    if "train_state" not in meta or _resumable(TrainConfig(**meta["config"])) != _resumable(cfg):
+    if "train_state" not in meta or _resumable(TrainConfig.from_dict(meta["config"])) != _resumable(cfg):
         return None
     if any(meta.get(k) != v for k, v in (match or {}).items()):
         return None
@@ -163,12 +172,12 @@ def train(model, data, cfg: TrainConfig, *, objective=cross_entropy_objective, l
         for i in range(0, n, cfg.batch_size):
             idx = to_device(order[i:i + cfg.batch_size], xp)
             xb, yb = x_all[idx], y_all[idx]
-            loss, grads, logits = objective(model, xb, yb, step, ftz=cfg.ftz)
+            loss, grads, logits = objective(model, xb, yb, step, numerics=cfg.numerics)
             loss = float(loss)
             if not math.isfinite(loss):
                 raise TrainingDiverged(f"loss became {loss} at epoch {epoch}, step {step}; stopped. "
                                        + _last_good(checkpoint, epoch))
-            adam_update(model.params, grads, state, lr, cfg.beta1, cfg.beta2, cfg.eps, ftz=cfg.ftz)
+            adam_update(model.params, grads, state, lr, cfg.beta1, cfg.beta2, cfg.eps, numerics=cfg.numerics)
             loss_sum += loss * len(idx)
             correct += int((logits.argmax(axis=1) == yb).sum())
             step += 1

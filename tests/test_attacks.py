@@ -20,8 +20,8 @@ from nn.train import accuracy
 from nn.validate import InputError
 
 # The numerics modes of the gradients, as the attacks spell them (float64: the model cast, below).
-MODES = {"paper": {"ftz": True}, "float32": {}, "stable": {"stable": True}}
-TARGETED_MODES = {"paper": {"ftz": True}, "float32": {}}
+MODES = {"paper": {"numerics": "paper"}, "float32": {}, "stable": {"numerics": "stable"}}
+TARGETED_MODES = {"paper": {"numerics": "paper"}, "float32": {}}
 
 
 def _models():
@@ -53,7 +53,7 @@ def test_success_is_the_models_verdict_on_the_returned_inputs(arch, mode):
     """For every attack and numerics mode: success[n] == (the model misclassifies x_adv[n]); targeted:
     == (the model classifies x_adv[n] as the target); and the norms are those of x_adv - x."""
     model, (x, y) = _models()[arch], _data()
-    kw = MODES.get(mode, {"stable": True})
+    kw = MODES.get(mode, {"numerics": "stable"})
     if mode == "float64":
         model, x = model.astype(np.float64), x.astype(np.float64)
     assert 0 < (model.predict(x) != y).sum() < len(y)  # clean errors and correct examples both
@@ -97,7 +97,7 @@ def test_every_attack_stays_in_the_float32_ball_the_verifiers_certify(mnist_test
     lo, hi = box(x, eps)
     raw = FGSM(eps).step(x, model.input_gradient(x, y))
     assert (np.abs(raw.astype(np.float64) - x) > eps).sum() > 10000  # the test bites: the raw step overshoots
-    for attack in (FGSM(eps), FGSM(eps, ftz=True), PGD(eps, steps=5, restarts=1), Square(eps, n_queries=30),
+    for attack in (FGSM(eps), FGSM(eps, numerics="paper"), PGD(eps, steps=5, restarts=1), Square(eps, n_queries=30),
                    UniformNoise(eps, draws=2)):
         x_adv = attack(model, x, y).x_adv
         assert x_adv.dtype == np.float32
@@ -148,7 +148,7 @@ def test_empty_batch_gives_empty_results(arch):
     x, y = _empty(model)
     shape = x.shape
     # the issue's exact call, then every attack
-    for attack in (FGSM(0.1), FGSM(0.1, stable=True), PGD(0.1, steps=2, restarts=2), Square(0.1, n_queries=3),
+    for attack in (FGSM(0.1), FGSM(0.1, numerics="stable"), PGD(0.1, steps=2, restarts=2), Square(0.1, n_queries=3),
                    UniformNoise(0.1, draws=2), TargetedAdam(max_iter=3), TargetedLBFGS(max_iter=2)):
         r = attack(model, x, y)
         assert r.x_adv.shape == shape and r.x_adv.dtype == np.float32, attack

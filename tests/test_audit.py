@@ -52,7 +52,7 @@ def test_stable_and_paper_modes_agree_without_underflow(xp):
 def test_stable_mode_survives_where_paper_mode_is_exactly_zero(xp):
     model, x, y, exact = _one_unit(xp, h_value=30.0)  # sigma(30) rounds to 1 in float32
     _, g_paper, _ = loss_and_input_gradient(model, x, y, cross_entropy)
-    _, g_stable, _ = loss_and_input_gradient(model, x, y, cross_entropy, stable=True)
+    _, g_stable, _ = loss_and_input_gradient(model, x, y, cross_entropy, numerics="stable")
     assert (to_host(g_paper) == 0).all()  # the float32 saturation: exactly zero
     assert (to_host(g_stable) != 0).all()
     np.testing.assert_allclose(_gradient(model, x, y), exact, rtol=1e-4)  # and it is the true derivative
@@ -75,10 +75,10 @@ def test_stable_mode_direction_at_any_depth(xp, dtype):
     np.testing.assert_allclose(float(to_host(s, np.float64)[0]), log_exact.max(), rtol=1e-6)
     assert (to_host(loss_and_input_gradient(model, x, y, cross_entropy)[1]) == 0).all()  # the paper's: 0
     assert audit.zero_gradient(model, x, y).tolist() == [True]
-    assert audit.zero_gradient(model, x, y, stable=True).tolist() == [False]
+    assert audit.zero_gradient(model, x, y, numerics="stable").tolist() == [False]
     # FGSM does not move in the paper's mode, and moves every pixel in the stable one
     assert (to_host(FGSM(0.25)(model, x, y).x_adv) == to_host(x)).all()
-    assert (np.abs(to_host(FGSM(0.25, stable=True)(model, x, y).x_adv) - 0.5) == 0.25).all()
+    assert (np.abs(to_host(FGSM(0.25, numerics="stable")(model, x, y).x_adv) - 0.5) == 0.25).all()
 
 
 def _small(xp, act="relu", n=6, seed=0):
@@ -214,7 +214,7 @@ def test_scale_logits_changes_no_prediction_but_zeroes_the_float32_cross_entropy
     np.testing.assert_array_equal(big.predict(x), model.predict(x))
     for m in (model, big):
         assert m.dtype == np.float32
-    fgsm_margin = FGSM(0.25, loss="margin", stable=True)
+    fgsm_margin = FGSM(0.25, loss="margin", numerics="stable")
     np.testing.assert_array_equal(fgsm_margin(big, x, y).x_adv, fgsm_margin(model, x, y).x_adv)
 
     rows = np.arange(len(y))
@@ -225,7 +225,7 @@ def test_scale_logits_changes_no_prediction_but_zeroes_the_float32_cross_entropy
     assert zero_big[saturated].all() and not zero.any()
     only_float32 = saturated & (c * lead < 700)  # exp(-700) is still a normal float64
     assert only_float32.sum() > 10
-    assert not audit.zero_gradient(big.astype(np.float64), x.astype(np.float64), y, stable=True)[only_float32].any()
+    assert not audit.zero_gradient(big.astype(np.float64), x.astype(np.float64), y, numerics="stable")[only_float32].any()
     r_small, r_big = FGSM(0.25)(model, x, y), FGSM(0.25)(big, x, y)
     np.testing.assert_array_equal(r_big.x_adv[saturated], x[saturated])  # sign(0) = 0: nothing moves
     assert r_big.success[saturated].sum() < r_small.success[saturated].sum() / 10

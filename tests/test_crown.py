@@ -34,7 +34,7 @@ def test_no_point_of_the_ball_falls_outside_the_bounds(xp, eps):
     for model, x, y in _cases(xp):
         bounds = linear_bounds(model, x, y, eps)
         points = _points_in_ball(x, eps, rng, 60)
-        x_pgd = PGD(eps, steps=20, restarts=1, loss="margin", stable=True)(model, x, y).x_adv
+        x_pgd = PGD(eps, steps=20, restarts=1, loss="margin", numerics="stable")(model, x, y).x_adv
         points = np.concatenate([points, to_host(x_pgd)[None]])
         yy = to_host(y)
         other = np.arange(10) != yy[:, None]

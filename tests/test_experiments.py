@@ -56,7 +56,7 @@ def test_targeted_grids_quick_end_to_end(tmp_path, mnist_dir, small_mnist_models
                              "--out", str(out), "--data-dir", str(mnist_dir)])
         assert again == rows and (out / "log.txt").read_text().count("kept") == 2
         script.main(["--quick", "--from", str(folder), "--models", "relu_mlp-vanilla", "--sources", "most",
-                     "--no-ftz", "--out", str(out), "--data-dir", str(mnist_dir)])
+                     "--numerics", "float32", "--out", str(out), "--data-dir", str(mnist_dir)])
         assert (out / "log.txt").read_text().count("kept") == 2
 
 

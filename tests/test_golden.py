@@ -64,16 +64,16 @@ def compute(mnist_dir):
         state = adam_init(model.params)
         for step in range(3):
             xb, yb = x_train[step * 16:(step + 1) * 16], y_train[step * 16:(step + 1) * 16]
-            _, grads, _ = objective(model, xb, yb, step, ftz=cfg.ftz)
-            adam_update(model.params, grads, state, cfg.lr, cfg.beta1, cfg.beta2, cfg.eps, ftz=cfg.ftz)
+            _, grads, _ = objective(model, xb, yb, step, numerics=cfg.numerics)
+            adam_update(model.params, grads, state, cfg.lr, cfg.beta1, cfg.beta2, cfg.eps, numerics=cfg.numerics)
         fp = {f"param{i}.{k}": _fingerprint(v) for i, p in enumerate(model.params) for k, v in sorted(p.items())}
         scaled = model.astype(np.float32)
         for p in scaled.params:
             for k in p:
                 p[k] = p[k] * np.float32(30)
         for tag, m in (("", model), ("x30.", scaled)):
-            for mode, kw in (("paper", {"ftz": True}), ("float32", {}), ("stable", {"stable": True})):
-                _, dx, _ = loss_and_input_gradient(m, x, y, LOSSES["ce"], **kw)
+            for mode in ("paper", "float32", "stable"):
+                _, dx, _ = loss_and_input_gradient(m, x, y, LOSSES["ce"], numerics=mode)
                 fp[f"{tag}grad.{mode}"] = _fingerprint(dx)
         fp["jacobian"] = _fingerprint(model.jacobian(x[:2]))
         out[name] = fp

@@ -52,7 +52,7 @@ def test_no_point_of_the_ball_falls_outside_the_bounds(xp, name):
     bounds = interval_bounds(model, x, y, eps)
     rng = np.random.default_rng(1)
     points = _points_in_ball(x, eps, rng, 100)  # (200, N, ...)
-    x_pgd = PGD(eps, steps=20, restarts=1, loss="margin", stable=True)(model, x, y).x_adv
+    x_pgd = PGD(eps, steps=20, restarts=1, loss="margin", numerics="stable")(model, x, y).x_adv
     points = np.concatenate([points, to_host(x_pgd)[None]])
     for m in (model, model.astype(np.float64)):  # the float32 network and the exact (float64) one
         for pts in points:
@@ -109,6 +109,6 @@ def test_verified_examples_are_never_fooled(xp):
     eps = 0.02
     proven = to_host(interval_bounds(model, x, y, eps).verified)
     assert 0 < proven.sum() < len(proven)  # the test means something: some proven, some not
-    fooled = PGD(eps, steps=50, restarts=2, loss="margin", stable=True)(model, x, y).success
+    fooled = PGD(eps, steps=50, restarts=2, loss="margin", numerics="stable")(model, x, y).success
     assert not (to_host(fooled) & proven).any()
     assert verified_fraction(model, to_host(x), to_host(y), eps, batch=64) == proven.mean()

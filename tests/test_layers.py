@@ -2,7 +2,7 @@
 import numpy as np
 
 from nn import layers as L
-from nn.backend import to_device, to_host
+from nn.backend import array_module, to_device, to_host
 from nn.gradcheck import numerical_gradient, rel_error
 
 TOL = 1e-7
@@ -86,7 +86,7 @@ def test_maxpool_ties_go_to_first_maximum(xp):
 def test_relu_maxpool_fused_finite_differences(xp):
     rng = np.random.default_rng(30)
     x = _untied(xp, rng, (2, 3, 4, 6))  # about half the windows have a negative maximum
-    _check_layer(xp, L.relu_maxpool2d_forward, lambda d, c: (L.maxpool2d_backward(d, c),), [x], rng)
+    _check_layer(xp, L.relu_maxpool2d_forward, lambda d, c: (L.relu_maxpool2d_backward(d, c),), [x], rng)
 
 
 def test_relu_maxpool_fused_equals_the_pair_tie_for_tie(xp):
@@ -101,7 +101,7 @@ def test_relu_maxpool_fused_equals_the_pair_tie_for_tie(xp):
     np.testing.assert_array_equal(to_host(got), to_host(want))
     dy = to_device(rng.standard_normal((5,) + tuple(want.shape)), xp)  # 5 cotangents
     want_dx = L.relu_backward(L.maxpool2d_backward(dy, p_cache), r_cache)
-    np.testing.assert_array_equal(to_host(L.maxpool2d_backward(dy, cache)), to_host(want_dx))
+    np.testing.assert_array_equal(to_host(L.relu_maxpool2d_backward(dy, cache)), to_host(want_dx))
 
 
 def test_flatten(xp):
@@ -117,7 +117,14 @@ def test_sigmoid(xp):
     rng = np.random.default_rng(5)
     h = _rand(xp, rng, 4, 6) * 3
     _check_layer(xp, L.sigmoid_forward, lambda d, c: (L.sigmoid_backward(d, c),), [h], rng)
-    _check_layer(xp, L.sigmoid_forward, lambda d, c: (L.sigmoid_backward_stable(d, c),), [h], rng)
+    _check_layer(xp, L.sigmoid_forward, lambda d, c: (_unscaled(L.sigmoid_backward_scaled, d, c),), [h], rng)
+
+
+def _unscaled(backward_scaled, d, cache):
+    """A scaled backward's dL/dh multiplied out: exp(log_scale) * direction, for float64 checks."""
+    xp = array_module(d)
+    direction, log_scale = backward_scaled(d, cache, xp.zeros(d.shape[:-1], dtype=d.dtype))
+    return direction * xp.exp(log_scale)[..., None]
 
 
 def test_sigmoid_is_stable_and_saturates_in_float32(xp):
@@ -127,41 +134,47 @@ def test_sigmoid_is_stable_and_saturates_in_float32(xp):
     y_host = to_host(y)
     np.testing.assert_allclose(y_host[1:6], 1 / (1 + np.exp(-to_host(h)[1:6].astype(np.float64))), rtol=1e-6)
     assert y_host[0] == 0.0 and y_host[1] > 0.0  # small tail kept (denormal down to ~exp(-103))
-    assert y_host[-2] == 1.0  # rounds to exactly 1 past h ~ 17.3 ...
+    assert y_host[-2] == 1.0  # rounds to exactly 1 from h = 16.64 on (nn.numerics.SIGMOID_ONE) ...
     dh = to_host(L.sigmoid_backward(xp.ones_like(y), (h, y)))
     assert dh[4] > 0 and dh[5] == 0.0  # ... so the cached-output derivative is exactly 0 there
 
 
-def test_stable_sigmoid_derivative_agrees_where_default_does_not_underflow(xp):
+def test_scaled_sigmoid_derivative_agrees_where_the_paper_one_does_not_round_to_zero(xp):
     h = to_device(np.array([-90.0, -30.0, -5.0, -0.5, 0.0, 0.7, 4.0, 12.0, 16.0, 18.0, 30.0, 90.0], np.float32), xp)
     y, cache = L.sigmoid_forward(h)
-    one = xp.ones_like(h)
-    default, stable = to_host(L.sigmoid_backward(one, cache)), to_host(L.sigmoid_backward_stable(one, cache))
-    exact = np.exp(-np.abs(to_host(h).astype(np.float64))) / (1 + np.exp(-np.abs(to_host(h).astype(np.float64)))) ** 2
-    np.testing.assert_allclose(stable, exact, rtol=1e-6)  # to float32 precision everywhere
+    one = xp.ones((1, len(h)), dtype=h.dtype)
+    default = to_host(L.sigmoid_backward(one[0], cache))
+    d, s = L.sigmoid_backward_scaled(one, cache, xp.zeros(1, dtype=h.dtype))
+    scaled = to_host(d[0], np.float64) * np.exp(to_host(s, np.float64)[0])  # in float64: no underflow
+    h64 = to_host(h).astype(np.float64)
+    exact = np.exp(-np.abs(h64)) / (1 + np.exp(-np.abs(h64))) ** 2
+    np.testing.assert_allclose(scaled, exact, rtol=1e-5)  # float32's precision of log sigma' (to |.| = 90)
     small = np.abs(to_host(h)) < 5  # where 1 - y keeps full precision the two forms agree
-    np.testing.assert_allclose(default[small], stable[small], rtol=1e-5)  # 1 - y loses ~eps/(1 - y)
-    assert (default[to_host(h) > 17.4] == 0).all() and (stable > 0).all()  # and only the stable one survives
+    np.testing.assert_allclose(default[small], scaled[small], rtol=1e-5)  # 1 - y loses ~eps/(1 - y)
+    assert (default[to_host(h) > 17] == 0).all() and (scaled > 0).all()  # and only the scaled one survives
 
 
-def test_stable_cross_entropy_gradient(xp):
+def test_scaled_cross_entropy_gradient(xp):
     rng = np.random.default_rng(11)
     z = _rand(xp, rng, 5, 7)  # float64: both forms agree with finite differences
     y = to_device(rng.integers(0, 7, 5), xp)
     w = _rand(xp, rng, 5)
-    C, cache = L.cross_entropy_forward(z, y, stable=True)
+    C, cache = L.cross_entropy_forward(z, y, "stable")
     np.testing.assert_allclose(to_host(C), to_host(L.cross_entropy_forward(z, y)[0]), rtol=1e-12)
-    num = numerical_gradient(lambda zz: (L.cross_entropy_forward(zz, y, stable=True)[0] * w).sum(), z)
-    assert rel_error(L.cross_entropy_backward_stable(w, cache), num) < TOL
-    # a confident float32 network: z_y leads by 20 > 16.6, so 1 - p_y rounds to 0 in the default form
+    num = numerical_gradient(lambda zz: (L.cross_entropy_forward(zz, y, "stable")[0] * w).sum(), z)
+    d, s = L.cross_entropy_backward_scaled(cache)
+    assert rel_error(d * xp.exp(s)[:, None] * w[:, None], num) < TOL
+    assert (to_host(xp.abs(d).max(axis=1)) == 1).all()
+    # a confident float32 network: z_y leads by 20 > 16.64, so 1 - p_y rounds to 0 in the paper's form
     z = to_device(np.array([[20.0, 0.0, 0.0]], np.float32), xp)
     y = to_device(np.array([0]), xp)
     one = xp.ones(1, dtype=xp.float32)
     d_default = to_host(L.cross_entropy_backward(one, L.cross_entropy_forward(z, y)[1]))
-    C_s, cache_s = L.cross_entropy_forward(z, y, stable=True)
-    d_stable = to_host(L.cross_entropy_backward_stable(one, cache_s))
+    C_s, cache_s = L.cross_entropy_forward(z, y, "stable")
+    d, s = L.cross_entropy_backward_scaled(cache_s)
     assert d_default[0, 0] == 0.0 and float(C_s[0]) > 0
-    np.testing.assert_allclose(d_stable[0], [-2 * np.exp(-20.0), np.exp(-20.0), np.exp(-20.0)], rtol=1e-5)
+    np.testing.assert_allclose(to_host(d)[0], [-1.0, 0.5, 0.5], rtol=1e-6)
+    np.testing.assert_allclose(to_host(s)[0], np.log(2) - 20.0, rtol=1e-6)  # exp(s) d = (-2, 1, 1) e^-20
 
 
 def test_relu(xp):
@@ -201,7 +214,7 @@ def test_leading_cotangent_axes(xp):
                                                          L.maxpool2d_backward),
              (L.flatten_forward(x), L.flatten_backward), (L.sigmoid_forward(x), L.sigmoid_backward),
              (L.relu_forward(x), L.relu_backward),
-             (L.relu_maxpool2d_forward(_untied(xp, rng, (2, 3, 4, 4))), L.maxpool2d_backward)]
+             (L.relu_maxpool2d_forward(_untied(xp, rng, (2, 3, 4, 4))), L.relu_maxpool2d_backward)]
     for (out, cache), vjp in cases:
         d = _rand(xp, rng, 3, *out.shape)
         stacked = vjp(d, cache)

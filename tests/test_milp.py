@@ -86,7 +86,7 @@ def test_verified_examples_resist_pgd_and_the_milp_beats_crown():
     y = model.predict(x)
     eps = 0.1
     crown = linear_bounds(model, x, y, eps).verified
-    fooled = PGD(eps, steps=50, restarts=3, loss="margin", stable=True)(model, x, y).success
+    fooled = PGD(eps, steps=50, restarts=3, loss="margin", numerics="stable")(model, x, y).success
     statuses = [verify_example(model, x[i:i + 1], y[i:i + 1], eps, time_limit=30).status for i in range(12)]
     for i, s in enumerate(statuses):
         assert s != "unknown"

@@ -1,14 +1,21 @@
-"""Flush-to-zero (TensorFlow's float32 setting) and the scaled stable backward: nn.numerics."""
+"""nn.numerics: the numerics modes, flush-to-zero (TensorFlow's float32 setting), the scaled stable
+backward, the float32 thresholds the docs state (each recomputed here from the code's arithmetic), and
+log-softmax computed shift-first, so that a common offset of the logits changes nothing."""
 import numpy as np
 import pytest
 
-from attacks.losses import cross_entropy, loss_and_input_gradient, scaled_input_gradient
+from analysis.fisher import softmax
+from attacks.losses import cross_entropy, cross_entropy_scaled, loss_and_input_gradient, margin, scaled_input_gradient
 from nn import architectures
 from nn import layers as L
 from nn.backend import to_device, to_host
-from nn.model import Sequential
-from nn.numerics import flush_subnormals, log_sigmoid_prime, smallest_normal
+from nn.model import Sequential, backward
+from nn.numerics import (EXP_UNDERFLOW, FTZ_UNDERFLOW, LOG_SMALLEST_NORMAL, LOG_SMALLEST_SUBNORMAL, NUMERICS,
+                         P_Y_ONE_MARGIN, SIGMOID_ONE, check_numerics, flush_subnormals, log_sigmoid_prime,
+                         smallest_normal, upgrade_settings)
 from nn.optim import adam_init, adam_update
+from nn.penalty import SIGMOID_SATURATION, phi_sigmoid, phi_sigmoid_autodiff
+from nn.validate import InputError
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -43,45 +50,47 @@ def _deep_sigmoid_model(xp, scale):
     return Sequential(model.spec, params)
 
 
-def test_ftz_forward_and_backward_flush_only_subnormals(xp):
-    """With ftz, every intermediate is flushed where it arises: no subnormal is left anywhere, and
-    every value that is normal without ftz is unchanged (to the bit) wherever its inputs were."""
+def test_paper_numerics_flush_only_subnormals_forward_and_backward(xp):
+    """In the paper's numerics every intermediate is flushed where it arises: no subnormal is left
+    anywhere, and every value that is normal in float32 is unchanged (to the bit) wherever its inputs
+    were."""
     model = _deep_sigmoid_model(xp, 60.0)
     x = to_device(np.random.default_rng(0).random((64, 1, 28, 28)), xp, np.float32)
     y = to_device(np.random.default_rng(1).integers(0, 10, 64), xp)
-    (_, c0, _), (_, c1, _) = model.forward(x), model.forward(x, ftz=True)
-    y0, y1 = to_host(c0[2][1]), to_host(c1[2][1])  # the first sigmoid's outputs
+    (_, c0, _), (_, c1, _) = model.forward(x), model.forward(x, numerics="paper")
+    assert c0[2][:2] == ("sigmoid", 2)
+    y0, y1 = to_host(c0[2][2][1]), to_host(c1[2][2][1])  # the first sigmoid's outputs
     tiny = np.finfo(np.float32).tiny
     sub = (y0 != 0) & (np.abs(y0) < tiny)
     assert sub.any()  # the scaled model has sigmoid outputs in the subnormal range
     np.testing.assert_array_equal(y1[sub], 0)
     np.testing.assert_array_equal(y1[~sub], y0[~sub])
-    _, g1, _ = loss_and_input_gradient(model, x, y, cross_entropy, ftz=True)
+    _, g1, _ = loss_and_input_gradient(model, x, y, cross_entropy, numerics="paper")
     assert not ((to_host(g1) != 0) & (np.abs(to_host(g1)) < tiny)).any()
 
 
-def test_ftz_changes_nothing_without_subnormals(xp):
+def test_paper_numerics_change_nothing_without_subnormals(xp):
     model = _deep_sigmoid_model(xp, 1.0)
     x = to_device(np.random.default_rng(0).random((16, 1, 28, 28)), xp, np.float32)
     y = to_device(np.arange(16) % 10, xp)
-    for a, b in zip(model.loss_and_grads(x, y)[1], model.loss_and_grads(x, y, ftz=True)[1]):
+    for a, b in zip(model.loss_and_grads(x, y)[1], model.loss_and_grads(x, y, numerics="paper")[1]):
         for k in a:
             np.testing.assert_array_equal(to_host(a[k]), to_host(b[k]))
 
 
-def test_adam_ftz_flushes_decaying_moments():
+def test_adam_in_the_paper_numerics_flushes_decaying_moments():
     """A parameter whose gradient stops: its first moment decays by beta1 a step into the subnormal
-    range without ftz, and is exactly 0 with it; the parameters move identically while m is normal."""
+    range in float32, and is exactly 0 in the paper's numerics (flush-to-zero)."""
     out = {}
-    for ftz in (False, True):
+    for numerics in ("float32", "paper"):
         params = [{"w": np.ones(3, np.float32)}]
         state = adam_init(params)
-        adam_update(params, [{"w": np.full(3, 1e-3, np.float32)}], state, ftz=ftz)
+        adam_update(params, [{"w": np.full(3, 1e-3, np.float32)}], state, numerics=numerics)
         for _ in range(850):  # 1e-4 * 0.9^850 ~ 1e-43: subnormal
-            adam_update(params, [{"w": np.zeros(3, np.float32)}], state, ftz=ftz)
-        out[ftz] = state["m"][0]["w"]
-    assert (out[False] != 0).all() and (np.abs(out[False]) < np.finfo(np.float32).tiny).all()
-    assert (out[True] == 0).all()
+            adam_update(params, [{"w": np.zeros(3, np.float32)}], state, numerics=numerics)
+        out[numerics] = state["m"][0]["w"]
+    assert (out["float32"] != 0).all() and (np.abs(out["float32"]) < np.finfo(np.float32).tiny).all()
+    assert (out["paper"] == 0).all()
 
 
 def test_scaled_backward_matches_float64_direction_where_float32_underflows(xp):
@@ -110,3 +119,203 @@ def test_sigmoid_backward_scaled_keeps_zero_signals_zero():
     d, s = L.sigmoid_backward_scaled(np.array([[1.0, -1.0, 0.0]]), (h, None), np.zeros(1))
     np.testing.assert_allclose(d, [[np.exp(-50.0), -1.0, 0.0]], rtol=1e-12)
     np.testing.assert_allclose(s, log_sigmoid_prime(np.array([-250.0])), rtol=1e-14)
+
+
+# ---------------------------------------------------------------------------------------------
+# One name per mode
+
+
+def test_one_keyword_names_the_three_modes():
+    assert NUMERICS == ("paper", "float32", "stable")
+    for mode in NUMERICS:
+        assert check_numerics(mode) == mode
+    for bad in ("ftz", "float64", "tf", True, None):
+        with pytest.raises(InputError, match=r"numerics must be one of 'paper', 'float32', 'stable', got"):
+            check_numerics(bad)
+    model = _deep_sigmoid_model(np, 1.0)
+    x, y = np.zeros((2, 1, 28, 28), np.float32), np.arange(2)
+    for call in (lambda: model.forward(x, numerics="stable"), lambda: model.loss_and_grads(x, y, numerics="stable"),
+                 lambda: adam_update(model.params, model.loss_and_grads(x, y)[1], adam_init(model.params),
+                                     numerics="stable"),
+                 lambda: L.sigmoid_forward(x, "stable")):
+        with pytest.raises(InputError, match="got 'stable'; 'stable' is the scaled input gradient"):
+            call()
+    _, caches, _ = model.forward(x)
+    with pytest.raises(InputError, match=r"numerics \(backward; the stable mode is backward_scaled\)"):
+        backward(model.spec, caches, np.zeros((2, 10), np.float32), numerics="stable")
+    with pytest.raises(InputError, match="numerics must be one of"):
+        loss_and_input_gradient(model, x, y, numerics="ftz")
+
+
+def test_old_settings_map_to_the_new_words_in_one_place():
+    assert upgrade_settings({"ftz": True, "lr": 1e-3}) == {"numerics": "paper", "lr": 1e-3}
+    assert upgrade_settings({"ftz": False}) == {"numerics": "float32"}
+    assert upgrade_settings({"derivative": "paper"}) == {"derivative": "autodiff"}
+    assert upgrade_settings({"derivative": "stable"}) == {"derivative": "closed_form"}
+    today = {"numerics": "paper", "derivative": "autodiff"}
+    assert upgrade_settings(today) == today
+
+
+# ---------------------------------------------------------------------------------------------
+# The float32 thresholds the docs state, from the code's own arithmetic
+
+
+def _first_true(pred, lo, hi):
+    """The smallest float32 t in [lo, hi] with pred(t), for pred false at lo, true at hi and monotone."""
+    lo, hi = np.float32(lo), np.float32(hi)
+    assert not pred(lo) and pred(hi)
+    a, b = (int(i) for i in np.array([lo, hi]).view(np.int32))  # positive floats: bit patterns ordered like them
+    while b - a > 1:
+        mid = (a + b) // 2
+        if pred(np.array(mid, np.int32).view(np.float32)):
+            b = mid
+        else:
+            a = mid
+    return float(np.array(b, np.int32).view(np.float32))
+
+
+def _near(found, constant):
+    """found is the float32 neighbour of the threshold ``constant`` (within 2 float32 spacings)."""
+    return abs(found - constant) <= 2 * np.spacing(np.float32(constant))
+
+
+def _one(h):
+    return np.array([h], np.float32)
+
+
+def test_sigma_rounds_to_one_from_24_ln_2():
+    """sigma(h) == 1 exactly, and with it the paper's y (1 - y) and the autodiff penalty s (1 - s) == 0,
+    from h = 24 ln 2 ~ 16.64 on (``SIGMOID_ONE``): sigmoid(16.64) is 1.0, sigmoid(16.6) is not."""
+    assert f"{SIGMOID_ONE:.2f}" == "16.64"
+    sigma_one = _first_true(lambda h: L.sigmoid(_one(h))[0] == 1, 10, 30)
+    assert _near(sigma_one, SIGMOID_ONE)
+    assert L.sigmoid(_one(16.64))[0] == 1 and L.sigmoid(_one(16.6))[0] < 1
+    paper_prime = lambda h: L.sigmoid_backward(_one(1), L.sigmoid_forward(_one(h))[1])[0]  # noqa: E731  y (1 - y)
+    assert _first_true(lambda h: paper_prime(h) == 0, 10, 30) == sigma_one
+    assert _first_true(lambda h: phi_sigmoid_autodiff(_one(h))[0][0] == 0, 10, 30) == sigma_one
+    assert phi_sigmoid_autodiff(_one(17.0))[0][0] == 0
+    # a correctly rounded sigma would reach 1 only where 1 - sigma < 2^-25: from 25 ln 2 ~ 17.33 on
+    assert f"{25 * np.log(2):.2f}" == "17.33"
+
+
+def test_underflow_thresholds():
+    """exp(-a) is 0 in float32 for a > 150 ln 2 ~ 103.97 (``EXP_UNDERFLOW``), and below the smallest
+    normal number e^-87.34 (``FTZ_UNDERFLOW``) under flush-to-zero: sigma(-a), the closed-form
+    sigma'(a) and the penalty's phi, p_j at a margin a, each in the mode that computes it."""
+    assert (f"{EXP_UNDERFLOW:.2f}", f"{FTZ_UNDERFLOW:.2f}") == ("103.97", "87.34")
+    assert (f"{LOG_SMALLEST_SUBNORMAL:.2f}", f"{LOG_SMALLEST_NORMAL:.2f}") == ("-103.28", "-87.34")
+    assert np.log(np.finfo(np.float32).smallest_subnormal) == pytest.approx(LOG_SMALLEST_SUBNORMAL, rel=1e-12)
+    assert np.log(smallest_normal(np.float32)) == pytest.approx(LOG_SMALLEST_NORMAL, rel=1e-12)
+    assert _near(_first_true(lambda a: L.sigmoid(_one(-a))[0] == 0, 50, 200), EXP_UNDERFLOW)
+    assert _near(_first_true(lambda a: L.sigmoid_forward(_one(-a), "paper")[0][0] == 0, 50, 200), FTZ_UNDERFLOW)
+    assert _near(_first_true(lambda a: phi_sigmoid(_one(a))[0][0] == 0, 50, 200), EXP_UNDERFLOW)
+    assert _near(_first_true(lambda a: np.exp(log_sigmoid_prime(_one(a)))[0] == 0, 50, 200), EXP_UNDERFLOW)
+
+    def p_j(a, numerics):  # the runner-up's entry p_j of dC/dz at a logit margin a
+        z = np.array([[0.0, -a]], np.float32)
+        return cross_entropy(z, np.array([0]), numerics=numerics)[1][0, 1]
+    assert _near(_first_true(lambda a: p_j(a, "float32") == 0, 50, 200), EXP_UNDERFLOW)
+    assert _near(_first_true(lambda a: p_j(a, "paper") == 0, 50, 200), FTZ_UNDERFLOW)
+
+
+def test_p_y_rounds_to_one():
+    """p_y == 1 (and p_y - 1 == 0 exactly) once the runner-up trails by 24 ln 2 ~ 16.64 where the top
+    logit is 0 (``P_Y_ONE_MARGIN``), as sigma does and as TensorFlow's 1 / (1 + sum e) does. The
+    unshifted rounding the log-softmax keeps for recorded numbers (``nn.layers.log_normalise``) also
+    rounds the log-sum-exp into a larger top logit: for logits (d, 0), from d = 14.44 on."""
+    def p_y(z):
+        return np.exp(L.log_softmax(np.array([z], np.float32)))[0, 0]
+    assert f"{P_Y_ONE_MARGIN:.2f}" == "16.64"
+    assert _near(_first_true(lambda d: p_y([0.0, -d]) == 1, 10, 30), P_Y_ONE_MARGIN)
+    assert f"{_first_true(lambda d: p_y([d, 0.0]) == 1, 10, 30):.2f}" == "14.44"
+    for top in (500.0, 1000.0, 1e4):  # where L < 2^-16 keeps the unshifted rounding (nn.layers.LSE_KEPT_ULPS)
+        assert f"{_first_true(lambda d: p_y([top + d, top]) == 1, 5, 30):.2f}" == "11.09"
+    z = np.array([[0.0, -17.0]], np.float32)
+    assert cross_entropy(z, np.array([0]), numerics="paper")[1][0, 0] == 0  # p_y - 1
+    assert cross_entropy(z, np.array([0]), numerics="stable")[1][0, 0] < 0  # -(1 - p_y), kept
+
+
+def test_saturation_count_threshold():
+    """``nn.penalty.SIGMOID_SATURATION`` (15.9) is where the closed-form sigma'(h) falls below float32's
+    machine epsilon 2^-23, 23 ln 2 ~ 15.94, rounded down as every reported saturated fraction counted it."""
+    h = np.array([SIGMOID_SATURATION, 23 * np.log(2) + 0.01])
+    below = phi_sigmoid(h)[0] < np.finfo(np.float32).eps
+    assert below.tolist() == [False, True] and SIGMOID_SATURATION == round(23 * np.log(2), 1)
+
+
+PROSE = ["nn/layers.py", "nn/numerics.py", "nn/penalty.py", "analysis/saturation.py", "analysis/audit.py",
+         "attacks/losses.py"]
+
+
+def test_the_prose_states_the_thresholds_the_code_has():
+    """Every threshold-like number these modules' docstrings and comments state (14-18, 85-106: where
+    sigma or p_y rounds to 1, where values underflow) is one of the thresholds the tests above recompute
+    from the code, so that prose and arithmetic cannot drift apart."""
+    import io
+    import re
+    import tokenize
+    from pathlib import Path
+    allowed = {f"{v:.2f}" for v in (SIGMOID_ONE, P_Y_ONE_MARGIN, EXP_UNDERFLOW, FTZ_UNDERFLOW, -LOG_SMALLEST_SUBNORMAL,
+                                    25 * np.log(2), 23 * np.log(2))} | {"14.44", "15.9"}
+    root = Path(__file__).resolve().parents[1]
+    for name in PROSE:
+        tokens = tokenize.generate_tokens(io.StringIO((root / name).read_text()).readline)
+        prose = " ".join(t.string for t in tokens if t.type in (tokenize.STRING, tokenize.COMMENT))
+        decimals, about = r"(?<![\w.])(\d{2,3}\.\d+)", r"~-?(\d{2,3})(?![\w.])"  # 16.64; ~103
+        for number in re.findall(decimals, prose) + re.findall(about, prose):
+            if 14 <= float(number) <= 18 or 85 <= float(number) <= 106:
+                assert number in allowed, f"{name} states {number}, no threshold of the code"
+
+
+# ---------------------------------------------------------------------------------------------
+# A common offset of the logits changes nothing
+
+
+OFFSET_CASES = [  # logits, label, C = -log p_y, dC/dz
+    ([1e8, 1e8], 1, np.log(2), [0.5, -0.5]),
+    ([-1e30, -1e30, -1e30], 2, np.log(3), [1 / 3, 1 / 3, -2 / 3]),
+    ([1e6, 1e6], 0, np.log(2), [-0.5, 0.5]),
+]
+
+
+@pytest.mark.parametrize("numerics", NUMERICS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", OFFSET_CASES)
+def test_cross_entropy_with_a_huge_common_offset(xp, numerics, dtype, case):
+    z, label, C_want, dz_want = case
+    z, y = to_device(np.array([z], dtype), xp), to_device(np.array([label]), xp)
+    C, dz = cross_entropy(z, y, numerics=numerics)
+    np.testing.assert_allclose(to_host(C), [C_want], rtol=1e-6)
+    np.testing.assert_allclose(to_host(dz), [dz_want], rtol=1e-6)
+    C_s, d, s = cross_entropy_scaled(z, y)  # the stable mode's scaled signal
+    np.testing.assert_allclose(to_host(C_s), [C_want], rtol=1e-6)
+    np.testing.assert_allclose(to_host(d * xp.exp(s)[:, None]), [dz_want], rtol=1e-6)
+    M, dM = margin(z, y, numerics=numerics)
+    assert float(M[0]) == 0 and to_host(dM).tolist()[0].count(1.0) == 1
+    uniform = np.full((1, len(dz_want)), 1 / len(dz_want))
+    np.testing.assert_allclose(to_host(softmax(z)), uniform, rtol=1e-6)  # the Fisher metric's p
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_any_offset_leaves_log_softmax_and_the_losses_exact(xp, dtype):
+    """Logits z + c for offsets c from 2^-3 to 2^39 of either sign: log p, C and dC/dz in every mode are
+    those of the exact log-softmax of the logits given, within the rounding the unshifted form keeps for
+    recorded numbers (``nn.layers.LSE_KEPT_ULPS`` epsilons of log p) and a few of the result's ulps."""
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((6, 10)) * 8
+    y = np.arange(6)
+    tol = L.LSE_KEPT_ULPS * np.finfo(dtype).eps
+    for c in 2.0 ** np.r_[-3:40:3]:
+        for sign in (1, -1):
+            zc = (z + sign * c).astype(dtype)  # the logits given, whatever their rounding
+            exact = zc.astype(np.longdouble)
+            exact = (exact - exact.max(1, keepdims=True)) - np.log(np.exp(exact - exact.max(1, keepdims=True)).sum(
+                1, keepdims=True))
+            atol = 2 * tol + 4 * float(np.spacing(dtype(np.abs(exact).max())))
+            got = to_host(L.log_softmax(to_device(zc, xp)))
+            np.testing.assert_allclose(got, exact.astype(np.float64), rtol=0, atol=atol)
+            dz_exact = np.exp(exact) - (np.arange(10) == y[:, None])
+            for numerics in NUMERICS:
+                C, dz = cross_entropy(to_device(zc, xp), to_device(y, xp), numerics=numerics)
+                np.testing.assert_allclose(to_host(C), -exact[np.arange(6), y].astype(np.float64), rtol=0, atol=atol)
+                np.testing.assert_allclose(to_host(dz), dz_exact.astype(np.float64), rtol=0, atol=atol)

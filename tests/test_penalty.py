@@ -7,7 +7,8 @@ from nn.backend import to_device, to_host
 from nn.gradcheck import numerical_gradient, rel_error
 from nn.layers import sigmoid
 from nn.model import Sequential, backward
-from nn.penalty import PHI, PHI_PAPER, lambda_schedule, saturating_penalty
+from nn.numerics import SIGMOID_ONE
+from nn.penalty import PHI, PHI_AUTODIFF, lambda_schedule, saturating_penalty
 
 
 @pytest.mark.parametrize("kind", sorted(PHI))
@@ -96,20 +97,23 @@ def test_batch_sum_is_n_times_the_batch_mean():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_tensorflow_penalty_derivative_equals_stable_until_sigma_rounds(xp, dtype):
-    """derivative="paper" (TensorFlow's autodiff of s (1 - s) with a rounded s) equals the stable form
-    wherever sigma(h) < 1 in the dtype, and is exactly 0 where sigma(h) rounds to 1."""
-    h = xp.asarray(np.r_[-np.geomspace(0.01, 60, 40), np.geomspace(0.01, 60, 40)], dtype=dtype)
+def test_autodiff_penalty_derivative_equals_the_closed_form_until_sigma_rounds(xp, dtype):
+    """derivative="autodiff" (TensorFlow's autodiff of s (1 - s) with a rounded s) equals the closed
+    form wherever sigma(h) < 1 in the dtype, and is exactly 0 where sigma(h) rounds to 1: from
+    h = 24 ln 2 (float32, ``nn.numerics.SIGMOID_ONE``) or 53 ln 2 (float64) on, where 1 + exp(-h)
+    rounds to 1."""
+    cutoff = SIGMOID_ONE if dtype == np.float32 else 53 * np.log(2)
+    grid = np.r_[-np.geomspace(0.01, 60, 40), np.geomspace(0.01, 60, 40), cutoff * (1 + np.r_[-1e-6, 1e-6])]
+    h = xp.asarray(grid, dtype=dtype)
     phi_s, d_s = PHI["sigmoid"](h)
-    phi_p, d_p = PHI_PAPER["sigmoid"](h)
+    phi_p, d_p = PHI_AUTODIFF["sigmoid"](h)
     rounds = to_host(sigmoid(h) == 1)
-    cutoff = 17.33 if dtype == np.float32 else 36.74  # sigma(h) = 1 past -log(eps / 2)
-    assert rounds.any() and (to_host(h)[rounds] > cutoff - 0.1).all() and (to_host(h)[~rounds] < cutoff + 0.1).all()
+    assert (rounds == (to_host(h) >= cutoff)).all()
     assert (to_host(phi_p)[rounds] == 0).all() and (to_host(d_p)[rounds] == 0).all()
     assert (to_host(phi_s) > 0).all()  # the stable one never rounds to 0 in this range
     # 1 - s loses relative precision ~eps / (1 - s) near the cutoff: compare where that is below 1e-3
     ok = ~rounds & (to_host(h) < cutoff - 7)
     np.testing.assert_allclose(to_host(phi_p)[ok], to_host(phi_s)[ok], rtol=1e-3)
     np.testing.assert_allclose(to_host(d_p)[ok], to_host(d_s)[ok], rtol=1e-3, atol=0)
-    with pytest.raises(ValueError, match="penalty derivative 'tf'"):
-        saturating_penalty([h[None]], ["sigmoid"], 1.0, derivative="tf")
+    with pytest.raises(ValueError, match="penalty derivative 'paper'"):  # the old word for "autodiff"
+        saturating_penalty([h[None]], ["sigmoid"], 1.0, derivative="paper")

@@ -84,7 +84,7 @@ def test_nan_stops_training_and_keeps_last_good_checkpoint(mnist, tmp_path):
     ckpt = tmp_path / "model.npz"
     calls = {"n": 0}
 
-    def objective(m, x, y, step, ftz=False):  # poisons the loss in the second epoch
+    def objective(m, x, y, step, numerics="float32"):  # poisons the loss in the second epoch
         loss, grads, logits = m.loss_and_grads(x, y)
         calls["n"] += 1
         return (loss * np.nan if step >= 8 else loss), grads, logits
@@ -123,12 +123,12 @@ def test_retain_freed_memory_takes_effect_on_glibc_and_nowhere_else():
     assert retain_freed_memory() is glibc
 
 
-@pytest.mark.parametrize("ftz", [False, True])
-def test_resume_equals_an_uninterrupted_run(mnist, tmp_path, ftz):
+@pytest.mark.parametrize("numerics", ["float32", "paper"])
+def test_resume_equals_an_uninterrupted_run(mnist, tmp_path, numerics):
     """A run interrupted after epoch 2 of 3 and resumed from its checkpoint ends bit for bit where an
     uninterrupted run ends: parameters, Adam's moments, lambda's schedule position, the shuffling."""
     spec = architectures.mlp("sigmoid", hidden=16)
-    cfg = TrainConfig(epochs=3, max_train=1000, seed=3, lr_decay=0.9, ftz=ftz)
+    cfg = TrainConfig(epochs=3, max_train=1000, seed=3, lr_decay=0.9, numerics=numerics)
     objective = saturating_objective(["sigmoid"] * 3, 1.74, 0.05, units="mean")
     quiet = lambda line: None  # noqa: E731
     straight = Sequential.init(spec, seed=3)
@@ -172,3 +172,32 @@ def test_resume_equals_an_uninterrupted_run(mnist, tmp_path, ftz):
           checkpoint_every=100, checkpoint_seconds=0.0,
           after_epoch=lambda m, rec: saved.append(resume_state(tmp_path / "c.npz", cfg, np)[1].epoch))
     assert saved == [1, 2, 3]
+
+
+@pytest.mark.parametrize("ftz, numerics", [(True, "paper"), (False, "float32")])
+def test_a_checkpoint_of_the_ftz_spelling_resumes(mnist, tmp_path, ftz, numerics):
+    """Checkpoints written before the numerics had one name hold ``"ftz": true / false`` in their config:
+    they resume under ``numerics="paper" / "float32"`` and under nothing else (``TrainConfig.from_dict``)."""
+    cfg = TrainConfig(epochs=2, max_train=300, numerics=numerics)
+    path = tmp_path / "old.npz"
+    train(Sequential.init(architectures.mlp("relu", hidden=8)), mnist, dataclasses.replace(cfg, epochs=1),
+          log=lambda line: None, checkpoint=path)
+    with np.load(path) as f:
+        arrays = {k: f[k] for k in f.files}
+    meta = json.loads(str(arrays["__meta__"]))
+    del meta["config"]["numerics"]
+    meta["config"]["ftz"] = ftz  # as the file was written before
+    arrays["__meta__"] = np.array(json.dumps(meta))
+    np.savez(path, **arrays)
+    model, state, _ = resume_state(path, cfg, np)
+    assert state.epoch == 1
+    other = "float32" if numerics == "paper" else "paper"
+    assert resume_state(path, dataclasses.replace(cfg, numerics=other), np) is None
+    assert TrainConfig.from_dict(meta["config"]) == dataclasses.replace(cfg, epochs=1)
+
+
+def test_train_config_refuses_the_stable_mode():
+    with pytest.raises(ValueError, match="numerics must be one of 'paper', 'float32', got 'stable'; 'stable' is the"):
+        TrainConfig(numerics="stable")
+    with pytest.raises(ValueError, match="numerics must be one of 'paper', 'float32', got True"):
+        TrainConfig(numerics=True)
