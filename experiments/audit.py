@@ -32,84 +32,22 @@ from pathlib import Path
 import numpy as np
 
 from analysis import audit
+from analysis.suite import EPS_SWEEP, attack_suite, eps_sweep_attack, fooled_by, in_batches
 from attacks import FGSM, AttackResult
-from attacks.noise import UniformNoise
 from attacks.pgd import PGD
-from attacks.square import Square
-from experiments.common import (Run, add_checkpoint_args, add_common_args, amount, checkpoint_stamp, cli, count,
+from experiments.common import (Run, add_checkpoint_args, add_common_args, amount, checkpoint_stamp, cli, parse, count,
                                 load_models, resumable_rows, save_figure, write_json)
-from experiments.table1 import ARCHS, PAPER, TRAININGS
-from nn.backend import array_module, to_device, to_host
+from experiments.paper import MODELS, TABLE1
+from nn.backend import to_device, to_host
 from nn.checkpoint import load_checkpoint
 from nn.mnist import load_mnist
-
-MODELS = tuple(f"{a}-{t}" for a in ARCHS for t in TRAININGS)
-EPS_SWEEP = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0)
-
-
-def in_batches(fn, x, y, batch):
-    """Apply ``fn(x_slice, y_slice) -> tuple of (n, ...) arrays`` to slices of ``batch`` examples and
-    concatenate each output where fn left it (host or device): bounded memory (a CNN's im2col grows
-    with the batch) on CPU and GPU."""
-    parts = [fn(x[i:i + batch], y[i:i + batch]) for i in range(0, len(x), batch)]
-    return tuple(array_module(p[0]).concatenate(p) for p in zip(*parts))
-
-
-def attack_in_batches(attack, model, x, y, batch):
-    """``attack(model, x, y) -> AttackResult`` run on slices of ``batch`` examples, one AttackResult."""
-    return AttackResult(*in_batches(lambda xb, yb: _fields(attack(model, xb, yb)), x, y, batch))
-
-
-def _fields(result):
-    return result.x_adv, result.success, result.linf, result.l2
-
-
-def fooled_by(attack, model, x, y, batch):
-    """(N,) bool, the audit's robust-accuracy mask: the attack's success (the model misclassifies
-    x_adv), or a clean error. Attacks that search the ball from x (PGD, Square, noise) report a clean
-    error as a success by themselves; FGSM's single step can correct one, which the audit still counts
-    as not robust. Run in batches; only the mask is kept."""
-    return in_batches(lambda xb, yb: (attack(model, xb, yb).success | (model.predict(xb) != yb),), x, y, batch)[0]
-
-
-def suite(args):
-    """The white-box and black-box attacks at eps, by name ("<family>-<loss>-<mode>" for gradients;
-    mode "paper" is float32 with TensorFlow's flush-to-zero, as the paper computed it)."""
-    e, s = args.eps, args.seed
-    pgd = dict(eps=e, steps=args.pgd_steps, restarts=args.restarts, seed=s)
-    return {
-        "fgsm-ce-paper": FGSM(e, numerics="paper"),
-        "fgsm-ce-stable": FGSM(e, numerics="stable"),
-        "fgsm-margin-stable": FGSM(e, loss="margin", numerics="stable"),
-        "pgd-ce-paper": PGD(**pgd, numerics="paper"),
-        "pgd-ce-stable": PGD(**pgd, numerics="stable"),
-        "pgd-margin-stable": PGD(**pgd, loss="margin", numerics="stable"),
-        "square": Square(eps=e, n_queries=args.square_queries, seed=s),
-        "noise": UniformNoise(eps=e, draws=10, seed=s),
-    }
-
-
-def sweep_attack(args):
-    """The eps sweep's attack: per-example worst of PGD (cross-entropy, paper mode) and PGD (margin,
-    stable mode), --sweep-steps steps and one random start each."""
-    def make(eps):
-        a = PGD(eps=eps, steps=args.sweep_steps, restarts=1, seed=args.seed, numerics="paper")
-        b = PGD(eps=eps, steps=args.sweep_steps, restarts=1, seed=args.seed, loss="margin", numerics="stable")
-
-        def attack(model, x, y):  # per example, a's point where it fools the model, else b's
-            ra, rb = attack_in_batches(a, model, x, y, args.batch), attack_in_batches(b, model, x, y, args.batch)
-            xp, pick = array_module(x), ra.success
-            return AttackResult(xp.where(pick.reshape((-1,) + (1,) * (x.ndim - 1)), ra.x_adv, rb.x_adv),
-                                pick | rb.success, xp.where(pick, ra.linf, rb.linf), xp.where(pick, ra.l2, rb.l2))
-        return attack
-    return make
-
 
 def audit_model(run, name, model, vanilla, x, y, args):
     """Every number of one model. x, y on the model's device."""
     t0 = time.perf_counter()
     fooled = {}
-    for attack_name, attack in suite(args).items():
+    for attack_name, attack in attack_suite(args.eps, args.pgd_steps, args.restarts, args.square_queries,
+                                            args.seed).items():
         t = time.perf_counter()
         fooled[attack_name] = f = fooled_by(attack, model, x, y, args.batch)
         run.log(f"  {name} {attack_name}: {audit.accuracy(f):.1f} %  ({time.perf_counter() - t:.0f} s)")
@@ -129,7 +67,7 @@ def audit_model(run, name, model, vanilla, x, y, args):
             for key, mm, xx, mode in [("paper", model, x, "paper"), ("float32", model, x, "float32"),
                                       ("stable", model, x, "stable"), ("float64", m64, x64, "stable")]}
     eps_values = list(EPS_SWEEP)
-    curve = audit.accuracy_curve(model, x, y, eps_values, sweep_attack(args))
+    curve = audit.accuracy_curve(model, x, y, eps_values, eps_sweep_attack(args.sweep_steps, args.seed, args.batch))
     flags = audit.flags(accs, worst["accuracy"], zero["paper"], curve, eps_values)
     clean = audit.accuracy(in_batches(lambda xb, yb: (model.predict(xb) != yb,), x, y, args.batch)[0])
     return {"model": name, "n": int(len(x)), "clean": clean, "accuracy": accs, "worst": worst["accuracy"],
@@ -141,8 +79,7 @@ def format_table(rows):
     lines = ["| model | n | clean | paper FGSM | our FGSM (paper mode) | worst case | strongest attack | flags |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
-        arch, training = r["model"].split("-")
-        lines.append(f"| {r['model']} | {r['n']} | {r['clean']:.1f} | {PAPER[(arch, training)][1]:.2f} | "
+        lines.append(f"| {r['model']} | {r['n']} | {r['clean']:.1f} | {TABLE1[r['model']][1]:.2f} | "
                      f"{r['accuracy']['fgsm-ce-paper']:.1f} | {r['worst']:.1f} | {r['strongest']} | "
                      f"{', '.join(r['flags']) or '-'} |")
     return "\n".join(lines) + "\n\n(accuracies in %, L-inf eps = 0.25; worst case: per-example minimum over the suite)\n"
@@ -158,10 +95,8 @@ def main(argv=None):
     parser.add_argument("--square-queries", type=count, default=1000)
     parser.add_argument("--sweep-steps", type=count, default=20)
     parser.add_argument("--batch", type=count, default=250)
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.n_test, args.n_test_cnn, args.pgd_steps, args.restarts = 100, 50, 10, 2
-        args.square_queries, args.sweep_steps = 50, 5
+    args = parse(parser, argv, quick={"n_test": 100, "n_test_cnn": 50, "pgd_steps": 10, "restarts": 2,
+                                      "square_queries": 50, "sweep_steps": 5})
     run = Run("audit", args)
     x_all, y_all = load_mnist(args.data_dir)["test"]
     models = load_models(args, run.xp)

@@ -142,12 +142,16 @@ class FileLog:
         self._file.write(line + "\n")
 
 
+def run_dir(script, args, default_dir=None):
+    """The run folder of ``script``: --out, else runs/<script>, with -quick under --quick."""
+    return Path(args.out or (default_dir or os.path.join("runs", script)) + ("-quick" if args.quick else ""))
+
+
 class Run:
     """A run folder with a log that goes both to stdout and to ``log.txt``."""
 
     def __init__(self, script, args, default_dir=None):
-        default_dir = default_dir or os.path.join("runs", script)
-        self.dir = Path(args.out or default_dir + ("-quick" if args.quick else ""))
+        self.dir = run_dir(script, args, default_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.device = resolve_device(args.device)
         self.xp = get_xp(self.device)

@@ -126,7 +126,7 @@ GRIDS = {
     "all": SIGMOID[:4] + RELU[:3] + SIGMOID[4:9] + RELU[3:5] + CNN[:2] + SIGMOID[9:13] + SIGMOID[16:] + RELU[5:11]
     + CNN[2:5] + SIGMOID[13:16] + RELU[11:] + CNN[5:],
     "quick": [
-        _run(hidden=16, epochs=3, max_train=2000, lam_step=1e-2),
+        _run(hidden=16, epochs=6, max_train=10000, lam_step=1e-2),
         _run(arch="relu_mlp", hidden=16, epochs=2, max_train=2000, lam_max=1e-2, lam_step=1e-3, ftz=False,
              readout="linear"),
     ],

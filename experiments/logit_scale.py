@@ -25,11 +25,12 @@ import argparse
 import numpy as np
 
 from analysis import audit
+from analysis.suite import fooled_by, in_batches
 from attacks import FGSM
 from attacks.losses import margin
-from experiments.audit import MODELS, fooled_by, in_batches
-from experiments.common import (Run, add_checkpoint_args, add_common_args, amount, cli, count, load_models, positive,
+from experiments.common import (Run, add_checkpoint_args, add_common_args, amount, cli, parse, count, load_models, positive,
                                 save_figure, write_json)
+from experiments.paper import MODELS
 from nn.backend import to_device, to_host
 from nn.mnist import load_mnist
 
@@ -81,9 +82,7 @@ def main(argv=None):
     parser.add_argument("--n-test-cnn", type=count, default=500, help="test images for the CNNs (default 500)")
     parser.add_argument("--eps", type=amount, default=0.25)
     parser.add_argument("--batch", type=count, default=250)
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.n_test, args.n_test_cnn = 200, 50
+    args = parse(parser, argv, quick={"n_test": 200, "n_test_cnn": 50})
     run = Run("logit_scale", args)
     x_all, y_all = load_mnist(args.data_dir)["test"]
     results = []

@@ -21,11 +21,11 @@ from pathlib import Path
 
 from experiments.recipes import Recipe, SettingError, model_key
 from nn.backend import to_device
-from nn.checkpoint import CheckpointError, load_checkpoint
+from nn.checkpoint import load_checkpoint
 from nn.penalty import lambda_schedule, saturated_fraction
 from nn.train import resume_state, train
 
-RECIPE_FILE = "recipe.json"  # in a sweep run's folder: {"recipe": ..., "seed": ..., "key": ...}
+RECIPE_FILE = "recipe.json"  # in a sweep run's folder: {"recipe": ..., "seed": ..., "settings": ...}
 
 
 def checkpoint_name(name, seed):
@@ -34,11 +34,13 @@ def checkpoint_name(name, seed):
 
 
 def stored_key(meta):
-    """The ``model_key`` a checkpoint's meta records; for checkpoints an older Table 1 wrote (their
-    ``model_settings`` and ``config``), computed from those. None when it records no model."""
-    if "key" in meta:
-        return meta["key"]
+    """The ``model_key`` of the model a checkpoint's meta records, recomputed from its recipe and seed
+    (so that checkpoints written under older setting names still match: ``Recipe.from_dict`` reads
+    them in today's words), or from the model settings and config an older Table 1 wrote. None when it
+    records no model."""
     try:
+        if "recipe" in meta:
+            return model_key(Recipe.from_dict(meta["recipe"]), meta["seed"])
         return model_key(Recipe.from_dict(meta["model_settings"]), meta["config"]["seed"])
     except (KeyError, TypeError, SettingError):
         return None
@@ -50,7 +52,7 @@ def find_snapshot(root, recipe, seed):
     key = model_key(recipe, seed)
     for info in sorted(Path(root).glob(f"*/{RECIPE_FILE}")) if root else []:
         try:
-            same = json.loads(info.read_text()).get("key") == key
+            same = stored_key(json.loads(info.read_text())) == key
         except (OSError, json.JSONDecodeError):
             continue
         snap = info.with_name(f"snap-e{recipe.epochs}.npz")

@@ -22,7 +22,7 @@ import argparse
 import time
 from pathlib import Path
 
-from experiments.common import Run, UsageError, add_common_args, cli, parse, count, read_json, write_json
+from experiments.common import Run, run_dir, UsageError, add_common_args, cli, parse, count, read_json, write_json
 from experiments.evaluation import evaluate
 from experiments.grids import GRIDS, MILESTONES
 from experiments.jobs import command, run_all
@@ -87,10 +87,8 @@ def train_run(task):
 
     xp, data = get_xp(task["device"]), load_mnist(task["data_dir"])
     x, y = data["test"][0][:task["n_test"]], data["test"][1][:task["n_test"]]
-    key = model_key(run.recipe, run.seed)
-    write_json(folder / RECIPE_FILE, {"recipe": run.recipe.as_dict(), "seed": run.seed, "settings": run.settings,
-                                      "key": key})
-    seconds = _seconds_so_far(folder / "train.npz", key)
+    write_json(folder / RECIPE_FILE, {"recipe": run.recipe.as_dict(), "seed": run.seed, "settings": run.settings})
+    seconds = _seconds_so_far(folder / "train.npz", model_key(run.recipe, run.seed))
 
     def after_epoch(m, rec):
         nonlocal seconds
@@ -131,13 +129,13 @@ def main(argv=None):
         raise UsageError(f"--run: no run {', '.join(sorted(unknown))} in the grid {args.grid}; "
                          f"`python -m experiments.sweep --grid {args.grid} --list` lists them")
     runs = [r for r in grid if not args.runs or r.name in args.runs]
-    sweep = Run("sweep", args)
-    if args.list:
-        opts = ["--out", sweep.dir, "--n-test", args.n_test, "--batch", args.batch,
+    if args.list:  # commands only, on stdout: nothing is run or logged
+        opts = ["--out", run_dir("sweep", args), "--n-test", args.n_test, "--batch", args.batch,
                 *(["--quick"] if args.quick else ["--grid", args.grid])]
         for r in runs:
             print(command("sweep", "--run", r.name, *opts))
         return []
+    sweep = Run("sweep", args)
     if not args.report:
         tasks = [{"run": r, "root": str(sweep.dir), "data_dir": args.data_dir, "device": sweep.device,
                   "n_test": args.n_test, "batch": args.batch} for r in runs]

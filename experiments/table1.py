@@ -20,7 +20,7 @@ import argparse
 import time
 
 from experiments import paper
-from experiments.common import Run, UsageError, add_common_args, cli, parse, count, hardware, write_json
+from experiments.common import Run, run_dir, UsageError, add_common_args, cli, parse, count, hardware, write_json
 from experiments.evaluation import aggregate
 from experiments.jobs import command, run_all
 from experiments.recipes import apply_set, select, set_value, table1_recipes
@@ -66,14 +66,14 @@ def main(argv=None):
     names = select(recipes, args.only)
     for n in names:
         recipes[n].check()
-    run = Run("table1", args)
-    if args.list:
-        opts = ["--out", run.dir, *(["--quick"] if args.quick else []), "--sweep", args.sweep,
+    if args.list:  # commands only, on stdout: nothing is run or logged
+        opts = ["--out", run_dir("table1", args), *(["--quick"] if args.quick else []), "--sweep", args.sweep,
                 *(x for a in args.overrides for x in ("--set", a))]
         for n in names:
             for s in seeds:
                 print(command("table1", "--only", n, "--seeds", s, *opts))
         return []
+    run = Run("table1", args)
     write_json(run.path("recipes.json"), {n: recipes[n].as_dict() for n in names})
     tasks = [{"recipe": recipes[n].as_dict(), "seed": s, "folder": str(run.dir), "data_dir": args.data_dir,
               "sweep": None if args.sweep == "none" else args.sweep, "device": run.device, "eval": ev}

@@ -28,9 +28,10 @@ import time
 import numpy as np
 
 from analysis import crown, ibp, milp
-from experiments.audit import MODELS, sweep_attack
-from experiments.common import (Run, add_checkpoint_args, add_common_args, amount, checkpoint_stamp, cli, count,
+from analysis.suite import eps_sweep_attack
+from experiments.common import (Run, add_checkpoint_args, add_common_args, amount, checkpoint_stamp, cli, parse, count,
                                 load_models, positive, resumable_rows, save_figure, write_json)
+from experiments.paper import MODELS
 from nn.backend import to_device, to_host
 from nn.mnist import load_mnist
 
@@ -61,7 +62,7 @@ def bracket(model, x, y, eps_values, args, log=print):
            "verified_by": {}, "verified": [], "attacked": [], "undecided": [], "milp": [], "contradictions": [],
            "seconds": {"ibp": 0.0, "crown": 0.0, "milp": 0.0, "attack": 0.0}}
     fooled = np.zeros(len(x), bool)
-    make_attack = sweep_attack(args)
+    make_attack = eps_sweep_attack(args.sweep_steps, args.seed, args.batch)
     for e in eps_values:
         t = time.perf_counter()
         fooled |= to_host(make_attack(float(e))(model, xd, yd).success).astype(bool)  # fooled at e is fooled above
@@ -154,9 +155,7 @@ def main(argv=None):
                         help="skip the MILP for an example with more unstable units than this (default 300)")
     parser.add_argument("--survivors", type=count, default=None,
                         help="survivors at the largest eps to examine (the MILP then has no --milp-max-binaries)")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.n_test, args.sweep_steps, args.milp_max, args.milp_time = 100, 5, 3, 5.0
+    args = parse(parser, argv, quick={"n_test": 100, "sweep_steps": 5, "milp_max": 3, "milp_time": 5.0})
     args.eps = sorted(args.eps)
     run = Run("verify", args)
     x, y = (a[:args.n_test] for a in load_mnist(args.data_dir)["test"])

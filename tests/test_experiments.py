@@ -3,13 +3,11 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from experiments import bench
 from experiments import train as train_script
 from nn import architectures
-from nn.mnist import load_mnist
 
 
 def test_train_quick_writes_run_folder(tmp_path, mnist_dir):

@@ -5,8 +5,9 @@ For each of the nine quick recipes: its parameters after three Adam steps of its
 numerics (penalty, adversarial training, flush-to-zero), the input gradients of the cross-entropy in
 every numerics mode (on the trained weights and on a 30x copy whose units saturate, where the modes
 differ most), and the Jacobian of the logits. Each array is fingerprinted by three float64 sums (plain,
-absolute, and against a fixed random vector), compared to 1e-5 of the array's absolute sum (1e-3 on the 30x copies, whose ReLU kinks flip with
-BLAS's summation order): a change in the code's
+absolute, and against a fixed random vector), compared to 1e-5 of the array's absolute sum for the MLPs
+(1e-3 on their 30x copies, 1e-2 on the CNNs, whose ReLU kinks and max-pool ties flip with BLAS's
+summation order): a change in the code's
 arithmetic moves them far more, a different BLAS on another machine much less. On the machine the
 record was made on (same numpy, same CPU, same number of BLAS threads) the arrays' SHA-256 must match too, bit for bit.
 
@@ -22,7 +23,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 RECORD = Path(__file__).with_name("golden.json")
 
@@ -89,9 +89,10 @@ def test_numbers_do_not_move(mnist_dir):
         assert set(now[name]) == set(arrays), name
         for key, ref in arrays.items():
             got = now[name][key]
-            # relative to sum |a| (the sums cancel); the 30x copies' ReLU kinks flip with the summation
-            # order of BLAS, so they get 1e-3
-            tol = (1e-3 if key.startswith("x30.") else 1e-5) * ref["sums"][1]
+            # relative to sum |a| (the sums cancel). Another BLAS (thread count, CPU) sums in another
+            # order: in the CNNs, max-pool's near-ties and ReLU kinks then flip (measured with one
+            # thread instead of two: up to 4e-3), in the 30x copies ReLU kinks (up to 1e-3)
+            tol = (1e-2 if name.startswith("cnn") else 1e-3 if key.startswith("x30.") else 1e-5) * ref["sums"][1]
             np.testing.assert_allclose(got["sums"], ref["sums"], rtol=0, atol=tol, err_msg=f"{name} {key}")
             if same_machine:
                 assert got["sha256"] == ref["sha256"], f"{name} {key}: not bit for bit"
