@@ -9,6 +9,11 @@ from __future__ import annotations
 ARCHS = ("sigmoid_mlp", "relu_mlp", "cnn")  # paper, section 3 and Table 2
 TRAININGS = ("vanilla", "adversarial", "saturated")  # paper, Table 1's rows
 MODELS = tuple(f"{a}-{t}" for a in ARCHS for t in TRAININGS)  # a model's name: <arch>-<training>
+# ours: the control of each saturated model, its recipe without the penalty (the same width, epochs,
+# learning rate, batch, numerics and seed; lambda = 0, i.e. the plain cross-entropy): how much of the
+# saturated model's FGSM number the penalty adds (RESULTS, Table 1)
+CONTROL = "control"
+CONTROLS = tuple(f"{a}-{CONTROL}" for a in ARCHS)
 
 # paper, Table 1: (clean test accuracy %, FGSM accuracy % at eps = 0.25)
 TABLE1 = {

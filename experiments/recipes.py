@@ -33,7 +33,8 @@ from nn.penalty import saturating_objective
 from nn.train import TrainConfig, cross_entropy_objective
 
 OBJECTIVES = {"vanilla": cross_entropy_objective, "adversarial": adversarial_objective,
-              "saturated": saturating_objective}
+              "saturated": saturating_objective, paper.CONTROL: cross_entropy_objective}
+TRAININGS = (*paper.TRAININGS, paper.CONTROL)  # the paper's three, and the saturated models' controls
 PARTS = ("arch", "train", "method")
 
 
@@ -50,7 +51,7 @@ def _arguments(fn):
 def _defaults(arch, training):
     """Every setting a recipe of (arch, training) has, with its default: -> {part: {key: default}}."""
     train = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.name != "seed"}
-    method = {} if training == "vanilla" else _arguments(OBJECTIVES[training])
+    method = {} if OBJECTIVES[training] is cross_entropy_objective else _arguments(OBJECTIVES[training])
     return {"arch": _arguments(ARCHITECTURES[arch]), "train": train, "method": method}
 
 
@@ -72,8 +73,9 @@ class Recipe:
 
     @classmethod
     def make(cls, arch, training, arch_kwargs=None, train=None, method=None):
-        if arch not in paper.ARCHS or training not in paper.TRAININGS:
-            raise SettingError(f"no model {arch}-{training}; expected one of {' '.join(paper.MODELS)}")
+        if arch not in paper.ARCHS or training not in TRAININGS:
+            raise SettingError(f"no model {arch}-{training}; expected one of "
+                               f"{' '.join(paper.MODELS + paper.CONTROLS)}")
         d = _defaults(arch, training)
         parts = {"arch": arch_kwargs or {}, "train": train or {}, "method": method or {}}
         filled = {}
@@ -116,7 +118,7 @@ class Recipe:
 
     def objective(self):
         """The training objective (``nn.train.train``'s ``objective``) this recipe names."""
-        if self.training == "vanilla":
+        if OBJECTIVES[self.training] is cross_entropy_objective:
             return cross_entropy_objective
         return OBJECTIVES[self.training](**self.method)
 
@@ -148,8 +150,9 @@ def model_key(recipe, seed):
 
 
 def table1_recipes(quick=False):
-    """The nine models of Table 1 from ``experiments.paper``: {name: Recipe}, in the paper's order.
-    ``quick``: the same models at the smoke sizes of ``paper.QUICK``."""
+    """The nine models of Table 1 from ``experiments.paper``, then the three controls (each saturated
+    recipe with the plain cross-entropy): {name: Recipe}, in the paper's order. ``quick``: the same
+    models at the smoke sizes of ``paper.QUICK``."""
     out = {}
     for training in paper.TRAININGS:
         for arch in paper.ARCHS:
@@ -169,7 +172,10 @@ def table1_recipes(quick=False):
                 method.update(q_model.get("method", {}))
             recipe = Recipe.make(arch, training, arch_kwargs, train, method)
             out[recipe.name] = recipe
-    return {name: out[name] for name in paper.MODELS}
+    for arch in paper.ARCHS:
+        sat = out[f"{arch}-saturated"]
+        out[f"{arch}-{paper.CONTROL}"] = Recipe.make(arch, paper.CONTROL, sat.arch_kwargs, sat.train)
+    return {name: out[name] for name in paper.MODELS + paper.CONTROLS}
 
 
 def select(names, only, option="--only"):
@@ -177,10 +183,10 @@ def select(names, only, option="--only"):
     ``all``. -> list, in the order of ``names``. An unknown item raises SettingError naming ``option``."""
     if not only:
         return list(names)
-    unknown = [o for o in only if o != "all" and o not in {*paper.ARCHS, *paper.TRAININGS, *paper.MODELS}]
+    unknown = [o for o in only if o != "all" and o not in {*paper.ARCHS, *TRAININGS, *paper.MODELS, *paper.CONTROLS}]
     if unknown:
         raise SettingError(f"{option}: unknown {', '.join(unknown)}; expected an architecture "
-                           f"({', '.join(paper.ARCHS)}), a training ({', '.join(paper.TRAININGS)}), "
+                           f"({', '.join(paper.ARCHS)}), a training ({', '.join(TRAININGS)}), "
                            f"<architecture>-<training> or all")
     return [n for n in names if {"all", n, *n.split("-")} & set(only)]
 
@@ -239,4 +245,5 @@ def apply_set(recipes, assignment):
 
 def quick_recipes():
     """Table 1's nine recipes at the quick sizes (tests/test_golden.py fingerprints them)."""
-    return table1_recipes(quick=True)
+    quick = table1_recipes(quick=True)
+    return {name: quick[name] for name in paper.MODELS}

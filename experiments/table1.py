@@ -6,6 +6,7 @@
     python -m experiments.table1 --quick          # smoke preset: small models, minutes on 2 CPUs
     python -m experiments.table1 --only cnn-saturated --set cnn-saturated.method.lam_max=1e-4
     python -m experiments.table1 --only relu_mlp --seeds 0 1 2      # each cell mean +- std over seeds
+    python -m experiments.table1 --only saturated control --seeds 0 1 2   # the saturated models and their controls
     python -m experiments.table1 --list           # one command per model, for a scheduler
 
 Each model (``experiments.recipes``) is trained once into the run folder (default runs/table1[-quick])
@@ -52,6 +53,8 @@ def main(argv=None):
     parser.add_argument("--sweep", default="runs/sweep",
                         help="sweep folder whose snapshots stand in for models of the same recipe "
                              "(default runs/sweep; 'none' to always train)")
+    parser.add_argument("--controls", action="store_true",
+                        help="also each saturated model's control: its recipe without the penalty")
     parser.add_argument("--jobs", type=count, default=1, help="models trained at a time, one core each")
     parser.add_argument("--list", action="store_true", help="print one command per model and seed, run nothing")
     args = parse(parser, argv)
@@ -63,7 +66,11 @@ def main(argv=None):
         if not a.startswith("eval."):
             recipes = apply_set(recipes, a)
     ev = eval_settings(args.quick, [a for a in args.overrides if a.startswith("eval.")])
-    names = select(recipes, args.only)
+    asked = any(paper.CONTROL in o for o in args.only or [])  # --only control, --only relu_mlp-control
+    names = select([n for n in recipes if asked or n in paper.MODELS], args.only)
+    if args.controls:  # each chosen saturated model's control, after the paper's models
+        names += [n.replace("-saturated", f"-{paper.CONTROL}") for n in names
+                  if n.endswith("-saturated") and n.replace("-saturated", f"-{paper.CONTROL}") not in names]
     for n in names:
         recipes[n].check()
     if args.list:  # commands only, on stdout: nothing is run or logged
@@ -83,7 +90,7 @@ def main(argv=None):
     rows = []
     for i, n in enumerate(names):
         per_seed = results[i * len(seeds):(i + 1) * len(seeds)]
-        clean, fgsm = paper.TABLE1[n]
+        clean, fgsm = paper.TABLE1.get(n, (None, None))  # the controls are ours
         rows.append({"model": n, **aggregate(per_seed), "n_seeds": len(seeds), "seeds": seeds, "per_seed": per_seed,
                      "paper_clean": clean, "paper_fgsm": fgsm, "arch_kwargs": recipes[n].arch_kwargs})
     table, wall = format_table(rows), time.perf_counter() - t0

@@ -44,7 +44,7 @@ def train_and_evaluate(task):
     seconds = meta.get("train_seconds") or sum(h.get("seconds", 0.0) for h in meta.get("history", []))
     result.update(train_seconds=seconds, eval_seconds=time.perf_counter() - t0)
     write_json(saved, {"key": meta["key"], "eval": ev, "stamp": stamp, "result": result})
-    clean, fgsm = paper.TABLE1[recipe.name]
+    clean, fgsm = paper.TABLE1.get(recipe.name, ("-", "-"))
     log(f"{recipe.name}" + (f" (seed {seed})" if seed else "") + f": clean {100 * result['clean_acc']:.2f} %  "
         f"FGSM paper {100 * result['fgsm_paper']:.2f} %  float32 {100 * result['fgsm_float32']:.2f} %  "
         f"stable {100 * result['fgsm_stable']:.2f} %  (the paper: {clean} / {fgsm})  median margin "
@@ -65,15 +65,17 @@ def format_table(rows):
     lines = ["| training | " + " | ".join(f"{a} paper | {a} ours" for a in paper.ARCHS) + " |",
              "| --- |" + " --- | --- |" * len(paper.ARCHS)]
     by = {r["model"]: r for r in rows}
-    for t in paper.TRAININGS:
+    controls = any(paper.CONTROL in name for name in by)
+    for t in paper.TRAININGS + ((paper.CONTROL,) if controls else ()):
         cells = []
         for a in paper.ARCHS:
-            clean, fgsm = paper.TABLE1[f"{a}-{t}"]
+            paper_cell = "{:.2f} / {:.2f}".format(*paper.TABLE1[f"{a}-{t}"]) if t != paper.CONTROL else "-"
             r = by.get(f"{a}-{t}")
             ours = (f"{_cell(r, 'clean_acc')} / {_cell(r, 'fgsm_paper')} ({_cell(r, 'fgsm_float32')}, "
                     f"{_cell(r, 'fgsm_stable')})" if r else "-")
-            cells += [f"{clean:.2f} / {fgsm:.2f}", ours]
-        lines.append(f"| {t} | " + " | ".join(cells) + " |")
+            cells += [paper_cell, ours]
+        label = "saturated recipe, no penalty (control)" if t == paper.CONTROL else t
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     sizes = "; ".join(f"{r['model']} {r['arch_kwargs']}" for r in rows)
     return "\n".join(lines) + ("\n\n(clean test accuracy % / FGSM accuracy % at eps = 0.25 with the paper's numerics "
                                "(float32 with TensorFlow's flush-to-zero); in brackets, FGSM with numerics float32 "

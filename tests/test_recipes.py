@@ -8,7 +8,7 @@ from experiments.recipes import Recipe, SettingError, apply_set, model_key, sele
 
 def test_table1_recipes_come_from_the_papers_facts():
     r = table1_recipes()
-    assert list(r) == list(paper.MODELS)
+    assert list(r) == list(paper.MODELS + paper.CONTROLS)
     sat = r["sigmoid_mlp-saturated"]
     assert sat.method["lam_max"] == paper.LAMBDA["sigmoid_mlp"]["lam_max"] == 1.74
     assert sat.method["kinds"] == paper.PHI["sigmoid_mlp"] and sat.method["units"] == "mean"
@@ -82,3 +82,12 @@ def test_sweep_grid_all_holds_every_run_once_and_settings_reach_the_recipe():
     assert grids._run(arch="relu_mlp").recipe.method["kinds"] == ["relu"] * 3
     assert grids.short_label(linear.settings) == "readout linear"  # the architecture is the figure's row
     assert grids.short_label(grids._run(lr=3e-3).settings) == "lr 0.003"
+
+
+def test_a_control_is_its_saturated_recipe_without_the_penalty():
+    r = table1_recipes()
+    for arch in paper.ARCHS:
+        sat, control = r[f"{arch}-saturated"], r[f"{arch}-control"]
+        assert control.arch_kwargs == sat.arch_kwargs and control.train == sat.train and control.method == {}
+        assert model_key(control, 0) != model_key(sat, 0)
+    assert select(list(r), ["control"]) == list(paper.CONTROLS)

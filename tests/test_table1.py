@@ -112,3 +112,13 @@ def test_table1_jobs_and_list_give_the_table_of_one_process(tmp_path, mnist_dir,
     out = capsys.readouterr().out
     assert out.count(": loaded ") == 2 and ": training " not in out
     assert [{k: r[k] for k in KEYS} for r in one] == [{k: r[k] for k in KEYS} for r in listed]
+
+
+def test_table1_controls_row(tmp_path, mnist_dir):
+    """--controls adds each chosen saturated model's control (its recipe without the penalty) in a row
+    of its own, with no number of the paper beside it."""
+    rows = table1.main(["--quick", "--out", str(tmp_path), "--data-dir", str(mnist_dir), "--sweep", "none",
+                        "--only", "relu_mlp-saturated", "--controls"])
+    assert [r["model"] for r in rows] == ["relu_mlp-saturated", "relu_mlp-control"]
+    md = (tmp_path / "table.md").read_text()
+    assert "| saturated recipe, no penalty (control) | - | - | - |" in md
