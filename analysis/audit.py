@@ -12,7 +12,8 @@ import numpy as np
 
 from attacks.losses import loss_and_input_gradient, loss_function
 from nn.backend import to_device, to_host
-from nn.model import WEIGHT_LAYERS, Sequential
+from nn.model import Sequential
+from nn.spec import WEIGHT_LAYERS
 from nn.validate import InputError, check_number
 
 # Every flag, with the pattern that raises it (accuracies in percentage points).

@@ -10,15 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from nn import layers as L
+from nn.softmax import softmax
 from nn.backend import array_module, to_device, to_host
 from nn.validate import check_images, check_number
-
-
-def softmax(z):
-    """p = exp(log_softmax(z)), shift-first (``nn.layers.log_normalise``): a common offset of the
-    logits, however large, changes nothing.  z: (N, K) -> (N, K)."""
-    return array_module(z).exp(L.log_softmax(z))
 
 
 def fisher_metric_logits(p):

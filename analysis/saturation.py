@@ -4,7 +4,7 @@ margins, to check against the gradient itself (beyond the paper; the mechanism o
 The paper's backward pass for an MLP multiplies, layer by layer, dC/dz = p - onehot(y), the weights,
 and the activations' derivatives. In float32 a factor is exactly 0 where
 
-* p_y rounds to 1 (a logit margin of 16.64 over a single runner-up, ``nn.layers.log_softmax``), for
+* p_y rounds to 1 (a logit margin of 16.64 over a single runner-up, ``nn.softmax.log_softmax``), for
   the true class's entry p_y - 1;
 * the paper's sigma'(h) = y (1 - y) has y rounded to 1 (from h = 16.64 on), or a ReLU unit is off
   (h <= 0);
@@ -25,7 +25,8 @@ from __future__ import annotations
 import numpy as np
 
 from nn.backend import to_device, to_host
-from nn.layers import log_softmax_stable, sigmoid
+from nn.layers import sigmoid
+from nn.softmax import log_softmax_stable
 from nn.numerics import FORWARD_NUMERICS, LOG_SMALLEST_NORMAL, LOG_SMALLEST_SUBNORMAL, check_numerics
 from nn.validate import InputError, check_batch
 

@@ -23,12 +23,12 @@ Numerics modes (``numerics=``, ``nn.numerics``):
 
 float64 is a dtype, not a mode: cast model and input (the slowest way).
 
-Every log-softmax is computed shift-first (``nn.layers.log_normalise``): a common offset of the
+Every log-softmax is computed shift-first (``nn.softmax.log_normalise``): a common offset of the
 logits, however large, changes neither a loss nor its gradient.
 """
 from __future__ import annotations
 
-from nn import layers as L
+from nn import softmax
 from nn.backend import array_module
 from nn.model import backward, backward_scaled
 from nn.numerics import check_numerics
@@ -47,8 +47,8 @@ def cross_entropy(z, y, numerics="float32"):
     if check_numerics(numerics) == "stable":
         C, d, s = cross_entropy_scaled(z, y)
         return C, d * xp.exp(s)[:, None]
-    C, cache = L.cross_entropy_forward(z, y, numerics)
-    return C, L.cross_entropy_backward(xp.ones_like(C), cache, numerics)
+    C, cache = softmax.cross_entropy_forward(z, y, numerics)
+    return C, softmax.cross_entropy_backward(xp.ones_like(C), cache, numerics)
 
 
 def margin(z, y, numerics="float32"):
@@ -73,10 +73,10 @@ def margin(z, y, numerics="float32"):
 
 
 def cross_entropy_scaled(z, y):
-    """C_n and dC_n/dz_n = exp(s_n) d_n in scaled form (``L.cross_entropy_backward_scaled``).
+    """C_n and dC_n/dz_n = exp(s_n) d_n in scaled form (``softmax.cross_entropy_backward_scaled``).
     z: (N, K), y: (N,) -> C: (N,), d: (N, K), s: (N,)."""
-    C, cache = L.cross_entropy_forward(z, y, "stable")
-    d, s = L.cross_entropy_backward_scaled(cache)
+    C, cache = softmax.cross_entropy_forward(z, y, "stable")
+    d, s = softmax.cross_entropy_backward_scaled(cache)
     return C, d, s
 
 

@@ -15,7 +15,7 @@ import dataclasses
 import numpy as np
 import scipy.optimize
 
-from nn import layers as L
+from nn import softmax
 from nn.backend import array_module, to_device, to_host
 from nn.numerics import FORWARD_NUMERICS, check_numerics
 from nn.validate import InputError, check_batch, check_number
@@ -47,7 +47,7 @@ def confidence(model, x, y, batch=1000):
     out = []
     for i in range(0, max(len(x), 1), batch):  # one empty slice when N = 0: an empty result
         z = to_host(model.logits(x[i:i + batch]), np.float64)
-        out.append(np.take_along_axis(L.log_softmax_stable(z), to_host(y[i:i + batch])[:, None], 1)[:, 0])
+        out.append(np.take_along_axis(softmax.log_softmax_stable(z), to_host(y[i:i + batch])[:, None], 1)[:, 0])
     return np.concatenate(out)
 
 

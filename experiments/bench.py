@@ -41,7 +41,8 @@ import numpy as np
 from experiments.common import UsageError, add_common_args, cli, parse, count, hardware
 from nn.architectures import cnn, mlp
 from nn.backend import get_xp, retain_freed_memory, synchronize, to_device
-from nn.model import WEIGHT_LAYERS, Sequential, layer_shapes
+from nn.model import Sequential
+from nn.spec import WEIGHT_LAYERS, layer_shapes
 from nn.train import TrainConfig, train
 
 

@@ -131,7 +131,7 @@ class Recipe:
     def check(self):
         """Build everything the recipe names once (spec, training settings, objective), so that a bad
         value stops a run at once with its name, not after an hour. -> self."""
-        from nn.model import layer_shapes
+        from nn.spec import layer_shapes
         layer_shapes(self.spec())
         self.config()
         self.objective()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import numbers
 
-from .model import SpecError
+from .spec import SpecError
 
 MNIST_SHAPE = [1, 28, 28]
 N_CLASSES = 10

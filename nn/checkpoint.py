@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from .backend import to_device, to_host
-from .model import Sequential, SpecError, param_shapes
+from .model import Sequential
+from .spec import SpecError, param_shapes
 from .validate import UserError
 
 FORMAT = "satnets-checkpoint/1"

@@ -19,133 +19,15 @@ read them, and ``backward`` accepts extra gradients ``dhs`` injected at each of 
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
 from . import layers as L
+from . import softmax
 from .backend import array_module, to_device
 from .numerics import FORWARD_NUMERICS, check_numerics, flush_subnormals
-from .validate import InputError, UserError, check_images, check_labels
-
-WEIGHT_LAYERS = ("dense", "conv2d")
-ACTIVATIONS = ("sigmoid", "relu")
-LAYER_TYPES = WEIGHT_LAYERS + ACTIVATIONS + ("maxpool2d", "flatten")
-
-
-class SpecError(UserError, ValueError):
-    """A model spec, or parameters, that do not describe a valid network."""
-
-
-def layer_shapes(spec):
-    """Validate a spec and return the per-example output shape of every layer.
-
-    -> list of tuples, one per layer, e.g. [(784,), (1000,), (1000,), ..., (10,)].
-    """
-    try:
-        shape = tuple(int(s) for s in spec["input_shape"])
-        layers = spec["layers"]
-    except (KeyError, TypeError, ValueError) as e:
-        raise SpecError(f"spec needs 'input_shape' (list of ints) and 'layers' (list): {e}") from e
-    shapes = []
-    for i, layer in enumerate(layers):
-        try:
-            shape = _layer_shape(i, layer, shape)
-        except SpecError:
-            raise
-        except (KeyError, TypeError, ValueError) as e:
-            raise SpecError(f"layer {i} ({layer}): missing or bad field {e}") from e
-        shapes.append(shape)
-    if not layers or layers[-1]["type"] not in WEIGHT_LAYERS:
-        raise SpecError("the last layer must be a weight layer (the readout h^D)")
-    return shapes
-
-
-def _layer_shape(i, layer, shape):
-    """The per-example output shape of layer i given its input shape."""
-    t = layer.get("type")
-    if t not in LAYER_TYPES:
-        raise SpecError(f"layer {i}: unknown type {t!r}; expected one of {LAYER_TYPES}")
-    for field in ("units", "channels", "kernel"):
-        if field in layer and (isinstance(layer[field], bool) or not isinstance(layer[field], numbers.Integral)
-                               or layer[field] < 1):
-            raise SpecError(f"layer {i}: {field} must be a positive whole number, got {layer[field]!r}")
-    if t == "dense":
-        if len(shape) != 1:
-            raise SpecError(f"layer {i}: dense needs a flat input, got shape {shape}; add a flatten")
-        shape = (int(layer["units"]),)
-    elif t == "conv2d":
-        if len(shape) != 3:
-            raise SpecError(f"layer {i}: conv2d needs (C, H, W) input, got shape {shape}")
-        k = int(layer["kernel"])
-        if k % 2 == 0:
-            raise SpecError(f"layer {i}: conv2d 'same' padding needs an odd kernel, got {k}")
-        shape = (int(layer["channels"]),) + shape[1:]
-    elif t == "maxpool2d":
-        if len(shape) != 3 or shape[1] % 2 or shape[2] % 2:
-            raise SpecError(f"layer {i}: maxpool2d needs (C, H, W) with even H, W; got {shape}")
-        shape = (shape[0], shape[1] // 2, shape[2] // 2)
-    elif t == "flatten":
-        shape = (math.prod(shape),)
-    return shape
-
-
-def param_shapes(spec):
-    """The expected shape of every parameter: list (one per layer) of {name: shape}."""
-    shapes = layer_shapes(spec)
-    in_shapes = [tuple(spec["input_shape"])] + shapes[:-1]
-    out = []
-    for layer, s_in, s_out in zip(spec["layers"], in_shapes, shapes):
-        if layer["type"] == "dense":
-            out.append({"W": (s_out[0], s_in[0]), "b": (s_out[0],)})
-        elif layer["type"] == "conv2d":
-            k = int(layer["kernel"])
-            out.append({"W": (s_out[0], s_in[0], k, k), "b": (s_out[0],)})
-        else:
-            out.append({})
-    return out
-
-
-def init_params(spec, seed=0, dtype=np.float32, xp=np):
-    """Random initial parameters, drawn on the host from ``numpy.random.default_rng(seed)`` (so the
-    same seed gives the same network on the CPU and the GPU), then moved to ``xp``.
-
-    W ~ N(0, 2 / fan_in) for ``init: "he"`` (layers followed by ReLU), and
-    W ~ U(-a, a) with a = sqrt(6 / (fan_in + fan_out)) for ``init: "glorot"`` (the default);
-    biases are 0.
-    """
-    rng = np.random.default_rng(seed)
-    params = []
-    for layer, shapes in zip(spec["layers"], param_shapes(spec)):
-        if not shapes:
-            params.append({})
-            continue
-        wshape = shapes["W"]
-        fan_out, fan_in = wshape[0] * math.prod(wshape[2:]), math.prod(wshape[1:])
-        init = layer.get("init", "glorot")
-        if init == "he":
-            W = rng.normal(0.0, math.sqrt(2.0 / fan_in), size=wshape)
-        elif init == "glorot":
-            a = math.sqrt(6.0 / (fan_in + fan_out))
-            W = rng.uniform(-a, a, size=wshape)
-        else:
-            raise SpecError(f"unknown init {init!r}; expected 'he' or 'glorot'")
-        params.append({"W": to_device(W, xp, dtype), "b": xp.zeros(shapes["b"], dtype=dtype)})
-    return params
-
-
-def check_params(spec, params):
-    """Raise SpecError unless ``params`` has exactly the parameters, shapes of ``spec``."""
-    expected = param_shapes(spec)
-    if len(params) != len(expected):
-        raise SpecError(f"spec has {len(expected)} layers, params has {len(params)}")
-    for i, (p, e) in enumerate(zip(params, expected)):
-        if set(p) != set(e):
-            raise SpecError(f"layer {i}: parameters {sorted(p)}, spec expects {sorted(e)}")
-        for name, shape in e.items():
-            if tuple(p[name].shape) != shape:
-                raise SpecError(f"layer {i} {name}: shape {tuple(p[name].shape)}, spec expects {shape}")
-
+from .spec import WEIGHT_LAYERS, check_params, init_params
+from .validate import InputError, check_images, check_labels
 
 # ---------------------------------------------------------------------------------------------
 # The composition: forward walks the layers, backward walks the caches in reverse.
@@ -243,7 +125,7 @@ def backward_scaled(caches, d, log_scale):
     """The input gradient in scaled form, for any depth of saturation: dL/dx = exp(log_scale) * dx.
 
     d: (..., N, 10) direction of dL/dlogits, log_scale: (..., N) its log-magnitude (e.g. from
-    ``L.cross_entropy_backward_scaled``). Walks the caches of ``forward`` like ``backward`` (input
+    ``softmax.cross_entropy_backward_scaled``). Walks the caches of ``forward`` like ``backward`` (input
     gradient only; the forward pass in "float32", the caches then hold nothing flushed),
     with sigmoid' applied in log form (``L.sigmoid_backward_scaled``) and each example's signal
     rescaled to max |d| = 1 after every layer, its log-magnitude added to log_scale: no factor
@@ -354,7 +236,7 @@ class Sequential:
         logits, caches, hs = self.forward(x, numerics)
         if check:
             check_labels(self, y, len(x))
-        C, ce_cache = L.cross_entropy_forward(logits, y)
+        C, ce_cache = softmax.cross_entropy_forward(logits, y)
         if weights is None:
             weights = self.xp.full((x.shape[0],), 1.0 / x.shape[0], dtype=logits.dtype)
         loss = (weights * C).sum()
@@ -362,7 +244,7 @@ class Sequential:
         if penalty is not None:
             R, dhs = penalty(hs)
             loss = loss + R
-        dlogits = L.cross_entropy_backward(weights, ce_cache, numerics)
+        dlogits = softmax.cross_entropy_backward(weights, ce_cache, numerics)
         _, grads = backward(self.spec, caches, dlogits, dhs=dhs, numerics=numerics)
         return loss, grads, logits
 
@@ -373,8 +255,8 @@ class Sequential:
         """
         logits, caches, _ = self.forward(x)
         check_labels(self, y, len(x))
-        C, ce_cache = L.cross_entropy_forward(logits, y)
-        dlogits = L.cross_entropy_backward(self.xp.ones_like(C), ce_cache)
+        C, ce_cache = softmax.cross_entropy_forward(logits, y)
+        dlogits = softmax.cross_entropy_backward(self.xp.ones_like(C), ce_cache)
         dx, _ = backward(self.spec, caches, dlogits, param_grads=False, input_grad=True)
         return C, dx
 

@@ -23,7 +23,7 @@ here that tests/test_numerics.py recomputes from the code's own arithmetic:
   other classes' share sum_{j != y} exp(z_j - z_y) is at most 2^-24 (one runner-up: a logit margin of
   16.64, ``P_Y_ONE_MARGIN``) where the largest logit is 0; the log-softmax rounds z_y + log-sum-exp
   where it keeps the rounding of recorded numbers, so a larger largest logit brings it earlier
-  (``nn.layers.log_softmax``: from 14.44 for logits (d, 0), from 11.09 for top logits of 500 and more).
+  (``nn.softmax.log_softmax``: from 14.44 for logits (d, 0), from 11.09 for top logits of 500 and more).
 * **Underflow.** float32's smallest normal number is 2^-126 ~ e^-87.34 (``LOG_SMALLEST_NORMAL``),
   its smallest subnormal 2^-149 ~ e^-103.28 (``LOG_SMALLEST_SUBNORMAL``), and exp(-a) rounds to 0
   once it is below half of that, a > 150 ln 2 ~ 103.97 (``EXP_UNDERFLOW``). So sigma(h) for h <

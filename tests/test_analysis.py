@@ -4,7 +4,7 @@ import pytest
 
 from analysis import fisher, kurtosis, rdm, stats
 from nn import architectures
-from nn import layers as L
+from nn import softmax
 from nn.backend import to_device, to_host
 from nn.gradcheck import numerical_gradient, rel_error
 from nn.model import Sequential
@@ -49,16 +49,16 @@ def test_fisher_metric_is_the_cross_entropy_hessian(xp):
     rng = np.random.default_rng(2)
     z = to_device(rng.standard_normal((3, 10)), xp)
     y = to_device(rng.integers(0, 10, 3), xp)
-    G = fisher.fisher_metric_logits(fisher.softmax(z))
+    G = fisher.fisher_metric_logits(softmax.softmax(z))
     for n in range(3):  # the Hessian row by row: finite differences of the analytic gradient p - e_y
         def grad_k(zn, k):
             zz = z.copy()
             zz[n] = zn
-            return L.cross_entropy_backward(xp.ones(3), L.cross_entropy_forward(zz, y)[1])[n, k]
+            return softmax.cross_entropy_backward(xp.ones(3), softmax.cross_entropy_forward(zz, y)[1])[n, k]
         for k in range(10):
             num = numerical_gradient(lambda zn: grad_k(zn, k), z[n].copy())
             assert rel_error(G[n, k], num) < 1e-7
-    A = fisher.fisher_sqrt(fisher.softmax(z))
+    A = fisher.fisher_sqrt(softmax.softmax(z))
     assert rel_error(A.transpose(0, 2, 1) @ A, G) < 1e-12
 
 
@@ -71,7 +71,7 @@ def _small(xp, act="sigmoid"):
 def test_kl_is_half_the_pullback_quadratic_form(xp):
     """KL(p(x) || p(x + s u)) = s^2 / 2 u^T G^in u + O(s^3): the ratio tends to 1 linearly in s."""
     model, x = _small(xp)
-    p = fisher.softmax(model.logits(x))
+    p = softmax.softmax(model.logits(x))
     J = model.jacobian(x)
     u = to_device(np.random.default_rng(4).standard_normal((2, 16)), xp)
     quad = to_host(fisher.length_element(J, p, u)) ** 2
@@ -79,7 +79,7 @@ def test_kl_is_half_the_pullback_quadratic_form(xp):
     np.testing.assert_allclose(quad, dense, rtol=1e-10)
     errs = []
     for s in (1e-2, 1e-3):
-        q = fisher.softmax(model.logits(x + s * u.reshape(x.shape)))
+        q = softmax.softmax(model.logits(x + s * u.reshape(x.shape)))
         kl = to_host(fisher.kl_divergence(p, q))
         errs.append(np.abs(kl / (0.5 * s * s * quad) - 1).max())
     assert errs[1] < 1e-2 and errs[1] < errs[0] / 5  # O(s) relative error
@@ -87,7 +87,7 @@ def test_kl_is_half_the_pullback_quadratic_form(xp):
 
 def test_low_rank_spectrum_equals_dense(xp):
     model, x = _small(xp, "relu")
-    p = fisher.softmax(model.logits(x))
+    p = softmax.softmax(model.logits(x))
     J = model.jacobian(x)
     low = to_host(fisher.pullback_spectrum(J, p))
     dense = np.sort(np.linalg.eigvalsh(to_host(fisher.pullback_metric(J, p))), axis=1)[:, ::-1][:, :10]
@@ -105,7 +105,7 @@ def test_path_geometry_shapes_and_length():
     assert g["p"].shape == (50, 10) and g["dl"].shape == (50,) and g["sv"].shape == (50, 10)
     np.testing.assert_allclose(g["p"].sum(axis=1), 1)
     assert g["length"] == pytest.approx(np.trapezoid(g["dl"], g["t"]))
-    np.testing.assert_allclose(g["p"][[0, -1]], to_host(fisher.softmax(model.logits(x))))
+    np.testing.assert_allclose(g["p"][[0, -1]], to_host(softmax.softmax(model.logits(x))))
 
 
 @pytest.mark.parametrize("gamma2", [0.0, 1.0, 3.0, 6.0])

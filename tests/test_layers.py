@@ -2,6 +2,7 @@
 import numpy as np
 
 from nn import layers as L
+from nn import softmax
 from nn.backend import array_module, to_device, to_host
 from nn.gradcheck import numerical_gradient, rel_error
 
@@ -159,19 +160,19 @@ def test_scaled_cross_entropy_gradient(xp):
     z = _rand(xp, rng, 5, 7)  # float64: both forms agree with finite differences
     y = to_device(rng.integers(0, 7, 5), xp)
     w = _rand(xp, rng, 5)
-    C, cache = L.cross_entropy_forward(z, y, "stable")
-    np.testing.assert_allclose(to_host(C), to_host(L.cross_entropy_forward(z, y)[0]), rtol=1e-12)
-    num = numerical_gradient(lambda zz: (L.cross_entropy_forward(zz, y, "stable")[0] * w).sum(), z)
-    d, s = L.cross_entropy_backward_scaled(cache)
+    C, cache = softmax.cross_entropy_forward(z, y, "stable")
+    np.testing.assert_allclose(to_host(C), to_host(softmax.cross_entropy_forward(z, y)[0]), rtol=1e-12)
+    num = numerical_gradient(lambda zz: (softmax.cross_entropy_forward(zz, y, "stable")[0] * w).sum(), z)
+    d, s = softmax.cross_entropy_backward_scaled(cache)
     assert rel_error(d * xp.exp(s)[:, None] * w[:, None], num) < TOL
     assert (to_host(xp.abs(d).max(axis=1)) == 1).all()
     # a confident float32 network: z_y leads by 20 > 16.64, so 1 - p_y rounds to 0 in the paper's form
     z = to_device(np.array([[20.0, 0.0, 0.0]], np.float32), xp)
     y = to_device(np.array([0]), xp)
     one = xp.ones(1, dtype=xp.float32)
-    d_default = to_host(L.cross_entropy_backward(one, L.cross_entropy_forward(z, y)[1]))
-    C_s, cache_s = L.cross_entropy_forward(z, y, "stable")
-    d, s = L.cross_entropy_backward_scaled(cache_s)
+    d_default = to_host(softmax.cross_entropy_backward(one, softmax.cross_entropy_forward(z, y)[1]))
+    C_s, cache_s = softmax.cross_entropy_forward(z, y, "stable")
+    d, s = softmax.cross_entropy_backward_scaled(cache_s)
     assert d_default[0, 0] == 0.0 and float(C_s[0]) > 0
     np.testing.assert_allclose(to_host(d)[0], [-1.0, 0.5, 0.5], rtol=1e-6)
     np.testing.assert_allclose(to_host(s)[0], np.log(2) - 20.0, rtol=1e-6)  # exp(s) d = (-2, 1, 1) e^-20
@@ -190,18 +191,18 @@ def test_cross_entropy(xp):
     rng = np.random.default_rng(7)
     z = _rand(xp, rng, 5, 10) * 3
     y = to_device(rng.integers(0, 10, 5), xp)
-    C, cache = L.cross_entropy_forward(z, y)
+    C, cache = softmax.cross_entropy_forward(z, y)
     zh = to_host(z)
     want = np.log(np.exp(zh).sum(1)) - zh[np.arange(5), to_host(y)]
     np.testing.assert_allclose(to_host(C), want, rtol=1e-12)
     w = _rand(xp, rng, 5)
-    num = numerical_gradient(lambda zz: (L.cross_entropy_forward(zz, y)[0] * w).sum(), z)
-    assert rel_error(L.cross_entropy_backward(w, cache), num) < TOL
+    num = numerical_gradient(lambda zz: (softmax.cross_entropy_forward(zz, y)[0] * w).sum(), z)
+    assert rel_error(softmax.cross_entropy_backward(w, cache), num) < TOL
 
 
 def test_log_softmax_is_stable_for_huge_logits(xp):
     z = to_device(np.array([[1000.0, 0.0, -1000.0]], np.float32), xp)
-    logp = to_host(L.log_softmax(z))
+    logp = to_host(softmax.log_softmax(z))
     assert np.isfinite(logp).all()
     np.testing.assert_allclose(logp, [[0.0, -1000.0, -2000.0]])
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from attacks.losses import cross_entropy, loss_and_input_gradient, scaled_input_gradient
-from nn import architectures, model as M
+from nn import architectures, model as M, spec as S
 from nn.backend import to_device, to_host
 from nn.gradcheck import numerical_gradient, numerical_jvp, rel_error
 
@@ -135,12 +135,12 @@ def test_bad_inputs_are_named():
         model.logits(np.zeros((3, 16)))
     with pytest.raises(TypeError, match="float32"):
         model.logits(np.zeros((3, 1, 4, 4), np.float32))
-    with pytest.raises(M.SpecError, match="layer 1"):
-        M.layer_shapes({"input_shape": [1, 4, 4], "layers": [{"type": "flatten"}, {"type": "dense"}]})
-    with pytest.raises(M.SpecError, match="unknown type"):
-        M.layer_shapes({"input_shape": [784], "layers": [{"type": "softplus"}]})
-    with pytest.raises(M.SpecError, match="shape"):
-        bad = M.init_params(small_mlp("relu"))
+    with pytest.raises(S.SpecError, match="layer 1"):
+        S.layer_shapes({"input_shape": [1, 4, 4], "layers": [{"type": "flatten"}, {"type": "dense"}]})
+    with pytest.raises(S.SpecError, match="unknown type"):
+        S.layer_shapes({"input_shape": [784], "layers": [{"type": "softplus"}]})
+    with pytest.raises(S.SpecError, match="shape"):
+        bad = S.init_params(small_mlp("relu"))
         bad[1]["W"] = bad[1]["W"][:, :3]
         M.Sequential(small_mlp("relu"), bad)
 

@@ -4,10 +4,10 @@ log-softmax computed shift-first, so that a common offset of the logits changes 
 import numpy as np
 import pytest
 
-from analysis.fisher import softmax
 from attacks.losses import cross_entropy, cross_entropy_scaled, loss_and_input_gradient, margin, scaled_input_gradient
 from nn import architectures
 from nn import layers as L
+from nn import softmax
 from nn.backend import to_device, to_host
 from nn.model import Sequential, backward
 from nn.numerics import (EXP_UNDERFLOW, FTZ_UNDERFLOW, LOG_SMALLEST_NORMAL, LOG_SMALLEST_SUBNORMAL, NUMERICS,
@@ -221,14 +221,14 @@ def test_underflow_thresholds():
 def test_p_y_rounds_to_one():
     """p_y == 1 (and p_y - 1 == 0 exactly) once the runner-up trails by 24 ln 2 ~ 16.64 where the top
     logit is 0 (``P_Y_ONE_MARGIN``), as sigma does and as TensorFlow's 1 / (1 + sum e) does. The
-    unshifted rounding the log-softmax keeps for recorded numbers (``nn.layers.log_normalise``) also
+    unshifted rounding the log-softmax keeps for recorded numbers (``nn.softmax.log_normalise``) also
     rounds the log-sum-exp into a larger top logit: for logits (d, 0), from d = 14.44 on."""
     def p_y(z):
-        return np.exp(L.log_softmax(np.array([z], np.float32)))[0, 0]
+        return np.exp(softmax.log_softmax(np.array([z], np.float32)))[0, 0]
     assert f"{P_Y_ONE_MARGIN:.2f}" == "16.64"
     assert _near(_first_true(lambda d: p_y([0.0, -d]) == 1, 10, 30), P_Y_ONE_MARGIN)
     assert f"{_first_true(lambda d: p_y([d, 0.0]) == 1, 10, 30):.2f}" == "14.44"
-    for top in (500.0, 1000.0, 1e4):  # where L < 2^-16 keeps the unshifted rounding (nn.layers.LSE_KEPT_ULPS)
+    for top in (500.0, 1000.0, 1e4):  # where L < 2^-16 keeps the unshifted rounding (nn.softmax.LSE_KEPT_ULPS)
         assert f"{_first_true(lambda d: p_y([top + d, top]) == 1, 5, 30):.2f}" == "11.09"
     z = np.array([[0.0, -17.0]], np.float32)
     assert cross_entropy(z, np.array([0]), numerics="paper")[1][0, 0] == 0  # p_y - 1
@@ -293,18 +293,18 @@ def test_cross_entropy_with_a_huge_common_offset(xp, numerics, dtype, case):
     M, dM = margin(z, y, numerics=numerics)
     assert float(M[0]) == 0 and to_host(dM).tolist()[0].count(1.0) == 1
     uniform = np.full((1, len(dz_want)), 1 / len(dz_want))
-    np.testing.assert_allclose(to_host(softmax(z)), uniform, rtol=1e-6)  # the Fisher metric's p
+    np.testing.assert_allclose(to_host(softmax.softmax(z)), uniform, rtol=1e-6)  # the Fisher metric's p
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_any_offset_leaves_log_softmax_and_the_losses_exact(xp, dtype):
     """Logits z + c for offsets c from 2^-3 to 2^39 of either sign: log p, C and dC/dz in every mode are
     those of the exact log-softmax of the logits given, within the rounding the unshifted form keeps for
-    recorded numbers (``nn.layers.LSE_KEPT_ULPS`` epsilons of log p) and a few of the result's ulps."""
+    recorded numbers (``nn.softmax.LSE_KEPT_ULPS`` epsilons of log p) and a few of the result's ulps."""
     rng = np.random.default_rng(0)
     z = rng.standard_normal((6, 10)) * 8
     y = np.arange(6)
-    tol = L.LSE_KEPT_ULPS * np.finfo(dtype).eps
+    tol = softmax.LSE_KEPT_ULPS * np.finfo(dtype).eps
     for c in 2.0 ** np.r_[-3:40:3]:
         for sign in (1, -1):
             zc = (z + sign * c).astype(dtype)  # the logits given, whatever their rounding
@@ -312,7 +312,7 @@ def test_any_offset_leaves_log_softmax_and_the_losses_exact(xp, dtype):
             exact = (exact - exact.max(1, keepdims=True)) - np.log(np.exp(exact - exact.max(1, keepdims=True)).sum(
                 1, keepdims=True))
             atol = 2 * tol + 4 * float(np.spacing(dtype(np.abs(exact).max())))
-            got = to_host(L.log_softmax(to_device(zc, xp)))
+            got = to_host(softmax.log_softmax(to_device(zc, xp)))
             np.testing.assert_allclose(got, exact.astype(np.float64), rtol=0, atol=atol)
             dz_exact = np.exp(exact) - (np.arange(10) == y[:, None])
             for numerics in NUMERICS:
