@@ -9,7 +9,7 @@ one ulp (~6e-8 near 1) outside the ball.
 
 * ``project`` (the attacks' output, and the MILP's counterexamples): the point of B nearest a
   candidate, stored in the image's dtype.
-* ``box`` (the verifiers' input set, ``analysis.ibp``, ``analysis.crown``, ``analysis.milp``): B as a
+* ``box`` (the verifiers' input set, ``analysis.proofs.ibp``, ``analysis.proofs.crown``, ``analysis.proofs.milp``): B as a
   float64 box [l, u], rounded outward, so that it contains every point ``project`` returns.
 """
 from __future__ import annotations

@@ -13,7 +13,7 @@ For each model, on the first --n-test test images (--n-test-cnn for the CNNs, wh
 
 then the per-example worst case over the whole suite, the fraction of exactly-zero input gradients
 per numeric mode, robust accuracy against eps from 0 to 1 (PGD, cross-entropy paper mode and margin
-stable mode, per-example worst), and the named flags of ``analysis.audit``.
+stable mode, per-example worst), and the named flags of ``analysis.masking.audit``.
 
     python -m experiments.audit                       # all nine models of runs/table1
     python -m experiments.audit --models sigmoid_mlp-saturated --n-test 10000
@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis import audit
-from analysis.suite import EPS_SWEEP, attack_suite, eps_sweep_attack, fooled_by, in_batches
+from analysis.masking import audit
+from analysis.masking.suite import EPS_SWEEP, attack_suite, eps_sweep_attack, fooled_by, in_batches
 from attacks import FGSM, AttackResult
 from attacks.pgd import PGD
 from experiments.common import (Run, add_checkpoint_args, add_common_args, amount, checkpoint_stamp, cli, parse, count,

@@ -15,8 +15,8 @@ and, with ``regime=True`` (the sweep's measurements of where the robustness come
 
     fgsm_margin_stable     FGSM on the margin loss, stable derivatives
     fgsm_paper_permuted    FGSM (paper) on three copies with hidden units and channels permuted
-                           (``analysis.audit.permute_units``): the same function summed in other orders
-    zero_pred_margin_paper exactly-zero gradients predicted from the margin alone (``analysis.saturation``)
+                           (``analysis.masking.audit.permute_units``): the same function summed in other orders
+    zero_pred_margin_paper exactly-zero gradients predicted from the margin alone (``analysis.masking.saturation``)
     zero_pred_path_paper   ... from depths and margins (max-plus path bound; MLPs only)
     zero_pred_agree_paper  share of images where the path bound's prediction is right (MLPs only)
 """
@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from analysis.audit import permute_units
-from analysis.saturation import log_path_bound, margin_predicts_zero
+from analysis.masking.audit import permute_units
+from analysis.masking.saturation import log_path_bound, margin_predicts_zero
 from attacks import FGSM
 from attacks.losses import LOSSES, loss_and_input_gradient, margin
 from experiments import paper

@@ -1,6 +1,6 @@
 """Beyond the paper: the logit-scaling probe. FGSM "robustness" made from arithmetic alone.
 
-Multiplying a network's readout by c (``analysis.audit.scale_logits``) changes no prediction, yet
+Multiplying a network's readout by c (``analysis.masking.audit.scale_logits``) changes no prediction, yet
 once c times the logit margin passes ~104 the float32 softmax of the cross-entropy rounds to a
 one-hot vector and the loss's input gradient is exactly 0: FGSM (eq. 3, sign(0) = 0) leaves the
 image where it is. This is the mechanism Brendel & Bethge (2017) proposed for the paper's Table 1.
@@ -24,8 +24,8 @@ import argparse
 
 import numpy as np
 
-from analysis import audit
-from analysis.suite import fooled_by, in_batches
+from analysis.masking import audit
+from analysis.masking.suite import fooled_by, in_batches
 from attacks import FGSM
 from attacks.losses import margin
 from experiments.common import (Run, add_checkpoint_args, add_common_args, amount, cli, parse, count, load_models, positive,

@@ -3,7 +3,7 @@ cross-entropy gradient at all, beside the same share on test images, at every sn
 
 In the paper's float32 numerics (flush-to-zero) an example's cross-entropy gradient with respect to
 the logits, dC/dz = p - onehot(y), is exactly 0 once every wrong class has p_j below 2^-126 (p_y then
-rounds to 1): ``analysis.saturation.margin_predicts_zero``. Such an example adds nothing to any
+rounds to 1): ``analysis.masking.saturation.margin_predicts_zero``. Such an example adds nothing to any
 parameter's gradient; only the penalty still acts on it. When nearly every training example is
 silent, the cross-entropy stops pushing margins up, and the test images' share of exactly-zero
 input gradients (the paper-mode FGSM "robustness") stops where the test margins happen to be.
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.saturation import margin_predicts_zero
+from analysis.masking.saturation import margin_predicts_zero
 from attacks.losses import margin
 from experiments.common import Run, UsageError, add_common_args, cli, parse, count, write_json
 from nn.backend import to_device, to_host

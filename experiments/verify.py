@@ -1,7 +1,7 @@
 """Beyond the paper: bracket each Table 1 model's robust accuracy between a proof and an attack
 (issue 14). For every model and eps, the share of test images proven robust by each verifier (lower
-bounds): interval bound propagation (``analysis.ibp``, every model), linear relaxation (CROWN,
-``analysis.crown``, the MLPs) and, for ReLU MLPs, the exact MILP (``analysis.milp``) on examples
+bounds): interval bound propagation (``analysis.proofs.ibp``, every model), linear relaxation (CROWN,
+``analysis.proofs.crown``, the MLPs) and, for ReLU MLPs, the exact MILP (``analysis.proofs.milp``) on examples
 that CROWN leaves open and the attack does not fool (at most --milp-max of them, --milp-time seconds
 each); the share that survives the attack (the audit's eps-sweep attack: per-example worst of
 cross-entropy PGD in the paper's numerics and margin PGD with stable derivatives; MILP
@@ -27,8 +27,8 @@ import time
 
 import numpy as np
 
-from analysis import crown, ibp, milp
-from analysis.suite import eps_sweep_attack
+from analysis.proofs import crown, ibp, milp
+from analysis.masking.suite import eps_sweep_attack
 from experiments.common import (Run, add_checkpoint_args, add_common_args, amount, checkpoint_stamp, cli, parse, count,
                                 load_models, positive, resumable_rows, save_figure, write_json)
 from experiments.paper import MODELS

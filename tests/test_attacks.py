@@ -4,7 +4,11 @@ float32; and every public entry takes an empty batch by one rule (``nn.validate`
 import numpy as np
 import pytest
 
-from analysis import audit, crown, ibp, milp, rdm, saturation
+from analysis.masking import audit, saturation
+
+from analysis.proofs import crown, ibp, milp
+
+from analysis import rdm
 from attacks import FGSM, AttackResult, TargetedResult
 from attacks.adversarial_training import adversarial_loss_and_grads
 from attacks.ball import box, project

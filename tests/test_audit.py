@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from analysis import audit
+from analysis.masking import audit
 from attacks import FGSM, AttackResult
 from attacks.losses import cross_entropy, loss_and_input_gradient, margin, scaled_input_gradient
 from attacks.noise import UniformNoise

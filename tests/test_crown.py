@@ -3,8 +3,8 @@ and float64), never looser than interval bound propagation, strictly tighter whe
 import numpy as np
 import pytest
 
-from analysis.crown import linear_bounds, relu_relaxation, sigmoid_relaxation
-from analysis.ibp import interval_bounds
+from analysis.proofs.crown import linear_bounds, relu_relaxation, sigmoid_relaxation
+from analysis.proofs.ibp import interval_bounds
 from attacks.pgd import PGD
 from nn import architectures
 from nn.backend import to_device, to_host

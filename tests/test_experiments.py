@@ -186,7 +186,7 @@ def test_bench_profile_reports_calls_per_step(capsys):
 def test_silence_counts_examples_without_a_training_signal(tmp_path, mnist_dir, small_mnist_models):
     """A network whose readout is scaled by 1000 predicts the same, but every correctly classified
     example's float32 cross-entropy gradient is then exactly 0: silent shares equal the accuracies."""
-    from analysis.audit import scale_logits
+    from analysis.masking.audit import scale_logits
     from experiments import silence
     from nn.checkpoint import save_checkpoint
     from nn.mnist import load_mnist

@@ -4,7 +4,7 @@ verified example is never fooled."""
 import numpy as np
 import pytest
 
-from analysis.ibp import interval_bounds, verified_fraction
+from analysis.proofs.ibp import interval_bounds, verified_fraction
 from attacks.ball import box
 from attacks.pgd import PGD
 from nn import architectures

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy.optimize import linprog
 
-from analysis.crown import linear_bounds
-from analysis.milp import verify_example
+from analysis.proofs.crown import linear_bounds
+from analysis.proofs.milp import verify_example
 from attacks.ball import box
 from attacks.pgd import PGD
 from nn import architectures

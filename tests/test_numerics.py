@@ -243,7 +243,7 @@ def test_saturation_count_threshold():
     assert below.tolist() == [False, True] and SIGMOID_SATURATION == round(23 * np.log(2), 1)
 
 
-PROSE = ["nn/layers.py", "nn/numerics.py", "nn/penalty.py", "analysis/saturation.py", "analysis/audit.py",
+PROSE = ["nn/layers.py", "nn/numerics.py", "nn/penalty.py", "analysis/masking/saturation.py", "analysis/masking/audit.py",
          "attacks/losses.py"]
 
 

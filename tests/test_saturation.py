@@ -1,9 +1,9 @@
-"""The prediction of exactly-zero float32 input gradients from depths and margins (analysis.saturation)."""
+"""The prediction of exactly-zero float32 input gradients from depths and margins (analysis.masking.saturation)."""
 import numpy as np
 import pytest
 
-from analysis import audit
-from analysis.saturation import LOG_SMALLEST_NORMAL, log_path_bound, margin_predicts_zero
+from analysis.masking import audit
+from analysis.masking.saturation import LOG_SMALLEST_NORMAL, log_path_bound, margin_predicts_zero
 from nn import architectures
 from nn.model import Sequential
 

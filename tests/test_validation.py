@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis import audit, fisher
-from analysis.saturation import log_path_bound
+from analysis.masking import audit
+
+from analysis import fisher
+from analysis.masking.saturation import log_path_bound
 from attacks.adversarial_training import adversarial_objective
 from attacks import FGSM
 from attacks.losses import loss_and_input_gradient

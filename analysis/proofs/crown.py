@@ -1,5 +1,5 @@
 """Linear relaxation bounds for MLPs (CROWN, Zhang et al. 2018; the back-substitution of DeepPoly,
-Singh et al. 2019): a tighter proof than interval bound propagation (``analysis.ibp``, issue 14).
+Singh et al. 2019): a tighter proof than interval bound propagation (``analysis.proofs.ibp``, issue 14).
 
 The MLP is x = a^0 (flattened), h^k = W^k a^{k-1} + b^k, a^k = act(h^k) for k < D, and the logits
 z = h^D. Each activation is enclosed between two lines on the box [l, u] of its pre-activation,
@@ -26,11 +26,11 @@ Relaxations (elementwise, on [l, u]):
   Sound wherever l <= u, on either side of 0 or across it; in a saturated network both lines are
   nearly flat.
 
-Soundness in floating point (as in ``analysis.ibp``): the bounds must hold for the float32 network.
+Soundness in floating point (as in ``analysis.proofs.ibp``): the bounds must hold for the float32 network.
 Its weight layer k computes W a + b + e^k with |e^k| <= delta^k = gamma^32_{n+1} (|W| max(|l|, |u|)
 + |b|) (Higham's dot-product bound, n inputs per unit, on the layer's input box), so back-substitution
 adds -|Lam| delta^k at each weight layer; its sigmoid is within 8 u sigma + 2^-126 of the exact one
-(``analysis.ibp.SIGMOID_REL``, flush-to-zero), so beta_lo and beta_hi are widened by that. The bounds
+(``analysis.proofs.ibp.SIGMOID_REL``, flush-to-zero), so beta_lo and beta_hi are widened by that. The bounds
 are computed in float64; their own rounding (relative ~1e-13 for these sizes) is covered by widening
 each bound by gamma^64_n of the sum of the absolute values of its terms, n the total fan-in of the
 chain (first order: errors of errors are left out).
@@ -42,7 +42,7 @@ import math
 
 import numpy as np
 
-from analysis.ibp import SIGMOID_REL, TINY32, U64, _monotone_box, _weight_box, float32_error, gamma
+from analysis.proofs.ibp import SIGMOID_REL, TINY32, U64, _monotone_box, _weight_box, float32_error, gamma
 from attacks.ball import box
 from nn import layers as L
 from nn.backend import array_module
@@ -126,7 +126,7 @@ def mlp_activations(model):
 
 
 def _float32_error(W, b, lo, hi):
-    """``analysis.ibp.float32_error`` of a dense layer. W: (m, n), lo/hi: (N, n) -> (N, m)."""
+    """``analysis.proofs.ibp.float32_error`` of a dense layer. W: (m, n), lo/hi: (N, n) -> (N, m)."""
     return float32_error("dense", lo, hi, W, b)
 
 

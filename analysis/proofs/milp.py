@@ -12,7 +12,7 @@ the pre-activation h = W a^{k-1} + b + e, e the float32 layer's rounding, |e| <=
   (a - W a^{k-1} - l z <= b + delta - l).
 
 With z binary these say a = relu(h) exactly (the big-M form, M from the bounds [l, u], which must
-be sound: they come from ``analysis.crown``). The objective is the margin z_y - z_j =
+be sound: they come from ``analysis.proofs.crown``). The objective is the margin z_y - z_j =
 (W_y - W_j) a^{D-1} + b_y - b_j, minimised for each j != y (the j with the weakest relaxation bound
 first; HiGHS stops at a relative gap of ``MIP_GAP`` between its best margin and its proven lower
 bound, since only the sign is needed): the example is *verified* when every minimum exceeds the
@@ -35,7 +35,7 @@ import numpy as np
 from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, milp
 
-from analysis.crown import _float32_error, _mlp_parts, linear_bounds
+from analysis.proofs.crown import _float32_error, _mlp_parts, linear_bounds
 from attacks import ball
 from nn.backend import to_device, to_host
 from nn.validate import InputError, check_batch, check_number
@@ -121,7 +121,7 @@ def _encode(weights, boxes, deltas, x_lo, x_hi):
 
 def verify_example(model, x, y, eps, time_limit=60.0, bounds=None, max_binaries=None):
     """Decide one example (x: (1, *input_shape), y: (1,)) of a ReLU MLP exactly, within time_limit
-    seconds in all. ``bounds``: its ``analysis.crown.linear_bounds`` (computed if None).
+    seconds in all. ``bounds``: its ``analysis.proofs.crown.linear_bounds`` (computed if None).
     ``max_binaries``: give up at once ('unknown', with CROWN's bound) when the relaxation leaves more
     unstable units than this (each doubles the search space; on this CPU about 80 of them take
     5-50 s with the paper's width 1000, and 2,000 make no progress in minutes). -> Verdict."""

@@ -1,5 +1,5 @@
 """The gradient-masking audit's attacks, run in batches: the attack suite, the eps sweep's attack,
-and the robust-accuracy mask (``analysis.audit`` does the bookkeeping on what they return)."""
+and the robust-accuracy mask (``analysis.masking.audit`` does the bookkeeping on what they return)."""
 from __future__ import annotations
 
 from attacks import FGSM, AttackResult
