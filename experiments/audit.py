@@ -52,7 +52,7 @@ def audit_model(run, name, model, vanilla, x, y, args):
         fooled[attack_name] = f = fooled_by(attack, model, x, y, args.batch)
         run.log(f"  {name} {attack_name}: {audit.accuracy(f):.1f} %  ({time.perf_counter() - t:.0f} s)")
     x64, m64 = x.astype(np.float64), model.astype(np.float64)
-    fooled["fgsm-ce-float64"] = fooled_by(FGSM(args.eps, numerics="stable"), m64, x64, y, args.batch)
+    fooled["fgsm-ce-stable-float64"] = fooled_by(FGSM(args.eps, numerics="stable"), m64, x64, y, args.batch)
     if vanilla is not None:
         made_on_vanilla = PGD(eps=args.eps, steps=args.pgd_steps, restarts=1, seed=args.seed, loss="margin",
                               numerics="stable")
@@ -65,7 +65,7 @@ def audit_model(run, name, model, vanilla, x, y, args):
     zero = {key: float(to_host(in_batches(lambda xb, yb: (audit.zero_gradient(mm, xb, yb, numerics=mode),),
                                           xx, y, args.batch)[0]).mean())
             for key, mm, xx, mode in [("paper", model, x, "paper"), ("float32", model, x, "float32"),
-                                      ("stable", model, x, "stable"), ("float64", m64, x64, "stable")]}
+                                      ("stable", model, x, "stable"), ("stable-float64", m64, x64, "stable")]}
     eps_values = list(EPS_SWEEP)
     curve = audit.accuracy_curve(model, x, y, eps_values, eps_sweep_attack(args.sweep_steps, args.seed, args.batch))
     flags = audit.flags(accs, worst["accuracy"], zero["paper"], curve, eps_values)

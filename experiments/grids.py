@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 
 from experiments.recipes import Recipe
-from nn.numerics import upgrade_settings
 
 # The penalty's phi per weight layer in the sweep's runs, unless a run sets its readout's
 KINDS = {"sigmoid_mlp": ["sigmoid"] * 3, "relu_mlp": ["relu"] * 3, "cnn": ["relu", "relu", "relu", "linear"]}
@@ -25,24 +24,26 @@ class SweepRun:
 
 
 def _run(arch="sigmoid_mlp", hidden=200, lam_max=1.74, lam_step=1e-3, units="mean", batch="mean",
-         derivative="stable", ftz=True, lr=1e-3, batch_size=128, epochs=1600, seed=0, max_train=None,
+         derivative="closed_form", numerics="paper", lr=1e-3, batch_size=128, epochs=1600, seed=0, max_train=None,
          channels=None, readout=None, adam_eps=None):
     """A run, written as the settings in which it differs from the lead (the paper's sigmoid-MLP lambda
     schedule, lam_step: lambda rises by this every step from 0 to lam_max; the paper's 1e-3 reaches
     1.74 after 1,740 steps, four epochs at batch 128). channels: the CNN's (default the paper's 32, 64);
     readout: the readout's phi ("linear": f(z) = z, the CNN's reading of the paper's last layer);
-    adam_eps: Adam's epsilon (default 1e-8, TensorFlow's and ours)."""
+    adam_eps: Adam's epsilon (default 1e-8, TensorFlow's and ours). The folder name keeps the words it
+    was first written with, so that runs trained before keep their folders: "-ftz" for the training
+    numerics "paper" (TensorFlow's flush-to-zero), "-tfpenalty" for the penalty's derivative "autodiff"."""
     settings = dict(locals())
     kinds = list(KINDS[arch])
     if readout:
         kinds[-1] = readout
     arch_kwargs = {"hidden": hidden, **({"channels": list(channels or [32, 64])} if arch == "cnn" else {})}
     train = {"epochs": epochs, "lr": lr, "lr_decay": 1.0, "batch_size": batch_size, "max_train": max_train,
-             **upgrade_settings({"ftz": ftz}), **({"eps": adam_eps} if adam_eps else {})}
+             "numerics": numerics, **({"eps": adam_eps} if adam_eps else {})}
     method = {"kinds": kinds, "lam_max": lam_max, "lam_step": lam_step, "units": units, "batch": batch,
-              **upgrade_settings({"derivative": derivative})}  # the sweep's settings keep their old words
+              "derivative": derivative}
     name = f"{arch}-h{hidden}-lam{lam_max:g}-step{lam_step:g}-{units}units-{batch}batch-lr{lr:g}-bs{batch_size}"
-    name += ("-ftz" if ftz else "") + ("-tfpenalty" if derivative == "paper" else "") + f"-seed{seed}"
+    name += ("-ftz" if numerics == "paper" else "") + ("-tfpenalty" if derivative == "autodiff" else "") + f"-seed{seed}"
     name += (f"-n{max_train}" if max_train else "") + (f"-readout{readout}" if readout else "")
     name += (f"-adameps{adam_eps:g}" if adam_eps else "") + ("-c" + "x".join(map(str, channels)) if channels else "")
     return SweepRun(Recipe.make(arch, "saturated", arch_kwargs, train, method), seed, name, settings)
@@ -52,7 +53,7 @@ LEAD = _run().settings  # the lead's settings: a run's label lists where it diff
 
 
 def short_label(settings):
-    """The settings in which a run differs from the lead (epochs aside), e.g. 'lr 0.003, ftz False'."""
+    """The settings in which a run differs from the lead (epochs aside), e.g. 'lr 0.003, numerics float32'."""
     diff = [f"{k} {v}" for k, v in settings.items() if k not in ("arch", "epochs") and v != LEAD[k]]
     return ", ".join(diff) or "paper's lambda, units mean (the lead)"
 
@@ -66,8 +67,8 @@ SIGMOID = [
     _run(epochs=3200),                                       # 0 the lead, with TensorFlow's flush-to-zero
     _run(lam_max=17.4, lam_step=1e-2, epochs=400),           # 1 ten times the paper's lambda
     _run(lr=3e-3, epochs=800),                               # 2 learning rate
-    _run(derivative="paper", epochs=800),                    # 3 TensorFlow's penalty derivative
-    _run(ftz=False, epochs=800),                             # 4 the lead as first probed (no flush-to-zero)
+    _run(derivative="autodiff", epochs=800),                    # 3 TensorFlow's penalty derivative
+    _run(numerics="float32", epochs=800),                             # 4 the lead as first probed (no flush-to-zero)
     _run(lam_max=0.174, lam_step=1e-4, epochs=400),          # 5 a tenth of the paper's lambda
     _run(lam_step=1e-4, epochs=400),                         # 6 slower annealing (40 epochs)
     _run(lr=1e-2, epochs=400),                               # 7
@@ -84,7 +85,7 @@ SIGMOID = [
     _run(lam_max=0.55, lam_step=3e-4, epochs=400),           # 18
     _run(lr=3e-3, lam_max=17.4, lam_step=1e-2, epochs=400),  # 19
     _run(lam_step=1e-2, epochs=400),                         # 20 faster annealing (0.4 epochs)
-    _run(derivative="paper", ftz=False, epochs=400),         # 21
+    _run(derivative="autodiff", numerics="float32", epochs=400),         # 21
     _run(batch_size=32, epochs=200),                         # 22 four times the steps per epoch
     _run(batch_size=512, epochs=400),                        # 23 a quarter
     _run(hidden=500, adam_eps=1e-12, epochs=800),            # 24 width 500 (its margin stalls) with a tiny Adam eps
@@ -98,7 +99,7 @@ RELU = [
     _run(arch="relu_mlp", lam_max=0.1, lam_step=1e-4, epochs=400),
     _run(arch="relu_mlp", lam_max=1.0, lam_step=1e-3, lr=3e-3, epochs=400),
     _run(arch="relu_mlp", lam_max=3.99e-8, lam_step=1e-10, units="sum", epochs=400),
-    _run(arch="relu_mlp", lam_max=1e-2, lam_step=1e-5, ftz=False, epochs=400),
+    _run(arch="relu_mlp", lam_max=1e-2, lam_step=1e-5, numerics="float32", epochs=400),
     _run(arch="relu_mlp", lam_max=10.0, lam_step=1e-2, epochs=400),
     _run(arch="relu_mlp", hidden=1000, lam_max=1e-2, lam_step=1e-5, epochs=100),
     # the CNN's reading of the paper's last layer (f(z) = z on the readout, summed over units), which
@@ -127,7 +128,7 @@ GRIDS = {
     + CNN[2:5] + SIGMOID[13:16] + RELU[11:] + CNN[5:],
     "quick": [
         _run(hidden=16, epochs=6, max_train=10000, lam_step=1e-2),
-        _run(arch="relu_mlp", hidden=16, epochs=2, max_train=2000, lam_max=1e-2, lam_step=1e-3, ftz=False,
+        _run(arch="relu_mlp", hidden=16, epochs=2, max_train=2000, lam_max=1e-2, lam_step=1e-3, numerics="float32",
              readout="linear"),
     ],
 }

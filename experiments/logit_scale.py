@@ -35,8 +35,8 @@ from nn.backend import to_device, to_host
 from nn.mnist import load_mnist
 
 SCALES = (1, 2, 4, 8, 16, 32, 64, 128)  # powers of two: c z is exact in floating point
-ATTACKS = {"fgsm-ce-paper": ("ce", "float32", False), "fgsm-ce-stable": ("ce", "stable", False),
-           "fgsm-ce-float64": ("ce", "stable", True), "fgsm-margin-stable": ("margin", "stable", False)}
+ATTACKS = {"fgsm-ce-float32": ("ce", "float32", False), "fgsm-ce-stable": ("ce", "stable", False),
+           "fgsm-ce-stable-float64": ("ce", "stable", True), "fgsm-margin-stable": ("margin", "stable", False)}
 
 
 def logit_margin(model, x, y, batch):
@@ -63,14 +63,14 @@ def probe(model, x, y, scales, eps, batch):
 
 
 def format_table(results):
-    lines = ["| model | median margin | c | clean | FGSM CE paper | FGSM CE stable | FGSM CE float64 | "
+    lines = ["| model | median margin | c | clean | FGSM CE float32 | FGSM CE stable | FGSM CE stable float64 | "
              "FGSM margin | exact-zero gradients |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in results:
         for i, s in enumerate(r["scales"]):
             a = s["accuracy"]
             head = f"| {r['model']} | {r['median_margin']:.1f}" if i == 0 else "| |"
-            lines.append(f"{head} | {s['scale']:g} | {s['clean']:.1f} | {a['fgsm-ce-paper']:.1f} | "
-                         f"{a['fgsm-ce-stable']:.1f} | {a['fgsm-ce-float64']:.1f} | {a['fgsm-margin-stable']:.1f} | "
+            lines.append(f"{head} | {s['scale']:g} | {s['clean']:.1f} | {a['fgsm-ce-float32']:.1f} | "
+                         f"{a['fgsm-ce-stable']:.1f} | {a['fgsm-ce-stable-float64']:.1f} | {a['fgsm-margin-stable']:.1f} | "
                          f"{100 * s['zero_gradient_fraction']:.1f} % |")
     return "\n".join(lines) + "\n\n(accuracies in %, FGSM at L-inf eps = 0.25; c multiplies the logits)\n"
 
@@ -108,7 +108,7 @@ def draw(ax, results):
     """FGSM accuracy against the logit scale: cross-entropy in paper mode (solid), margin (dashed)."""
     for r in results:
         c = [s["scale"] for s in r["scales"]]
-        line, = ax.plot(c, [s["accuracy"]["fgsm-ce-paper"] for s in r["scales"]], marker=".", label=r["model"])
+        line, = ax.plot(c, [s["accuracy"]["fgsm-ce-float32"] for s in r["scales"]], marker=".", label=r["model"])
         ax.plot(c, [s["accuracy"]["fgsm-margin-stable"] for s in r["scales"]], ls="--", color=line.get_color())
     ax.set_xscale("log", base=2)
     ax.set_xlabel("logit scale c (predictions unchanged)")

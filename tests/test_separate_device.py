@@ -1,6 +1,6 @@
 """The quick presets run with ``--device gpu`` on arrays that behave like a separate device
 (``tests/fakedevice.py``): any host/device crossing outside ``nn/backend.py`` fails here, on the CPU,
-as it would on a GPU (issue 12). Needs the installed CuPy only for the names it implements."""
+as it would on a GPU. Needs the installed CuPy only for the names it implements."""
 import numpy as np
 import pytest
 
@@ -42,7 +42,7 @@ def test_quick_presets_on_a_separate_device(device, tmp_path, mnist_dir):
     common = ["--device", "gpu", "--data-dir", str(mnist_dir)]
     models = tmp_path / "table1"
     rows = table1.main(["--quick", "--out", str(models), *common])
-    assert len(rows) == 9 and all(0 <= r["fgsm_acc"] <= 1 for r in rows)
+    assert len(rows) == 9 and all(0 <= r["fgsm_paper"] <= 1 for r in rows)
     assert sweep.main(["--quick", "--out", str(tmp_path / "sweep"), "--n-test", "200", *common])
     from_models = ["--quick", "--from", str(models), *common]
     assert audit.main([*from_models, "--models", "relu_mlp-vanilla", "sigmoid_mlp-saturated", "cnn-saturated",

@@ -146,15 +146,15 @@ def flags(accs, worst, zero_grad_paper, curve=None, eps_values=None, t=THRESHOLD
     """The named flags raised by one model's numbers.
 
     accs: {attack name: accuracy %} with names "<family>-<loss>-<mode>" for gradient attacks
-    (family fgsm / pgd; mode: the numerics paper / float32 / stable, or float64 for a float64 model's
-    stable gradients) and "square", "transfer", "noise";
+    (family fgsm / pgd; mode: the numerics paper / float32 / stable, and stable-float64 for a float64
+    model's stable gradients) and "square", "transfer", "noise";
     worst: worst-case accuracy %; zero_grad_paper: fraction of exact-zero gradients in paper mode
     (``zero_gradient``);
     curve / eps_values: the accuracy-against-eps sweep. -> {flag: reason} (empty: nothing suspicious).
     """
     grad = [k for k in accs if k.startswith(("fgsm-", "pgd-"))]
     paper = [k for k in grad if k.endswith("-paper")]
-    stable = [k for k in grad if k.endswith(("-stable", "-float64"))]
+    stable = [k for k in grad if "-stable" in k]  # the stable numerics, float32 or float64 model
     out = {}
 
     def below(a, b, margin):
