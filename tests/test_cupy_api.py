@@ -1,11 +1,14 @@
-"""The GPU path checked without a GPU (issue 12): every ``xp.<name>`` the code calls exists in the real
+"""The GPU path checked without a GPU: every ``xp.<name>`` the code calls exists in the real
 CuPy, with the arguments used, and every ndarray method the code calls exists on cupy.ndarray.
 
 CuPy imports without a GPU (only creating arrays needs one), so this runs wherever the ``gpu`` extra
 is installed, CI included; it skips where cupy is not installed. It reads the source (``ast``), so it
 covers every call site, also those no CPU test reaches. What it cannot see: host/device crossings
 through numpy functions applied to device arrays (``np.asarray(device_array)``), which need arrays
-that refuse the conversion (README, "GPU").
+that refuse the conversion (``tests/test_separate_device.py``).
+
+What it found: ``xp.errstate`` (CuPy has none) in the scaled sigmoid backward, a crash on the first
+``--device gpu`` audit; the code now uses numpy's switch there.
 """
 import ast
 import inspect

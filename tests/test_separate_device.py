@@ -1,6 +1,18 @@
 """The quick presets run with ``--device gpu`` on arrays that behave like a separate device
-(``tests/fakedevice.py``): any host/device crossing outside ``nn/backend.py`` fails here, on the CPU,
-as it would on a GPU. Needs the installed CuPy only for the names it implements."""
+(``tests/fakedevice.py``: numpy arithmetic, CuPy's refusals): any host/device crossing outside
+``nn/backend.py`` fails here, on the CPU, as it would on a GPU. Needs the installed CuPy only for the
+names it implements.
+
+Raises: a host array mixed into device arithmetic or passed to a device function, ``np.asarray`` of a
+device array, ``xp.asarray`` of a host array outside ``nn/backend.py``, a numpy function CuPy does not
+implement applied to a device array. What it found: four host-to-device copies outside
+``nn/backend.py`` (the unit permutation, the Fisher path's interpolation weights, the RDM labels, and
+the audit's batching, which sent host masks to the device and back); the first three now go through
+``to_device``, the masks stay on the host. What it cannot see: a device array used to index a host
+array, and numpy's C code converting one. ``array-api-strict`` models separate devices too, but
+implements only the array API standard (no ``.reshape`` or ``.astype`` methods, no integer-array
+assignment, no ``flatnonzero``), all of which the layers and attacks use.
+"""
 import numpy as np
 import pytest
 
