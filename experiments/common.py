@@ -265,6 +265,9 @@ def load_models(args, xp, dtype=None):
     return models
 
 
+# one colour per training in every figure
+COLOURS = {"vanilla": "tab:blue", "adversarial": "tab:green", "saturated": "tab:red", "control": "tab:orange"}
+
 # figures not drawn for want of matplotlib; ``cli`` names them in one line when the script ends
 SKIPPED_FIGURES = []
 

@@ -1,4 +1,4 @@
-"""Redraw the paper's figures in the paper's layouts from the raw data the experiments saved (issue 13).
+"""Redraw the paper's figures in the paper's layouts from the raw data the experiments saved.
 
     python -m experiments.figures                      # from runs/weights, runs/rdm, runs/fisher_path
     python -m experiments.figures --out docs/figures   # the PNGs of RESULTS.md's gallery
@@ -33,11 +33,11 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.common import cli, parse, save_figure
+from experiments.beyond_figures import figure_audit, figure_logit_scale
+from experiments.common import COLOURS, cli, parse, save_figure
+from experiments.paper import ARCH_NAMES
 
-ARCH_NAMES = {"sigmoid_mlp": "sigmoid MLP", "relu_mlp": "ReLU MLP", "cnn": "CNN"}
 TRAININGS = ("vanilla", "saturated")
-COLOURS = {"vanilla": "tab:blue", "saturated": "tab:red", "adversarial": "tab:green"}
 
 
 def _load(path):
@@ -68,17 +68,20 @@ def figure1(hist, stats, arch, path):
     def fill(axes):
         for c, k in enumerate(layers):
             ax = axes[0, c]
+            kurtosis = []
             for name in names:
                 t = name.split("-")[1]
-                g2 = stats[name]["weights"][k - 1]["kurtosis"]
+                kurtosis.append(f"{t} {stats[name]['weights'][k - 1]['kurtosis']:.1f}")
                 e, n = hist[f"{name}/W{k}/edges"], hist[f"{name}/W{k}/counts"]
-                ax.stairs(_density(n, e), e, color=COLOURS[t], label=f"{t}, gamma_2 = {g2:.1f}")
+                ax.stairs(_density(n, e), e, color=COLOURS[t], label=t)
             ax.set_yscale("log")
             ax.set_xlabel(f"weight W^{k}")
             ax.set_ylabel("density")
-            ax.set_title(f"{ARCH_NAMES[arch]}, layer {k}")
-            ax.legend(fontsize=8)
-    return save_figure(path, fill, (1, len(layers)), (4.2 * len(layers), 3.4), dpi=100)
+            # the kurtosis in the title and one legend above the panels: nothing covers the tails
+            ax.set_title(f"{ARCH_NAMES[arch]}, layer {k}\nexcess kurtosis: {', '.join(kurtosis)}", fontsize=9)
+        axes[0, 0].figure.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside upper center",
+                                 ncol=len(names), fontsize=9, frameon=False)
+    return save_figure(path, fill, (1, len(layers)), (4.2 * len(layers), 3.8), dpi=100, constrained=True)
 
 
 def figure2(hist, path):
@@ -110,10 +113,14 @@ def _block_mean(D, k):
     return D[:m, :m].reshape(m // k, k, m // k, k).mean(axis=(1, 3))
 
 
+RDM_SCALE_QUANTILE = 0.99  # each RDM is divided by this quantile of its entries, not its maximum
+
+
 def figure3(mats, ratios, arch, path, k=10):
-    """RDMs: rows vanilla / saturated, one column per layer, each D divided by its maximum and drawn on
-    one colour scale [0, 1] (the raw scales differ by orders of magnitude between the two networks;
-    the between/within ratio in each title is scale-free)."""
+    """RDMs: rows vanilla / saturated, one column per layer, each D divided by its 99th percentile and
+    drawn on one colour scale [0, 1], larger values at 1 (the raw scales differ by orders of magnitude
+    between the two networks, and one outlying image would set a maximum that blanks the rest; the
+    between/within ratio in each title is scale-free)."""
     names = [f"{arch}-{t}" for t in TRAININGS if f"{arch}-{t}/layer1" in mats]
     n_layers = max(sum(key.startswith(f"{n}/") for key in mats) for n in names)
     labels = np.array(ratios["labels"])
@@ -125,7 +132,8 @@ def figure3(mats, ratios, arch, path, k=10):
             for r, name in enumerate(names):
                 D = mats[f"{name}/layer{c + 1}"]
                 ax = axes[r, c]
-                im = ax.imshow(_block_mean(D / max(float(D.max()), 1e-300), k), cmap="viridis", vmin=0, vmax=1,
+                scale = max(float(np.quantile(D, RDM_SCALE_QUANTILE)), 1e-300)
+                im = ax.imshow(np.minimum(_block_mean(D / scale, k), 1), cmap="viridis", vmin=0, vmax=1,
                                interpolation="nearest")
                 ax.set_xticks(centres, labels[starts])
                 ax.set_yticks(centres, labels[starts])
@@ -137,14 +145,18 @@ def figure3(mats, ratios, arch, path, k=10):
                     ax.set_xlabel("test image (by class)")
                 if c == 0:
                     ax.set_ylabel(f"{ARCH_NAMES[arch]}\ntest image (by class)")
-        axes[0, 0].figure.colorbar(im, ax=axes, shrink=0.6, label="D / max D (eq. 9)")
+        axes[0, 0].figure.colorbar(im, ax=axes, shrink=0.6, label="D / (99th percentile of D), eq. 9")
     # square panels: the width follows the height, so the colour bar sits beside the last column
     return save_figure(path, fill, (len(names), n_layers), (3.05 * n_layers + 1.1, 3.5 * len(names)), dpi=70,
                        constrained=True)
 
 
+SV_FLOOR = 1e-8  # singular values below this fraction of the largest are rounding noise (analysis.fisher)
+
+
 def figure4(paths, arch, path):
-    """Per class pair (columns): dl/dt, softmax trajectory, singular values; vanilla above saturated."""
+    """Per class pair (columns): dl/dt, softmax trajectory, singular values (those below ``SV_FLOOR``
+    of the largest at the same point are rounding noise and not drawn); vanilla above saturated."""
     names = [f"{arch}-{t}" for t in TRAININGS if any(k.startswith(f"{arch}-{t}/") for k in paths)]
     pairs = sorted({k.split("/")[1] for k in paths if k.startswith(names[0] + "/")},
                    key=lambda p: [int(v) for v in p.split("-")])
@@ -160,14 +172,15 @@ def figure4(paths, arch, path):
                 if what == "dl":
                     ax.plot(t, paths[f"{key}/dl"], color=COLOURS[training])
                     ax.set_ylabel("length element dl/dt")
-                    ax.set_title(f"{training}, path {pair.replace('-', ' -> ')}")
+                    ax.set_title(f"{ARCH_NAMES[arch]}, {training}: path from a {pair.replace('-', ' to a ')}")
                 elif what == "p":
                     ax.plot(t, paths[f"{key}/p"])
                     ax.set_ylabel("softmax p_k")
                     ax.set_ylim(-0.05, 1.05)
                 else:
-                    ax.semilogy(t, np.maximum(paths[f"{key}/sv"], 1e-30))
-                    ax.set_ylabel("singular values of J")
+                    sv = paths[f"{key}/sv"]  # (points, 10)
+                    ax.semilogy(t, np.where(sv >= SV_FLOOR * sv.max(axis=1, keepdims=True), sv, np.nan))
+                    ax.set_ylabel("singular values of J\n(above 1e-8 of the largest)")
                 ax.set_xlabel("t along the path")
     return save_figure(path, fill, (len(rows), len(pairs)), (4.0 * len(pairs), 2.3 * len(rows)), dpi=60)
 
@@ -197,61 +210,6 @@ def figure6(ratios, path):
         ax.set_title("section 8: kurtosis protects a linear read-out")
         ax.legend(fontsize=8)
     return save_figure(path, fill, (1, 1), (7, 4.5), dpi=90)
-
-
-def _arch_panels(names):
-    """The architectures present among model names '<arch>-<training>', in ARCH_NAMES order."""
-    return [a for a in ARCH_NAMES if any(n.startswith(f"{a}-") for n in names)]
-
-
-def figure_audit(audit, path):
-    """Accuracy against eps from the audit's eps sweep, one panel per architecture."""
-    rows = audit["rows"]
-    archs = _arch_panels([r["model"] for r in rows])
-
-    def fill(axes):
-        for ax, arch in zip(axes[0], archs):
-            for r in rows:
-                if r["model"].startswith(f"{arch}-"):
-                    training = r["model"][len(arch) + 1:]
-                    ax.plot(r["eps"], r["curve"], marker=".", color=COLOURS.get(training.split("-")[0], "black"),
-                            label=f"{training} (n = {r['n']})")
-            ax.axvline(0.25, color="0.6", lw=0.8, ls=":")
-            ax.set_ylim(-2, 102)
-            ax.set_xlabel("eps (L-inf)")
-            ax.set_ylabel("robust accuracy % (worst PGD)")
-            ax.set_title(ARCH_NAMES[arch])
-            ax.legend(fontsize=8)
-    return save_figure(path, fill, (1, len(archs)), (4.5 * len(archs), 3.6), dpi=80)
-
-
-def figure_logit_scale(ls, path):
-    """FGSM accuracy (top) and exactly-zero input gradients (bottom) against the logit scale c."""
-    results = ls["results"]
-    archs = _arch_panels([r["model"] for r in results])
-
-    def fill(axes):
-        for col, arch in enumerate(archs):
-            top, bottom = axes[0, col], axes[1, col]
-            for r in results:
-                if not r["model"].startswith(f"{arch}-"):
-                    continue
-                training = r["model"][len(arch) + 1:]
-                colour = COLOURS.get(training.split("-")[0], "black")
-                c = [s["scale"] for s in r["scales"]]
-                top.plot(c, [s["accuracy"].get("fgsm-ce-float32", s["accuracy"].get("fgsm-ce-paper")) for s in r["scales"]], marker=".", color=colour)
-                top.plot(c, [s["accuracy"]["fgsm-margin-stable"] for s in r["scales"]], ls="--", color=colour)
-                bottom.plot(c, [100 * s["zero_gradient_fraction"] for s in r["scales"]], marker=".", color=colour,
-                            label=training)
-            for ax in (top, bottom):
-                ax.set_xscale("log", base=2)
-                ax.set_ylim(-2, 102)
-            top.set_title(f"{ARCH_NAMES[arch]}: cross-entropy in float32 (solid), margin loss (dashed)", fontsize=9)
-            top.set_ylabel("FGSM accuracy % (eps 0.25)")
-            bottom.legend(fontsize=8, loc="lower right")  # the curves rise to the right: that corner is empty
-            bottom.set_xlabel("logit scale c (predictions unchanged)")
-            bottom.set_ylabel("exactly-zero gradients %")
-    return save_figure(path, fill, (2, len(archs)), (4.5 * len(archs), 6.0), dpi=80)
 
 
 def main(argv=None):

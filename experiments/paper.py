@@ -9,6 +9,7 @@ from __future__ import annotations
 ARCHS = ("sigmoid_mlp", "relu_mlp", "cnn")  # paper, section 3 and Table 2
 TRAININGS = ("vanilla", "adversarial", "saturated")  # paper, Table 1's rows
 MODELS = tuple(f"{a}-{t}" for a in ARCHS for t in TRAININGS)  # a model's name: <arch>-<training>
+ARCH_NAMES = {"sigmoid_mlp": "sigmoid MLP", "relu_mlp": "ReLU MLP", "cnn": "CNN"}  # in words, for tables and figures
 # ours: the control of each saturated model, its recipe without the penalty (the same width, epochs,
 # learning rate, batch, numerics and seed; lambda = 0, i.e. the plain cross-entropy): how much of the
 # saturated model's FGSM number the penalty adds (RESULTS, Table 1)

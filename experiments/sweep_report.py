@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from experiments import paper
+from experiments.paper import ARCH_NAMES
 from experiments.common import read_json, save_figure, write_json
 from experiments.grids import MILESTONES, short_label
 from experiments.store import RECIPE_FILE
@@ -72,7 +73,6 @@ def frontier(rows):
     return out
 
 
-ARCH_NAMES = {"sigmoid_mlp": "sigmoid MLP", "relu_mlp": "ReLU MLP", "cnn": "CNN"}
 
 
 def draw(rows, path):

@@ -25,6 +25,7 @@ import numpy as np
 from attacks.targeted import TargetedAdam, TargetedLBFGS, TargetedResult, grid_pairs, select_sources
 from experiments.common import (Run, add_checkpoint_args, add_common_args, check_run_folder, checkpoint_stamp, about, cli, parse,
                                 count, load_models, positive, result_options, save_figure, write_json)
+from experiments.paper import ARCH_NAMES
 from nn.backend import to_device
 from nn.checkpoint import atomic_write
 from nn.mnist import load_mnist
@@ -96,9 +97,15 @@ def draw_grids(folder):
         files = sorted(folder.glob(f"*-{sources}.npz"))
         out = folder / f"{sources}.png"
         if files and save_figure(out, lambda axes, files=files: _draw_grid_row(axes[0], files),
-                                 (1, len(files)), (5 * len(files), 5.4), dpi=65):
+                                 (1, len(files)), (5 * len(files), 5.6), dpi=90):
             written.append(out)
     return written
+
+
+def _grid_title(stem, fooled):
+    """'relu_mlp-saturated-most' -> 'ReLU MLP, saturated: most confident sources, 12 of 90 fooled'."""
+    arch, training, sources = stem.split("-")
+    return f"{ARCH_NAMES[arch]}, {training}: {sources} confident sources\n{fooled} of 90 pairs fooled"
 
 
 def _draw_grid_row(axes, files):
@@ -114,7 +121,7 @@ def _draw_grid_row(axes, files):
                 ax.plot([t * side, (t + 1) * side], [s * side, (s + 1) * side], "r-", lw=0.8)  # a red X
                 ax.plot([t * side, (t + 1) * side], [(s + 1) * side, s * side], "r-", lw=0.8)
         ax.imshow(1 - canvas, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        ax.set_title(f"{f.stem}: {int(success.sum())}/90 fooled", fontsize=9)
+        ax.set_title(_grid_title(f.stem, int(success.sum())), fontsize=11)
         ax.set_xlabel("target class")
         ax.set_ylabel("source class")
         ax.set_xticks(np.arange(10) * side + side / 2, range(10))
