@@ -165,7 +165,7 @@ def test_logit_scale_quick_end_to_end(tmp_path, mnist_dir, small_mnist_models):
     assert small["accuracy"]["fgsm-ce-float32"] < 20 and big["accuracy"]["fgsm-ce-float32"] > 60  # masked
     assert big["zero_gradient_fraction"] > 0.6 and small["zero_gradient_fraction"] == 0
     assert json.loads((out / "logit_scale.json").read_text())["results"][0]["model"] == "relu_mlp-vanilla"
-    assert "FGSM CE paper" in (out / "logit_scale.md").read_text()
+    assert "FGSM CE float32" in (out / "logit_scale.md").read_text()
 
 
 def test_bench_profile_reports_calls_per_step(capsys):
