@@ -99,7 +99,7 @@ def train_or_load(recipe, seed, path, data, xp, log, *, sweep=None, label=None, 
         model, meta = load_checkpoint(path, xp)
         log(f"{label}: taken from the sweep's {snap} (the same recipe)")
         return model, {**meta, **meta_out, "from": f"sweep snapshot {snap}"}
-    resumed = resume_state(path, cfg, xp) if path.exists() else None
+    resumed = resume_state(path, cfg, xp)
     if resumed and (stored_key(resumed[2]) != key or resumed[1].epoch > recipe.epochs):
         log(f"{label}: {path} holds another model or a longer run; retraining")
         resumed = None

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .backend import to_device, to_host
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import NoOptimizerState, load_checkpoint, save_checkpoint
 from .numerics import FORWARD_NUMERICS, check_numerics, upgrade_settings
 from .optim import adam_init, adam_update
 from .validate import InputError, check_batch, check_number
@@ -108,23 +108,21 @@ def _resumable(cfg):
     return {k: v for k, v in dataclasses.asdict(cfg).items() if k != "epochs"}
 
 
-def resume_state(path, cfg: TrainConfig, xp, match=None):
+def resume_state(path, cfg: TrainConfig, xp):
     """The model and TrainState saved in checkpoint ``path`` by ``train``, if it can continue ``cfg``.
 
-    -> (model, state, meta), or None when there is no checkpoint there, it holds no training state,
-    or it was trained with other settings (every TrainConfig field but ``epochs``, and each item of
-    the optional dict ``match`` against the checkpoint's meta, must be equal). The state may lie past
-    cfg.epochs: the caller decides. A corrupt file raises ``CheckpointError``.
+    -> (model, state, meta), or None when there is no checkpoint there, it holds a model without its
+    training state, or it was trained with other settings (every TrainConfig field but ``epochs`` must
+    be equal; whether it is the same model is the caller's question, ``experiments.store``). The state
+    may lie past cfg.epochs: the caller decides. A corrupt file raises ``CheckpointError``.
     """
+    if not Path(path).exists():
+        return None
     try:
         model, meta, adam = load_checkpoint(path, xp, optimizer=True)
-    except CheckpointError as e:
-        if not Path(path).exists() or "optimizer" in str(e):
-            return None
-        raise
-    if "train_state" not in meta or _resumable(TrainConfig.from_dict(meta["config"])) != _resumable(cfg):
+    except NoOptimizerState:
         return None
-    if any(meta.get(k) != v for k, v in (match or {}).items()):
+    if "train_state" not in meta or _resumable(TrainConfig.from_dict(meta["config"])) != _resumable(cfg):
         return None
     t = meta["train_state"]
     return model, TrainState(t["epoch"], t["step"], t["lr"], t["rng"], adam, meta.get("history", [])), meta
