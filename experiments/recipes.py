@@ -4,14 +4,15 @@ and ``model_key`` alone decides whether two runs are the same model.
 A recipe is built from the paper's facts (``experiments.paper``) and changed from the command line in
 one dialect, ``--set <models>.<part>.<key>=<value>``:
 
-    <models>  a model (relu_mlp-saturated), an architecture (relu_mlp: its three models), a training
+    <models>  a model (relu_mlp-saturated), an architecture (relu_mlp: its models), a training
               (saturated: its three models) or ``all``
     <part>    arch (the architecture's arguments, ``nn.architectures``), train (``nn.train.TrainConfig``
               but the seed) or method (the objective's arguments: ``nn.penalty.saturating_objective``,
               ``attacks.adversarial_training.adversarial_objective``)
 
-e.g. ``--set relu_mlp-saturated.method.lam_max=0`` (the no-penalty control) or
-``--set saturated.train.epochs=800``.
+e.g. ``--set relu_mlp-saturated.method.lam_max=1e-6`` or ``--set saturated.train.epochs=800``.
+Besides Table 1's nine models there is one control per saturated model, ``<arch>-control``: its
+recipe with the plain cross-entropy (lambda = 0).
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from nn.errors import UserError
 from nn.model import Sequential
 from nn.numerics import upgrade_settings
 from nn.penalty import saturating_objective
+from nn.spec import layer_shapes
 from nn.train import TrainConfig, cross_entropy_objective
 
 OBJECTIVES = {"vanilla": cross_entropy_objective, "adversarial": adversarial_objective,
@@ -73,6 +75,8 @@ class Recipe:
 
     @classmethod
     def make(cls, arch, training, arch_kwargs=None, train=None, method=None):
+        """The recipe with every setting not given at its default (the architecture's, ``TrainConfig``'s
+        and the objective's signatures). Raises SettingError for an unknown model or setting."""
         if arch not in paper.ARCHS or training not in TRAININGS:
             raise SettingError(f"no model {arch}-{training}; expected one of "
                                f"{' '.join(paper.MODELS + paper.CONTROLS)}")
@@ -131,7 +135,6 @@ class Recipe:
     def check(self):
         """Build everything the recipe names once (spec, training settings, objective), so that a bad
         value stops a run at once with its name, not after an hour. -> self."""
-        from nn.spec import layer_shapes
         layer_shapes(self.spec())
         self.config()
         self.objective()
