@@ -1,4 +1,4 @@
-"""One evaluation of a trained model, shared by Table 1, the sweep and the audit's FGSM column.
+"""One evaluation of a trained model, shared by Table 1 and the sweep.
 
 The measurements, each under one name in code, JSON, tables and logs (numerics modes as in
 ``nn.numerics.NUMERICS``: paper, float32, stable):
