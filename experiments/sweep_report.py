@@ -8,7 +8,8 @@ from pathlib import Path
 from experiments import paper
 from experiments.paper import ARCH_NAMES
 from experiments.common import read_json, save_figure, write_json
-from experiments.grids import MILESTONES, short_label
+from experiments.grids import GRIDS, MILESTONES, short_label
+from experiments.recipes import model_key, table1_recipes
 from experiments.store import RECIPE_FILE
 
 
@@ -176,6 +177,46 @@ def draw_mechanism(rows, path):
     return bool(rs) and save_figure(path, fill, shape=(1, 2), figsize=(12, 5))
 
 
+def draw_controls(rows, path):
+    """Each of Table 1's saturated models beside its control (the same recipe without the penalty),
+    against epochs: FGSM accuracy in the paper's numerics, the share of exactly-zero input gradients
+    (paper numerics) and the median logit margin; one row per architecture with both runs present
+    (seed 0). Penalty solid, control dashed: where the two part is what the penalty adds."""
+    recipes = table1_recipes()
+
+    def runs_of(name):  # the rows of the sweep's runs that train Table 1's model ``name``, seed 0
+        key = model_key(recipes[name], 0)
+        names = {r.name for r in GRIDS["all"] if model_key(r.recipe, r.seed) == key}
+        return [r for r in rows if r["run"] in names]
+    pairs = []
+    for arch in paper.ARCHS:
+        runs = [runs_of(f"{arch}-{t}") for t in ("saturated", paper.CONTROL)]
+        if all(runs):
+            pairs.append((arch, runs))
+
+    def fill(axes):
+        for (arch, runs), row_axes in zip(pairs, axes):
+            for rr, training, ls in zip(runs, ("saturated", paper.CONTROL), ("-", "--")):
+                rr = sorted(rr, key=lambda r: r["epoch"])
+                e = [r["epoch"] for r in rr]
+                label = "with the penalty" if training == "saturated" else "control: no penalty"
+                row_axes[0].plot(e, [100 * r["fgsm_paper"] for r in rr], ls=ls, marker="o", ms=3, color="black",
+                                 label=label)
+                row_axes[1].plot(e, [100 * r["zero_grad_paper"] for r in rr], ls=ls, marker="o", ms=3, color="black")
+                row_axes[2].plot(e, [max(r["margin_q"][2], 0.1) for r in rr], ls=ls, marker="o", ms=3, color="black")
+            for ax, what in zip(row_axes, ("FGSM accuracy, eps 0.25, paper's numerics (%)",
+                                           "exactly-zero input gradients (%)", "median logit margin (log)")):
+                ax.set_xscale("log")
+                ax.set_xlabel("epochs (constant learning rate)")
+                ax.set_ylabel(what)
+                ax.set_title(f"{ARCH_NAMES[arch]}: {what.split(',')[0].split(' (')[0]}", fontsize=10)
+            row_axes[0].set_ylim(0, 100)
+            row_axes[1].set_ylim(0, 100)
+            row_axes[2].set_yscale("log")
+            row_axes[0].legend(fontsize=8, loc="upper left")
+    return bool(pairs) and save_figure(path, fill, shape=(len(pairs), 3), figsize=(14, 3.8 * len(pairs)), dpi=80)
+
+
 def latest(rows):
     """One row per run: its last evaluated milestone."""
     last = {}
@@ -202,5 +243,7 @@ def report(root, log):
         log(f"figure {Path(root, 'sweep.png')}")
     if rows and draw_mechanism(rows, Path(root, "mechanism.png")):
         log(f"figure {Path(root, 'mechanism.png')}")
+    if rows and draw_controls(rows, Path(root, "controls.png")):
+        log(f"figure {Path(root, 'controls.png')}")
     log("\n" + table)
     return rows

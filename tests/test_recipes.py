@@ -59,20 +59,21 @@ def test_select_picks_by_model_architecture_or_training():
 
 
 def test_table1_saturated_models_are_sweep_runs():
-    """Each saturated model of Table 1 is a run of the sweep, snapshotted at its epochs (a milestone or
-    the run's last), so the sweep's training serves Table 1; the quick presets agree too."""
+    """Each saturated model of Table 1, and each control, is a run of the sweep, snapshotted at its epochs
+    (a milestone or the run's last), so the sweep's training serves Table 1; the quick presets agree too."""
     for grid, recipes in (("all", table1_recipes()), ("quick", table1_recipes(quick=True))):
-        for arch in paper.ARCHS if grid == "all" else ["sigmoid_mlp"]:
-            recipe = recipes[f"{arch}-saturated"]
+        names = [f"{a}-{t}" for a in paper.ARCHS for t in ("saturated", paper.CONTROL)]
+        for name in names if grid == "all" else ["sigmoid_mlp-saturated"]:
+            recipe = recipes[name]
             runs = [r for r in grids.GRIDS[grid] if model_key(r.recipe, r.seed) == model_key(recipe, 0)]
             assert any(recipe.epochs in grids.MILESTONES and r.recipe.epochs >= recipe.epochs
-                       or r.recipe.epochs == recipe.epochs for r in runs), arch
+                       or r.recipe.epochs == recipe.epochs for r in runs), name
 
 
 def test_sweep_grid_all_holds_every_run_once_and_settings_reach_the_recipe():
     names = [r.name for r in grids.GRIDS["all"]]
     assert len(names) == len(set(names))
-    assert set(names) == {r.name for r in grids.SIGMOID + grids.RELU + grids.CNN}
+    assert set(names) == {r.name for r in grids.SIGMOID + grids.RELU + grids.CNN + grids.CONTROLS}
     plain, tiny = grids._run(hidden=500), grids._run(hidden=500, adam_eps=1e-12)
     assert plain.recipe.config().eps == 1e-8 and tiny.recipe.config().eps == 1e-12
     assert tiny.name == plain.name + "-adameps1e-12"
