@@ -35,8 +35,8 @@ from analysis.masking import audit
 from analysis.masking.suite import EPS_SWEEP, attack_suite, eps_sweep_attack, fooled_by, in_batches
 from attacks import FGSM, AttackResult
 from attacks.pgd import PGD
-from experiments.common import (Run, add_checkpoint_args, add_common_args, amount, checkpoint_stamp, cli, parse, count,
-                                load_models, resumable_rows, save_figure, write_json)
+from experiments.common import (Run, add_checkpoint_args, add_common_args, amount, checkpoint_stamp, cli, summary,
+                                parse, count, load_models, resumable_rows, save_figure, write_json)
 from experiments.paper import MODELS, TABLE1
 from nn.backend import to_device, to_host
 from nn.checkpoint import load_checkpoint
@@ -86,7 +86,7 @@ def format_table(rows):
 
 
 def main(argv=None):
-    parser = add_checkpoint_args(add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0])), MODELS)
+    parser = add_checkpoint_args(add_common_args(argparse.ArgumentParser(description=summary(__doc__))), MODELS)
     parser.add_argument("--n-test", type=count, default=1000, help="test images for the MLPs (default 1000)")
     parser.add_argument("--n-test-cnn", type=count, default=250, help="test images for the CNNs (default 250)")
     parser.add_argument("--eps", type=amount, default=0.25)
@@ -116,7 +116,8 @@ def main(argv=None):
             vanilla = models[vname] if vname in models else load_checkpoint(
                 Path(args.checkpoints) / f"{vname}.npz", run.xp)[0]
         run.log(f"{name}: auditing on {n} test images")
-        row = {**audit_model(run, name, model, vanilla, x, y, args), "checkpoint": checkpoint_stamp(args.checkpoints, name)}
+        row = {**audit_model(run, name, model, vanilla, x, y, args),
+               "checkpoint": checkpoint_stamp(args.checkpoints, name)}
         rows.append(row)
         run.log(f"{name}: clean {row['clean']:.1f} %, FGSM (paper) {row['accuracy']['fgsm-ce-paper']:.1f} %, "
                 f"worst case {row['worst']:.1f} % by {row['strongest']}; zero gradients {row['zero_gradient_fraction']}; "

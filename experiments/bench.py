@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.common import UsageError, add_common_args, cli, parse, count, hardware
+from experiments.common import UsageError, add_common_args, cli, summary, parse, count, hardware
 from nn.architectures import cnn, mlp
 from nn.backend import get_xp, retain_freed_memory, synchronize, to_device
 from nn.model import Sequential
@@ -232,7 +232,7 @@ def flush_to_zero_timing(path, data_dir, steps, repeats=3, batch=128):
 
 
 def main(argv=None):
-    parser = add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
+    parser = add_common_args(argparse.ArgumentParser(description=summary(__doc__)))
     parser.add_argument("--steps", type=count, default=430, help="training steps per model (430 = one epoch of 55k)")
     parser.add_argument("--profile", action="store_true", help="also print where each step's time goes (cProfile)")
     parser.add_argument("--no-retain", action="store_true",

@@ -48,7 +48,9 @@ def figure_logit_scale(ls, path):
                 training = r["model"][len(arch) + 1:]
                 colour = COLOURS.get(training.split("-")[0], "black")
                 c = [s["scale"] for s in r["scales"]]
-                top.plot(c, [s["accuracy"].get("fgsm-ce-float32", s["accuracy"].get("fgsm-ce-paper")) for s in r["scales"]], marker=".", color=colour)
+                fgsm = [s["accuracy"].get("fgsm-ce-float32", s["accuracy"].get("fgsm-ce-paper"))  # (older files)
+                        for s in r["scales"]]
+                top.plot(c, fgsm, marker=".", color=colour)
                 top.plot(c, [s["accuracy"]["fgsm-margin-stable"] for s in r["scales"]], ls="--", color=colour)
                 bottom.plot(c, [100 * s["zero_gradient_fraction"] for s in r["scales"]], marker=".", color=colour,
                             label=training)

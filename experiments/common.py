@@ -29,10 +29,16 @@ def add_common_args(parser: argparse.ArgumentParser):
     parser.add_argument("--data-dir", default=None,
                         help="folder of the MNIST IDX files (default: $SATNETS_MNIST_DIR, then the cache)")
     parser.add_argument("--out", default=None, help="run folder (default: runs/<script>[-quick])")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seeds the initial weights, the shuffling and the "
+                        "attacks' random starts (default 0)")
     parser.add_argument("--quick", action="store_true", help="a small smoke-test preset (minutes on a CPU)")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
     return parser
+
+
+def summary(doc):
+    """A script's description for --help: the first paragraph of its docstring, as one line."""
+    return " ".join(doc.strip().split("\n\n")[0].split())
 
 
 def parse(parser, argv=None, quick=None):

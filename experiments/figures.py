@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments.beyond_figures import figure_audit, figure_logit_scale
-from experiments.common import COLOURS, cli, parse, save_figure
+from experiments.common import COLOURS, cli, summary, parse, save_figure
 from experiments.paper import ARCH_NAMES
 
 TRAININGS = ("vanilla", "saturated")
@@ -213,7 +213,7 @@ def figure6(ratios, path):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=summary(__doc__))
     folders = {"weights": "weights", "rdm": "rdm", "fisher": "fisher_path", "kurtosis": "kurtosis_linear",
                "audit": "audit", "logit_scale": "logit_scale", "out": "figures"}
     for dest, script in folders.items():

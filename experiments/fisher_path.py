@@ -19,8 +19,8 @@ import numpy as np
 
 from analysis.fisher import path_geometry
 from attacks.targeted import select_sources
-from experiments.common import (Run, add_checkpoint_args, add_common_args, about, cli, parse, count, load_models, save_figure,
-                                write_json)
+from experiments.common import (Run, add_checkpoint_args, add_common_args, about, cli, summary, parse, count,
+                                load_models, save_figure, write_json)
 from nn.backend import to_device
 from nn.mnist import load_mnist
 
@@ -39,26 +39,26 @@ def summarise(g):
 
 
 def main(argv=None):
-    parser = add_checkpoint_args(add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0])), MODELS)
+    parser = add_checkpoint_args(add_common_args(argparse.ArgumentParser(description=summary(__doc__))), MODELS)
     parser.add_argument("--points", type=count, default=200, help="points along each path (default 200)")
     args = parse(parser, argv, quick={"points": 20})
     run = Run("fisher_path", args)
     models = load_models(args, run.xp, dtype=np.float64)
     x, y = load_mnist(args.data_dir)["test"]
     x64 = x.astype(np.float64)
-    summary, arrays = {}, {}
+    paths, arrays = {}, {}
     for name, model in models.items():
         with about(name):  # a user error raised for this model names it
             most = select_sources(model, to_device(x64, run.xp), to_device(y, run.xp))["most"]
-            summary[name] = {}
+            paths[name] = {}
             for a, b in PAIRS:
                 g = path_geometry(model, to_device(x64[most[a]], run.xp), to_device(x64[most[b]], run.xp), args.points)
                 key = f"{a}-{b}"
-                summary[name][key] = summarise(g)
+                paths[name][key] = summarise(g)
                 for k in ("t", "p", "dl", "sv"):
                     arrays[f"{name}/{key}/{k}"] = g[k]
-                run.log(f"{name} path {key}: {summary[name][key]}")
-    write_json(run.path("paths.json"), summary)
+                run.log(f"{name} path {key}: {paths[name][key]}")
+    write_json(run.path("paths.json"), paths)
     np.savez_compressed(run.path("paths.npz"), **arrays)
 
     def draw(axes):
@@ -74,7 +74,7 @@ def main(argv=None):
                 axes[3 * r + 2, c].set_title("singular values of J", fontsize=8)
     save_figure(run.path("fisher_path.png"), draw, (3 * len(models), len(PAIRS)),
                 (4 * len(PAIRS), 2.2 * 3 * len(models)), dpi=100)
-    return summary
+    return paths
 
 
 if __name__ == "__main__":

@@ -44,7 +44,8 @@ def _run(arch="sigmoid_mlp", hidden=200, lam_max=1.74, lam_step=1e-3, units="mea
     method = {"kinds": kinds, "lam_max": lam_max, "lam_step": lam_step, "units": units, "batch": batch,
               "derivative": derivative}
     name = f"{arch}-h{hidden}-lam{lam_max:g}-step{lam_step:g}-{units}units-{batch}batch-lr{lr:g}-bs{batch_size}"
-    name += ("-ftz" if numerics == "paper" else "") + ("-tfpenalty" if derivative == "autodiff" else "") + f"-seed{seed}"
+    name += "-ftz" if numerics == "paper" else ""
+    name += ("-tfpenalty" if derivative == "autodiff" else "") + f"-seed{seed}"
     name += (f"-n{max_train}" if max_train else "") + (f"-readout{readout}" if readout else "")
     name += (f"-adameps{adam_eps:g}" if adam_eps else "") + ("-c" + "x".join(map(str, channels)) if channels else "")
     if lam_max == 0:  # no penalty: the control recipe (plain cross-entropy), which Table 1's controls share

@@ -15,15 +15,15 @@ import argparse
 
 from analysis.kurtosis import empirical_sampler, ratio_statistics, sample_pearson7
 from analysis.stats import excess_kurtosis, weight_layers
-from experiments.common import (Run, add_checkpoint_args, add_common_args, about, cli, parse, count, load_models, save_figure,
-                                write_json)
+from experiments.common import (Run, add_checkpoint_args, add_common_args, about, cli, summary, parse, count,
+                                load_models, save_figure, write_json)
 
 MODELS = ("sigmoid_mlp-vanilla", "sigmoid_mlp-saturated", "relu_mlp-vanilla", "relu_mlp-saturated")
 GAMMAS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
 
 
 def main(argv=None):
-    parser = add_checkpoint_args(add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0])), MODELS)
+    parser = add_checkpoint_args(add_common_args(argparse.ArgumentParser(description=summary(__doc__))), MODELS)
     parser.add_argument("--draws", type=count, default=200, help="template pairs per point (default 200)")
     parser.add_argument("--dim", type=count, default=20000)
     args = parse(parser, argv, quick={"draws": 10})

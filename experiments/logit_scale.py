@@ -28,8 +28,8 @@ from analysis.masking import audit
 from analysis.masking.suite import fooled_by, in_batches
 from attacks import FGSM
 from attacks.losses import margin
-from experiments.common import (Run, add_checkpoint_args, add_common_args, amount, cli, parse, count, load_models, positive,
-                                save_figure, write_json)
+from experiments.common import (Run, add_checkpoint_args, add_common_args, amount, cli, summary, parse, count,
+                                load_models, positive, save_figure, write_json)
 from experiments.paper import MODELS
 from nn.backend import to_device, to_host
 from nn.mnist import load_mnist
@@ -76,7 +76,7 @@ def format_table(results):
 
 
 def main(argv=None):
-    parser = add_checkpoint_args(add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0])), MODELS)
+    parser = add_checkpoint_args(add_common_args(argparse.ArgumentParser(description=summary(__doc__))), MODELS)
     parser.add_argument("--scales", type=positive, nargs="+", default=list(SCALES), help="logit scales c")
     parser.add_argument("--n-test", type=count, default=2000, help="test images for the MLPs (default 2000)")
     parser.add_argument("--n-test-cnn", type=count, default=500, help="test images for the CNNs (default 500)")

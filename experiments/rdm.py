@@ -15,8 +15,8 @@ import argparse
 import numpy as np
 
 from analysis.rdm import between_within_ratio, rdm, sample_per_class
-from experiments.common import (Run, add_checkpoint_args, add_common_args, about, cli, parse, count, load_models, save_figure,
-                                write_json)
+from experiments.common import (Run, add_checkpoint_args, add_common_args, about, cli, summary, parse, count,
+                                load_models, save_figure, write_json)
 from nn import layers as L
 from nn.backend import to_device, to_host
 from nn.mnist import load_mnist
@@ -40,7 +40,7 @@ def representations(model, x):
 
 
 def main(argv=None):
-    parser = add_checkpoint_args(add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0])), MODELS)
+    parser = add_checkpoint_args(add_common_args(argparse.ArgumentParser(description=summary(__doc__))), MODELS)
     parser.add_argument("--per-class", type=count, default=100, help="images per class (default 100)")
     args = parse(parser, argv, quick={"per_class": 10})
     run = Run("rdm", args)

@@ -25,7 +25,7 @@ import numpy as np
 
 from analysis.masking.saturation import margin_predicts_zero
 from attacks.losses import margin
-from experiments.common import Run, UsageError, add_common_args, cli, parse, count, write_json
+from experiments.common import Run, UsageError, add_common_args, cli, summary, parse, count, write_json
 from nn.backend import to_device, to_host
 from nn.checkpoint import load_checkpoint
 from nn.mnist import load_mnist
@@ -51,7 +51,7 @@ def silence(model, x, y, batch=1000):
 
 
 def main(argv=None):
-    parser = add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
+    parser = add_common_args(argparse.ArgumentParser(description=summary(__doc__)))
     parser.add_argument("runs", nargs="+", help="run folders holding snap-e<epoch>.npz (experiments.sweep)")
     parser.add_argument("--n", type=count, default=10000, help="training and test examples each (default 10000)")
     args = parse(parser, argv, quick={"n": 500})

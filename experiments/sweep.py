@@ -22,7 +22,8 @@ import argparse
 import time
 from pathlib import Path
 
-from experiments.common import Run, run_dir, UsageError, add_common_args, cli, parse, count, read_json, write_json
+from experiments.common import (Run, run_dir, UsageError, add_common_args, cli, summary, parse, count, read_json,
+                                write_json)
 from experiments.evaluation import evaluate
 from experiments.grids import GRIDS, MILESTONES
 from experiments.jobs import command, run_all
@@ -114,7 +115,7 @@ def _seconds_so_far(path, key):
 
 
 def main(argv=None):
-    parser = add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
+    parser = add_common_args(argparse.ArgumentParser(description=summary(__doc__)))
     parser.add_argument("--grid", choices=sorted(GRIDS), default="sigmoid")
     parser.add_argument("--run", dest="runs", action="append", default=[], help="train only this run (repeatable)")
     parser.add_argument("--report", action="store_true", help="only (re)evaluate snapshots and write the report")

@@ -21,7 +21,8 @@ import argparse
 import time
 
 from experiments import paper
-from experiments.common import Run, run_dir, UsageError, add_common_args, cli, parse, count, hardware, write_json
+from experiments.common import (Run, run_dir, UsageError, add_common_args, cli, summary, parse, count, hardware,
+                                write_json)
 from experiments.evaluation import aggregate
 from experiments.jobs import command, run_all
 from experiments.recipes import apply_set, select, set_value, table1_recipes
@@ -42,7 +43,7 @@ def eval_settings(quick, assignments):
 
 
 def main(argv=None):
-    parser = add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
+    parser = add_common_args(argparse.ArgumentParser(description=summary(__doc__)))
     parser.add_argument("--only", nargs="*", default=None,
                         help="models: an architecture (cnn), a training (saturated) or <arch>-<training>")
     parser.add_argument("--seeds", nargs="+", type=int, default=None,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 
 from experiments import paper
-from experiments.common import Run, add_common_args, cli, parse, hardware, write_json
+from experiments.common import Run, add_common_args, cli, summary, parse, hardware, write_json
 from experiments.recipes import apply_set, table1_recipes
 from experiments.store import train_or_load
 from nn.mnist import load_mnist
@@ -23,7 +23,7 @@ from nn.train import accuracy
 
 
 def main(argv=None):
-    parser = add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
+    parser = add_common_args(argparse.ArgumentParser(description=summary(__doc__)))
     parser.add_argument("model", choices=paper.MODELS, help="<arch>-<training>")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         help="change the recipe: --set <model>.<arch|train|method>.<key>=<value>")

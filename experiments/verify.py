@@ -29,8 +29,8 @@ import numpy as np
 
 from analysis.proofs import crown, ibp, milp
 from analysis.masking.suite import eps_sweep_attack
-from experiments.common import (Run, add_checkpoint_args, add_common_args, amount, checkpoint_stamp, cli, parse, count,
-                                load_models, positive, resumable_rows, save_figure, write_json)
+from experiments.common import (Run, add_checkpoint_args, add_common_args, amount, checkpoint_stamp, cli, summary,
+                                parse, count, load_models, positive, resumable_rows, save_figure, write_json)
 from experiments.paper import MODELS
 from nn.backend import to_device, to_host
 from nn.mnist import load_mnist
@@ -142,7 +142,7 @@ def format_table(rows):
 
 
 def main(argv=None):
-    parser = add_checkpoint_args(add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0])),
+    parser = add_checkpoint_args(add_common_args(argparse.ArgumentParser(description=summary(__doc__))),
                                  MODELS)
     parser.add_argument("--eps", type=amount, nargs="+", default=list(EPS))
     parser.add_argument("--n-test", type=count, default=2000, help="test images per model (default 2000)")

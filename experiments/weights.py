@@ -15,7 +15,8 @@ import argparse
 import numpy as np
 
 from analysis.stats import excess_kurtosis, histogram, saturated_fraction, weight_layers
-from experiments.common import Run, add_checkpoint_args, add_common_args, about, cli, parse, load_models, save_figure, write_json
+from experiments.common import (Run, add_checkpoint_args, add_common_args, about, cli, summary, parse, load_models,
+                                save_figure, write_json)
 from nn.backend import to_device, to_host
 from nn.mnist import load_mnist
 
@@ -46,7 +47,7 @@ def preactivation_stats(model, x, n_bins=200, batch=1000):
 
 
 def main(argv=None):
-    parser = add_checkpoint_args(add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0])), MODELS)
+    parser = add_checkpoint_args(add_common_args(argparse.ArgumentParser(description=summary(__doc__))), MODELS)
     args = parse(parser, argv)
     run = Run("weights", args)
     models = load_models(args, run.xp)
