@@ -25,11 +25,15 @@ def xp(request):
 
 @pytest.fixture(scope="session")
 def mnist_dir():
-    """The MNIST folder: $SATNETS_MNIST_DIR, else ../shared/data/mnist beside the repository."""
-    d = os.environ.get("SATNETS_MNIST_DIR") or str(REPO.parent / "shared" / "data" / "mnist")
-    if not Path(d).is_dir():
-        pytest.fail(f"MNIST folder {d} not found; set SATNETS_MNIST_DIR to the folder of IDX files")
-    return Path(d)
+    """The MNIST folder, found as the loader finds it (``nn.mnist``): $SATNETS_MNIST_DIR, else
+    ../shared/data/mnist beside the repository (CI's copy), else the per-user cache, downloaded there
+    from the public mirrors if it is not there yet."""
+    from nn.mnist import ENV_DIR, cache_dir, load_mnist
+    for d in (os.environ.get(ENV_DIR), REPO.parent / "shared" / "data" / "mnist"):
+        if d and Path(d).is_dir():
+            return Path(d)
+    load_mnist()  # the cache, downloaded if missing; a clear MNISTError where that is impossible
+    return cache_dir()
 
 
 @pytest.fixture(scope="session")
