@@ -23,7 +23,8 @@ def fisher_metric_logits(p):
 
 
 def fisher_sqrt(p):
-    """A = diag(sqrt p) - sqrt(p) p^T, with A^T A = G^F.  p: (N, K) -> (N, K, K)."""
+    """A = diag(sqrt p) - sqrt(p) p^T, with A^T A = G^F (eq. 11 as a factor: ``length_element`` and
+    ``pullback_factor`` use it, never the dense G^F).  p: (N, K) -> (N, K, K)."""
     xp = array_module(p)
     s = xp.sqrt(p)
     return s[:, :, None] * xp.eye(p.shape[1], dtype=p.dtype) - s[:, :, None] * p[:, None, :]
@@ -40,7 +41,8 @@ def pullback_metric(J, p):
 
 
 def length_element(J, p, v):
-    """dl = sqrt(v^T G^in v) = ||A (J v)|| (eq. 13), per example.  v: (N, D) or (D,) -> (N,)."""
+    """dl = sqrt(v^T G^in v) = ||A (J v)|| (eq. 13, through eqs. 11-12 in factored form: G^in = J^T A^T A J),
+    per example.  J: (N, K, D), p: (N, K), v: (N, D) or (D,) -> (N,)."""
     xp = array_module(J)
     v = xp.broadcast_to(v, (J.shape[0], J.shape[2]))
     Jv = (J @ v[:, :, None])[:, :, 0]  # (N, K)
