@@ -34,8 +34,9 @@ from pathlib import Path
 import numpy as np
 
 from experiments.beyond_figures import figure_audit, figure_logit_scale
-from experiments.common import COLOURS, cli, summary, parse, save_figure
+from experiments.common import COLOURS, check_run_folder, cli, summary, parse, save_figure
 from experiments.paper import ARCH_NAMES
+from experiments.targeted_grid import draw_grids
 
 TRAININGS = ("vanilla", "saturated")
 
@@ -220,9 +221,14 @@ def main(argv=None):
         parser.add_argument("--" + dest.replace("_", "-"), default=f"runs/{script}",
                             help=f"folder of experiments.{script} (default runs/{script}[-quick])"
                             if dest != "out" else "where the PNGs go (default runs/figures[-quick])")
+    parser.add_argument("--grids", nargs="*", default=[], metavar="FOLDER",
+                        help="also redraw section 7's grids (Figures 5 and 8) into these folders of "
+                             "experiments.lbfgs_grid / experiments.adam_attack")
     parser.add_argument("--quick", action="store_true", help="read and write the quick presets' folders")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
     args = parse(parser, argv, quick={dest: f"runs/{script}-quick" for dest, script in folders.items()})
+    for folder in args.grids:
+        check_run_folder(folder, "--grids", "python -m experiments.lbfgs_grid")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     missing = []
@@ -268,7 +274,8 @@ def main(argv=None):
         figure_logit_scale(ls, out / "fig-logit-scale.png")
     for line in missing:
         print(f"skipped {line}")
-    written = sorted(str(p) for p in out.glob("fig*.png"))
+    grids = [str(p) for folder in args.grids for p in draw_grids(folder)]
+    written = sorted(str(p) for p in out.glob("fig*.png")) + grids
     print("\n".join(written))
     return written
 

@@ -7,7 +7,8 @@ run folder: ``<model>-<sources>.npz`` (every per-pair record: success, iteration
 final images, L2 / L-inf distances, loss curves, stop reasons, source indices, targets),
 ``summary.json`` and ``summary.md`` (success counts out of 90, median iterations and distances over
 the successes, beside the paper), and with the ``plots`` extra ``<sources>.png``, the image grids.
-The figures can be redrawn from the NPZ files alone: ``python -m experiments.targeted_grid <folder>``.
+The figures can be redrawn from the NPZ files alone: ``python -m experiments.figures --grids <folder>``.
+A library module: the two scripts above run it.
 Gradients are computed in the paper's numerics, float32 with TensorFlow's flush-to-zero (``--numerics
 float32``: numpy's float32, subnormals kept).
 """
@@ -23,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from attacks.targeted import TargetedAdam, TargetedLBFGS, TargetedResult, grid_pairs, select_sources
-from experiments.common import (Run, add_checkpoint_args, add_common_args, check_run_folder, checkpoint_stamp, about,
-                                cli, parse, count, load_models, positive, result_options, save_figure, write_json)
+from experiments.common import (Run, add_checkpoint_args, add_common_args, checkpoint_stamp, about, parse,
+                                count, load_models, positive, result_options, save_figure, write_json)
 from experiments.paper import ARCH_NAMES
 from nn.backend import to_device
 from nn.checkpoint import atomic_write
@@ -188,17 +189,3 @@ def adam_main(argv=None):
     def make(args):
         return TargetedAdam(max_iter=args.max_iter, lr=args.lr, numerics=args.numerics)
     return main(argv, "adam_attack", "adam", make, add, quick={"max_iter": 100})
-
-
-def redraw_main(argv=None):
-    """python -m experiments.targeted_grid <run folder>: redraw the grids from its NPZ records."""
-    parser = argparse.ArgumentParser(description="redraw the targeted-attack grids of a run folder")
-    parser.add_argument("folder", help="a folder written by experiments.lbfgs_grid or experiments.adam_attack")
-    parser.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
-    args = parser.parse_args(argv)
-    check_run_folder(args.folder, "folder", "python -m experiments.lbfgs_grid")
-    print("\n".join(map(str, draw_grids(args.folder))) or "nothing drawn (no records, or matplotlib not installed)")
-
-
-if __name__ == "__main__":
-    cli(redraw_main)

@@ -175,7 +175,7 @@ def test_scripts_fail_like_command_line_tools(tmp_path, mnist_dir):
     _fails_like_a_tool(_script("experiments.rdm", "--from", str(folder), "--models", "cnn-vanilla",
                                "--out", str(tmp_path / "r")), "has no checkpoint of cnn-vanilla",
                        "python -m experiments.table1 --only cnn-vanilla")
-    _fails_like_a_tool(_script("experiments.targeted_grid", missing), "no such folder")
+    _fails_like_a_tool(_script("experiments.figures", "--grids", missing), "--grids", "no such folder")
     _fails_like_a_tool(_script("experiments.table1", "--quick", "--set", "eval.eps=-1", "--out", str(tmp_path / "t")),
                        "eps must be at least 0")  # refused before anything trains
     bad_option = _script("experiments.audit", "--n-test", "0", "--out", str(tmp_path / "a"))
