@@ -7,6 +7,9 @@ An attack loss maps logits z (N, K) and labels (N,) to per-example values (N,) a
   targeted attacks of section 7 descend it toward the target).
 * ``margin``: M = max_{j != y} z_j - z_y (Carlini-Wagner / DLR family). Its gradient e_{j*} - e_y
   never passes through a softmax, so it cannot round to 0 because p_y rounds to 1.
+* ``dlr``: the difference of logits ratio M / (z_pi1 - z_pi3 + 1e-12) of Croce & Hein (2020), the
+  margin divided by the spread of the top three logits: unchanged by a shift or a positive rescaling
+  of the logits (APGD's second loss, ``attacks.apgd``).
 
 Numerics modes (``numerics=``, ``nn.numerics``):
 
@@ -72,6 +75,44 @@ def margin(z, y, numerics="float32"):
     return M, dz
 
 
+def dlr(z, y, numerics="float32"):
+    """The difference of logits ratio (Croce & Hein 2020), DLR_n = M_n / D_n with M_n the
+    ``margin`` max_{j != y} z_j - z_y (= -(z_y - max_{j != y} z_j)) and D_n = z_pi1 - z_pi3 + 1e-12,
+    pi_n the classes sorted by decreasing logit;
+
+        dDLR_n/dz_n = (e_{j*} - e_y - DLR_n (e_pi1 - e_pi3)) / D_n     (quotient rule, j* the runner-up)
+
+    (``_dlr_parts``). DLR > 0 exactly when the margin is, and a common shift or positive factor of the
+    logits leaves it unchanged (the 1e-12 aside). Off ties it is smooth; at a tie (of the runner-up,
+    of pi1 or of pi3) the gradient is that of one of the pieces, as for ``margin``. Where y is pi3 the
+    ratio is 1 - 1e-12 / D, flat: its gradient rounds to 0 in float32. The same in every numerics mode
+    (ratios of logit differences, no exponential to round or flush); ``numerics`` is checked only.
+    z: (N, K) with K >= 3, y: (N,) -> DLR: (N,), dDLR/dz: (N, K).
+    """
+    check_numerics(numerics)
+    L, g, D = _dlr_parts(z, y)
+    return L, g / D[:, None]
+
+
+def _dlr_parts(z, y):
+    """DLR_n, the numerator of its gradient g_n = e_{j*} - e_y - DLR_n (e_pi1 - e_pi3), and D_n
+    (``dlr``). z: (N, K), y: (N,) -> (N,), (N, K), (N,)."""
+    xp = array_module(z)
+    N, K = z.shape
+    if K < 3:
+        raise InputError(f"the dlr loss needs at least 3 classes (z_pi3), the logits have {K}")
+    rows = xp.arange(N)
+    M, dM = margin(z, y)  # M: (N,), dM = e_{j*} - e_y: (N, K)
+    order = xp.argsort(-z, axis=1)  # (N, K): pi, largest logit first (any order among ties)
+    p1, p3 = order[:, 0], order[:, 2]  # (N,)
+    D = z[rows, p1] - z[rows, p3] + 1e-12  # (N,), > 0
+    L = M / D
+    g = dM
+    g[rows, p1] -= L  # p1 != p3: each statement writes one entry per row
+    g[rows, p3] += L
+    return L, g, D
+
+
 def cross_entropy_scaled(z, y):
     """C_n and dC_n/dz_n = exp(s_n) d_n in scaled form (``softmax.cross_entropy_backward_scaled``).
     z: (N, K), y: (N,) -> C: (N,), d: (N, K), s: (N,)."""
@@ -86,12 +127,22 @@ def margin_scaled(z, y):
     return M, dz, array_module(z).zeros(len(M), dtype=z.dtype)
 
 
-LOSSES = {"ce": cross_entropy, "margin": margin}
-SCALED = {cross_entropy: cross_entropy_scaled, margin: margin_scaled}
+def dlr_scaled(z, y):
+    """DLR_n and dDLR_n/dz_n = exp(s_n) d_n with max_k |d_{n,k}| = 1: d_n = g_n / |g_n|_max and s_n =
+    log |g_n|_max - log D_n (``dlr``; s_n = -log D_n where g_n is exactly 0)."""
+    xp = array_module(z)
+    L, g, D = _dlr_parts(z, y)
+    m = xp.abs(g).max(axis=1)  # (N,)
+    m = xp.where(m > 0, m, 1)
+    return L, g / m[:, None], xp.log(m) - xp.log(D)
+
+
+LOSSES = {"ce": cross_entropy, "margin": margin, "dlr": dlr}
+SCALED = {cross_entropy: cross_entropy_scaled, margin: margin_scaled, dlr: dlr_scaled}
 
 
 def loss_function(name):
-    """The attack loss called ``name`` ("ce" or "margin"), or an InputError naming the choices."""
+    """The attack loss called ``name`` ("ce", "margin" or "dlr"), or an InputError naming the choices."""
     try:
         return LOSSES[name]
     except (KeyError, TypeError):

@@ -2,6 +2,7 @@
 
     python -m experiments.bench [--device gpu] [--steps K] [--profile] [--no-retain] [--no-torch]
     python -m experiments.bench --flush-to-zero runs/sweep/<run>/snap-e800.npz   # its effect on speed
+    python -m experiments.bench --saturated     # the same on a synthetic deeply saturated sigmoid MLP
 
 With PyTorch installed (the ``bench`` extra), first a side-by-side comparison: for the paper's three
 architectures (MLPs 784-1000-1000-10, the Table 2 CNN) built with the *same weights* on both sides
@@ -12,9 +13,7 @@ PyTorch, satnets, ... in one process, and the table gives the median of each and
 (satnets / PyTorch: below 1 is faster). Both sides use all the machine's cores (OpenBLAS's and
 PyTorch's threads). On the GPU (``--device gpu``) the same against PyTorch on CUDA.
 
-Then, as before:
-
-Prints (1) the float32 throughput of one large ``xp.matmul`` (n = 4096), and (2) for the
+Then it prints (1) the float32 throughput of one large ``xp.matmul`` (n = 4096), and (2) for the
 784-1000-1000-10 ReLU MLP and the paper's CNN at batch 128, the achieved GFLOP/s of a training
 epoch (forward, backward, Adam) counting only the matrix products, 2 FLOPs per multiply-add (a
 convolution counted as its im2col product), and the ratio of the two. Random data of MNIST's shape
@@ -22,14 +21,15 @@ stand in for the images: throughput does not depend on pixel values.
 
 With ``--flush-to-zero CHECKPOINT`` (a saturated sigmoid MLP, e.g. a snapshot of ``experiments.sweep``)
 it instead times saturated training steps on MNIST (the paper's penalty, units="mean", lambda 1.74)
-from that checkpoint in the numerics "float32" and "paper" (with flush-to-zero), alternating, and
-prints the median time of each and the share of subnormal values among the first hidden layer's
-outputs: there, the pixel values do matter (saturation puts sigma(h) into float32's subnormal range,
-which x86 processes many times more slowly).
+from that checkpoint in the numerics "float32", "paper" (flush-to-zero) and "paper" by exp then flush
+(``nn.numerics.exp_then_flush``), alternating, and prints the median time of each and the share of
+subnormal values among the first hidden layer's outputs: there, the pixel values do matter (x86
+processes subnormals many times more slowly). ``--saturated``: the same for ``saturated_sigmoid_mlp``.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import math
 import pstats
@@ -41,7 +41,9 @@ import numpy as np
 from experiments.common import UsageError, add_common_args, cli, summary, parse, count, hardware
 from nn.architectures import cnn, mlp
 from nn.backend import get_xp, retain_freed_memory, synchronize, to_device
+from nn.layers import sigmoid
 from nn.model import Sequential
+from nn.numerics import exp_then_flush
 from nn.spec import WEIGHT_LAYERS, layer_shapes
 from nn.train import TrainConfig, train
 
@@ -204,31 +206,49 @@ def print_profile(profiler, steps, top=12):
         print(f"    {1e3 * own / steps:7.2f} ms/step  {calls // steps:4d} calls/step  {Path(path).name}:{line} {fn}")
 
 
-def flush_to_zero_timing(path, data_dir, steps, repeats=3, batch=128):
-    """Median seconds for ``steps`` saturated training steps from checkpoint ``path``, in the numerics
-    "float32" and "paper" (flush-to-zero), measured alternately ``repeats`` times.
-    -> ({"float32": s, "paper": s}, subnormal share)."""
+def saturated_sigmoid_mlp(x, hidden=200, lo=60.0, hi=1000.0, seed=0):
+    """A 784-H-H-10 sigmoid MLP deep in saturation: each unit's weights and bias scaled so that the
+    median of its |h| over the images x is log-uniform in [lo, hi]."""
+    model, rng, a = Sequential.init(mlp("sigmoid", hidden=hidden), seed=seed), np.random.default_rng(seed), x
+    for p in model.params[1::2]:  # the dense layers
+        h = a.reshape(len(a), -1) @ p["W"].T + p["b"]  # (N, n_out)
+        c = np.exp(rng.uniform(math.log(lo), math.log(hi), h.shape[1])).astype(np.float32) / np.median(abs(h), 0)
+        p["W"] *= c[:, None]
+        p["b"] *= c
+        a = sigmoid(h * c)
+    return model
+
+
+def flush_to_zero_timing(model, data, repeats=3, batch=128):
+    """Median seconds of an epoch of saturated training of copies of ``model`` on ``data`` in each numerics,
+    alternately. -> ({"float32": s, "paper": s, "exp then flush": s}, subnormal share of the first y)."""
+    from nn.penalty import saturating_objective
+    objective = saturating_objective(["sigmoid"] * 3, 1.74, 1e-3, units="mean")
+    variants = {"float32": ("float32", contextlib.nullcontext), "paper": ("paper", contextlib.nullcontext),
+                "exp then flush": ("paper", exp_then_flush)}
+    times = {name: [] for name in variants}
+    for _ in range(repeats):
+        for name, (numerics, mode) in variants.items():
+            m, t = model.astype(model.dtype), time.perf_counter()
+            with mode():
+                train(m, data, TrainConfig(epochs=1, batch_size=batch, lr_decay=1.0, numerics=numerics),
+                      objective=lambda mm, xb, yb, step, numerics: objective(mm, xb, yb, step + 10 ** 6, numerics),
+                      log=lambda s: None)
+            times[name].append(time.perf_counter() - t)
+    y1 = model.forward(data["train"][0][:2000])[1][2][2][1]  # the first sigmoid's outputs
+    return {k: float(np.median(v)) for k, v in times.items()}, float(((y1 != 0) & (abs(y1) < 2.0 ** -126)).mean())
+
+
+def saturated_data(args, batch=128):
+    """The model and ``args.steps`` batches that ``--flush-to-zero`` (MNIST) or ``--saturated`` times."""
+    n = args.steps * batch
+    if args.saturated:  # random images and labels
+        x = np.random.default_rng(0).random((n, 1, 28, 28), dtype=np.float32)
+        return saturated_sigmoid_mlp(x[:batch]), {"train": (x, np.arange(n) % 10)}
     from nn.checkpoint import load_checkpoint
     from nn.mnist import load_mnist
-    from nn.penalty import saturating_objective
-    model, _ = load_checkpoint(path)
-    x, y = load_mnist(data_dir)["train"]
-    n = steps * batch
-    data = {"train": (x[5000:5000 + n], y[5000:5000 + n])}  # the first training examples after validation
-    y1 = model.forward(data["train"][0][:2000])[1][2][2][1]  # the first sigmoid's outputs
-    subnormal = float(((y1 != 0) & (np.abs(y1) < np.finfo(np.float32).tiny)).mean())
-    objective = saturating_objective(["sigmoid"] * 3, 1.74, 1e-3, units="mean")
-    times = {"float32": [], "paper": []}
-    for _ in range(repeats):
-        for numerics in times:
-            m = model.astype(model.dtype)  # a fresh copy of the parameters each time
-            t = time.perf_counter()
-            train(m, data, TrainConfig(epochs=1, batch_size=batch, lr_decay=1.0, numerics=numerics),
-                  objective=lambda mm, xb, yb, step, numerics="float32": objective(mm, xb, yb, step + 10 ** 6,
-                                                                                   numerics),
-                  log=lambda s: None)
-            times[numerics].append(time.perf_counter() - t)
-    return {k: float(np.median(v)) for k, v in times.items()}, subnormal
+    x, y = load_mnist(args.data_dir)["train"]
+    return load_checkpoint(args.flush_to_zero)[0], {"train": (x[5000:5000 + n], y[5000:5000 + n])}
 
 
 def main(argv=None):
@@ -241,15 +261,13 @@ def main(argv=None):
                         help="time saturated training from this checkpoint with and without flush-to-zero")
     parser.add_argument("--no-torch", action="store_true", help="skip the comparison with PyTorch")
     parser.add_argument("--only-torch", action="store_true", help="only the comparison with PyTorch")
+    parser.add_argument("--saturated", action="store_true", help="--flush-to-zero on saturated_sigmoid_mlp")
     args = parse(parser, argv, quick={"steps": 20})
-    if args.flush_to_zero:
-        steps = args.steps
-        t, sub = flush_to_zero_timing(args.flush_to_zero, args.data_dir, steps)
-        print(f"{hardware()}; {args.flush_to_zero}: {100 * sub:.1f} % of the first hidden layer's outputs are "
-              "subnormal")
-        print(f"{steps} saturated training steps: {t['float32']:.2f} s in float32 (no flush-to-zero), "
-              f"{t['paper']:.2f} s in the paper's numerics (flush-to-zero) "
-              f"(ratio {t['float32'] / t['paper']:.2f}; medians of 3, alternating)")
+    if args.flush_to_zero or args.saturated:
+        t, sub = flush_to_zero_timing(*saturated_data(args))
+        print(f"{hardware()}; {args.flush_to_zero or 'saturated_sigmoid_mlp'}: {100 * sub:.1f} % of the first hidden "
+              f"layer's outputs are subnormal; {args.steps} saturated training steps (medians of 3, alternating):")
+        print(", ".join(f"{k} {1e3 * v / args.steps:.2f} ms/step ({v / t['paper']:.2f} x paper)" for k, v in t.items()))
         return t
     xp = get_xp(args.device)
     retained = xp is np and not args.no_retain and retain_freed_memory()

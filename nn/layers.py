@@ -30,7 +30,7 @@ import math
 import numpy as np
 
 from .backend import array_module
-from .numerics import FORWARD_NUMERICS, check_numerics, flush_subnormals, log_sigmoid_prime
+from .numerics import FORWARD_NUMERICS, check_numerics, exp_flushed, log_sigmoid_prime
 from .conv import conv2d_backward, conv2d_forward, conv2d_param_grads, conv2d_vjp, col2im, im2col  # noqa: F401
 
 # ---------------------------------------------------------------------------------------------
@@ -152,16 +152,22 @@ def flatten_backward(dy, x_shape):
 # Activations
 
 
-def sigmoid(h):
+def sigmoid(h, numerics="float32"):
     """sigma(h) = 1 / (1 + exp(-h)), computed from e = exp(-|h|) so it never overflows:
     sigma(h) = 1 / (1 + e) for h >= 0 and e / (1 + e) for h < 0.
 
     float32 facts central to the paper (``nn.numerics``): sigma(h) is exactly 1.0 once 1 + e rounds
     to 1, e <= 2^-24, i.e. from h = 24 ln 2 ~ 16.64 on (``SIGMOID_ONE``), while for negative h it
     stays a tiny positive number (~exp(h)) until h < -103.97 (``EXP_UNDERFLOW``).
+
+    ``numerics="paper"``: sigma(h) flushed to zero, e = ``exp_flushed(-|h|)``, never asking exp for a
+    subnormal. The same bits as ``flush_subnormals(sigmoid(h))``: where e would be subnormal, 1 + e is
+    1 either way, and y = e / (1 + e) is that subnormal (flushed: 0) or 0 / 1 = 0; where e is normal,
+    y = e / (1 + e) is normal too (it is e itself once 1 + e rounds to 1).
     """
     xp = array_module(h)
-    e = xp.exp(-xp.abs(h))
+    a = -xp.abs(h)
+    e = exp_flushed(a) if numerics == "paper" else xp.exp(a)
     return xp.where(h >= 0, 1.0, e) / (1.0 + e)
 
 
@@ -170,11 +176,9 @@ def sigmoid_forward(h, numerics="float32"):
 
     ``numerics``: "float32" or "paper" (``nn.numerics``). "paper" flushes subnormals to zero, as
     TensorFlow computed it: y = e^h is subnormal in float32 for -103.97 < h < -87.34 and becomes
-    exactly 0 there, and so does the backward's y (1 - y).
+    exactly 0 there (``sigmoid(h, "paper")``, deciding from h), and so does the backward's y (1 - y).
     """
-    y = sigmoid(h)
-    if check_numerics(numerics, FORWARD_NUMERICS) == "paper":
-        y = flush_subnormals(y)
+    y = sigmoid(h, check_numerics(numerics, FORWARD_NUMERICS))
     return y, (h, y)
 
 

@@ -23,6 +23,14 @@ phi' from e = exp(-|h|), phi = e / (1 + e)^2, nonzero in float32 until |h| > 103
 sigma, s = sigma(h): phi = s (1 - s), phi' = s (1 - s)(1 - 2 s), both exactly 0 once s rounds to 1
 (from h = 16.64 on in float32, ``nn.numerics.SIGMOID_ONE``), so units past that point feel no push
 at all.
+
+Flush-to-zero: the penalty takes no numerics, and phi and phi' keep their subnormal values (87.34 <
+|h| < 103.97) in the paper's numerics too; ``nn.model.backward`` adds dR/dh to the backward signal
+and flushes the sum. Flushing phi first (``nn.numerics.exp_flushed``) would change training's bits at
+the readout: a logit of 90 beside a top logit of 170 has a normal cross-entropy gradient p_j / N of
+1.4e-37 (N = 128), which its subnormal dR/dz (-1.1e-42 at lambda 1.74, units="mean") moves by 99
+ulps. (A hidden sigmoid unit there passes no gradient in the paper's numerics, its y (1 - y) is
+exactly 0.) So phi alone still asks exp for subnormal results, as it always did.
 """
 from __future__ import annotations
 

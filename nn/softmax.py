@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .backend import array_module
-from .numerics import FORWARD_NUMERICS, check_numerics, flush_subnormals
+from .numerics import FORWARD_NUMERICS, check_numerics, exp_flushed
 
 # ``log_normalise`` keeps the unshifted rounding a - (m + L) where it differs from the shift-first
 # (a - m) - L by at most this many epsilons of the dtype (2^-16 in float32: always for |m| below ~512)
@@ -87,7 +87,8 @@ def cross_entropy_backward(dC, cache, numerics="float32"):
     """dL/dz = dC[:, None] * (p - onehot(y)).   dC: (N,) upstream gradient of each C_n.
 
     ``numerics``: "float32", or "paper", where p is flushed to zero below float32's smallest normal
-    number (TensorFlow's flush-to-zero); the stable mode's is ``cross_entropy_backward_scaled``.
+    number (TensorFlow's flush-to-zero; ``nn.numerics.exp_flushed``, deciding from log p); the stable
+    mode's is ``cross_entropy_backward_scaled``.
     float32 facts (``nn.numerics``): p_y rounds to exactly 1 for a confident network (a margin of
     16.64 over a single runner-up, ``log_softmax``), so the true class's entry p_y - 1 is exactly 0;
     the other entries p_j = exp(log p_j) stay tiny but nonzero until they underflow to 0 too and the
@@ -96,9 +97,8 @@ def cross_entropy_backward(dC, cache, numerics="float32"):
     """
     xp = array_module(dC)
     logp, y = cache
-    g = xp.exp(logp)  # p: (N, K)
-    if check_numerics(numerics, FORWARD_NUMERICS, "numerics (cross_entropy_backward)") == "paper":
-        g = flush_subnormals(g)
+    paper = check_numerics(numerics, FORWARD_NUMERICS, "numerics (cross_entropy_backward)") == "paper"
+    g = exp_flushed(logp) if paper else xp.exp(logp)  # p: (N, K); flushed deciding from log p
     g[xp.arange(y.shape[0]), y] -= 1
     return g * dC[:, None]
 

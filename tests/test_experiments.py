@@ -34,6 +34,20 @@ def test_train_step_flops_by_hand():
     assert bench.train_step_flops(spec, batch=1) == 2 * (2 * m_conv + 3 * m_fc1 + 3 * m_fc2)
 
 
+def test_bench_saturated_times_exp_flushed_against_exp_then_flush(capsys):
+    """``--saturated``: the synthetic 784-200-200-10 has each unit's median |h| in 60-1000, and the line
+    gives float32, the paper's numerics and the paper's numerics by exp then flush, with their ratios."""
+    import numpy as np
+    x = np.random.default_rng(0).random((128, 1, 28, 28), dtype=np.float32)
+    model = bench.saturated_sigmoid_mlp(x)
+    for h in model.preactivations(x):
+        assert 59 < np.median(np.abs(h), axis=0).min() and np.median(np.abs(h), axis=0).max() < 1001
+    t = bench.main(["--saturated", "--steps", "2"])
+    assert set(t) == {"float32", "paper", "exp then flush"} and min(t.values()) > 0
+    out = capsys.readouterr().out
+    assert "saturated_sigmoid_mlp" in out and "exp then flush" in out and "x paper" in out
+
+
 def test_targeted_grids_quick_end_to_end(tmp_path, mnist_dir, small_mnist_models):
     import numpy as np
     from experiments import adam_attack, lbfgs_grid
