@@ -40,11 +40,11 @@ flushed, which differs from hardware flush-to-zero only when many subnormal prod
 normal number.
 
 ``exp_flushed`` is exp followed by that flush, bit for bit, deciding from the argument first: exp is
-never asked for a subnormal result, which x86 processors compute many times more slowly (numpy's exp
-of 25,600 float32 arguments took 200 us at -90 against 16 us at -50 or -105 on an Intel Xeon; a
-deeply saturated network has units all across that band). The paper's numerics use it wherever an
-exp's result is flushed (the sigmoid's forward, the cross-entropy's p), and ``log_sigmoid_prime``
-wherever a subnormal exp could not change its result.
+never asked for a subnormal result, which some x86 processors compute many times more slowly (numpy's
+exp of 25,600 float32 arguments took 200 us at -90 against 16 us at -50 or -105 on an Intel Xeon, while
+on an AMD EPYC with AVX-512 it takes as long at every argument; a deeply saturated network has units
+all across that band). The paper's numerics use it wherever an exp's result is flushed (the sigmoid's forward,
+the cross-entropy's p), and ``log_sigmoid_prime`` in every mode, as its result is the same either way.
 
 ``log_sigmoid_prime`` is the sigmoid's derivative in log form, which never underflows; the scaled
 backward pass of ``nn.model.backward_scaled`` carries each example's signal as a direction and a
