@@ -17,14 +17,14 @@ MILESTONES = tuple(25 * 2 ** k for k in range(12))  # 25, 50, 100, ..., 51200: s
 @dataclasses.dataclass(frozen=True)
 class SweepRun:
     """One run of the sweep: a saturated recipe and a seed, the readable folder name ``name`` and the
-    settings it was written with (``_run``'s arguments, for the report's labels)."""
+    settings it was written with (``sweep_run``'s arguments, for the report's labels)."""
     recipe: Recipe
     seed: int
     name: str
     settings: dict
 
 
-def _run(arch="sigmoid_mlp", hidden=200, lam_max=1.74, lam_step=1e-3, units="mean", batch="mean",
+def sweep_run(arch="sigmoid_mlp", hidden=200, lam_max=1.74, lam_step=1e-3, units="mean", batch="mean",
          derivative="closed_form", numerics="paper", lr=1e-3, batch_size=128, epochs=1600, seed=0, max_train=None,
          channels=None, readout=None, adam_eps=None):
     """A run, written as the settings in which it differs from the lead (the paper's sigmoid-MLP lambda
@@ -53,7 +53,7 @@ def _run(arch="sigmoid_mlp", hidden=200, lam_max=1.74, lam_step=1e-3, units="mea
     return SweepRun(Recipe.make(arch, "saturated", arch_kwargs, train, method), seed, name, settings)
 
 
-LEAD = _run().settings  # the lead's settings: a run's label lists where it differs
+LEAD = sweep_run().settings  # the lead's settings: a run's label lists where it differs
 
 
 def short_label(settings):
@@ -68,68 +68,68 @@ def short_label(settings):
 # (flush-to-zero, the penalty's derivative as TensorFlow computes it). The epochs axis comes from the
 # milestones of each run; the other axes are compared at equal epochs (400 for most runs).
 SIGMOID = [
-    _run(epochs=3200),                                       # 0 the lead, with TensorFlow's flush-to-zero
-    _run(lam_max=17.4, lam_step=1e-2, epochs=400),           # 1 ten times the paper's lambda
-    _run(lr=3e-3, epochs=800),                               # 2 learning rate
-    _run(derivative="autodiff", epochs=800),                 # 3 TensorFlow's penalty derivative
-    _run(numerics="float32", epochs=800),                    # 4 the lead as first probed (no flush-to-zero)
-    _run(lam_max=0.174, lam_step=1e-4, epochs=400),          # 5 a tenth of the paper's lambda
-    _run(lam_step=1e-4, epochs=400),                         # 6 slower annealing (40 epochs)
-    _run(lr=1e-2, epochs=400),                               # 7
-    _run(lr=3e-4, epochs=400),                               # 8
-    _run(units="sum", lam_max=0.3, lam_step=1.5e-4, epochs=200),   # 9 the old Table 1 penalty
-    _run(units="sum", epochs=100),                           # 10 the paper's 1.74, summed over units
-    _run(batch="sum", epochs=100),                           # 11 summed over the batch too
-    _run(batch="sum", lam_max=0.0136, lam_step=7.8e-6, epochs=400),  # 12 1.74 / 128: the batch mean's size
-    _run(hidden=1000, epochs=400),                           # 13 the paper's width
-    _run(hidden=500, epochs=800),                            # 14
-    _run(hidden=2000, epochs=200),                           # 15
-    _run(seed=1, epochs=400),                                # 16
-    _run(lam_max=5.5, lam_step=3e-3, epochs=400),            # 17
-    _run(lam_max=0.55, lam_step=3e-4, epochs=400),           # 18
-    _run(lr=3e-3, lam_max=17.4, lam_step=1e-2, epochs=400),  # 19
-    _run(lam_step=1e-2, epochs=400),                         # 20 faster annealing (0.4 epochs)
-    _run(derivative="autodiff", numerics="float32", epochs=400),         # 21
-    _run(batch_size=32, epochs=200),                         # 22 four times the steps per epoch
-    _run(batch_size=512, epochs=400),                        # 23 a quarter
-    _run(hidden=500, adam_eps=1e-12, epochs=800),            # 24 width 500 (its margin stalls) with a tiny Adam eps
+    sweep_run(epochs=3200),                                       # 0 the lead, with TensorFlow's flush-to-zero
+    sweep_run(lam_max=17.4, lam_step=1e-2, epochs=400),           # 1 ten times the paper's lambda
+    sweep_run(lr=3e-3, epochs=800),                               # 2 learning rate
+    sweep_run(derivative="autodiff", epochs=800),                 # 3 TensorFlow's penalty derivative
+    sweep_run(numerics="float32", epochs=800),                    # 4 the lead as first probed (no flush-to-zero)
+    sweep_run(lam_max=0.174, lam_step=1e-4, epochs=400),          # 5 a tenth of the paper's lambda
+    sweep_run(lam_step=1e-4, epochs=400),                         # 6 slower annealing (40 epochs)
+    sweep_run(lr=1e-2, epochs=400),                               # 7
+    sweep_run(lr=3e-4, epochs=400),                               # 8
+    sweep_run(units="sum", lam_max=0.3, lam_step=1.5e-4, epochs=200),   # 9 the old Table 1 penalty
+    sweep_run(units="sum", epochs=100),                           # 10 the paper's 1.74, summed over units
+    sweep_run(batch="sum", epochs=100),                           # 11 summed over the batch too
+    sweep_run(batch="sum", lam_max=0.0136, lam_step=7.8e-6, epochs=400),  # 12 1.74 / 128: the batch mean's size
+    sweep_run(hidden=1000, epochs=400),                           # 13 the paper's width
+    sweep_run(hidden=500, epochs=800),                            # 14
+    sweep_run(hidden=2000, epochs=200),                           # 15
+    sweep_run(seed=1, epochs=400),                                # 16
+    sweep_run(lam_max=5.5, lam_step=3e-3, epochs=400),            # 17
+    sweep_run(lam_max=0.55, lam_step=3e-4, epochs=400),           # 18
+    sweep_run(lr=3e-3, lam_max=17.4, lam_step=1e-2, epochs=400),  # 19
+    sweep_run(lam_step=1e-2, epochs=400),                         # 20 faster annealing (0.4 epochs)
+    sweep_run(derivative="autodiff", numerics="float32", epochs=400),         # 21
+    sweep_run(batch_size=32, epochs=200),                         # 22 four times the steps per epoch
+    sweep_run(batch_size=512, epochs=400),                        # 23 a quarter
+    sweep_run(hidden=500, adam_eps=1e-12, epochs=800),            # 24 width 500 (its margin stalls) with a tiny Adam eps
 ]
 RELU = [
-    _run(arch="relu_mlp", lam_max=3.99e-8, lam_step=1e-10, epochs=4800),  # 0 the paper's constants, long
-    _run(arch="relu_mlp", lam_max=1e-2, lam_step=1e-5, epochs=400),
-    _run(arch="relu_mlp", lam_max=1.0, lam_step=1e-3, epochs=400),
-    _run(arch="relu_mlp", lam_max=1e-4, lam_step=1e-7, epochs=400),
-    _run(arch="relu_mlp", lam_max=1e-2, lam_step=1e-5, units="sum", epochs=400),  # the old Table 1 penalty
-    _run(arch="relu_mlp", lam_max=0.1, lam_step=1e-4, epochs=400),
-    _run(arch="relu_mlp", lam_max=1.0, lam_step=1e-3, lr=3e-3, epochs=400),
-    _run(arch="relu_mlp", lam_max=3.99e-8, lam_step=1e-10, units="sum", epochs=400),
-    _run(arch="relu_mlp", lam_max=1e-2, lam_step=1e-5, numerics="float32", epochs=400),
-    _run(arch="relu_mlp", lam_max=10.0, lam_step=1e-2, epochs=400),
-    _run(arch="relu_mlp", hidden=1000, lam_max=1e-2, lam_step=1e-5, epochs=100),
+    sweep_run(arch="relu_mlp", lam_max=3.99e-8, lam_step=1e-10, epochs=4800),  # 0 the paper's constants, long
+    sweep_run(arch="relu_mlp", lam_max=1e-2, lam_step=1e-5, epochs=400),
+    sweep_run(arch="relu_mlp", lam_max=1.0, lam_step=1e-3, epochs=400),
+    sweep_run(arch="relu_mlp", lam_max=1e-4, lam_step=1e-7, epochs=400),
+    sweep_run(arch="relu_mlp", lam_max=1e-2, lam_step=1e-5, units="sum", epochs=400),  # the old Table 1 penalty
+    sweep_run(arch="relu_mlp", lam_max=0.1, lam_step=1e-4, epochs=400),
+    sweep_run(arch="relu_mlp", lam_max=1.0, lam_step=1e-3, lr=3e-3, epochs=400),
+    sweep_run(arch="relu_mlp", lam_max=3.99e-8, lam_step=1e-10, units="sum", epochs=400),
+    sweep_run(arch="relu_mlp", lam_max=1e-2, lam_step=1e-5, numerics="float32", epochs=400),
+    sweep_run(arch="relu_mlp", lam_max=10.0, lam_step=1e-2, epochs=400),
+    sweep_run(arch="relu_mlp", hidden=1000, lam_max=1e-2, lam_step=1e-5, epochs=100),
     # the CNN's reading of the paper's last layer (f(z) = z on the readout, summed over units), which
     # brought the CNN into the regime: with the paper's ReLU lambda, and with the CNN's
-    _run(arch="relu_mlp", lam_max=3.99e-8, lam_step=1e-10, units="sum", readout="linear", epochs=800),
-    _run(arch="relu_mlp", lam_max=1e-5, lam_step=1e-5, units="sum", readout="linear", epochs=800),
+    sweep_run(arch="relu_mlp", lam_max=3.99e-8, lam_step=1e-10, units="sum", readout="linear", epochs=800),
+    sweep_run(arch="relu_mlp", lam_max=1e-5, lam_step=1e-5, units="sum", readout="linear", epochs=800),
 ]
 CNN = [  # a narrow CNN (8 and 16 channels, 256 hidden units) to find the regime at a tolerable cost
     # the paper's constants, long: FGSM (paper numerics) 21 / 51 / 98.4 % at 25 / 50 / 100 epochs, clean
     # 98.7 / 98.6 / 98.7 %: at 100 FGSM meets clean accuracy, the regime (Table 1's CNN row takes it)
-    _run(arch="cnn", channels=[8, 16], hidden=256, lam_max=1e-5, lam_step=1e-5, units="sum", epochs=100),
-    _run(arch="cnn", channels=[8, 16], hidden=256, lam_max=1e-2, lam_step=1e-5, epochs=50),
-    _run(arch="cnn", channels=[8, 16], hidden=256, lam_max=1.0, lam_step=1e-3, epochs=50),
-    _run(arch="cnn", channels=[8, 16], hidden=256, lam_max=0.0, lam_step=0.0, epochs=50),  # no penalty
-    _run(arch="cnn", channels=[8, 16], hidden=256, lam_max=0.1, lam_step=1e-4, epochs=50),
+    sweep_run(arch="cnn", channels=[8, 16], hidden=256, lam_max=1e-5, lam_step=1e-5, units="sum", epochs=100),
+    sweep_run(arch="cnn", channels=[8, 16], hidden=256, lam_max=1e-2, lam_step=1e-5, epochs=50),
+    sweep_run(arch="cnn", channels=[8, 16], hidden=256, lam_max=1.0, lam_step=1e-3, epochs=50),
+    sweep_run(arch="cnn", channels=[8, 16], hidden=256, lam_max=0.0, lam_step=0.0, epochs=50),  # no penalty
+    sweep_run(arch="cnn", channels=[8, 16], hidden=256, lam_max=0.1, lam_step=1e-4, epochs=50),
     # the regime's settings at Table 2's width (32 and 64 channels, 1,024 hidden units; ~4.5x the cost an
     # epoch): FGSM 50.4 / 98.4 % at 25 / 50 epochs, clean 98.80 / 98.95 %: in the regime at 50, where
     # it stops (Table 1's CNN row takes it)
-    _run(arch="cnn", hidden=1024, lam_max=1e-5, lam_step=1e-5, units="sum", epochs=50),
+    sweep_run(arch="cnn", hidden=1024, lam_max=1e-5, lam_step=1e-5, units="sum", epochs=50),
 ]
 # Each regime model of Table 1 without its penalty (Table 1's controls, snapshotted at the milestones):
 # when, against epochs, the penalty's run and its control part (RESULTS, Table 1).
 CONTROLS = [
-    _run(arch="relu_mlp", lam_max=0.0, lam_step=0.0, units="sum", readout="linear", epochs=800),
-    _run(lam_max=0.0, lam_step=0.0, epochs=1600),
-    _run(arch="cnn", hidden=1024, lam_max=0.0, lam_step=0.0, units="sum", epochs=50),
+    sweep_run(arch="relu_mlp", lam_max=0.0, lam_step=0.0, units="sum", readout="linear", epochs=800),
+    sweep_run(lam_max=0.0, lam_step=0.0, epochs=1600),
+    sweep_run(arch="cnn", hidden=1024, lam_max=0.0, lam_step=0.0, units="sum", epochs=50),
 ]
 GRIDS = {
     "sigmoid": SIGMOID, "relu": RELU, "cnn": CNN, "controls": CONTROLS,
@@ -138,8 +138,8 @@ GRIDS = {
     "all": SIGMOID[:4] + RELU[:3] + SIGMOID[4:9] + RELU[3:5] + CNN[:2] + SIGMOID[9:13] + SIGMOID[16:] + RELU[5:11]
     + CNN[2:5] + SIGMOID[13:16] + RELU[11:] + CNN[5:] + CONTROLS,
     "quick": [
-        _run(hidden=16, epochs=6, max_train=10000, lam_step=1e-2),
-        _run(arch="relu_mlp", hidden=16, epochs=2, max_train=2000, lam_max=1e-2, lam_step=1e-3, numerics="float32",
+        sweep_run(hidden=16, epochs=6, max_train=10000, lam_step=1e-2),
+        sweep_run(arch="relu_mlp", hidden=16, epochs=2, max_train=2000, lam_max=1e-2, lam_step=1e-3, numerics="float32",
              readout="linear"),
     ],
 }

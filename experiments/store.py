@@ -19,9 +19,11 @@ import json
 import shutil
 from pathlib import Path
 
+from experiments.grids import sweep_run
 from experiments.recipes import Recipe, SettingError, model_key
 from nn.backend import to_device
 from nn.checkpoint import load_checkpoint
+from nn.numerics import upgrade_settings
 from nn.penalty import lambda_schedule, saturated_fraction
 from nn.train import resume_state, train
 
@@ -34,16 +36,22 @@ def checkpoint_name(name, seed):
 
 
 def stored_key(meta):
-    """The ``model_key`` of the model a checkpoint's meta records, recomputed from its recipe and seed
-    (so that checkpoints written under older setting names still match: ``Recipe.from_dict`` reads
-    them in today's words), or from the model settings and config an older Table 1 wrote. None when it
-    records no model."""
+    """The ``model_key`` of the model a checkpoint's meta records, recomputed from what it holds: its
+    recipe and seed; or the model settings and config an older Table 1 wrote; or the flat settings an
+    older sweep wrote ("sweep_settings", ``experiments.grids.sweep_run``'s arguments). Older words for the
+    numerics are read as today's (``Recipe.from_dict``, ``nn.numerics.upgrade_settings``). None when
+    it records no model."""
     try:
         if "recipe" in meta:
             return model_key(Recipe.from_dict(meta["recipe"]), meta["seed"])
-        return model_key(Recipe.from_dict(meta["model_settings"]), meta["config"]["seed"])
+        if "model_settings" in meta:
+            return model_key(Recipe.from_dict(meta["model_settings"]), meta["config"]["seed"])
+        if "sweep_settings" in meta:
+            run = sweep_run(**upgrade_settings(meta["sweep_settings"]), epochs=1)
+            return model_key(run.recipe, run.seed)
     except (KeyError, TypeError, SettingError):
         return None
+    return None
 
 
 def find_snapshot(root, recipe, seed):

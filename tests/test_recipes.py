@@ -74,15 +74,15 @@ def test_sweep_grid_all_holds_every_run_once_and_settings_reach_the_recipe():
     names = [r.name for r in grids.GRIDS["all"]]
     assert len(names) == len(set(names))
     assert set(names) == {r.name for r in grids.SIGMOID + grids.RELU + grids.CNN + grids.CONTROLS}
-    plain, tiny = grids._run(hidden=500), grids._run(hidden=500, adam_eps=1e-12)
+    plain, tiny = grids.sweep_run(hidden=500), grids.sweep_run(hidden=500, adam_eps=1e-12)
     assert plain.recipe.config().eps == 1e-8 and tiny.recipe.config().eps == 1e-12
     assert tiny.name == plain.name + "-adameps1e-12"
     assert model_key(tiny.recipe, 0) != model_key(plain.recipe, 0)
-    linear = grids._run(arch="relu_mlp", readout="linear")
+    linear = grids.sweep_run(arch="relu_mlp", readout="linear")
     assert linear.recipe.method["kinds"] == ["relu", "relu", "linear"]
-    assert grids._run(arch="relu_mlp").recipe.method["kinds"] == ["relu"] * 3
+    assert grids.sweep_run(arch="relu_mlp").recipe.method["kinds"] == ["relu"] * 3
     assert grids.short_label(linear.settings) == "readout linear"  # the architecture is the figure's row
-    assert grids.short_label(grids._run(lr=3e-3).settings) == "lr 0.003"
+    assert grids.short_label(grids.sweep_run(lr=3e-3).settings) == "lr 0.003"
 
 
 def test_a_control_is_its_saturated_recipe_without_the_penalty():

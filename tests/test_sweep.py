@@ -66,3 +66,23 @@ def test_sweep_evaluates_cnns_on_permuted_channels_and_renews_old_records(tmp_pa
     stored = json.loads((tmp_path / "eval-e1.json").read_text())
     (tmp_path / "eval-e1.json").write_text(json.dumps({**stored, "clean_acc": -1}))  # a marker: reused, not redone
     assert sweep.evaluate_snapshot(snap, x, y, np, lambda line: None, batch=4)["clean_acc"] == -1
+
+
+def test_checkpoints_of_older_versions_are_the_same_model():
+    """A sweep checkpoint written before recipes (flat "sweep_settings" in the old words: "ftz",
+    derivative "stable") and a Table 1 checkpoint of that time ("model_settings", "config") resume as
+    the model today's recipe names."""
+    from experiments.recipes import model_key, table1_recipes
+    from experiments.store import stored_key
+    run = grids.RELU[11]  # the regime ReLU MLP
+    old = {"arch": "relu_mlp", "hidden": 200, "lam_max": 3.99e-8, "lam_step": 1e-10, "units": "sum",
+           "batch": "mean", "derivative": "stable", "ftz": True, "lr": 1e-3, "batch_size": 128, "seed": 0,
+           "max_train": None, "readout": "linear", "channels": None, "adam_eps": None}
+    assert stored_key({"sweep_settings": old}) == model_key(run.recipe, 0)
+    assert stored_key({"sweep_settings": {**old, "ftz": False}}) != model_key(run.recipe, 0)
+    recipe = table1_recipes()["relu_mlp-saturated"]
+    settings = {"arch": "relu_mlp", "training": "saturated", "arch_kwargs": {"hidden": 200},
+                "train": {"epochs": 800, "lr": 1e-3, "lr_decay": 1.0, "ftz": True},
+                "method": {"kinds": ["relu", "relu", "linear"], "lam_max": 3.99e-8, "lam_step": 1e-10, "units": "sum"}}
+    assert stored_key({"model_settings": settings, "config": {"seed": 0}}) == model_key(recipe, 0)
+    assert stored_key({"nothing": 1}) is None
