@@ -9,7 +9,8 @@ An attack loss maps logits z (N, K) and labels (N,) to per-example values (N,) a
   never passes through a softmax, so it cannot round to 0 because p_y rounds to 1.
 * ``dlr``: the difference of logits ratio M / (z_pi1 - z_pi3 + 1e-12) of Croce & Hein (2020), the
   margin divided by the spread of the top three logits: unchanged by a shift or a positive rescaling
-  of the logits (APGD's second loss, ``attacks.apgd``).
+  of the logits (APGD's second loss, ``attacks.apgd``); ``dlr_targeted``, APGD-T's, toward a chosen
+  class (``Targeted`` binds the targets).
 
 Numerics modes (``numerics=``, ``nn.numerics``):
 
@@ -94,22 +95,43 @@ def dlr(z, y, numerics="float32"):
     return L, g / D[:, None]
 
 
-def _dlr_parts(z, y):
-    """DLR_n, the numerator of its gradient g_n = e_{j*} - e_y - DLR_n (e_pi1 - e_pi3), and D_n
-    (``dlr``). z: (N, K), y: (N,) -> (N,), (N, K), (N,)."""
+def dlr_targeted(z, y, target, numerics="float32"):
+    """The targeted DLR of APGD-T (Croce & Hein 2020), toward the class t_n = target[n]:
+    DLR_t,n = -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2 + 1e-12) = (z_t - z_y) / D_n, and
+
+        dDLR_t,n/dz_n = (e_t - e_y - DLR_t,n (e_pi1 - (e_pi3 + e_pi4) / 2)) / D_n.
+
+    Maximised, it pushes z_t above z_y; positive once it is. t = y gives 0, flat. Ties, scale and
+    numerics as ``dlr``. z: (N, K) with K >= 4, y, target: (N,) -> DLR_t: (N,), dDLR_t/dz: (N, K).
+    """
+    check_numerics(numerics)
+    L, g, D = _dlr_parts(z, y, target)
+    return L, g / D[:, None]
+
+
+def _dlr_parts(z, y, target=None):
+    """The DLR (``target`` None) or the targeted DLR: its value L_n, the numerator of its gradient,
+    g_n = dnum_n - L_n dD_n (``dlr``, ``dlr_targeted``), and D_n.
+    z: (N, K), y and target: (N,) -> (N,), (N, K), (N,)."""
     xp = array_module(z)
     N, K = z.shape
-    if K < 3:
-        raise InputError(f"the dlr loss needs at least 3 classes (z_pi3), the logits have {K}")
+    # D = sum_i c_i z_{pi_i} + 1e-12 over (rank i, c_i): z_pi1 - z_pi3, or z_pi1 - (z_pi3 + z_pi4) / 2
+    terms = ((0, 1.0), (2, -1.0)) if target is None else ((0, 1.0), (2, -0.5), (3, -0.5))
+    if K < len(terms) + 1:
+        name = "dlr" if target is None else "targeted dlr"
+        raise InputError(f"the {name} loss needs at least {len(terms) + 1} classes, the logits have {K}")
     rows = xp.arange(N)
-    M, dM = margin(z, y)  # M: (N,), dM = e_{j*} - e_y: (N, K)
+    if target is None:
+        num, g = margin(z, y)  # num = z_j* - z_y: (N,), g = e_j* - e_y: (N, K)
+    else:
+        num, g = z[rows, target] - z[rows, y], xp.zeros_like(z)
+        g[rows, target] = 1
+        g[rows, y] -= 1  # t = y: 0
     order = xp.argsort(-z, axis=1)  # (N, K): pi, largest logit first (any order among ties)
-    p1, p3 = order[:, 0], order[:, 2]  # (N,)
-    D = z[rows, p1] - z[rows, p3] + 1e-12  # (N,), > 0
-    L = M / D
-    g = dM
-    g[rows, p1] -= L  # p1 != p3: each statement writes one entry per row
-    g[rows, p3] += L
+    D = sum(c * z[rows, order[:, i]] for i, c in terms) + 1e-12  # (N,), > 0
+    L = num / D
+    for i, c in terms:
+        g[rows, order[:, i]] -= c * L  # the ranks differ: each statement writes one entry per row
     return L, g, D
 
 
@@ -130,11 +152,34 @@ def margin_scaled(z, y):
 def dlr_scaled(z, y):
     """DLR_n and dDLR_n/dz_n = exp(s_n) d_n with max_k |d_{n,k}| = 1: d_n = g_n / |g_n|_max and s_n =
     log |g_n|_max - log D_n (``dlr``; s_n = -log D_n where g_n is exactly 0)."""
-    xp = array_module(z)
-    L, g, D = _dlr_parts(z, y)
+    return _ratio_scaled(*_dlr_parts(z, y))
+
+
+def dlr_targeted_scaled(z, y, target):
+    """``dlr_targeted`` in the scaled form of ``dlr_scaled``."""
+    return _ratio_scaled(*_dlr_parts(z, y, target))
+
+
+def _ratio_scaled(L, g, D):
+    """(L, g, D) of ``_dlr_parts`` -> (L, d, s) with g / D = exp(s) d, max_k |d_{n,k}| = 1."""
+    xp = array_module(g)
     m = xp.abs(g).max(axis=1)  # (N,)
     m = xp.where(m > 0, m, 1)
     return L, g / m[:, None], xp.log(m) - xp.log(D)
+
+
+class Targeted:
+    """A targeted loss (``dlr_targeted``) bound to its targets, t: (N,), and called like the losses of
+    ``LOSSES``, (z, y, numerics) -> (L, dL/dz), with its scaled form as ``.scaled``: for APGD-T."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def __call__(self, z, y, numerics="float32"):
+        return dlr_targeted(z, y, self.target, numerics)
+
+    def scaled(self, z, y):
+        return dlr_targeted_scaled(z, y, self.target)
 
 
 LOSSES = {"ce": cross_entropy, "margin": margin, "dlr": dlr}
@@ -161,7 +206,7 @@ def scaled_input_gradient(model, x, labels, loss=cross_entropy, *, check=True):
     if check:
         check_batch(model, x, labels, unit_range=False, name_y="labels")
     logits, caches, _ = model.forward(x)
-    value, d, s = SCALED[loss](logits, labels)
+    value, d, s = (loss.scaled if isinstance(loss, Targeted) else SCALED[loss])(logits, labels)
     dx, s = backward_scaled(caches, d, s)
     return value, dx, s, logits
 
