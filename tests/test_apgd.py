@@ -19,6 +19,7 @@ from nn.backend import to_device, to_host
 from nn.gradcheck import numerical_gradient, rel_error
 from nn.model import Sequential
 from nn.validate import InputError
+from tests.nets import random_images, tiny_models
 
 MODES = {"paper": {"numerics": "paper"}, "float32": {}, "stable": {"numerics": "stable"}}
 LOSSES = ("ce", "dlr", "dlr-targeted")
@@ -134,7 +135,7 @@ def _zero_gradient_model():
 
 
 def test_step_halves_at_every_checkpoint_where_the_loss_stalls():
-    model, (x, y) = _zero_gradient_model(), _data(6)
+    model, (x, y) = _zero_gradient_model(), random_images(6)
     eps, steps = 0.1, 100
     (x_adv, _, _), curves = APGD(eps, steps=steps, random_start=False).run(model, x, y)
     W = [0, 22, 41, 57, 70, 80, 87, 93, 99]
@@ -148,7 +149,7 @@ def test_eta_changes_only_at_checkpoints_and_the_best_loss_is_monotone():
     """On a real net in each numerics mode: f_max is the running maximum of the iterates' losses (so
     never decreases), eta only halves and only at checkpoints, and the worst iterate returned for an
     example that was never misclassified is the best-loss one."""
-    model, (x, y) = _models()["relu_mlp"], _data()
+    model, (x, y) = tiny_models()["relu_mlp"], random_images()
     for kw in MODES.values():
         for loss in LOSSES:
             (_, fooled, out_loss), c = APGD(0.05, steps=40, loss=loss, **kw).run(model, x, y)
@@ -165,8 +166,8 @@ def test_eta_changes_only_at_checkpoints_and_the_best_loss_is_monotone():
 @pytest.mark.parametrize("mode", [*MODES, "float64"])
 def test_success_is_the_models_verdict_on_the_returned_inputs(mode):
     kw = MODES.get(mode, {"numerics": "stable"})
-    for arch, model in _models().items():
-        x, y = _data()
+    for arch, model in tiny_models().items():
+        x, y = random_images()
         if mode == "float64":
             model, x = model.astype(np.float64), x.astype(np.float64)
         clean_error = model.predict(x) != y
@@ -195,7 +196,7 @@ def test_every_output_is_in_the_float32_ball_and_the_box(mnist_test):
 
 
 def test_restarts_keep_the_per_example_worst_case():
-    model, (x, y) = _models()["sigmoid_mlp"], _data(seed=1)
+    model, (x, y) = tiny_models()["sigmoid_mlp"], random_images(seed=1)
     attack = APGD(0.03, steps=5, restarts=3, seed=2)
     runs = [attack.run(model, x, y, restart=r)[0][1] for r in range(3)]
     fooled = attack(model, x, y).success
@@ -225,12 +226,12 @@ def test_settings_are_checked_at_construction():
         with pytest.raises(InputError, match=match):
             APGD(**bad)
     with pytest.raises(InputError, match="targets must be at most 9"):
-        APGD(0.1, loss="dlr-targeted", targets=10)(_models()["relu_mlp"], *_data(4))
+        APGD(0.1, loss="dlr-targeted", targets=10)(tiny_models()["relu_mlp"], *random_images(4))
 
 
 def test_target_classes_are_the_runners_up_of_the_clean_logits():
     """APGD-T's targets: per example, the classes but y in decreasing order of the clean logits."""
-    model, (x, y) = _models()["cnn"], _data()
+    model, (x, y) = tiny_models()["cnn"], random_images()
     z = model.logits(x)
     targets = np.stack(APGD(0.1, loss="dlr-targeted", targets=9).target_classes(model, x, y), axis=1)  # (N, 9)
     assert (targets != y[:, None]).all() and (np.sort(targets, axis=1) == np.sort(
@@ -272,21 +273,6 @@ def test_against_torchattacks_apgd_on_the_same_weights(small_mnist_models, mnist
             assert ours <= theirs + 0.01, (name, loss, ours, theirs)
 
 
-def _models():
-    """Untrained nets on 8x8 images that err on many examples (as in tests/test_attacks.py): a ReLU
-    MLP, a sigmoid MLP with saturating units (weights x 8) and a CNN."""
-    relu = Sequential.init(architectures.mlp("relu", hidden=16, input_shape=[1, 8, 8]), seed=0)
-    sig = Sequential.init(architectures.mlp("sigmoid", hidden=16, input_shape=[1, 8, 8]), seed=1)
-    sig = Sequential(sig.spec, [{k: v * np.float32(8) for k, v in p.items()} for p in sig.params])
-    cnn = Sequential.init(architectures.cnn(channels=(2, 3), hidden=8, input_shape=[1, 8, 8]), seed=2)
-    return {"relu_mlp": relu, "sigmoid_mlp": sig, "cnn": cnn}
-
-
-def _data(n=40, seed=0):
-    rng = np.random.default_rng(seed)
-    return rng.uniform(0, 1, (n, 1, 8, 8)).astype(np.float32), rng.integers(0, 10, n)
-
-
 def test_runs_on_a_separate_device(monkeypatch):
     """Every array of the attack stays on the model's device (``tests/fakedevice.py``: CuPy's refusals
     of host/device mixing, on the CPU); needs the installed CuPy only for the names it implements."""
@@ -295,8 +281,8 @@ def test_runs_on_a_separate_device(monkeypatch):
     fakedevice.install(monkeypatch)
     from nn.backend import get_xp
     device = get_xp("gpu")
-    model = _models()["cnn"].to(device)
-    x, y = _data(8)
+    model = tiny_models()["cnn"].to(device)
+    x, y = random_images(8)
     x, y = to_device(x, device), to_device(y, device)
     for kw in MODES.values():
         r = APGD(0.1, steps=4, restarts=2, loss="dlr", **kw)(model, x, y)

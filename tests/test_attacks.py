@@ -17,30 +17,15 @@ from attacks.noise import UniformNoise
 from attacks.pgd import PGD
 from attacks.square import Square
 from attacks.targeted import TargetedAdam, TargetedLBFGS, confidence
-from nn import architectures
 from nn.architectures import build_spec
 from nn.model import Sequential
 from nn.train import accuracy
 from nn.validate import InputError
+from tests.nets import random_images, tiny_models
 
 # The numerics modes of the gradients, as the attacks spell them (float64: the model cast, below).
 MODES = {"paper": {"numerics": "paper"}, "float32": {}, "stable": {"numerics": "stable"}}
 TARGETED_MODES = {"paper": {"numerics": "paper"}, "float32": {}}
-
-
-def _models():
-    """Untrained nets on 8x8 images that err on many examples: a ReLU MLP, a sigmoid MLP whose units
-    saturate (weights x 8: exactly-zero float32 gradients in the paper's mode) and a CNN."""
-    relu = Sequential.init(architectures.mlp("relu", hidden=16, input_shape=[1, 8, 8]), seed=0)
-    sig = Sequential.init(architectures.mlp("sigmoid", hidden=16, input_shape=[1, 8, 8]), seed=1)
-    sig = Sequential(sig.spec, [{k: v * np.float32(8) for k, v in p.items()} for p in sig.params])
-    cnn = Sequential.init(architectures.cnn(channels=(2, 3), hidden=8, input_shape=[1, 8, 8]), seed=2)
-    return {"relu_mlp": relu, "sigmoid_mlp": sig, "cnn": cnn}
-
-
-def _data(n=40, seed=0):
-    rng = np.random.default_rng(seed)
-    return rng.uniform(0, 1, (n, 1, 8, 8)).astype(np.float32), rng.integers(0, 10, n)
 
 
 def _untargeted(eps, kw):
@@ -56,7 +41,7 @@ def _untargeted(eps, kw):
 def test_success_is_the_models_verdict_on_the_returned_inputs(arch, mode):
     """For every attack and numerics mode: success[n] == (the model misclassifies x_adv[n]); targeted:
     == (the model classifies x_adv[n] as the target); and the norms are those of x_adv - x."""
-    model, (x, y) = _models()[arch], _data()
+    model, (x, y) = tiny_models()[arch], random_images()
     kw = MODES.get(mode, {"numerics": "stable"})
     if mode == "float64":
         model, x = model.astype(np.float64), x.astype(np.float64)
