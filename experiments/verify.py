@@ -1,5 +1,5 @@
-"""Beyond the paper: bracket each Table 1 model's robust accuracy between a proof and an attack
-(issue 14). For every model and eps, the share of test images proven robust by each verifier (lower
+"""Beyond the paper: bracket each Table 1 model's robust accuracy between a proof and an attack.
+For every model and eps, the share of test images proven robust by each verifier (lower
 bounds): interval bound propagation (``analysis.proofs.ibp``, every model), linear relaxation (CROWN,
 ``analysis.proofs.crown``, the MLPs) and, for ReLU MLPs, the exact MILP (``analysis.proofs.milp``) on examples
 that CROWN leaves open and the attack does not fool (at most --milp-max of them, --milp-time seconds
@@ -13,7 +13,7 @@ and must be 0.
     python -m experiments.verify --models relu_mlp-saturated --survivors 20 --milp-time 120
 
 ``--survivors K``: also take the first K test images that survive the attack (and the MILP) at the
-largest eps through every method (the question of issue 14: is the saturated ReLU MLP's robustness there real?)
+largest eps through every method (is the saturated ReLU MLP's robustness there real?)
 and record, per image, the verdict and the bound that left it undecided.
 
 Writes verify.json (every number; rewritten after each model, and a model already bracketed with the

@@ -1,5 +1,5 @@
 """A stand-in for CuPy that keeps its arrays on a pretend device: the host/device discipline of a GPU
-run, checked on the CPU (issue 12). Test infrastructure, not an array library: the arithmetic is
+run, checked on the CPU. Test infrastructure, not an array library: the arithmetic is
 numpy's; what it adds are CuPy's refusals.
 
 ``module()`` returns a module object that the tests install as ``sys.modules["cupy"]``, so that

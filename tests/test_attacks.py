@@ -64,7 +64,7 @@ def test_success_is_the_models_verdict_on_the_returned_inputs(arch, mode):
 
 
 def test_square_reports_no_clean_error_it_did_not_keep(mnist_test):
-    """Issue 22, fault 3: test image 35 (label 2) is a clean error of this untrained net (it predicts
+    """A clean error reported as fooled: test image 35 (label 2) is a clean error of this untrained net (it predicts
     5), and Square's one stripe start is classified 2 again. Success must be the verdict on what is
     returned: the image itself, still misclassified."""
     model = Sequential.init(build_spec("relu_mlp", hidden=50), seed=0)
@@ -77,7 +77,7 @@ def test_square_reports_no_clean_error_it_did_not_keep(mnist_test):
 
 
 def test_every_attack_stays_in_the_float32_ball_the_verifiers_certify(mnist_test):
-    """Issue 22, fault 4: at eps = 0.3 on 200 test images the float32 step x + eps sign(g) lands one
+    """Overshoot in float32: at eps = 0.3 on 200 test images the float32 step x + eps sign(g) lands one
     ulp outside the ball on tens of thousands of pixels; every attack's output must satisfy
     |x_adv - x| <= eps in float64 from the stored values, lie in [0, 1], and inside the verifiers' box."""
     model = Sequential.init(build_spec("relu_mlp", hidden=50), seed=0)

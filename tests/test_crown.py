@@ -1,4 +1,4 @@
-"""Linear relaxation bounds (CROWN, issue 14): sound (no point of the ball outside them, in float32
+"""Linear relaxation bounds (CROWN): sound (no point of the ball outside them, in float32
 and float64), never looser than interval bound propagation, strictly tighter where it should be."""
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Interval bound propagation (issue 14): the bounds are sound (no point of the ball falls outside
+"""Interval bound propagation: the bounds are sound (no point of the ball falls outside
 them, random points, corners and PGD's worst point alike), exact where they should be, and a
 verified example is never fooled."""
 import numpy as np

@@ -1,4 +1,4 @@
-"""Exact MILP verification of ReLU MLPs (issue 14): its verdict matches exhaustive enumeration of
+"""Exact MILP verification of ReLU MLPs: its verdict matches exhaustive enumeration of
 the activation patterns on a tiny network; counterexamples are real; verified examples resist PGD."""
 import itertools
 

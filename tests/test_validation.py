@@ -1,5 +1,5 @@
 """Bad input at the public boundary: every case gives an error of the right type whose message names
-the argument and what is wrong (issue 12); the scripts print one line and exit with status 2."""
+the argument and what is wrong; the scripts print one line and exit with status 2."""
 import os
 import subprocess
 import sys

@@ -1,5 +1,5 @@
 """Linear relaxation bounds for MLPs (CROWN, Zhang et al. 2018; the back-substitution of DeepPoly,
-Singh et al. 2019): a tighter proof than interval bound propagation (``analysis.proofs.ibp``, issue 14).
+Singh et al. 2019): a tighter proof than interval bound propagation (``analysis.proofs.ibp``).
 
 The MLP is x = a^0 (flattened), h^k = W^k a^{k-1} + b^k, a^k = act(h^k) for k < D, and the logits
 z = h^D. Each activation is enclosed between two lines on the box [l, u] of its pre-activation,

@@ -1,5 +1,5 @@
 """Interval bound propagation (IBP): a proof that no input in the eps-ball changes the prediction
-(issue 14; Gowal et al. 2018, "On the effectiveness of interval bound propagation").
+(Gowal et al. 2018, "On the effectiveness of interval bound propagation").
 
 Every attack gives an upper bound on robust accuracy; a verified example is a lower bound. For an
 image x with label y the set of inputs is the L-inf ball intersected with the pixel box,

@@ -1,5 +1,5 @@
 """Exact verification of ReLU MLPs by mixed-integer linear programming (Tjeng et al. 2019), with
-``scipy.optimize.milp`` (HiGHS): for the examples the relaxations leave undecided (issue 14).
+``scipy.optimize.milp`` (HiGHS): for the examples the relaxations leave undecided.
 
 For one image x with label y and radius eps, the network's behaviour on the box B (the eps-ball
 intersected with [0, 1]) is encoded exactly. Variables: the input x' in B, and for each hidden layer
