@@ -204,15 +204,22 @@ def draw_controls(rows, path):
                                  label=label)
                 row_axes[1].plot(e, [100 * r["zero_grad_paper"] for r in rr], ls=ls, marker="o", ms=3, color="black")
                 row_axes[2].plot(e, [max(r["margin_q"][2], 0.1) for r in rr], ls=ls, marker="o", ms=3, color="black")
+            ticks = [m for m in MILESTONES if m <= max(r["epoch"] for rr in runs for r in rr)]
             for ax, what in zip(row_axes, ("FGSM accuracy, eps 0.25, paper's numerics (%)",
                                            "exactly-zero input gradients (%)", "median logit margin (log)")):
                 ax.set_xscale("log")
+                ax.minorticks_off()  # the milestones are the ticks
+                ax.set_xticks(ticks, [str(m) for m in ticks])
                 ax.set_xlabel("epochs (constant learning rate)")
                 ax.set_ylabel(what)
                 ax.set_title(f"{ARCH_NAMES[arch]}: {what.split(',')[0].split(' (')[0]}", fontsize=10)
             row_axes[0].set_ylim(0, 100)
             row_axes[1].set_ylim(0, 100)
             row_axes[2].set_yscale("log")
+            row_axes[2].minorticks_off()
+            lo, hi = row_axes[2].get_ylim()
+            marks = [v for v in (1, 3, 10, 30, 100, 300, 1000, 3000, 10000) if lo <= v <= hi]
+            row_axes[2].set_yticks(marks, [str(v) for v in marks])
             row_axes[0].legend(fontsize=8, loc="upper left")
     return bool(pairs) and save_figure(path, fill, shape=(len(pairs), 3), figsize=(14, 3.8 * len(pairs)), dpi=80)
 
