@@ -16,13 +16,12 @@ epochs that the sweep kept (``find_snapshot``).
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 from experiments.grids import sweep_run
 from experiments.recipes import Recipe, SettingError, model_key
 from nn.backend import to_device
-from nn.checkpoint import load_checkpoint
+from nn.checkpoint import atomic_write, load_checkpoint
 from nn.numerics import upgrade_settings
 from nn.penalty import lambda_schedule, saturated_fraction
 from nn.train import resume_state, train
@@ -103,7 +102,7 @@ def train_or_load(recipe, seed, path, data, xp, log, *, sweep=None, label=None, 
             return model, {**meta, **meta_out, "from": "checkpoint"}
     snap = find_snapshot(sweep, recipe, seed)
     if snap is not None:
-        shutil.copyfile(snap, path)
+        atomic_write(path, lambda f: f.write(snap.read_bytes()))  # a whole file or none
         model, meta = load_checkpoint(path, xp)
         log(f"{label}: taken from the sweep's {snap} (the same recipe)")
         return model, {**meta, **meta_out, "from": f"sweep snapshot {snap}"}

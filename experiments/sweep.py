@@ -97,7 +97,7 @@ def train_run(task):
         if rec["epoch"] in MILESTONES or rec["epoch"] == run.recipe.epochs:
             snap = folder / f"snap-e{rec['epoch']}.npz"
             save_checkpoint(snap, m, recipe=run.recipe.as_dict(), seed=run.seed, epoch=rec["epoch"],
-                            train_seconds=seconds)
+                            train_seconds=seconds, complete=True)  # a whole model at its epoch
             evaluate_snapshot(snap, x, y, xp, log, task["batch"])
 
     train_or_load(run.recipe, run.seed, folder / "train.npz", data, xp, log, label=run.name,

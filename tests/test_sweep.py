@@ -36,6 +36,15 @@ def test_sweep_quick_end_to_end_and_continues(tmp_path, mnist_dir, capsys):
     assert find_snapshot(out, first.recipe, first.seed) == folder / f"snap-e{first.recipe.epochs}.npz"
     assert find_snapshot(out, first.recipe, first.seed + 1) is None
     assert find_snapshot(out, first.recipe.replace("train", lr=0.5), first.seed) is None
+    # Table 1 takes the snapshot of its quick sigmoid MLP (the same recipe) once, then loads its copy
+    from experiments import table1
+    t1 = ["--quick", "--only", "sigmoid_mlp-saturated", "--sweep", str(out), "--out", str(tmp_path / "t1"),
+          "--data-dir", str(mnist_dir)]
+    capsys.readouterr()
+    table1.main(t1)
+    assert "taken from the sweep's" in capsys.readouterr().out
+    table1.main(t1)
+    assert "loaded" in capsys.readouterr().out
 
 
 def test_sweep_list_prints_one_command_per_run(tmp_path, capsys):
