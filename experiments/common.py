@@ -94,6 +94,9 @@ def cli(main, argv=None):
                   f"{', '.join(map(str, SKIPPED_FIGURES))}", file=sys.stderr)
             SKIPPED_FIGURES.clear()
         return result
+    except BrokenPipeError:  # the output was piped into a reader that stopped (e.g. `--list | head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        raise SystemExit(1) from None
     except UserError as e:
         if "--debug" in argv:
             raise
