@@ -36,7 +36,8 @@ from analysis.masking.suite import EPS_SWEEP, attack_suite, eps_sweep_attack, fo
 from attacks import FGSM, AttackResult
 from attacks.pgd import PGD
 from experiments.common import (Run, add_checkpoint_args, add_common_args, amount, checkpoint_stamp, cli, summary,
-                                parse, count, load_models, resumable_rows, save_figure, write_json)
+                                parse, count, load_models, resumable_rows, write_json)
+from experiments.plotting import save_figure
 from experiments.paper import MODELS, TABLE1
 from nn.backend import to_device, to_host
 from nn.checkpoint import load_checkpoint

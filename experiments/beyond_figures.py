@@ -2,7 +2,7 @@
 (``experiments.figures`` draws them beside the paper's)."""
 from __future__ import annotations
 
-from experiments.common import COLOURS, save_figure
+from experiments.plotting import COLOURS, save_figure
 from experiments.paper import ARCH_NAMES
 
 

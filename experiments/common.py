@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments import paper
+from experiments import plotting
 from nn.backend import get_xp, resolve_device, retain_freed_memory
 from nn.checkpoint import atomic_write
 from nn.validate import UserError
@@ -89,10 +91,10 @@ def cli(main, argv=None):
     argv = sys.argv[1:] if argv is None else argv
     try:
         result = main(argv)
-        if SKIPPED_FIGURES:
+        if plotting.SKIPPED_FIGURES:
             print(f"figures skipped, matplotlib is not installed (pip install -e \".[plots]\"): "
-                  f"{', '.join(map(str, SKIPPED_FIGURES))}", file=sys.stderr)
-            SKIPPED_FIGURES.clear()
+                  f"{', '.join(map(str, plotting.SKIPPED_FIGURES))}", file=sys.stderr)
+            plotting.SKIPPED_FIGURES.clear()
         return result
     except BrokenPipeError:  # the output was piped into a reader that stopped (e.g. `--list | head`)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
@@ -201,8 +203,7 @@ class UsageError(UserError, ValueError):
     """A command-line option or setting that does not exist or has the wrong type."""
 
 
-MODEL_NAMES = tuple(f"{a}-{t}" for a in ("sigmoid_mlp", "relu_mlp", "cnn") for t in ("vanilla", "adversarial",
-                                                                                      "saturated"))
+MODEL_NAMES = paper.MODELS + paper.CONTROLS  # every model --models may name
 
 
 def check_run_folder(folder, option="--from", made_by="python -m experiments.table1"):
@@ -272,32 +273,3 @@ def load_models(args, xp, dtype=None):
         model, _ = load_checkpoint(Path(args.checkpoints) / f"{name}.npz", xp)
         models[name] = model.astype(dtype) if dtype is not None else model
     return models
-
-
-# one colour per training in every figure
-COLOURS = {"vanilla": "tab:blue", "adversarial": "tab:green", "saturated": "tab:red", "control": "tab:orange"}
-
-# figures not drawn for want of matplotlib; ``cli`` names them in one line when the script ends
-SKIPPED_FIGURES = []
-
-
-def save_figure(path, draw, shape=(1, 1), figsize=(6, 4), dpi=120, constrained=False):
-    """Draw a PNG with matplotlib (the ``plots`` extra, Agg backend): ``draw(axes)`` fills the
-    (rows, cols) array of axes; ``constrained`` lays it out with matplotlib's constrained layout
-    (for figures with shared colour bars) instead of tight_layout. -> True, or False (nothing
-    written, the path recorded in ``SKIPPED_FIGURES``) without matplotlib. The only place that
-    imports matplotlib: ``draw`` runs only when it is there."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        SKIPPED_FIGURES.append(path)
-        return False
-    fig, axes = plt.subplots(*shape, figsize=figsize, squeeze=False, layout="constrained" if constrained else None)
-    draw(axes)
-    if not constrained:
-        fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return True

@@ -34,7 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from experiments.beyond_figures import figure_audit, figure_logit_scale
-from experiments.common import COLOURS, check_run_folder, cli, summary, parse, save_figure
+from experiments.common import check_run_folder, cli, summary, parse
+from experiments.plotting import COLOURS, save_figure
 from experiments.paper import ARCH_NAMES
 from experiments.targeted_grid import draw_grids
 

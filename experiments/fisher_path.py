@@ -20,7 +20,8 @@ import numpy as np
 from analysis.fisher import path_geometry
 from attacks.targeted import select_sources
 from experiments.common import (Run, add_checkpoint_args, add_common_args, about, cli, summary, parse, count,
-                                load_models, save_figure, write_json)
+                                load_models, write_json)
+from experiments.plotting import save_figure
 from nn.backend import to_device
 from nn.mnist import load_mnist
 

@@ -29,7 +29,8 @@ from analysis.masking.suite import fooled_by, in_batches
 from attacks import FGSM
 from attacks.losses import margin
 from experiments.common import (Run, add_checkpoint_args, add_common_args, amount, cli, summary, parse, count,
-                                load_models, positive, save_figure, write_json)
+                                load_models, positive, write_json)
+from experiments.plotting import save_figure
 from experiments.paper import MODELS
 from nn.backend import to_device, to_host
 from nn.mnist import load_mnist

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from experiments import paper
 from experiments.paper import ARCH_NAMES
-from experiments.common import read_json, save_figure, write_json
+from experiments.common import read_json, write_json
+from experiments.plotting import save_figure
 from experiments.grids import GRIDS, MILESTONES, short_label
 from experiments.recipes import model_key, table1_recipes
 from experiments.store import RECIPE_FILE

@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from attacks.targeted import TargetedAdam, TargetedLBFGS, TargetedResult, grid_pairs, select_sources
-from experiments.common import (Run, add_checkpoint_args, add_common_args, checkpoint_stamp, about, parse,
-                                count, load_models, positive, result_options, save_figure, write_json)
+from experiments.common import (Run, add_checkpoint_args, add_common_args, checkpoint_stamp, about, parse, count,
+                                load_models, positive, result_options, write_json)
+from experiments.plotting import save_figure
 from experiments.paper import ARCH_NAMES
 from nn.backend import to_device
 from nn.checkpoint import atomic_write

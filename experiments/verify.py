@@ -30,7 +30,8 @@ import numpy as np
 from analysis.proofs import crown, ibp, milp
 from analysis.masking.suite import eps_sweep_attack
 from experiments.common import (Run, add_checkpoint_args, add_common_args, amount, checkpoint_stamp, cli, summary,
-                                parse, count, load_models, positive, resumable_rows, save_figure, write_json)
+                                parse, count, load_models, positive, resumable_rows, write_json)
+from experiments.plotting import save_figure
 from experiments.paper import MODELS
 from nn.backend import to_device, to_host
 from nn.mnist import load_mnist

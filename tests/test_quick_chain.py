@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from experiments import common
+from experiments import common, plotting
 
 # script -> (extra arguments, a raw result file it must write, whether it draws figures)
 CHAIN = [
@@ -33,7 +33,7 @@ def no_matplotlib(monkeypatch):
 
 
 def test_quick_presets_chain_without_matplotlib(tmp_path, mnist_dir, monkeypatch, capsys, no_matplotlib):
-    monkeypatch.setattr(common, "SKIPPED_FIGURES", [])  # what earlier tests' direct main() calls left
+    plotting.SKIPPED_FIGURES.clear()  # what earlier tests' direct main() calls left
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("SATNETS_MNIST_DIR", str(mnist_dir))
     import importlib
