@@ -22,7 +22,7 @@ import argparse
 import time
 from pathlib import Path
 
-from experiments.common import (Run, run_dir, UsageError, add_common_args, cli, summary, parse, count, read_json,
+from experiments.common import (FileLog, Run, run_dir, UsageError, add_common_args, cli, summary, parse, count, read_json,
                                 write_json)
 from experiments.evaluation import evaluate
 from experiments.grids import GRIDS, MILESTONES
@@ -78,13 +78,11 @@ def train_run(task):
     run, root = task["run"], Path(task["root"])
     folder = root / run.name
     folder.mkdir(parents=True, exist_ok=True)
-    log_file = open(root / "log.txt", "a", buffering=1)
+    file_log = FileLog(root / "log.txt")
 
-    def log(line):
+    def log(line):  # every 25th epoch's progress line, and every other line
         if "epoch" not in line or _every(line, 25):
-            stamped = f"[{time.strftime('%H:%M:%S')}] {line}"
-            print(stamped, flush=True)
-            log_file.write(stamped + "\n")
+            file_log(line)
 
     xp, data = get_xp(task["device"]), load_mnist(task["data_dir"])
     x, y = data["test"][0][:task["n_test"]], data["test"][1][:task["n_test"]]
