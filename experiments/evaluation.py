@@ -6,6 +6,9 @@ The measurements, each under one name in code, JSON, tables and logs (numerics m
     clean_acc              test accuracy
     fgsm_<mode>            FGSM accuracy (eq. 3, eps = 0.25, clipped to [0, 1]), input gradient in <mode>
     zero_grad_<mode>       share of test images whose cross-entropy input gradient is exactly 0 (paper, float32)
+
+The float32 entries are None on a device that flushes subnormals (the GPU: ``nn.numerics.flushes_subnormals``),
+where "float32" would compute the paper's numbers.
     margin_q               quantiles (1, 10, 50, 90, 99 %) of the logit margin z_y - max_{j != y} z_j
                            over the correctly classified images
     depth_q                per weight layer, the same quantiles of |h| (the depth of saturation)
@@ -30,6 +33,7 @@ from attacks import FGSM
 from attacks.losses import LOSSES, loss_and_input_gradient, margin
 from experiments import paper
 from nn.backend import to_device, to_host
+from nn.numerics import flushes_subnormals
 from nn.penalty import saturated_fraction
 
 QUANTILES = (0.01, 0.1, 0.5, 0.9, 0.99)
@@ -51,7 +55,8 @@ def evaluate(model, x, y, *, eps=paper.FGSM_EPS, clip=paper.FGSM_CLIP, batch=500
     host arrays, moved to the model's device ``batch`` at a time. kinds: the penalty's phi per weight
     layer, for ``saturated_frac`` (None: not measured). -> dict of floats and lists."""
     xp, n = model.xp, len(x)
-    attacks = {f"fgsm_{mode}": FGSM(eps, clip, numerics=mode) for mode in MODES}
+    modes = [m for m in MODES if not (m == "float32" and flushes_subnormals(xp))]
+    attacks = {f"fgsm_{mode}": FGSM(eps, clip, numerics=mode) for mode in modes}
     if regime:
         attacks["fgsm_margin_stable"] = FGSM(eps, clip, loss="margin", numerics="stable")
         permuted = [permute_units(model, seed) for seed in (1, 2, 3)]
@@ -68,7 +73,7 @@ def evaluate(model, x, y, *, eps=paper.FGSM_EPS, clip=paper.FGSM_CLIP, batch=500
         margins.append(to_host(-margin(logits, yb)[0][right]))
         for name, attack in attacks.items():
             counts[name] += int((~attack(model, xb, yb).success).sum())
-        for mode in ("paper", "float32"):
+        for mode in [m for m in modes if m != "stable"]:
             _, g, _ = loss_and_input_gradient(model, xb, yb, LOSSES["ce"], numerics=mode)
             zero = _zero_rows(g)
             counts[f"zero_grad_{mode}"] += int(zero.sum())
@@ -85,6 +90,8 @@ def evaluate(model, x, y, *, eps=paper.FGSM_EPS, clip=paper.FGSM_CLIP, batch=500
         if kinds:
             sat = sat + np.array([saturated_fraction(h, k) for h, k in zip(hs, kinds)]) * len(xb)
     out = {k: v / n for k, v in counts.items()}
+    if "float32" not in modes:
+        out.update(fgsm_float32=None, zero_grad_float32=None)
     if not regime:
         for k in ("fgsm_margin_stable", "zero_pred_margin_paper", "zero_pred_path_paper", "zero_pred_agree_paper"):
             out.pop(k, None)
@@ -99,17 +106,23 @@ def evaluate(model, x, y, *, eps=paper.FGSM_EPS, clip=paper.FGSM_CLIP, batch=500
     return out
 
 
+def percent(v, digits=1):
+    """A share as a percentage with ``digits`` decimals, "-" for None (not measured)."""
+    return "-" if v is None else f"{100 * v:.{digits}f}"
+
+
 def aggregate(per_seed):
     """One model's results over seeds: the mean of every number (elementwise for lists) and, for the
     ``ACCURACIES``, the sample standard deviation <name>_std (ddof 1; 0 for one seed).
     per_seed: list of ``evaluate`` results -> dict."""
     out = {}
     for k, v in per_seed[0].items():
-        if v is None:
+        if any(r[k] is None for r in per_seed):
             out[k] = None
             continue
         values = np.array([r[k] for r in per_seed], dtype=float)
         out[k] = values.mean(axis=0).tolist() if values.ndim > 1 else float(values.mean())
     for k in ACCURACIES:
-        out[f"{k}_std"] = float(np.std([r[k] for r in per_seed], ddof=1)) if len(per_seed) > 1 else 0.0
+        if out[k] is not None:
+            out[f"{k}_std"] = float(np.std([r[k] for r in per_seed], ddof=1)) if len(per_seed) > 1 else 0.0
     return out

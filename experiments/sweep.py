@@ -24,7 +24,7 @@ from pathlib import Path
 
 from experiments.common import (FileLog, Run, run_dir, UsageError, add_common_args, cli, summary, parse, count, read_json,
                                 write_json)
-from experiments.evaluation import evaluate
+from experiments.evaluation import evaluate, percent
 from experiments.grids import GRIDS, MILESTONES
 from experiments.jobs import command, run_all
 from experiments.recipes import model_key
@@ -56,7 +56,7 @@ def evaluate_snapshot(snap, x, y, xp, log, batch):
            **evaluate(model, x, y, batch=batch, regime=True)}
     write_json(out, rec)
     log(f"{snap.parent.name} epoch {epoch}: clean {100 * rec['clean_acc']:.2f}  FGSM paper "
-        f"{100 * rec['fgsm_paper']:.1f}  float32 {100 * rec['fgsm_float32']:.1f}  stable "
+        f"{100 * rec['fgsm_paper']:.1f}  float32 {percent(rec['fgsm_float32'])}  stable "
         f"{100 * rec['fgsm_stable']:.1f}  margin stable {100 * rec['fgsm_margin_stable']:.1f}  zero_grad_paper "
         f"{100 * rec['zero_grad_paper']:.1f} %  median margin {rec['margin_q'][2]:.1f}  median |h| "
         f"{[round(q[2], 1) for q in rec['depth_q']]}  ({time.perf_counter() - t0:.0f} s)")

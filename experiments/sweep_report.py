@@ -8,6 +8,7 @@ from pathlib import Path
 from experiments import paper
 from experiments.paper import ARCH_NAMES
 from experiments.common import read_json, write_json
+from experiments.evaluation import percent
 from experiments.plotting import save_figure
 from experiments.grids import GRIDS, MILESTONES, short_label
 from experiments.recipes import model_key, table1_recipes
@@ -44,16 +45,12 @@ def format_table(rows):
         perm = r.get("fgsm_paper_permuted") or []
         perm = f"{100 * min(perm):.1f}-{100 * max(perm):.1f}" if perm else "-"
         lines.append(f"| {r['run']} | {r['epoch']} | {100 * r['clean_acc']:.2f} | {100 * r['fgsm_paper']:.1f} | {perm} | "
-                     f"{100 * r['fgsm_float32']:.1f} | {100 * r['fgsm_stable']:.1f} | {100 * r['fgsm_margin_stable']:.1f} | "
-                     f"{100 * r['zero_grad_paper']:.1f} | {_pct(r.get('zero_pred_path_paper'))} / {_pct(r.get('zero_pred_margin_paper'))} | "
+                     f"{percent(r['fgsm_float32'])} | {100 * r['fgsm_stable']:.1f} | {100 * r['fgsm_margin_stable']:.1f} | "
+                     f"{100 * r['zero_grad_paper']:.1f} | {percent(r.get('zero_pred_path_paper'))} / {percent(r.get('zero_pred_margin_paper'))} | "
                      f"{r['margin_q'][2]:.1f} | "
                      f"{' / '.join(f'{q[2]:.1f}' for q in r['depth_q'])} | "
                      f"{(r['train_seconds'] or 0) / 60:.0f} |")
     return "\n".join(lines) + "\n"
-
-
-def _pct(v):
-    return "-" if v is None else f"{100 * v:.1f}"
 
 
 def frontier(rows):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from experiments import paper
 from experiments.common import FileLog, write_json
-from experiments.evaluation import evaluate
+from experiments.evaluation import evaluate, percent
 from experiments.recipes import Recipe
 from experiments.store import checkpoint_name, train_or_load
 from nn.backend import get_xp
@@ -47,7 +47,7 @@ def train_and_evaluate(task):
     write_json(saved, {"key": meta["key"], "eval": ev, "stamp": stamp, "result": result})
     clean, fgsm = paper.TABLE1.get(recipe.name, ("-", "-"))
     log(f"{recipe.name}" + (f" (seed {seed})" if seed else "") + f": clean {100 * result['clean_acc']:.2f} %  "
-        f"FGSM paper {100 * result['fgsm_paper']:.2f} %  float32 {100 * result['fgsm_float32']:.2f} %  "
+        f"FGSM paper {100 * result['fgsm_paper']:.2f} %  float32 {percent(result['fgsm_float32'], 2)} %  "
         f"stable {100 * result['fgsm_stable']:.2f} %  (the paper: {clean} / {fgsm})  median margin "
         f"{result['margin_q'][2]:.1f}  zero_grad_paper {100 * result['zero_grad_paper']:.1f} %  "
         f"saturated_frac {result['saturated_frac']}")
@@ -56,6 +56,8 @@ def train_and_evaluate(task):
 
 def _cell(r, k):
     """An accuracy in %, with +- its standard deviation over seeds when there are several."""
+    if r[k] is None:
+        return "-"
     return f"{100 * r[k]:.2f}" + (f" +- {100 * r[f'{k}_std']:.2f}" if r.get("n_seeds", 1) > 1 else "")
 
 

@@ -33,6 +33,13 @@ here that tests/test_numerics.py recomputes from the code's own arithmetic:
   e^-87.34 instead (``FTZ_UNDERFLOW``, |h| or margin > 87.34). numpy keeps subnormals, and subnormal
   operands also make CPU arithmetic many times slower.
 
+**On the GPU the hardware flushes.** CuPy compiles every kernel with ``-ftz=true``
+(``cupy/cuda/compiler.py``), as TensorFlow's GPU kernels were: float32 results below 2^-126 are 0 and
+subnormal operands are read as 0 (measured with CuPy 14 on an NVIDIA H200: exp(-90) -> 0, 2^-130
+times 1 -> 0). There the "float32" mode cannot keep subnormals and computes, in every elementwise step,
+what "paper" computes; ``flushes_subnormals`` measures it, and ``experiments.evaluation`` reports no
+float32 numbers on such a device rather than the paper's under another name.
+
 ``flush_subnormals`` emulates flush-to-zero where subnormals arise in a network (each layer's output
 and each backward product in the "paper" mode, ``nn.model.forward`` and ``nn.model.backward``). It
 works at the granularity of whole arrays: the partial sums inside one matrix product are not
@@ -106,6 +113,21 @@ _OLD_DERIVATIVES = {"paper": "autodiff", "stable": "closed_form"}
 def smallest_normal(dtype):
     """The smallest positive normal number of a float dtype: 2^-126 (float32), 2^-1022 (float64)."""
     return float(np.finfo(dtype).tiny)
+
+
+def flushes_subnormals(xp):
+    """True where the array module's float32 arithmetic flushes subnormals to zero (CuPy: every
+    kernel is compiled with ``-ftz=true``), False where it keeps them (numpy). Measured once per
+    module, not assumed: exp(-90) (subnormal, ~8.2e-40) and 2^-130 * 1 in float32 must both be nonzero
+    for False. xp: numpy or cupy -> bool."""
+    if xp.__name__ not in _FLUSHES:
+        e = to_host(xp.exp(to_device(np.array([-90.0], np.float32), xp)))
+        one = to_host(to_device(np.array([2.0 ** -130], np.float32), xp) * to_device(np.ones(1, np.float32), xp))
+        _FLUSHES[xp.__name__] = bool(e[0] == 0 or one[0] == 0)
+    return _FLUSHES[xp.__name__]
+
+
+_FLUSHES = {}  # array module name -> flushes_subnormals' answer
 
 
 def flush_subnormals(a):

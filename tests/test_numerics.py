@@ -10,7 +10,7 @@ from nn import layers as L
 from nn import softmax
 from nn.backend import to_device, to_host
 from nn.model import Sequential, backward
-from nn.numerics import (EXP_UNDERFLOW, FTZ_UNDERFLOW, LOG_SMALLEST_NORMAL, LOG_SMALLEST_SUBNORMAL, NUMERICS,
+from nn.numerics import (flushes_subnormals, EXP_UNDERFLOW, FTZ_UNDERFLOW, LOG_SMALLEST_NORMAL, LOG_SMALLEST_SUBNORMAL, NUMERICS,
                          P_Y_ONE_MARGIN, SIGMOID_ONE, check_numerics, flush_subnormals, log_sigmoid_prime,
                          smallest_normal, upgrade_settings)
 from nn.optim import adam_init, adam_update
@@ -62,6 +62,10 @@ def test_paper_numerics_flush_only_subnormals_forward_and_backward(xp):
     y0, y1 = to_host(c0[2][2][1]), to_host(c1[2][2][1])  # the first sigmoid's outputs
     tiny = np.finfo(np.float32).tiny
     sub = (y0 != 0) & (np.abs(y0) < tiny)
+    if flushes_subnormals(xp):  # the GPU: the float32 forward is already the paper's
+        np.testing.assert_array_equal(y1, y0)
+        assert (y0 == 0).any()
+        return
     assert sub.any()  # the scaled model has sigmoid outputs in the subnormal range
     np.testing.assert_array_equal(y1[sub], 0)
     np.testing.assert_array_equal(y1[~sub], y0[~sub])
@@ -319,3 +323,13 @@ def test_any_offset_leaves_log_softmax_and_the_losses_exact(xp, dtype):
                 C, dz = cross_entropy(to_device(zc, xp), to_device(y, xp), numerics=numerics)
                 np.testing.assert_allclose(to_host(C), -exact[np.arange(6), y].astype(np.float64), rtol=0, atol=atol)
                 np.testing.assert_allclose(to_host(dz), dz_exact.astype(np.float64), rtol=0, atol=atol)
+
+
+def test_only_the_gpu_flushes_subnormals(xp):
+    """numpy keeps float32 subnormals; CuPy compiles its kernels with -ftz=true (measured on an H200), so
+    there exp(-90) is 0 and the "float32" sigmoid is the paper's, bit for bit, from -1000 to 1000."""
+    gpu = xp.__name__ == "cupy"
+    assert flushes_subnormals(xp) == gpu
+    h = to_device(np.linspace(-1000, 1000, 200_001, dtype=np.float32), xp)
+    same = (to_host(L.sigmoid(h, "float32")) == to_host(L.sigmoid(h, "paper"))).all()
+    assert same == gpu  # on the CPU they differ where sigma(h) is subnormal, h in (-103.97, -87.34)

@@ -125,3 +125,24 @@ def test_table1_controls_row(tmp_path, mnist_dir):
     assert [r["model"] for r in rows] == ["relu_mlp-saturated", "relu_mlp-control"]
     md = (tmp_path / "table.md").read_text()
     assert "| saturated recipe, no penalty (control) | - | - | - |" in md
+
+
+def test_a_device_that_flushes_reports_no_float32_numbers(monkeypatch):
+    """On the GPU (``nn.numerics.flushes_subnormals``) "float32" would compute the paper's numbers: the
+    evaluation records None for them, and the table, the aggregate over seeds and the logs show "-"."""
+    import numpy as np
+    from experiments import evaluation, tables
+    from nn import architectures
+    from nn.model import Sequential
+    model = Sequential.init(architectures.mlp("sigmoid", hidden=8), seed=0)
+    x = np.random.default_rng(0).random((20, 1, 28, 28), dtype=np.float32)
+    y = np.arange(20) % 10
+    kept = evaluation.evaluate(model, x, y, batch=8)
+    monkeypatch.setattr(evaluation, "flushes_subnormals", lambda xp: True)
+    flushed = evaluation.evaluate(model, x, y, batch=8)
+    assert kept["fgsm_float32"] is not None and flushed["fgsm_float32"] is None and flushed["zero_grad_float32"] is None
+    assert {k: v for k, v in flushed.items() if "float32" not in k} == {k: v for k, v in kept.items() if "float32" not in k}
+    both = dict(evaluation.aggregate([flushed, flushed]), model="sigmoid_mlp-vanilla", arch_kwargs={}, n_seeds=2)
+    assert both["fgsm_float32"] is None and "fgsm_float32_std" not in both and both["fgsm_paper_std"] == 0.0
+    row = next(line for line in tables.format_table([both]).splitlines() if line.startswith("| vanilla"))
+    assert " (-, " in row
