@@ -84,7 +84,7 @@ SIGMOID = [
     sweep_run(hidden=1000, epochs=400),                           # 13 the paper's width
     sweep_run(hidden=500, epochs=800),                            # 14
     sweep_run(hidden=2000, epochs=200),                           # 15
-    sweep_run(seed=1, epochs=400),                                # 16
+    sweep_run(seed=1, epochs=1600),                               # 16 seeds 1-4: the regime's spread over seeds
     sweep_run(lam_max=5.5, lam_step=3e-3, epochs=400),            # 17
     sweep_run(lam_max=0.55, lam_step=3e-4, epochs=400),           # 18
     sweep_run(lr=3e-3, lam_max=17.4, lam_step=1e-2, epochs=400),  # 19
@@ -93,6 +93,9 @@ SIGMOID = [
     sweep_run(batch_size=32, epochs=200),                         # 22 four times the steps per epoch
     sweep_run(batch_size=512, epochs=400),                        # 23 a quarter
     sweep_run(hidden=500, adam_eps=1e-12, epochs=800),            # 24 width 500 (its margin stalls) with a tiny Adam eps
+    sweep_run(seed=2, epochs=1600),                               # 25
+    sweep_run(seed=3, epochs=1600),                               # 26
+    sweep_run(seed=4, epochs=1600),                               # 27
 ]
 RELU = [
     sweep_run(arch="relu_mlp", lam_max=3.99e-8, lam_step=1e-10, epochs=4800),  # 0 the paper's constants, long

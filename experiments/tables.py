@@ -82,4 +82,4 @@ def format_table(rows):
     sizes = "; ".join(f"{r['model']} {r['arch_kwargs']}" for r in rows)
     return "\n".join(lines) + ("\n\n(clean test accuracy % / FGSM accuracy % at eps = 0.25 with the paper's numerics "
                                "(float32 with TensorFlow's flush-to-zero); in brackets, FGSM with numerics float32 "
-                               "(numpy's, subnormals kept) and stable" + (f"; sizes: {sizes}" if sizes else "") + ")\n")
+                               "(numpy's, subnormals kept; - on a GPU, whose float32 flushes them) and stable" + (f"; sizes: {sizes}" if sizes else "") + ")\n")
