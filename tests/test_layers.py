@@ -226,3 +226,43 @@ def test_leading_cotangent_axes(xp):
         stacked = vjp(d, cache)
         for k in range(3):  # also when the layer hands back a transposed memory layout
             np.testing.assert_allclose(to_host(stacked[k]), to_host(vjp(d[k], cache)), rtol=1e-12, atol=1e-12)
+
+
+def test_in_parallel_covers_the_range_once_in_threads(monkeypatch):
+    """in_parallel: every index in exactly one part, one part per thread, the caller taking one and the
+    pool the others; one part, in the caller, with one thread (``--jobs`` workers)."""
+    import threading
+    from nn.backend import cpu_threads, in_parallel
+    for threads, n in [("3", 10), ("3", 2), ("1", 10), ("4", 1), ("2", 0)]:
+        monkeypatch.setenv("OMP_NUM_THREADS", threads)
+        assert cpu_threads() == int(threads)
+        seen, who = np.zeros(n, int), []
+
+        def part(lo, hi):
+            seen[lo:hi] += 1
+            who.append(threading.get_ident())
+
+        in_parallel(part, n, np)
+        assert (seen == 1).all()
+        parts = max(1, min(int(threads), n))
+        assert len(who) == parts and who.count(threading.get_ident()) == 1  # the caller takes one part
+        assert (len(set(who)) > 1) == (parts > 1)  # the others go to the pool
+
+
+def test_threaded_im2col_col2im_and_adam_give_the_same_bits(monkeypatch):
+    from nn.conv import col2im, im2col
+    from nn.optim import CPU_BLOCK, adam_init, adam_update
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 5, 8, 8)).astype(np.float32)
+    p = [{"W": rng.standard_normal(3 * CPU_BLOCK + 17).astype(np.float32)}]
+    g = [{"W": rng.standard_normal(3 * CPU_BLOCK + 17).astype(np.float32)}]
+    out = {}
+    for threads in ("1", "3"):
+        monkeypatch.setenv("OMP_NUM_THREADS", threads)
+        cols = im2col(x, 5, 5)
+        q = [{"W": p[0]["W"].copy()}]
+        state = adam_init(q)
+        adam_update(q, g, state, numerics="paper")
+        out[threads] = (cols, col2im(cols * 1.5, x.shape, 5, 5), q[0]["W"], state["v"][0]["W"])
+    for a, b in zip(out["1"], out["3"]):
+        assert a.tobytes() == b.tobytes()
