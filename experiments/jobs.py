@@ -10,29 +10,45 @@ from __future__ import annotations
 import multiprocessing
 import os
 import shlex
+import signal
 from concurrent.futures import ProcessPoolExecutor
 
 # BLAS thread counts a worker process is started with: one each, so that N workers use N cores.
 BLAS_THREADS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
+def _stop(signum, frame):
+    raise SystemExit(128 + signum)
+
+
 def run_all(fn, tasks, jobs):
     """[fn(task) for task in tasks], in order; with jobs > 1 in a pool of ``jobs`` processes (spawned,
     one BLAS thread each). fn must be a module-level function, tasks picklable. An exception in a task
-    is raised here, after the tasks already running have finished."""
+    is raised here, after the tasks already running have finished. Stopped itself (Ctrl-C, SIGTERM),
+    the process stops its workers before it exits: none trains on, unseen, beside a rerun of the same
+    command (each run resumes from its last checkpoint)."""
     if jobs <= 1 or len(tasks) <= 1:
         return [fn(t) for t in tasks]
     saved = {k: os.environ.get(k) for k in BLAS_THREADS}
     os.environ.update({k: "1" for k in BLAS_THREADS})  # inherited by the spawned workers at their start
+    handler = signal.signal(signal.SIGTERM, _stop)  # SIGTERM as SystemExit, like Ctrl-C's KeyboardInterrupt
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
     try:
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            return list(pool.map(fn, tasks))
+        results = list(pool.map(fn, tasks))
+    except (KeyboardInterrupt, SystemExit):
+        pool.shutdown(wait=False, cancel_futures=True)
+        for child in multiprocessing.active_children():
+            child.terminate()
+        raise
     finally:
+        pool.shutdown(wait=True)
+        signal.signal(signal.SIGTERM, handler)
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+    return results
 
 
 def command(script, *args):

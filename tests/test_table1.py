@@ -146,3 +146,23 @@ def test_a_device_that_flushes_reports_no_float32_numbers(monkeypatch):
     assert both["fgsm_float32"] is None and "fgsm_float32_std" not in both and both["fgsm_paper_std"] == 0.0
     row = next(line for line in tables.format_table([both]).splitlines() if line.startswith("| vanilla"))
     assert " (-, " in row
+
+
+def test_a_terminated_pool_leaves_no_worker_training(tmp_path, mnist_dir):
+    """SIGTERM to `table1 --jobs 2` while its workers train: the workers end with it (a worker left
+    alive would train on beside a rerun of the same command, two writers of one run)."""
+    env = {**os.environ, "SATNETS_MNIST_DIR": str(mnist_dir), "PYTHONPATH": str(REPO)}
+    out = tmp_path / "pool"
+    cmd = [sys.executable, "-m", "experiments.table1", "--quick", "--only", "relu_mlp-vanilla", "sigmoid_mlp-vanilla",
+           "--sweep", "none", "--set", "vanilla.train.epochs=50", "--jobs", "2", "--out", str(out)]
+    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not ((out / "log.txt").exists() and "epoch   1/50" in (out / "log.txt").read_text()):
+        time.sleep(0.05)
+    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    assert len(children) >= 2  # the two workers (and the resource tracker)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) != 0
+    time.sleep(1)
+    alive = [c for c in children if Path(f"/proc/{c}").exists() and "Z" not in Path(f"/proc/{c}/stat").read_text().split()[2]]
+    assert alive == []
