@@ -90,39 +90,6 @@ def to_host(a, dtype=None):
     return a if dtype is None else a.astype(dtype, copy=False)
 
 
-def cpu_threads() -> int:
-    """Threads for satnets' own copies and elementwise passes on the CPU: the BLAS thread count the
-    process was given (``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS``; ``--jobs``
-    workers get 1), else the cores this process may run on."""
-    for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        v = os.environ.get(k, "")
-        if v.isdigit() and int(v) >= 1:
-            return int(v)
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-_POOL = {}  # worker count -> ThreadPoolExecutor, made on first use
-
-
-def in_parallel(fn, n, xp=np):
-    """fn(lo, hi) over [0, n) in ``cpu_threads()`` contiguous parts at once (the standard library's
-    thread pool): numpy releases the GIL inside array copies and ufunc loops, so the parts run on
-    separate cores, as BLAS already does for the matrix products. The parts must write disjoint
-    memory; each element is computed as it would be in one call, so results are the same bits. On
-    cupy, with one thread or n < 2: fn(0, n)."""
-    k = min(cpu_threads(), n) if xp is np else 1
-    if k <= 1:
-        fn(0, n)
-        return
-    from concurrent.futures import ThreadPoolExecutor
-    pool = _POOL.get(k - 1) or _POOL.setdefault(k - 1, ThreadPoolExecutor(k - 1, thread_name_prefix="satnets"))
-    bounds = [n * i // k for i in range(k + 1)]
-    rest = [pool.submit(fn, lo, hi) for lo, hi in zip(bounds[1:-1], bounds[2:])]
-    fn(bounds[0], bounds[1])  # the calling thread takes the first part
-    for f in rest:
-        f.result()
-
-
 def synchronize(xp):
     """Wait for the device to finish queued work (a no-op on numpy); for honest timings."""
     if xp is not np:

@@ -3,12 +3,11 @@ im2col. ``W``: (out_ch, in_ch, kh, kw), images NCHW.
 
 im2col and col2im copy strided slices, one per kernel offset (25 for a 5x5 kernel), as Chainer's
 ``utils/conv.py`` does: the same code on numpy and cupy, no ``np.add.at`` and no writes through
-duplicate indices. On the CPU the copies are shared among ``nn.backend.cpu_threads()`` threads
-(``in_parallel``: disjoint offsets or channels, the same bits).
+duplicate indices.
 """
 from __future__ import annotations
 
-from .backend import array_module, in_parallel
+from .backend import array_module
 
 
 def _same_pad(kh, kw):
@@ -31,18 +30,11 @@ def im2col(x, kh, kw):
     N, C, H, W = x.shape
     ph, pw = _same_pad(kh, kw)
     xt = xp.zeros((C, H + 2 * ph, W + 2 * pw, N), dtype=x.dtype)  # (C, Hp, Wp, N)
+    xt[:, ph:ph + H, pw:pw + W, :] = x.transpose(1, 2, 3, 0)
     cols = xp.empty((C, kh, kw, H, W, N), dtype=x.dtype)
-
-    def pad(lo, hi):  # channels lo..hi-1
-        xt[lo:hi, ph:ph + H, pw:pw + W, :] = x[:, lo:hi].transpose(1, 2, 3, 0)
-
-    def copy(lo, hi):  # kernel offsets lo..hi-1, k = i kw + j
-        for k in range(lo, hi):
-            i, j = divmod(k, kw)
+    for i in range(kh):
+        for j in range(kw):
             cols[:, i, j] = xt[:, i:i + H, j:j + W, :]
-
-    in_parallel(pad, C, xp)
-    in_parallel(copy, kh * kw, xp)
     return cols.reshape(C * kh * kw, H * W * N)
 
 
@@ -57,13 +49,9 @@ def col2im(cols, x_shape, kh, kw):
     ph, pw = _same_pad(kh, kw)
     cols = cols.reshape(C, kh, kw, H, W, N)
     dxt = xp.zeros((C, H + 2 * ph, W + 2 * pw, N), dtype=cols.dtype)  # (C, Hp, Wp, N)
-
-    def add(lo, hi):  # channels lo..hi-1, every offset in the same order
-        for i in range(kh):
-            for j in range(kw):
-                dxt[lo:hi, i:i + H, j:j + W, :] += cols[lo:hi, i, j]
-
-    in_parallel(add, C, xp)
+    for i in range(kh):
+        for j in range(kw):
+            dxt[:, i:i + H, j:j + W, :] += cols[:, i, j]
     return dxt[:, ph:ph + H, pw:pw + W, :].transpose(3, 0, 1, 2)
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from .backend import array_module, in_parallel
+from .backend import array_module
 from .numerics import FORWARD_NUMERICS, check_numerics, smallest_normal
 
 # On the CPU the update is applied in blocks of this many entries, so that its dozen elementwise
@@ -66,12 +66,8 @@ def adam_update(params, grads, state, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
             n = flat[0].size
             xp = array_module(flat[0])
             block = n if xp.__name__ == "cupy" else CPU_BLOCK
+            tmp = xp.empty(min(block, n), dtype=flat[0].dtype)
             tiny = smallest_normal(flat[0].dtype) if numerics == "paper" else 0.0
-
-            def blocks(lo, hi, flat=flat, n=n, block=block, tiny=tiny, xp=xp):  # blocks lo..hi-1
-                tmp = xp.empty(min(block, n), dtype=flat[0].dtype)
-                for s in range(lo * block, min(hi * block, n), block):
-                    e = min(s + block, n)
-                    _adam_block(*(a[s:e] for a in flat), tmp[:e - s], lr_t, eps_t, beta1, beta2, tiny)
-
-            in_parallel(blocks, -(-n // block), xp)
+            for s in range(0, n, block):
+                e = min(s + block, n)
+                _adam_block(*(a[s:e] for a in flat), tmp[:e - s], lr_t, eps_t, beta1, beta2, tiny)
