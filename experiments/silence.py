@@ -13,7 +13,8 @@ input gradients (the paper-mode FGSM "robustness") stops where the test margins 
 Per snapshot (snap-e<epoch>.npz) of each run folder: epoch, silent share of the first --n training
 examples (the validation split held out) and of the first --n test images, the median logit margin
 of each, and the median correct-class logit and the share of negative ones (correctly classified
-examples). Writes silence.json and silence.md into the run folder
+examples). Writes silence.json, silence.md and silence-by-class.md (the median test margin of each
+class: a readout unit that stops growing shows as one class's column) into the run folder
 (--out, default runs/silence).
 """
 from __future__ import annotations
@@ -35,19 +36,30 @@ def silence(model, x, y, batch=1000):
     """-> dict: ``silent``, the share of examples whose float32 (flush-to-zero) dC/dz is exactly 0;
     over the correctly classified ones, ``margin``, the median logit margin z_y - max_{j != y} z_j,
     ``z_correct``, the median correct-class logit z_y, and ``negative``, the share with z_y < 0 (where
-    a relu readout penalty sum_k relu(z_k) is at its minimum, 0, and pushes nothing). x, y host arrays."""
-    silent, margins, z_correct = 0, [], []
+    a relu readout penalty sum_k relu(z_k) is at its minimum, 0, and pushes nothing); the same per class
+    y = 0..K-1 in ``silent_by_class``, ``margin_by_class`` and ``z_correct_by_class`` (lists of K; None
+    for a class without examples): a readout unit that stops growing shows as one class's margins.
+    x, y host arrays."""
+    silent, margins, z_correct, labels = [], [], [], []
     for i in range(0, len(x), batch):
         xb, yb = to_device(x[i:i + batch], model.xp, model.dtype), to_device(y[i:i + batch], model.xp)
-        silent += int(margin_predicts_zero(model, xb, yb, numerics="paper").sum())
+        silent.append(to_host(margin_predicts_zero(model, xb, yb, numerics="paper")))
         logits = model.logits(xb)
         M, _ = margin(logits, yb)
         right = logits.argmax(axis=1) == yb
         margins.append(to_host(-M[right]))
         z_correct.append(to_host(logits[model.xp.arange(len(yb)), yb][right]))
-    z_correct = np.concatenate(z_correct)
-    return {"silent": silent / len(x), "margin": float(np.median(np.concatenate(margins))),
-            "z_correct": float(np.median(z_correct)), "negative": float((z_correct < 0).mean())}
+        labels.append(y[i:i + batch][to_host(right)])
+    silent, margins, z_correct, labels = map(np.concatenate, (silent, margins, z_correct, labels))
+    classes = range(logits.shape[1])  # K, the readout's width
+
+    def by_class(values, of):  # median of values over the examples of each class, None where none
+        return [float(np.median(values[of == c])) if (of == c).any() else None for c in classes]
+
+    return {"silent": float(silent.mean()), "margin": float(np.median(margins)),
+            "z_correct": float(np.median(z_correct)), "negative": float((z_correct < 0).mean()),
+            "silent_by_class": [float(silent[y == c].mean()) if (y == c).any() else None for c in classes],
+            "margin_by_class": by_class(margins, labels), "z_correct_by_class": by_class(z_correct, labels)}
 
 
 def main(argv=None):
@@ -72,7 +84,8 @@ def main(argv=None):
                          **{f"{k}_train": v for k, v in tr.items()}, **{f"{k}_test": v for k, v in te.items()}})
             run.log(f"{f.name} epoch {rows[-1]['epoch']}: silent train {100 * tr['silent']:.1f} %, test "
                     f"{100 * te['silent']:.1f} %; median margin train {tr['margin']:.1f}, test {te['margin']:.1f}; "
-                    f"test: median z_y {te['z_correct']:.1f}, z_y < 0 for {100 * te['negative']:.1f} %")
+                    f"test: median z_y {te['z_correct']:.1f}, z_y < 0 for {100 * te['negative']:.1f} %; median test "
+                    f"margin by class {[None if v is None else round(v) for v in te['margin_by_class']]}")
     write_json(run.path("silence.json"), {"rows": rows, "options": vars(args)})
     lines = ["| run | epoch | silent training examples % | silent test images % | median margin, train | test "
              "| median z_y, test | z_y < 0, test % |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -80,6 +93,11 @@ def main(argv=None):
               f"{r['margin_train']:.1f} | {r['margin_test']:.1f} | {r['z_correct_test']:.1f} | "
               f"{100 * r['negative_test']:.1f} |" for r in rows]
     run.path("silence.md").write_text("\n".join(lines) + "\n")
+    k = len(rows[0]["margin_by_class_test"])
+    lines = ["| run | epoch | " + " | ".join(f"class {c}" for c in range(k)) + " |", "| --- | --- |" + " --- |" * k]
+    lines += [f"| {r['run']} | {r['epoch']} | " + " | ".join("-" if v is None else f"{v:.0f}" for v in r["margin_by_class_test"])
+              + " |" for r in rows]
+    run.path("silence-by-class.md").write_text("\n".join(lines) + "\n")
     return rows
 
 

@@ -95,3 +95,23 @@ def test_checkpoints_of_older_versions_are_the_same_model():
                 "method": {"kinds": ["relu", "relu", "linear"], "lam_max": 3.99e-8, "lam_step": 1e-10, "units": "sum"}}
     assert stored_key({"model_settings": settings, "config": {"seed": 0}}) == model_key(recipe, 0)
     assert stored_key({"nothing": 1}) is None
+
+
+def test_silence_reports_each_class_margin(small_mnist_models, mnist_dir):
+    """The per-class medians of ``experiments.silence.silence`` are the overall ones restricted to one
+    class: a readout unit that stops growing shows as its class's margin."""
+    import numpy as np
+    from attacks.losses import margin
+    from experiments.silence import silence
+    from nn.mnist import load_mnist
+    model = small_mnist_models[1]["sigmoid_mlp-vanilla"]
+    x, y = (a[:600] for a in load_mnist(mnist_dir)["test"])
+    out = silence(model, x, y, batch=250)
+    z = model.logits(x)
+    right = z.argmax(1) == y
+    m = -margin(z, y)[0]
+    for c in range(10):
+        np.testing.assert_allclose(out["margin_by_class"][c], np.median(m[right & (y == c)]), rtol=1e-5)  # batch sums
+        np.testing.assert_allclose(out["z_correct_by_class"][c], np.median(z[right & (y == c), c]), rtol=1e-5)
+    assert len(out["silent_by_class"]) == 10 and all(0 <= v <= 1 for v in out["silent_by_class"])
+    assert abs(np.dot(out["silent_by_class"], np.bincount(y, minlength=10)) / len(y) - out["silent"]) < 1e-12
