@@ -7,13 +7,17 @@ For each model, on the first --n-test test images (--n-test-cnn for the CNNs, wh
   Table 1 reports), in the stable mode, in float64, and with the logit-margin loss;
 * PGD (100 steps, 5 random restarts, worst case kept) with the cross-entropy in both modes and with
   the margin loss;
+* APGD (Croce & Hein 2020, Algorithm 1; the same steps and restarts) with the cross-entropy in the
+  paper's numerics and with the DLR loss in the stable mode, and APGD-T (the targeted DLR, stable,
+  toward each of the 9 runner-up classes, one start each);
 * the gradient-free Square attack (--square-queries forward passes per image);
 * transfer: PGD examples made on the vanilla model of the same architecture;
 * uniform random noise of the same size (the floor);
 
 then the per-example worst case over the whole suite, the fraction of exactly-zero input gradients
-per numeric mode, robust accuracy against eps from 0 to 1 (PGD, cross-entropy paper mode and margin
-stable mode, per-example worst), and the named flags of ``analysis.masking.audit``.
+per numeric mode, robust accuracy against eps from 0 to 1 (APGD, cross-entropy paper mode and DLR
+stable mode, per-example worst: ``analysis.masking.suite.eps_sweep_attack``), and the named flags of
+``analysis.masking.audit``.
 
     python -m experiments.audit                       # all nine models of runs/table1
     python -m experiments.audit --models sigmoid_mlp-saturated --n-test 10000
@@ -32,7 +36,8 @@ from pathlib import Path
 import numpy as np
 
 from analysis.masking import audit
-from analysis.masking.suite import EPS_SWEEP, attack_suite, eps_sweep_attack, fooled_by, in_batches
+from analysis.masking.suite import (EPS_SWEEP, attack_suite, apgd_attacks, eps_sweep_attack, fooled_by,
+                                    in_batches)
 from attacks import FGSM, AttackResult
 from attacks.pgd import PGD
 from experiments.common import (Run, add_checkpoint_args, add_common_args, amount, checkpoint_stamp, cli, summary,
@@ -94,10 +99,14 @@ def main(argv=None):
     parser.add_argument("--pgd-steps", type=count, default=100)
     parser.add_argument("--restarts", type=count, default=5)
     parser.add_argument("--square-queries", type=count, default=1000)
-    parser.add_argument("--sweep-steps", type=count, default=20)
+    parser.add_argument("--sweep-steps", type=count, default=20, help="APGD steps per attack and eps of the eps "
+                        "sweep (default 20)")
     parser.add_argument("--batch", type=count, default=250)
     args = parse(parser, argv, quick={"n_test": 100, "n_test_cnn": 50, "pgd_steps": 10, "restarts": 2,
                                       "square_queries": 50, "sweep_steps": 5})
+    # not an option: the attacks by name, saved with the options, so that rows of another suite are not resumed
+    suite = attack_suite(args.eps, args.pgd_steps, args.restarts, args.square_queries, args.seed)
+    args.attacks = {"suite": list(suite), "eps_sweep": list(apgd_attacks(args.eps, args.sweep_steps, 1, args.seed))}
     run = Run("audit", args)
     x_all, y_all = load_mnist(args.data_dir)["test"]
     models = load_models(args, run.xp)

@@ -3,8 +3,9 @@ For every model and eps, the share of test images proven robust by each verifier
 bounds): interval bound propagation (``analysis.proofs.ibp``, every model), linear relaxation (CROWN,
 ``analysis.proofs.crown``, the MLPs) and, for ReLU MLPs, the exact MILP (``analysis.proofs.milp``) on examples
 that CROWN leaves open and the attack does not fool (at most --milp-max of them, --milp-time seconds
-each); the share that survives the attack (the audit's eps-sweep attack: per-example worst of
-cross-entropy PGD in the paper's numerics and margin PGD with stable derivatives; MILP
+each); the share that survives the attack (the audit's eps-sweep attack,
+``analysis.masking.suite.eps_sweep_attack``: per-example worst of APGD with the cross-entropy in the
+paper's numerics and APGD with the DLR loss and stable derivatives, Croce & Hein 2020; MILP
 counterexamples count as fooled too), an upper bound; and the undecided share between them. A
 verified example that an attack fooled would be a bug: their number is reported (``contradictions``)
 and must be 0.
@@ -28,7 +29,7 @@ import time
 import numpy as np
 
 from analysis.proofs import crown, ibp, milp
-from analysis.masking.suite import eps_sweep_attack
+from analysis.masking.suite import apgd_attacks, eps_sweep_attack
 from experiments.common import (Run, add_checkpoint_args, add_common_args, amount, checkpoint_stamp, cli, summary,
                                 parse, count, load_models, positive, resumable_rows, write_json)
 from experiments.plotting import save_figure
@@ -138,7 +139,7 @@ def format_table(rows):
     return "\n".join(lines) + (
         "\n\n(% of the test images proven robust by interval bound propagation / by linear relaxation (CROWN, "
         "MLPs) / with the exact MILP on CROWN's open examples (ReLU MLPs, capped by --milp-max) / surviving the "
-        "per-example worst of two PGD attacks and the MILP's counterexamples; the true robust accuracy lies "
+        "per-example worst of APGD-CE and APGD-DLR and the MILP's counterexamples; the true robust accuracy lies "
         "between the largest verified share and the attacked one; '-': the method does not apply)\n")
 
 
@@ -147,7 +148,7 @@ def main(argv=None):
                                  MODELS)
     parser.add_argument("--eps", type=amount, nargs="+", default=list(EPS))
     parser.add_argument("--n-test", type=count, default=2000, help="test images per model (default 2000)")
-    parser.add_argument("--sweep-steps", type=count, default=100, help="PGD steps per eps (default 100)")
+    parser.add_argument("--sweep-steps", type=count, default=100, help="APGD steps per attack and eps (default 100)")
     parser.add_argument("--batch", type=count, default=250)
     parser.add_argument("--crown-batch", type=count, default=20, help="examples per CROWN pass (memory)")
     parser.add_argument("--milp-max", type=count, default=20, help="examples per model and eps for the MILP")
@@ -158,6 +159,8 @@ def main(argv=None):
                         help="survivors at the largest eps to examine (the MILP then has no --milp-max-binaries)")
     args = parse(parser, argv, quick={"n_test": 100, "sweep_steps": 5, "milp_max": 3, "milp_time": 5.0})
     args.eps = sorted(args.eps)
+    # not an option: the upper bound's attacks by name, saved with the options, so that rows of another are not resumed
+    args.attacks = list(apgd_attacks(args.eps[0], args.sweep_steps, 1, args.seed))
     run = Run("verify", args)
     x, y = (a[:args.n_test] for a in load_mnist(args.data_dir)["test"])
     models = load_models(args, run.xp)

@@ -196,6 +196,13 @@ def test_flags():
     f = audit.flags({"fgsm-ce-paper": 50.0, "pgd-ce-paper": 60.0, "square": 10.0, "transfer": 20.0, "noise": 40.0},
                     worst=9.0, zero_grad_paper=0.0)
     assert {"single_step_stronger", "gradient_free_stronger", "transfer_stronger", "noise_stronger"} <= set(f)
+    # APGD counts as iterative and as a gradient attack of its numerics
+    f = audit.flags({"fgsm-ce-paper": 50.0, "pgd-ce-paper": 60.0, "apgd-ce-paper": 52.0, "noise": 90.0},
+                    worst=45.0, zero_grad_paper=0.0)
+    assert f == {}  # FGSM 50 % is not 5 points below APGD's 52 %
+    f = audit.flags({"fgsm-ce-paper": 95.0, "pgd-ce-paper": 94.0, "apgd-dlr-stable": 2.0,
+                     "apgd-dlr-targeted-stable": 1.0, "noise": 99.0}, worst=1.0, zero_grad_paper=0.0)
+    assert set(f) == {"gradient_masking", "stable_mode_stronger"} and "1.0 %" in f["stable_mode_stronger"]
     w = audit.worst_case({"a": np.array([True, False, False]), "b": np.array([False, False, True])})
     assert w["accuracy"] == pytest.approx(100 / 3) and w["strongest"] == "a" and w["unique"] == {"a": 1, "b": 1}
 

@@ -20,18 +20,19 @@ from nn.validate import InputError, check_number
 FLAG_RULES = {
     "gradient_masking": "apparent robustness that does not survive: the paper's FGSM accuracy is at least "
                         "{looks_robust} % and the worst case is more than {big} points below it; or the worst case "
-                        "is more than {big} points below every paper-mode gradient attack (FGSM and PGD with "
-                        "the paper's float32 derivatives)",
+                        "is more than {big} points below every paper-mode gradient attack (FGSM, PGD and APGD "
+                        "with the paper's float32 derivatives)",
     "zero_gradients": "more than {zero} % of the examples have an input gradient that is exactly 0 in the paper's mode",
     "stable_mode_stronger": "stable derivatives lower the accuracy by more than {small} points",
     "gradient_free_stronger": "the gradient-free Square attack beats every gradient attack by more than {small} points",
     "transfer_stronger": "examples transferred from the vanilla model beat every white-box gradient attack by more "
                          "than {small} points",
-    "single_step_stronger": "single-step FGSM beats iterative PGD by more than {small} points",
+    "single_step_stronger": "single-step FGSM beats every iterative attack (PGD, APGD) by more than {small} points",
     "noise_stronger": "uniform random noise beats every gradient attack",
     "eps_sweep_not_zero": "accuracy is still above {floor} % at eps = {eps_big}, where MNIST images can be made "
                           "uniformly grey",
 }
+ITERATIVE = ("pgd-", "apgd-")  # the name prefixes of the suite's iterative gradient attacks
 THRESHOLDS = {"looks_robust": 50.0, "big": 10.0, "small": 5.0, "zero": 1.0, "floor": 1.0, "eps_big": 0.5}
 
 
@@ -146,13 +147,14 @@ def flags(accs, worst, zero_grad_paper, curve=None, eps_values=None, t=THRESHOLD
     """The named flags raised by one model's numbers.
 
     accs: {attack name: accuracy %} with names "<family>-<loss>-<mode>" for gradient attacks
-    (family fgsm / pgd; mode: the numerics paper / float32 / stable, and stable-float64 for a float64
-    model's stable gradients) and "square", "transfer", "noise";
+    (family fgsm, or one of the iterative ``ITERATIVE``, pgd and apgd; mode: the numerics paper /
+    float32 / stable, and stable-float64 for a float64 model's stable gradients; the loss of APGD-T is
+    dlr-targeted) and "square", "transfer", "noise";
     worst: worst-case accuracy %; zero_grad_paper: fraction of exact-zero gradients in paper mode
     (``zero_gradient``);
     curve / eps_values: the accuracy-against-eps sweep. -> {flag: reason} (empty: nothing suspicious).
     """
-    grad = [k for k in accs if k.startswith(("fgsm-", "pgd-"))]
+    grad = [k for k in accs if k.startswith(("fgsm-", *ITERATIVE))]
     paper = [k for k in grad if k.endswith("-paper")]
     stable = [k for k in grad if "-stable" in k]  # the stable numerics, float32 or float64 model
     out = {}
@@ -173,9 +175,9 @@ def flags(accs, worst, zero_grad_paper, curve=None, eps_values=None, t=THRESHOLD
         out["gradient_free_stronger"] = f"Square {accs['square']:.1f} % vs gradient {_min(accs, grad):.1f} %"
     if below(accs.get("transfer"), _min(accs, grad), t["small"]):
         out["transfer_stronger"] = f"transfer {accs['transfer']:.1f} % vs white-box {_min(accs, grad):.1f} %"
-    fgsm, pgd = [k for k in grad if k.startswith("fgsm-")], [k for k in grad if k.startswith("pgd-")]
-    if below(_min(accs, fgsm), _min(accs, pgd), t["small"]):
-        out["single_step_stronger"] = f"FGSM {_min(accs, fgsm):.1f} % vs PGD {_min(accs, pgd):.1f} %"
+    fgsm, iterative = [k for k in grad if k.startswith("fgsm-")], [k for k in grad if k.startswith(ITERATIVE)]
+    if below(_min(accs, fgsm), _min(accs, iterative), t["small"]):
+        out["single_step_stronger"] = f"FGSM {_min(accs, fgsm):.1f} % vs iterative {_min(accs, iterative):.1f} %"
     if below(accs.get("noise"), _min(accs, grad), 0.0):
         out["noise_stronger"] = f"noise {accs['noise']:.1f} % vs gradient {_min(accs, grad):.1f} %"
     if curve is not None:

@@ -1,8 +1,10 @@
-"""The gradient-masking audit's attacks, run in batches: the attack suite, the eps sweep's attack,
-and the robust-accuracy mask (``analysis.masking.audit`` does the bookkeeping on what they return)."""
+"""The gradient-masking audit's attacks, run in batches: the attack suite, the eps sweep's attack (also
+the upper bound of ``experiments.verify``'s bracket), and the robust-accuracy mask
+(``analysis.masking.audit`` does the bookkeeping on what they return)."""
 from __future__ import annotations
 
 from attacks import FGSM, AttackResult
+from attacks.apgd import APGD
 from attacks.noise import UniformNoise
 from attacks.pgd import PGD
 from attacks.square import Square
@@ -30,17 +32,20 @@ def _fields(result):
 
 def fooled_by(attack, model, x, y, batch):
     """(N,) bool, the audit's robust-accuracy mask: the attack's success (the model misclassifies
-    x_adv), or a clean error. Attacks that search the ball from x (PGD, Square, noise) report a clean
-    error as a success by themselves; FGSM's single step can correct one, which the audit still counts
-    as not robust. Run in batches; only the mask is kept."""
+    x_adv), or a clean error. Attacks that search the ball from x (PGD, APGD, Square, noise) report a
+    clean error as a success by themselves; FGSM's single step can correct one, which the audit still
+    counts as not robust. Run in batches; only the mask is kept."""
     return in_batches(lambda xb, yb: (attack(model, xb, yb).success | (model.predict(xb) != yb),), x, y, batch)[0]
 
 
 def attack_suite(eps, pgd_steps, restarts, square_queries, seed):
     """The audit's white-box and black-box attacks at ``eps``, by name ("<family>-<loss>-<numerics>"
     for gradient attacks; numerics "paper" is float32 with TensorFlow's flush-to-zero, as the paper
-    computed it). Sources: FGSM (Goodfellow et al. 2015), PGD (Madry et al. 2018), Square (Andriushchenko
-    et al. 2020), uniform noise. -> {name: attack}."""
+    computed it). Sources: FGSM (Goodfellow et al. 2015), PGD (Madry et al. 2018), APGD with the
+    cross-entropy and the DLR loss, and APGD-T, the targeted DLR toward each of the 9 classes the
+    clean logits rank next, one start each (Croce & Hein 2020, Algorithm 1; AutoAttack's APGD-T),
+    Square (Andriushchenko et al. 2020), uniform noise. APGD runs ``pgd_steps`` iterations from
+    ``restarts`` starts, PGD's budget. -> {name: attack}."""
     e, s = eps, seed
     pgd = dict(eps=e, steps=pgd_steps, restarts=restarts, seed=s)
     return {
@@ -50,23 +55,45 @@ def attack_suite(eps, pgd_steps, restarts, square_queries, seed):
         "pgd-ce-paper": PGD(**pgd, numerics="paper"),
         "pgd-ce-stable": PGD(**pgd, numerics="stable"),
         "pgd-margin-stable": PGD(**pgd, loss="margin", numerics="stable"),
+        **apgd_attacks(e, pgd_steps, restarts, s),
+        "apgd-dlr-targeted-stable": APGD(eps=e, steps=pgd_steps, restarts=1, seed=s, loss="dlr-targeted",
+                                         numerics="stable", targets=9),
         "square": Square(eps=e, n_queries=square_queries, seed=s),
         "noise": UniformNoise(eps=e, draws=10, seed=s),
     }
 
 
-def eps_sweep_attack(steps, seed, batch):
-    """The attack of the accuracy-against-eps curve: per example the worse of PGD (cross-entropy,
-    numerics paper) and PGD (margin, numerics stable), ``steps`` steps and one random start each, run
-    ``batch`` images at a time. -> make(eps) -> attack(model, x, y) -> AttackResult."""
-    def make(eps):
-        a = PGD(eps=eps, steps=steps, restarts=1, seed=seed, numerics="paper")
-        b = PGD(eps=eps, steps=steps, restarts=1, seed=seed, loss="margin", numerics="stable")
+def apgd_attacks(eps, steps, restarts, seed):
+    """APGD (Croce & Hein 2020, Algorithm 1) with the cross-entropy in the paper's numerics (what the
+    paper's own gradient finds) and with the DLR loss in the stable numerics (what the true gradient's
+    direction finds, whatever the scale of the logits), ``steps`` iterations from ``restarts`` random
+    starts each: in the suite with PGD's restarts, and with one start the eps sweep's attack
+    (``eps_sweep_attack``). -> {name: attack}, named as in ``attack_suite``."""
+    kw = dict(eps=eps, steps=steps, restarts=restarts, seed=seed)
+    return {"apgd-ce-paper": APGD(**kw, numerics="paper"), "apgd-dlr-stable": APGD(**kw, loss="dlr", numerics="stable")}
 
-        def attack(model, x, y):  # per example, a's point where it fools the model, else b's
-            ra, rb = attack_in_batches(a, model, x, y, batch), attack_in_batches(b, model, x, y, batch)
-            xp, pick = array_module(x), ra.success
-            return AttackResult(xp.where(pick.reshape((-1,) + (1,) * (x.ndim - 1)), ra.x_adv, rb.x_adv),
-                                pick | rb.success, xp.where(pick, ra.linf, rb.linf), xp.where(pick, ra.l2, rb.l2))
+
+def worst_of(results):
+    """Per example the worst case for the model among AttackResults of the same N examples: the first
+    result whose x_adv fools the model, else the last one's. success is then the OR of the results'
+    successes: never weaker, per example, than any one of them. -> AttackResult."""
+    x_adv, success, linf, l2 = _fields(results[-1])
+    xp = array_module(success)
+    for r in reversed(results[:-1]):  # the earlier result wins where it fools the model
+        pick = r.success
+        x_adv = xp.where(pick.reshape((-1,) + (1,) * (x_adv.ndim - 1)), r.x_adv, x_adv)
+        success, linf, l2 = pick | success, xp.where(pick, r.linf, linf), xp.where(pick, r.l2, l2)
+    return AttackResult(x_adv, success, linf, l2)
+
+
+def eps_sweep_attack(steps, seed, batch):
+    """The attack of the accuracy-against-eps curve and of the verification bracket's upper bound: per
+    example the worst (``worst_of``) of ``apgd_attacks``, ``steps`` iterations and one random start
+    each, run ``batch`` images at a time. -> make(eps) -> attack(model, x, y) -> AttackResult."""
+    def make(eps):
+        attacks = list(apgd_attacks(eps, steps, 1, seed).values())
+
+        def attack(model, x, y):
+            return worst_of([attack_in_batches(a, model, x, y, batch) for a in attacks])
         return attack
     return make
