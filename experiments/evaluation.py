@@ -6,9 +6,6 @@ The measurements, each under one name in code, JSON, tables and logs (numerics m
     clean_acc              test accuracy
     fgsm_<mode>            FGSM accuracy (eq. 3, eps = 0.25, clipped to [0, 1]), input gradient in <mode>
     zero_grad_<mode>       share of test images whose cross-entropy input gradient is exactly 0 (paper, float32)
-
-The float32 entries are None on a device that flushes subnormals (the GPU: ``nn.numerics.flushes_subnormals``),
-where "float32" would compute the paper's numbers.
     margin_q               quantiles (1, 10, 50, 90, 99 %) of the logit margin z_y - max_{j != y} z_j
                            over the correctly classified images
     depth_q                per weight layer, the same quantiles of |h| (the depth of saturation)
@@ -22,6 +19,9 @@ and, with ``regime=True`` (the sweep's measurements of where the robustness come
     zero_pred_margin_paper exactly-zero gradients predicted from the margin alone (``analysis.masking.saturation``)
     zero_pred_path_paper   ... from depths and margins (max-plus path bound; MLPs only)
     zero_pred_agree_paper  share of images where the path bound's prediction is right (MLPs only)
+
+The float32 entries are None on a device that flushes subnormals (the GPU: ``nn.numerics.flushes_subnormals``),
+where "float32" would compute the paper's numbers.
 """
 from __future__ import annotations
 
