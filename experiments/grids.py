@@ -30,14 +30,15 @@ def sweep_run(arch="sigmoid_mlp", hidden=200, lam_max=1.74, lam_step=1e-3, units
     """A run, written as the settings in which it differs from the lead (the paper's sigmoid-MLP lambda
     schedule, lam_step: lambda rises by this every step from 0 to lam_max; the paper's 1e-3 reaches
     1.74 after 1,740 steps, four epochs at batch 128). channels: the CNN's (default the paper's 32, 64);
-    readout: the readout's phi ("linear": f(z) = z, the CNN's reading of the paper's last layer);
+    readout: the readout's phi ("linear": f(z) = z, the CNN's reading of the paper's last layer; "none":
+    no penalty on the readout, the hidden layers' alone);
     adam_eps: Adam's epsilon (default 1e-8, TensorFlow's and ours). The folder name keeps the words it
     was first written with, so that runs trained before keep their folders: "-ftz" for the training
     numerics "paper" (TensorFlow's flush-to-zero), "-tfpenalty" for the penalty's derivative "autodiff"."""
     settings = dict(locals())
     kinds = list(KINDS[arch])
     if readout:
-        kinds[-1] = readout
+        kinds[-1] = None if readout == "none" else readout
     arch_kwargs = {"hidden": hidden, **({"channels": list(channels or [32, 64])} if arch == "cnn" else {})}
     train = {"epochs": epochs, "lr": lr, "lr_decay": 1.0, "batch_size": batch_size, "max_train": max_train,
              "numerics": numerics, **({"eps": adam_eps} if adam_eps else {})}
@@ -96,6 +97,8 @@ SIGMOID = [
     sweep_run(seed=2, epochs=1600),                               # 25
     sweep_run(seed=3, epochs=1600),                               # 26
     sweep_run(seed=4, epochs=1600),                               # 27
+    sweep_run(hidden=1000, readout="none", epochs=400),           # 28 the paper's width, no readout penalty
+    sweep_run(hidden=1000, lam_max=0, lam_step=0, epochs=400),    # 29 its control: no penalty at all
 ]
 RELU = [
     sweep_run(arch="relu_mlp", lam_max=3.99e-8, lam_step=1e-10, epochs=4800),  # 0 the paper's constants, long

@@ -1,0 +1,36 @@
+"""The process pool of ``experiments.jobs``: results in the tasks' order, the costliest tasks first."""
+import time
+
+import pytest
+
+from experiments.jobs import run_all
+from experiments.recipes import table1_recipes
+
+
+def _started(task):
+    """A task that sleeps: -> (its name, when it started)."""
+    name, seconds = task
+    t = time.monotonic()
+    time.sleep(seconds)
+    return name, t
+
+
+def test_the_pool_starts_the_costliest_task_first_and_answers_in_order():
+    """Two workers, three tasks, the last listed the costliest: it starts with the first wave, and the
+    second listed waits for a free worker (listed order would start it last, deciding the wall time)."""
+    tasks = [("a", 0.5), ("b", 0.5), ("long", 1.0)]
+    results = run_all(_started, tasks, jobs=2, cost=[1, 1, 5])
+    assert [name for name, _ in results] == ["a", "b", "long"]
+    start = {name: t for name, t in results}
+    assert start["long"] < start["b"] - 0.3
+    with pytest.raises(ValueError, match="2 costs for 3 tasks"):
+        run_all(_started, tasks, jobs=2, cost=[1, 1])
+
+
+def test_the_saturated_cnn_is_table1s_costliest_run_and_vanilla_mlps_the_cheapest():
+    """Recipe.cost orders Table 1 as the runs' measured times do (RESULTS, Performance)."""
+    recipes = table1_recipes(False)
+    order = sorted(recipes, key=lambda n: -recipes[n].cost())
+    assert order[0] in ("cnn-saturated", "cnn-control") and order[2] in ("sigmoid_mlp-saturated", "sigmoid_mlp-control")
+    assert set(order[-2:]) == {"sigmoid_mlp-vanilla", "relu_mlp-vanilla"}
+    assert recipes["cnn-adversarial"].cost() == 2 * recipes["cnn-vanilla"].cost()
