@@ -44,7 +44,7 @@ from nn.backend import get_xp, retain_freed_memory, synchronize, to_device
 from nn.layers import sigmoid
 from nn.model import Sequential
 from nn.numerics import exp_then_flush
-from nn.spec import WEIGHT_LAYERS, layer_shapes
+from nn.spec import multiply_adds
 from nn.train import TrainConfig, train
 
 
@@ -63,22 +63,11 @@ def matmul_gflops(xp, n=4096, repeats=5):
 
 
 def train_step_flops(spec, batch):
-    """Matrix-product FLOPs of one training step: per weight layer with m = fan_in * fan_out * P
-    multiply-adds per example (P = output pixels of a conv, 1 for dense): forward 2 N m, dL/dW 2 N m,
-    and dL/dx 2 N m except for the first weight layer, whose input gradient training skips."""
-    shapes = [tuple(spec["input_shape"])] + layer_shapes(spec)
-    total, first = 0, True
-    for layer, s_in, s_out in zip(spec["layers"], shapes[:-1], shapes[1:]):
-        if layer["type"] not in WEIGHT_LAYERS:
-            continue
-        if layer["type"] == "dense":
-            m = s_in[0] * s_out[0]
-        else:
-            k = layer["kernel"]
-            m = s_in[0] * k * k * s_out[0] * s_out[1] * s_out[2]
-        total += 2 * batch * m * (2 if first else 3)
-        first = False
-    return total
+    """Matrix-product FLOPs of one training step: per weight layer with m multiply-adds per example
+    (``nn.spec.multiply_adds``): forward 2 N m, dL/dW 2 N m, and dL/dx 2 N m except for the first
+    weight layer, whose input gradient training skips."""
+    m = multiply_adds(spec)
+    return 2 * batch * (2 * m[0] + 3 * sum(m[1:]))
 
 
 def epoch_gflops(spec, xp, steps, batch=128):

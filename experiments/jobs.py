@@ -21,26 +21,37 @@ def _stop(signum, frame):
     raise SystemExit(128 + signum)
 
 
-def run_all(fn, tasks, jobs):
+def run_all(fn, tasks, jobs, cost=None):
     """[fn(task) for task in tasks], in order; with jobs > 1 in a pool of ``jobs`` processes (spawned,
-    one BLAS thread each). fn must be a module-level function, tasks picklable. An exception in a task
-    is raised here, after the tasks already running have finished. Stopped itself (Ctrl-C, SIGTERM),
-    the process stops its workers before it exits: none trains on, unseen, beside a rerun of the same
-    command (each run resumes from its last checkpoint)."""
+    one BLAS thread each). fn must be a module-level function, tasks picklable. cost: one number per
+    task, its expected time in any unit; the pool then starts the costliest tasks first (the longest
+    processing time rule, Graham 1969: no task long enough to decide the wall time starts last). An
+    exception in a task is raised here, after the tasks already running have finished; the tasks not
+    yet started are cancelled. Stopped itself (Ctrl-C, SIGTERM), the process stops its workers before
+    it exits: none trains on, unseen, beside a rerun of the same command (each run resumes from its
+    last checkpoint)."""
     if jobs <= 1 or len(tasks) <= 1:
         return [fn(t) for t in tasks]
+    if cost is not None and len(cost) != len(tasks):
+        raise ValueError(f"{len(cost)} costs for {len(tasks)} tasks")
+    order = sorted(range(len(tasks)), key=lambda i: -cost[i]) if cost is not None else range(len(tasks))
     saved = {k: os.environ.get(k) for k in BLAS_THREADS}
     os.environ.update({k: "1" for k in BLAS_THREADS})  # inherited by the spawned workers at their start
     handler = signal.signal(signal.SIGTERM, _stop)  # SIGTERM as SystemExit, like Ctrl-C's KeyboardInterrupt
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+    futures = {}
     try:
-        results = list(pool.map(fn, tasks))
+        for i in order:
+            futures[i] = pool.submit(fn, tasks[i])
+        return [futures[i].result() for i in range(len(tasks))]
     except (KeyboardInterrupt, SystemExit):
         pool.shutdown(wait=False, cancel_futures=True)
         for child in multiprocessing.active_children():
             child.terminate()
         raise
     finally:
+        for f in futures.values():
+            f.cancel()  # the tasks not yet started, after an exception (no-op on the others)
         pool.shutdown(wait=True)
         signal.signal(signal.SIGTERM, handler)
         for k, v in saved.items():
@@ -48,7 +59,6 @@ def run_all(fn, tasks, jobs):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    return results
 
 
 def command(script, *args):

@@ -31,7 +31,7 @@ from nn.errors import UserError
 from nn.model import Sequential
 from nn.numerics import upgrade_settings
 from nn.penalty import saturating_objective
-from nn.spec import layer_shapes
+from nn.spec import layer_shapes, multiply_adds
 from nn.train import TrainConfig, cross_entropy_objective
 
 OBJECTIVES = {"vanilla": cross_entropy_objective, "adversarial": adversarial_objective,
@@ -113,6 +113,13 @@ class Recipe:
 
     def spec(self):
         return build_spec(self.arch, **self.arch_kwargs)
+
+    def cost(self):
+        """Training's matrix-product multiply-adds per training example, the proxy for its time by which
+        ``experiments.jobs.run_all`` starts the longest runs first: epochs * the forward pass's
+        multiply-adds (``nn.spec.multiply_adds``) * 2 for adversarial training (eq. 4: every step also
+        computes the FGSM batch and trains on it)."""
+        return self.epochs * sum(multiply_adds(self.spec())) * (2 if self.training == "adversarial" else 1)
 
     def init_model(self, seed=0, xp=np):
         return Sequential.init(self.spec(), seed=seed, xp=xp)

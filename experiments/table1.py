@@ -87,7 +87,7 @@ def main(argv=None):
               "sweep": None if args.sweep == "none" else args.sweep, "device": run.device, "eval": ev}
              for n in names for s in seeds]
     t0 = time.perf_counter()
-    results = run_all(train_and_evaluate, tasks, args.jobs)
+    results = run_all(train_and_evaluate, tasks, args.jobs, cost=[recipes[n].cost() for n in names for _ in seeds])
     rows = []
     for i, n in enumerate(names):
         per_seed = results[i * len(seeds):(i + 1) * len(seeds)]

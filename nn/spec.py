@@ -49,6 +49,20 @@ def layer_shapes(spec):
     return shapes
 
 
+def multiply_adds(spec):
+    """The forward pass's matrix-product multiply-adds per example, one count per weight layer:
+    fan_in * fan_out for a dense layer, C_in * k * k * C_out * H_out * W_out for a convolution (its
+    im2col product). -> list of ints, e.g. [784000, 1000000, 10000] for 784-1000-1000-10."""
+    shapes = [tuple(spec["input_shape"])] + layer_shapes(spec)
+    counts = []
+    for layer, s_in, s_out in zip(spec["layers"], shapes[:-1], shapes[1:]):
+        if layer["type"] == "dense":
+            counts.append(s_in[0] * s_out[0])
+        elif layer["type"] == "conv2d":
+            counts.append(s_in[0] * layer["kernel"] ** 2 * s_out[0] * s_out[1] * s_out[2])
+    return counts
+
+
 def _layer_shape(i, layer, shape):
     """The per-example output shape of layer i given its input shape."""
     t = layer.get("type")
