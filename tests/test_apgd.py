@@ -288,3 +288,28 @@ def test_runs_on_a_separate_device(monkeypatch):
         r = APGD(0.1, steps=4, restarts=2, loss="dlr", **kw)(model, x, y)
         assert isinstance(r.x_adv, fakedevice.DeviceArray) and isinstance(r.success, fakedevice.DeviceArray)
         np.testing.assert_array_equal(to_host(r.success), to_host(model.predict(r.x_adv) != y))
+
+
+def test_the_torchattacks_comparison_writes_each_cell_and_reuses_it(small_mnist_models, mnist_dir, tmp_path):
+    """``experiments.apgd_torchattacks`` end to end on a small model: one cell per eps and loss, ours
+    within the allowed point of torchattacks', the table written; a rerun reuses every cell."""
+    pytest.importorskip("torch")
+    pytest.importorskip("torchattacks")
+    from experiments import apgd_torchattacks
+    folder, _ = small_mnist_models
+    argv = ["--from", str(folder), "--models", "relu_mlp-vanilla", "--eps", "0.1", "--losses", "ce", "dlr",
+            "--steps", "20", "--n-test", "200", "--data-dir", str(mnist_dir), "--out", str(tmp_path / "cmp")]
+    cells = apgd_torchattacks.main(argv)
+    assert [(c["eps"], c["loss"]) for c in cells] == [(0.1, "ce"), (0.1, "dlr")]
+    assert all(c["ours"] <= c["theirs"] + apgd_torchattacks.TOLERANCE for c in cells), cells
+    assert "| relu_mlp-vanilla | 0.1 | dlr |" in (tmp_path / "cmp" / "apgd_torchattacks.md").read_text()
+    assert apgd_torchattacks.main(argv) == cells  # the same cells, their timings included: nothing re-run
+
+
+def test_the_torchattacks_comparison_says_what_to_install(small_mnist_models, monkeypatch, tmp_path):
+    """Without PyTorch the script stops at once with the install line, not an ImportError."""
+    from experiments import apgd_torchattacks, torch_twin
+    from experiments.common import UsageError
+    monkeypatch.setattr(torch_twin, "torch_available", lambda: False)
+    with pytest.raises(UsageError, match="torchattacks==3.5.1"):
+        apgd_torchattacks.main(["--from", str(small_mnist_models[0]), "--out", str(tmp_path / "x")])
