@@ -141,8 +141,8 @@ GRIDS = {
     "sigmoid": SIGMOID, "relu": RELU, "cnn": CNN, "controls": CONTROLS,
     # everything, the most informative runs of each architecture first
     # (the wide runs last: on 2 cores one epoch of width 2000 costs ~20 of width 200)
-    "all": SIGMOID[:4] + RELU[:3] + SIGMOID[4:9] + RELU[3:5] + CNN[:2] + SIGMOID[9:13] + SIGMOID[16:] + RELU[5:11]
-    + CNN[2:5] + SIGMOID[13:16] + RELU[11:] + CNN[5:] + CONTROLS,
+    "all": SIGMOID[:4] + RELU[:3] + SIGMOID[4:9] + RELU[3:5] + CNN[:2] + SIGMOID[9:13] + SIGMOID[16:28] + RELU[5:11]
+    + CNN[2:5] + SIGMOID[13:16] + SIGMOID[28:] + RELU[11:] + CNN[5:] + CONTROLS,
     "quick": [
         sweep_run(hidden=16, epochs=6, max_train=10000, lam_step=1e-2),
         sweep_run(arch="relu_mlp", hidden=16, epochs=2, max_train=2000, lam_max=1e-2, lam_step=1e-3, numerics="float32",

@@ -11,7 +11,7 @@ import multiprocessing
 import os
 import shlex
 import signal
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 
 # BLAS thread counts a worker process is started with: one each, so that N workers use N cores.
 BLAS_THREADS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -25,24 +25,27 @@ def run_all(fn, tasks, jobs, cost=None):
     """[fn(task) for task in tasks], in order; with jobs > 1 in a pool of ``jobs`` processes (spawned,
     one BLAS thread each). fn must be a module-level function, tasks picklable. cost: one number per
     task, its expected time in any unit; the pool then starts the costliest tasks first (the longest
-    processing time rule, Graham 1969: no task long enough to decide the wall time starts last). An
-    exception in a task is raised here, after the tasks already running have finished; the tasks not
-    yet started are cancelled. Stopped itself (Ctrl-C, SIGTERM), the process stops its workers before
-    it exits: none trains on, unseen, beside a rerun of the same command (each run resumes from its
-    last checkpoint)."""
-    if jobs <= 1 or len(tasks) <= 1:
-        return [fn(t) for t in tasks]
+    processing time rule, Graham 1969: no task long enough to decide the wall time starts last). The
+    first exception in any task is raised here as soon as it happens; the tasks not yet handed to a
+    worker are cancelled, and those already running (up to jobs + 1, the pool's queue) finish first.
+    Stopped itself (Ctrl-C, SIGTERM), the process stops its workers before it exits: none trains on,
+    unseen, beside a rerun of the same command (each run resumes from its last checkpoint)."""
     if cost is not None and len(cost) != len(tasks):
         raise ValueError(f"{len(cost)} costs for {len(tasks)} tasks")
+    if jobs <= 1 or len(tasks) <= 1:
+        return [fn(t) for t in tasks]
     order = sorted(range(len(tasks)), key=lambda i: -cost[i]) if cost is not None else range(len(tasks))
     saved = {k: os.environ.get(k) for k in BLAS_THREADS}
     os.environ.update({k: "1" for k in BLAS_THREADS})  # inherited by the spawned workers at their start
     handler = signal.signal(signal.SIGTERM, _stop)  # SIGTERM as SystemExit, like Ctrl-C's KeyboardInterrupt
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
-    futures = {}
     try:
-        for i in order:
-            futures[i] = pool.submit(fn, tasks[i])
+        futures = {i: pool.submit(fn, tasks[i]) for i in order}
+        wait(futures.values(), return_when=FIRST_EXCEPTION)
+        failed = [f for f in futures.values() if f.done() and not f.cancelled() and f.exception() is not None]
+        if failed:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise failed[0].exception()
         return [futures[i].result() for i in range(len(tasks))]
     except (KeyboardInterrupt, SystemExit):
         pool.shutdown(wait=False, cancel_futures=True)
@@ -50,9 +53,7 @@ def run_all(fn, tasks, jobs, cost=None):
             child.terminate()
         raise
     finally:
-        for f in futures.values():
-            f.cancel()  # the tasks not yet started, after an exception (no-op on the others)
-        pool.shutdown(wait=True)
+        pool.shutdown(wait=True, cancel_futures=True)
         signal.signal(signal.SIGTERM, handler)
         for k, v in saved.items():
             if v is None:

@@ -2,6 +2,7 @@
 the loss's derivatives against centred differences in float64, the checkpoint schedule against the
 paper's formula, the monotone best loss, the step halving where the loss stalls, the ball, the
 verdict, the empty batch, and the strength against PGD on the same budget."""
+import json
 from fractions import Fraction
 import math
 
@@ -304,6 +305,11 @@ def test_the_torchattacks_comparison_writes_each_cell_and_reuses_it(small_mnist_
     assert all(c["ours"] <= c["theirs"] + apgd_torchattacks.TOLERANCE for c in cells), cells
     assert "| relu_mlp-vanilla | 0.1 | dlr |" in (tmp_path / "cmp" / "apgd_torchattacks.md").read_text()
     assert apgd_torchattacks.main(argv) == cells  # the same cells, their timings included: nothing re-run
+    other = [a if a != "0.1" else "0.05" for a in argv]
+    other = other[:other.index("--losses") + 1] + ["ce"] + other[other.index("--steps"):]
+    apgd_torchattacks.main(other)  # another radius adds its cell beside the first run's
+    saved = json.loads((tmp_path / "cmp" / "apgd_torchattacks.json").read_text())["cells"]
+    assert sorted((c["eps"], c["loss"]) for c in saved) == [(0.05, "ce"), (0.1, "ce"), (0.1, "dlr")]
 
 
 def test_the_torchattacks_comparison_says_what_to_install(small_mnist_models, monkeypatch, tmp_path):

@@ -34,3 +34,21 @@ def test_the_saturated_cnn_is_table1s_costliest_run_and_vanilla_mlps_the_cheapes
     assert order[0] in ("cnn-saturated", "cnn-control") and order[2] in ("sigmoid_mlp-saturated", "sigmoid_mlp-control")
     assert set(order[-2:]) == {"sigmoid_mlp-vanilla", "relu_mlp-vanilla"}
     assert recipes["cnn-adversarial"].cost() == 2 * recipes["cnn-vanilla"].cost()
+
+
+def _fail_or_sleep(task):
+    """Raises for a negative task, sleeps for the others."""
+    if task < 0:
+        raise RuntimeError("task failed")
+    time.sleep(task)
+    return task
+
+
+def test_a_failing_task_is_raised_at_once_and_the_waiting_ones_are_cancelled():
+    """The costliest task fails at once: the error reaches the caller without waiting for the long
+    tasks still queued (listed first, cheapest), most of which never start."""
+    tasks = [1.0] * 16 + [-1]
+    t = time.monotonic()
+    with pytest.raises(RuntimeError, match="task failed"):
+        run_all(_fail_or_sleep, tasks, jobs=2, cost=[1] * 16 + [5])
+    assert time.monotonic() - t < 6  # all 16 on 2 workers: 8 s; the ones already queued: about 2
