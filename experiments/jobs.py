@@ -26,8 +26,8 @@ def run_all(fn, tasks, jobs, cost=None):
     one BLAS thread each). fn must be a module-level function, tasks picklable. cost: one number per
     task, its expected time in any unit; the pool then starts the costliest tasks first (the longest
     processing time rule, Graham 1969: no task long enough to decide the wall time starts last). The
-    first exception in any task is raised here as soon as it happens; the tasks not yet handed to a
-    worker are cancelled, and those already running (up to jobs + 1, the pool's queue) finish first.
+    first exception in any task is raised here as soon as the tasks already running (up to jobs + 1,
+    the pool's queue) have finished, not after the whole list; the tasks not yet started are cancelled.
     Stopped itself (Ctrl-C, SIGTERM), the process stops its workers before it exits: none trains on,
     unseen, beside a rerun of the same command (each run resumes from its last checkpoint)."""
     if cost is not None and len(cost) != len(tasks):
