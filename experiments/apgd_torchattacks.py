@@ -38,7 +38,7 @@ LOSSES = ("ce", "dlr", "dlr-targeted")  # APGD-CE, APGD-DLR, APGD-T: AutoAttack'
 TOLERANCE = 0.01  # ours may exceed theirs by at most this robust accuracy (1 point)
 # torchattacks without its declared dependencies: its torchvision requirement would replace the
 # installed PyTorch (the CPU wheel) by another; it imports and runs without torchvision
-CELL_KEYS = ("models", "eps", "losses", "checkpoints")  # options that choose cells, not what a cell means
+CELL_KEYS = ("models", "eps", "losses", "checkpoints", "seed", "seeds")  # options that choose cells, not what a cell means
 INSTALL = 'pip install -e ".[bench]" && pip install --no-deps "torchattacks==3.5.1" && pip install tqdm requests'
 
 
@@ -63,11 +63,12 @@ def ours(model, x, y, eps, steps, loss, seed):
 
 
 def format_table(cells):
-    """The Markdown table of the cells (model, eps, loss, ours, theirs), accuracies in %."""
-    lines = ["| model | eps | loss | ours | torchattacks | ours - theirs |", "| --- | --- | --- | --- | --- | --- |"]
+    """The Markdown table of the cells (model, eps, loss, seed, ours, theirs), accuracies in %."""
+    lines = ["| model | eps | loss | seed | ours | torchattacks | ours - theirs |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for c in cells:
         excess = round(100 * (c["ours"] - c["theirs"]), 1) + 0.0  # + 0.0: no "-0.0"
-        lines.append(f"| {c['model']} | {c['eps']:g} | {c['loss']} | {100 * c['ours']:.1f} | "
+        lines.append(f"| {c['model']} | {c['eps']:g} | {c['loss']} | {c['seed']} | {100 * c['ours']:.1f} | "
                      f"{100 * c['theirs']:.1f} | {excess:+.1f} |")
     worst = max((c["ours"] - c["theirs"] for c in cells), default=0.0)
     lines.append(f"\n(robust accuracy in % of the images; the largest excess of ours over theirs: "
@@ -81,6 +82,8 @@ def main(argv=None):
     parser.add_argument("--losses", nargs="+", choices=LOSSES, default=list(LOSSES))
     parser.add_argument("--steps", type=count, default=100, help="iterations of each attack (default 100)")
     parser.add_argument("--n-test", type=count, default=500, help="the first N test images (default 500)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None,
+                        help="random starts' seeds, one cell each (default: --seed): the spread a single start has")
     args = parse(parser, argv, quick={"n_test": 50, "steps": 10})
     if not torch_twin.torch_available():
         raise UsageError(f"this comparison needs PyTorch and torchattacks: {INSTALL}")
@@ -99,29 +102,30 @@ def main(argv=None):
         kept = old["cells"] if old["options"] == options else []
     except (OSError, ValueError, KeyError):
         kept = []
-    done = {(c["model"], c["eps"], c["loss"], tuple(c["checkpoint"])): c for c in kept}
+    key = lambda c: (c["model"], c["eps"], c["loss"], c["seed"])  # noqa: E731
+    done = {(*key(c), tuple(c["checkpoint"])): c for c in kept}
     cells = []
     for name, model in models.items():
         stamp = checkpoint_stamp(args.checkpoints, name)
         module = torch_twin.freeze(torch_twin.twin(model))
         for eps in args.eps:
             for loss in args.losses:
-                cell = done.get((name, eps, loss, tuple(stamp)))
-                if cell is None:
-                    t0 = time.perf_counter()
-                    a = ours(model, x, y, eps, args.steps, loss, args.seed)
-                    t1 = time.perf_counter()
-                    b = theirs(module, x, y, eps, args.steps, loss, args.seed)
-                    cell = {"model": name, "eps": eps, "loss": loss, "ours": a, "theirs": b, "checkpoint": stamp,
-                            "seconds_ours": t1 - t0, "seconds_theirs": time.perf_counter() - t1}
-                cells.append(cell)
-                run.log(f"{name} eps {eps:g} {loss}: ours {100 * cell['ours']:.1f} %  torchattacks "
-                        f"{100 * cell['theirs']:.1f} %  ({cell['seconds_ours']:.0f} s / {cell['seconds_theirs']:.0f} s)")
-                # the cells of other models, radii and losses measured before stay; a cell measured
-                # again (same model, eps, loss) replaces its old one
-                fresh = {(c["model"], c["eps"], c["loss"]) for c in cells}
-                write_json(path, {"options": options, "cells": cells + [c for c in kept if
-                                                                       (c["model"], c["eps"], c["loss"]) not in fresh]})
+                for seed in args.seeds or [args.seed]:
+                    cell = done.get((name, eps, loss, seed, tuple(stamp)))
+                    if cell is None:
+                        t0 = time.perf_counter()
+                        a = ours(model, x, y, eps, args.steps, loss, seed)
+                        t1 = time.perf_counter()
+                        b = theirs(module, x, y, eps, args.steps, loss, seed)
+                        cell = {"model": name, "eps": eps, "loss": loss, "seed": seed, "ours": a, "theirs": b,
+                                "checkpoint": stamp, "seconds_ours": t1 - t0, "seconds_theirs": time.perf_counter() - t1}
+                    cells.append(cell)
+                    run.log(f"{name} eps {eps:g} {loss} seed {seed}: ours {100 * cell['ours']:.1f} %  torchattacks "
+                            f"{100 * cell['theirs']:.1f} %  ({cell['seconds_ours']:.0f} s / {cell['seconds_theirs']:.0f} s)")
+                    # the cells of other models, radii, losses and seeds measured before stay; a cell
+                    # measured again replaces its old one
+                    fresh = {key(c) for c in cells}
+                    write_json(path, {"options": options, "cells": cells + [c for c in kept if key(c) not in fresh]})
     table = format_table(cells)
     run.path("apgd_torchattacks.md").write_text(table)
     run.log("\n" + table)

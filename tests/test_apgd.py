@@ -303,7 +303,7 @@ def test_the_torchattacks_comparison_writes_each_cell_and_reuses_it(small_mnist_
     cells = apgd_torchattacks.main(argv)
     assert [(c["eps"], c["loss"]) for c in cells] == [(0.1, "ce"), (0.1, "dlr")]
     assert all(c["ours"] <= c["theirs"] + apgd_torchattacks.TOLERANCE for c in cells), cells
-    assert "| relu_mlp-vanilla | 0.1 | dlr |" in (tmp_path / "cmp" / "apgd_torchattacks.md").read_text()
+    assert "| relu_mlp-vanilla | 0.1 | dlr | 0 |" in (tmp_path / "cmp" / "apgd_torchattacks.md").read_text()
     assert apgd_torchattacks.main(argv) == cells  # the same cells, their timings included: nothing re-run
     other = [a if a != "0.1" else "0.05" for a in argv]
     other = other[:other.index("--losses") + 1] + ["ce"] + other[other.index("--steps"):]

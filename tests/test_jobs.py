@@ -52,3 +52,12 @@ def test_a_failing_task_is_raised_at_once_and_the_waiting_ones_are_cancelled():
     with pytest.raises(RuntimeError, match="task failed"):
         run_all(_fail_or_sleep, tasks, jobs=2, cost=[1] * 16 + [5])
     assert time.monotonic() - t < 6  # all 16 on 2 workers: 8 s; the ones already queued: about 2
+
+
+def test_multiply_adds_count_each_weight_layers_forward_product():
+    """Dense: fan_in * fan_out; a 5x5 'same' convolution: C_in * 25 * C_out * H * W per example."""
+    from nn.architectures import build_spec
+    from nn.spec import multiply_adds
+    assert multiply_adds(build_spec("relu_mlp", hidden=1000, depth=2)) == [784 * 1000, 1000 * 1000, 1000 * 10]
+    cnn = multiply_adds(build_spec("cnn", channels=[32, 64], hidden=1024, kernel=5))
+    assert cnn == [1 * 25 * 32 * 28 * 28, 32 * 25 * 64 * 14 * 14, 64 * 7 * 7 * 1024, 1024 * 10]

@@ -115,3 +115,11 @@ def test_silence_reports_each_class_margin(small_mnist_models, mnist_dir):
         np.testing.assert_allclose(out["z_correct_by_class"][c], np.median(z[right & (y == c), c]), rtol=1e-5)
     assert len(out["silent_by_class"]) == 10 and all(0 <= v <= 1 for v in out["silent_by_class"])
     assert abs(np.dot(out["silent_by_class"], np.bincount(y, minlength=10)) / len(y) - out["silent"]) < 1e-12
+
+
+def test_a_run_without_a_readout_penalty_names_no_kind_for_its_last_layer():
+    """readout="none": the hidden layers keep their phi, the readout has none, the folder says so."""
+    run = grids.sweep_run(hidden=1000, readout="none", epochs=400)
+    assert run.recipe.method["kinds"] == ["sigmoid", "sigmoid", None]
+    assert run.name.endswith("-seed0-readoutnone")
+    assert grids.sweep_run(hidden=1000).recipe.method["kinds"] == ["sigmoid"] * 3
