@@ -32,6 +32,7 @@ import argparse
 import contextlib
 import cProfile
 import math
+import os
 import pstats
 import time
 from pathlib import Path
@@ -261,6 +262,10 @@ def main(argv=None):
     xp = get_xp(args.device)
     retained = xp is np and not args.no_retain and retain_freed_memory()
     print(f"{hardware()}, device {args.device or 'cpu'}, freed memory retained for reuse: {retained}")
+    if xp is np and os.environ.get("OPENBLAS_CORETYPE"):
+        print(f"note: OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} holds numpy's OpenBLAS to that processor's "
+              "kernels while PyTorch picks its own; for like against like run this command with "
+              "`env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE` (RESULTS, Performance)")
     from experiments.torch_twin import torch_available
     if args.only_torch and not torch_available():
         raise UsageError("--only-torch needs PyTorch: pip install -e '.[bench]'")

@@ -250,3 +250,30 @@ def test_silence_counts_examples_without_a_training_signal(tmp_path, mnist_dir, 
     with pytest.raises(SystemExit) as e:
         cli(silence.main, [str(tmp_path / "empty")])  # a folder without snapshots: one line, exit 2
     assert e.value.code == 2
+
+
+def test_blas_names_a_forced_openblas_kernel(monkeypatch):
+    """A kernel forced by OPENBLAS_CORETYPE changes every product's speed and roundings: the run logs and
+    the benchmark name it; with threadpoolctl the kernel OpenBLAS actually runs is named too."""
+    from experiments.common import blas, hardware
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    assert "OPENBLAS_CORETYPE=Haswell" in blas() and "OPENBLAS_CORETYPE=Haswell" in hardware()
+    monkeypatch.delenv("OPENBLAS_CORETYPE")
+    monkeypatch.setitem(__import__("sys").modules, "threadpoolctl", None)  # not installed
+    assert blas() == "" and "(" not in hardware()
+
+
+def test_blas_reads_the_running_kernel_with_threadpoolctl():
+    pytest.importorskip("threadpoolctl")
+    import numpy as np
+    from experiments.common import blas
+    np.ones((64, 64)) @ np.ones((64, 64))  # BLAS loaded
+    assert " kernels, " in blas() and " threads" in blas()
+
+
+def test_bench_says_when_openblas_is_held_to_a_kernel(monkeypatch, capsys):
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    monkeypatch.setattr(bench, "matmul_gflops", lambda xp: 1.0)
+    monkeypatch.setattr(bench, "epoch_gflops", lambda spec, xp, steps: (1.0, 1.0))
+    bench.main(["--no-torch", "--steps", "1"])
+    assert "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE" in capsys.readouterr().out
