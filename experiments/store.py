@@ -27,6 +27,9 @@ from nn.penalty import lambda_schedule, saturated_fraction
 from nn.train import resume_state, train
 
 RECIPE_FILE = "recipe.json"  # in a sweep run's folder: {"recipe": ..., "seed": ..., "settings": ...}
+# The checkpoint meta key of a model changed outside its recipe (e.g. ``experiments.common_mode``'s
+# shifted readout): such a model is never taken for its recipe's (``stored_key``: None).
+INTERVENTION = "intervention"
 
 
 def checkpoint_name(name, seed):
@@ -39,7 +42,9 @@ def stored_key(meta):
     recipe and seed; or the model settings and config an older Table 1 wrote; or the flat settings an
     older sweep wrote ("sweep_settings", ``experiments.grids.sweep_run``'s arguments). Older words for the
     numerics are read as today's (``Recipe.from_dict``, ``nn.numerics.upgrade_settings``). None when
-    it records no model."""
+    it records no model, or a model changed outside its recipe (``INTERVENTION``)."""
+    if INTERVENTION in meta:
+        return None
     try:
         if "recipe" in meta:
             return model_key(Recipe.from_dict(meta["recipe"]), meta["seed"])

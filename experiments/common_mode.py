@@ -1,0 +1,186 @@
+"""The common-mode test of the width stall: shift every readout logit of a sweep run by one constant,
+which the cross-entropy cannot see and the readout's penalty can, and continue training.
+
+The saturated sigmoid MLP's readout penalty is phi(z_k) = sigma'(z_k) on each logit (eq. 6). Its
+gradient, sigma''(z) = sigma'(z) (1 - 2 sigma(z)), is negative for z > 0 and positive for z < 0, so
+gradient descent on it moves every logit away from 0 on the side where it sits. The margin
+z_y - max_{j != y} z_j grows from both sides when the wrong classes' logits sit below 0 and the true
+class's above; at width 1,000 every logit sits far above 0 (the readout's common mode,
+``readout_sides``), and the penalty then pushes the wrong classes up, against the margin. Softmax,
+cross-entropy, predictions, margins and input gradients are unchanged by a common shift z -> z - s
+(up to the float rounding of z - s), so shifting the readout biases by the common mode changes what
+the penalty does and nothing else.
+
+    python -m experiments.common_mode runs/sweep/<run> --epochs 450 500 600 800 [--out runs/common-mode]
+
+Takes the run's last training checkpoint (train.npz: parameters, Adam's moments, the shuffling
+generator, at epoch E), subtracts s from every readout bias, with s the median over the first 2,000
+training images of (z_y + max_{j != y} z_j) / 2 (so the median image's true logit sits at +margin/2 and
+its highest wrong one at -margin/2), and continues the run's own recipe from epoch E to each --epochs,
+keeping and evaluating a snapshot at each (``experiments.sweep.evaluate_snapshot``: FGSM in every
+numerics, exactly-zero gradients, margins) with the readout's sides (``readout_sides``). The shifted
+run lives in <out>/<run>-shift<E>/ and resumes like any run. Its checkpoints record the shift
+(``"intervention"``), so they are never taken for the recipe's own model (``experiments.store.stored_key``).
+Writes common_mode.json and common_mode.md (the run's own snapshots, then the shifted ones) to <out>.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from experiments.common import Run, UsageError, add_common_args, cli, count, parse, read_json, summary, write_json
+from experiments.grids import sweep_run
+from experiments.store import INTERVENTION, RECIPE_FILE
+from experiments.sweep import evaluate_snapshot
+from nn.backend import to_device, to_host
+from nn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from nn.mnist import load_mnist
+from nn.train import resume_state, train
+
+def readout_sides(model, x, y, batch=1000):
+    """Where the readout's logits sit against 0, on images x (N, 1, 28, 28) with labels y (N,), host arrays.
+
+    Over the correctly classified images, as the evaluation's margins (``experiments.evaluation``):
+    -> dict of floats: ``z_true`` and ``z_wrong_max``, the medians of z_y and of max_{j != y} z_j;
+    ``margin``, the median of their difference; ``common_mode``, the median of their mean
+    (z_y + max_{j != y} z_j) / 2, about 0 when the classes separate around 0; ``wrong_positive``, the
+    share of their n (K - 1) wrong-class logits above 0 (where the readout's sigma' penalty pushes them
+    up); ``true_positive``, the share of their true-class logits above 0.
+    """
+    zt, zw, pos = [], [], 0
+    for i in range(0, len(x), batch):
+        z = to_host(model.logits(to_device(x[i:i + batch], model.xp, model.dtype))).astype(np.float64)  # (n, K)
+        yb = y[i:i + batch]
+        true = np.zeros(z.shape, bool)
+        true[np.arange(len(yb)), yb] = True
+        right = z.argmax(axis=1) == yb
+        z, true = z[right], true[right]
+        zt.append(z[true])
+        zw.append(np.where(true, -np.inf, z).max(axis=1))
+        pos += int(((z > 0) & ~true).sum())
+    zt, zw = np.concatenate(zt), np.concatenate(zw)
+    K = true.shape[1]
+    return {"z_true": float(np.median(zt)), "z_wrong_max": float(np.median(zw)), "margin": float(np.median(zt - zw)),
+            "common_mode": float(np.median((zt + zw) / 2)), "wrong_positive": pos / (len(zt) * (K - 1)),
+            "true_positive": float((zt > 0).mean())}
+
+
+def shift_readout(model, s):
+    """Subtract ``s`` from every readout bias in place: z_k -> z_k - s for each class k. -> model."""
+    readout = model.params[-1]
+    readout["b"] -= readout["b"].dtype.type(s)
+    return model
+
+
+def shifted_start(source, dest, x, y, xp):
+    """Write ``dest``: the training checkpoint ``source`` with its readout shifted by its common mode on
+    (x, y), the meta marked with the intervention. -> the intervention record."""
+    model, meta, adam = load_checkpoint(source, xp, optimizer=True)
+    before = readout_sides(model, x, y)
+    shift_readout(model, before["common_mode"])
+    record = {"readout_shift": before["common_mode"], "at_epoch": meta["epoch"], "source": str(source),
+              "measured_on": f"the first {len(x)} training images", "before": before,
+              "after": readout_sides(model, x, y)}
+    keep = {k: v for k, v in meta.items() if k not in ("format", "spec", "adam_t")}
+    save_checkpoint(dest, model, optimizer=adam, **keep, **{INTERVENTION: record})
+    return record
+
+
+def continue_shifted(run, seed, dest_dir, epochs, data, x_test, y_test, xp, log, batch=500):
+    """Train the shifted checkpoint dest_dir/train.npz with ``run``'s recipe to each epoch in ``epochs``,
+    keeping snap-e<epoch>.npz at each and evaluating it. -> None."""
+    ckpt = dest_dir / "train.npz"
+    meta = load_checkpoint(ckpt)[1]
+    keep = {k: meta[k] for k in ("recipe", "seed", "key", INTERVENTION)}
+    recipe = run.recipe.replace("train", epochs=max(epochs))
+    resumed = resume_state(ckpt, recipe.config(seed), xp)
+    if resumed is None:
+        raise UsageError(f"{ckpt} cannot continue the recipe {run.name} (other training settings)")
+    model, state, _ = resumed
+
+    def after_epoch(m, rec):
+        if rec["epoch"] in epochs:
+            snap = dest_dir / f"snap-e{rec['epoch']}.npz"
+            save_checkpoint(snap, m, epoch=rec["epoch"], complete=True, **keep)
+            evaluate_snapshot(snap, x_test, y_test, xp, log, batch)
+
+    def every_25th(line):  # the progress line of every 25th epoch, and every other line
+        if not line.startswith("epoch ") or int(line.split()[1].split("/")[0]) % 25 == 0:
+            log(f"{dest_dir.name} {line}")
+
+    if state.epoch < max(epochs):
+        train(model, data, recipe.config(seed), objective=recipe.objective(), resume=state, checkpoint=ckpt,
+              checkpoint_meta=keep, checkpoint_every=25, checkpoint_seconds=600, after_epoch=after_epoch,
+              log=every_25th)
+
+
+def trajectory(folder, x, y, xp, log, batch=500):
+    """Per snapshot of a run folder (sorted by epoch): its evaluation record's headline numbers (evaluated
+    now where it was not yet) and ``readout_sides`` on (x, y). -> list of dicts."""
+    rows = []
+    for snap in sorted(Path(folder).glob("snap-e*.npz"), key=lambda p: int(p.stem[len("snap-e"):])):
+        ev = evaluate_snapshot(snap, x, y, xp, log, batch)  # read back where it was evaluated before
+        try:
+            model = load_checkpoint(snap, xp)[0]
+        except CheckpointError:
+            continue
+        rows.append({"epoch": int(snap.stem[len("snap-e"):]), **readout_sides(model, x, y),
+                     **{k: (ev or {}).get(k) for k in ("clean_acc", "fgsm_paper", "fgsm_stable", "zero_grad_paper")}})
+    return rows
+
+
+def table(rows_by_run):
+    """Markdown: one line per snapshot of each run."""
+    pct = lambda v: "-" if v is None else f"{100 * v:.1f}"  # noqa: E731
+    lines = ["| run | epoch | median margin | common mode | wrong logits > 0 | z_true / max z_wrong | clean | FGSM paper "
+             "| FGSM stable | zero gradients |", "| --- | " + "--- | " * 9]
+    for name, rows in rows_by_run.items():
+        for r in rows:
+            lines.append(f"| {name} | {r['epoch']} | {r['margin']:.1f} | {r['common_mode']:.1f} | "
+                         f"{100 * r['wrong_positive']:.1f} % | {r['z_true']:.1f} / {r['z_wrong_max']:.1f} | "
+                         f"{pct(r['clean_acc'])} | {pct(r['fgsm_paper'])} | {pct(r['fgsm_stable'])} | "
+                         f"{pct(r['zero_grad_paper'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = add_common_args(argparse.ArgumentParser(description=summary(__doc__)))
+    parser.add_argument("run", help="a sweep run's folder (runs/sweep/<run>), with recipe.json and train.npz")
+    parser.add_argument("--epochs", type=count, nargs="+", required=True,
+                        help="continue the shifted run to these epochs, a snapshot at each")
+    parser.add_argument("--n-test", type=count, default=2000, help="test images per evaluation (default 2000)")
+    parser.add_argument("--batch", type=count, default=500)
+    args = parse(parser, argv)
+    source = Path(args.run)
+    info = read_json(source / RECIPE_FILE, None)
+    if info is None or not (source / "train.npz").exists():
+        raise UsageError(f"{source}: not a sweep run folder (needs {RECIPE_FILE} and train.npz)")
+    run = sweep_run(**{**info["settings"], "epochs": max(args.epochs)})
+    out = Run("common_mode", args)
+    data = load_mnist(args.data_dir)
+    x_train, y_train = data["train"][0][:2000], data["train"][1][:2000]
+    x_test, y_test = data["test"][0][:args.n_test], data["test"][1][:args.n_test]
+    start = load_checkpoint(source / "train.npz")[1]["epoch"]
+    if min(args.epochs) <= start:
+        raise UsageError(f"--epochs: {source}/train.npz is at epoch {start}; continue to later epochs only")
+    dest = out.dir / f"{run.name}-shift{start}"
+    dest.mkdir(exist_ok=True)
+    if not (dest / "train.npz").exists():
+        rec = shifted_start(source / "train.npz", dest / "train.npz", x_train, y_train, out.xp)
+        write_json(dest / "intervention.json", rec)
+        out.log(f"{dest.name}: readout biases shifted by -{rec['readout_shift']:.2f} at epoch {start}; wrong "
+                f"logits above 0 {100 * rec['before']['wrong_positive']:.1f} -> {100 * rec['after']['wrong_positive']:.1f} %, "
+                f"median margin {rec['before']['margin']:.2f} -> {rec['after']['margin']:.2f}")
+    continue_shifted(run, info["seed"], dest, sorted(args.epochs), data, x_test, y_test, out.xp, out.log, args.batch)
+    rows = {f.name: trajectory(f, x_test, y_test, out.xp, out.log, args.batch) for f in (source, dest)}
+    write_json(out.dir / "common_mode.json", {"n_test": len(x_test), "intervention": read_json(dest / "intervention.json", None),
+                                              "runs": rows})
+    (out.dir / "common_mode.md").write_text(table(rows))
+    out.log("\n" + table(rows))
+    return rows
+
+
+if __name__ == "__main__":
+    cli(main)

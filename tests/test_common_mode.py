@@ -1,0 +1,76 @@
+"""The common-mode test (``experiments.common_mode``): the readout's sides measured by hand, a common
+shift that the cross-entropy cannot see, and the shifted run end to end, never taken for its recipe."""
+import json
+import types
+
+import numpy as np
+import pytest
+
+from experiments import common_mode, grids, sweep
+from experiments.common import UsageError
+from experiments.recipes import model_key
+from experiments.store import stored_key
+from nn import architectures
+from nn.checkpoint import load_checkpoint
+from nn.model import Sequential
+
+
+def test_readout_sides_by_hand():
+    """Correct images only: z_true, the highest wrong logit, their difference and mean, and the share of
+    wrong logits above 0."""
+    z = np.array([[3.0, 1.0, -2.0], [0.0, 2.0, 1.0], [5.0, 0.0, 0.0]], np.float32)  # the third is misclassified
+    stub = types.SimpleNamespace(xp=np, dtype=np.float32, logits=lambda x: z[:len(x)])
+    sides = common_mode.readout_sides(stub, np.zeros((3, 1, 1, 1), np.float32), np.array([0, 1, 2]))
+    assert sides == {"z_true": 2.5, "z_wrong_max": 1.0, "margin": 1.5, "common_mode": 1.75,
+                     "wrong_positive": 0.5, "true_positive": 1.0}
+
+
+def test_a_common_shift_of_the_logits_moves_only_the_readout_penalty():
+    """z -> z - s leaves the cross-entropy, its input gradient and the predictions as they were (float64),
+    and changes the readout's sigma' penalty: the penalty alone sees which side of 0 a logit sits on."""
+    from nn.penalty import phi_sigmoid
+    rng = np.random.default_rng(0)
+    model = Sequential.init(architectures.mlp("sigmoid", hidden=8, input_shape=[1, 4, 4]), seed=0).astype(np.float64)
+    x, y = rng.random((5, 1, 4, 4)), np.array([0, 1, 2, 3, 4])
+    loss, g = model.loss_and_input_gradient(x, y)
+    z = model.logits(x)
+    common_mode.shift_readout(model, 3.0)
+    loss2, g2 = model.loss_and_input_gradient(x, y)
+    np.testing.assert_allclose(model.logits(x), z - 3.0, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(loss2, loss, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(g2, g, rtol=0, atol=1e-12)
+    assert (model.predict(x) == z.argmax(axis=1)).all()
+    (before, push_before), (after, push_after) = phi_sigmoid(z), phi_sigmoid(model.logits(x))
+    assert abs(float(after.sum() - before.sum())) > 1e-3
+    crossed = (z > 0) & (z - 3.0 < 0)  # the penalty's push -dphi/dz turns from up to down on these
+    assert crossed.any() and (push_before[crossed] < 0).all() and (push_after[crossed] > 0).all()
+
+
+def test_the_shifted_run_continues_and_is_never_its_recipes_model(tmp_path, mnist_dir, capsys):
+    first = grids.GRIDS["quick"][0]  # a quick saturated sigmoid MLP, 6 epochs
+    sweep.main(["--quick", "--out", str(tmp_path / "sweep"), "--data-dir", str(mnist_dir), "--n-test", "300",
+                "--run", first.name])
+    source = tmp_path / "sweep" / first.name
+    argv = [str(source), "--epochs", "7", "8", "--out", str(tmp_path / "cm"), "--data-dir", str(mnist_dir),
+            "--n-test", "300"]
+    rows = common_mode.main(argv)
+    dest = tmp_path / "cm" / f"{first.name}-shift6"
+    assert [r["epoch"] for r in rows[dest.name]] == [7, 8] and [r["epoch"] for r in rows[first.name]] == [6]
+    rec = json.loads((dest / "intervention.json").read_text())
+    assert rec["at_epoch"] == 6 and abs(rec["after"]["common_mode"]) < 1e-3 < abs(rec["before"]["common_mode"])
+    assert rec["after"]["margin"] == pytest.approx(rec["before"]["margin"], abs=1e-4)
+    for path in (dest / "train.npz", dest / "snap-e8.npz"):  # the shift is on record: not the recipe's model
+        meta = load_checkpoint(path)[1]
+        assert "intervention" in meta and stored_key(meta) is None
+    assert stored_key(load_checkpoint(source / "train.npz")[1]) == model_key(first.recipe, first.seed)
+    assert not (dest / "recipe.json").exists()  # so no sweep lookup finds it
+    assert "| 8 |" in (tmp_path / "cm" / "common_mode.md").read_text()
+    snaps = {p.name: p.stat().st_mtime_ns for p in dest.glob("*.npz")}
+    capsys.readouterr()
+    common_mode.main(argv)  # run again: nothing to train, nothing rewritten
+    assert {p.name: p.stat().st_mtime_ns for p in dest.glob("*.npz")} == snaps
+    assert "resuming" not in capsys.readouterr().out
+    with pytest.raises(UsageError, match="at epoch 6"):
+        common_mode.main([str(source), "--epochs", "6", "--out", str(tmp_path / "cm2"), "--data-dir", str(mnist_dir)])
+    with pytest.raises(UsageError, match="not a sweep run folder"):
+        common_mode.main([str(tmp_path), "--epochs", "9", "--out", str(tmp_path / "cm3"), "--data-dir", str(mnist_dir)])
