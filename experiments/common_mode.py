@@ -11,17 +11,20 @@ cross-entropy, predictions, margins and input gradients are unchanged by a commo
 (up to the float rounding of z - s), so shifting the readout biases by the common mode changes what
 the penalty does and nothing else.
 
-    python -m experiments.common_mode runs/sweep/<run> --epochs 450 500 600 800 [--out runs/common-mode]
+    python -m experiments.common_mode runs/sweep/<run> --epochs 450 500 600 800 [--shift none] [--out runs/common-mode]
 
 Takes the run's last training checkpoint (train.npz: parameters, Adam's moments, the shuffling
 generator, at epoch E), subtracts s from every readout bias, with s the median over the first 2,000
-training images of (z_y + max_{j != y} z_j) / 2 (so the median image's true logit sits at +margin/2 and
-its highest wrong one at -margin/2), and continues the run's own recipe from epoch E to each --epochs,
-keeping and evaluating a snapshot at each (``experiments.sweep.evaluate_snapshot``: FGSM in every
-numerics, exactly-zero gradients, margins) with the readout's sides (``readout_sides``). The shifted
-run lives in <out>/<run>-shift<E>/ and resumes like any run. Its checkpoints record the shift
-(``"intervention"``), so they are never taken for the recipe's own model (``experiments.store.stored_key``).
-Writes common_mode.json and common_mode.md (the run's own snapshots, then the shifted ones) to <out>.
+training images (the correctly classified ones) of (z_y + max_{j != y} z_j) / 2, so that the median
+image's true logit sits at +margin/2 and its highest wrong one at -margin/2, and continues the run's own
+recipe from epoch E to each --epochs, keeping and evaluating a snapshot at each
+(``experiments.sweep.evaluate_snapshot``: FGSM in every numerics, exactly-zero gradients, margins) with
+the readout's sides (``readout_sides``). The shifted run lives in <out>/<run>-shift<E>/ and resumes like
+any run; its checkpoints record the shift (``"intervention"``), so they are never taken for the
+recipe's own model (``experiments.store.stored_key``). ``--shift none`` is its control: the same
+checkpoint continued as it is, in <out>/<run>-from<E>/ (the recipe's own model, snapshots at the same
+epochs). Writes common_mode.json and common_mode.md to <out>: the run's own snapshots, then every
+continuation of it there.
 """
 from __future__ import annotations
 
@@ -35,7 +38,7 @@ from experiments.grids import sweep_run
 from experiments.store import INTERVENTION, RECIPE_FILE
 from experiments.sweep import evaluate_snapshot
 from nn.backend import to_device, to_host
-from nn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from nn.checkpoint import CheckpointError, atomic_write, load_checkpoint, save_checkpoint
 from nn.mnist import load_mnist
 from nn.train import resume_state, train
 
@@ -76,7 +79,8 @@ def shift_readout(model, s):
 
 def shifted_start(source, dest, x, y, xp):
     """Write ``dest``: the training checkpoint ``source`` with its readout shifted by its common mode on
-    (x, y), the meta marked with the intervention. -> the intervention record."""
+    (x, y), the meta marked with the intervention (the record: the shift, the epoch, ``readout_sides``
+    before and after). -> the intervention record."""
     model, meta, adam = load_checkpoint(source, xp, optimizer=True)
     before = readout_sides(model, x, y)
     shift_readout(model, before["common_mode"])
@@ -88,12 +92,12 @@ def shifted_start(source, dest, x, y, xp):
     return record
 
 
-def continue_shifted(run, seed, dest_dir, epochs, data, x_test, y_test, xp, log, batch=500):
-    """Train the shifted checkpoint dest_dir/train.npz with ``run``'s recipe to each epoch in ``epochs``,
-    keeping snap-e<epoch>.npz at each and evaluating it. -> None."""
+def continue_run(run, seed, dest_dir, epochs, data, x_test, y_test, xp, log, batch=500):
+    """Train the checkpoint dest_dir/train.npz (shifted or not) with ``run``'s recipe to each epoch in
+    ``epochs`` (sorted), keeping snap-e<epoch>.npz at each and evaluating it. -> None."""
     ckpt = dest_dir / "train.npz"
     meta = load_checkpoint(ckpt)[1]
-    keep = {k: meta[k] for k in ("recipe", "seed", "key", INTERVENTION)}
+    keep = {k: meta[k] for k in ("recipe", "seed", "key", INTERVENTION) if k in meta}
     recipe = run.recipe.replace("train", epochs=max(epochs))
     resumed = resume_state(ckpt, recipe.config(seed), xp)
     if resumed is None:
@@ -149,7 +153,10 @@ def main(argv=None):
     parser = add_common_args(argparse.ArgumentParser(description=summary(__doc__)))
     parser.add_argument("run", help="a sweep run's folder (runs/sweep/<run>), with recipe.json and train.npz")
     parser.add_argument("--epochs", type=count, nargs="+", required=True,
-                        help="continue the shifted run to these epochs, a snapshot at each")
+                        help="continue the run to these epochs, a snapshot at each")
+    parser.add_argument("--shift", choices=["common-mode", "none"], default="common-mode",
+                        help="common-mode (default): shift the readout by its common mode first; none: the "
+                             "control, the run continued as it is")
     parser.add_argument("--n-test", type=count, default=2000, help="test images per evaluation (default 2000)")
     parser.add_argument("--batch", type=count, default=500)
     args = parse(parser, argv)
@@ -165,18 +172,23 @@ def main(argv=None):
     start = load_checkpoint(source / "train.npz")[1]["epoch"]
     if min(args.epochs) <= start:
         raise UsageError(f"--epochs: {source}/train.npz is at epoch {start}; continue to later epochs only")
-    dest = out.dir / f"{run.name}-shift{start}"
+    dest = out.dir / f"{run.name}-{'shift' if args.shift == 'common-mode' else 'from'}{start}"
     dest.mkdir(exist_ok=True)
     if not (dest / "train.npz").exists():
-        rec = shifted_start(source / "train.npz", dest / "train.npz", x_train, y_train, out.xp)
-        write_json(dest / "intervention.json", rec)
-        out.log(f"{dest.name}: readout biases shifted by -{rec['readout_shift']:.2f} at epoch {start}; wrong "
-                f"logits above 0 {100 * rec['before']['wrong_positive']:.1f} -> {100 * rec['after']['wrong_positive']:.1f} %, "
-                f"median margin {rec['before']['margin']:.2f} -> {rec['after']['margin']:.2f}")
-    continue_shifted(run, info["seed"], dest, sorted(args.epochs), data, x_test, y_test, out.xp, out.log, args.batch)
-    rows = {f.name: trajectory(f, x_test, y_test, out.xp, out.log, args.batch) for f in (source, dest)}
-    write_json(out.dir / "common_mode.json", {"n_test": len(x_test), "intervention": read_json(dest / "intervention.json", None),
-                                              "runs": rows})
+        if args.shift == "common-mode":
+            rec = shifted_start(source / "train.npz", dest / "train.npz", x_train, y_train, out.xp)
+            out.log(f"{dest.name}: readout biases shifted by -{rec['readout_shift']:.2f} at epoch {start}; wrong "
+                    f"logits above 0 {100 * rec['before']['wrong_positive']:.1f} -> "
+                    f"{100 * rec['after']['wrong_positive']:.1f} %, median margin {rec['before']['margin']:.2f} -> "
+                    f"{rec['after']['margin']:.2f}")
+        else:  # the control: the recipe's own model, continued
+            blob = (source / "train.npz").read_bytes()
+            atomic_write(dest / "train.npz", lambda f: f.write(blob))
+    continue_run(run, info["seed"], dest, sorted(set(args.epochs)), data, x_test, y_test, out.xp, out.log, args.batch)
+    folders = [source] + sorted(p for p in out.dir.glob(f"{run.name}-*") if (p / "train.npz").exists())
+    rows = {f.name: trajectory(f, x_test, y_test, out.xp, out.log, args.batch) for f in folders}
+    shifts = {f.name: load_checkpoint(f / "train.npz")[1].get(INTERVENTION) for f in folders[1:]}
+    write_json(out.dir / "common_mode.json", {"n_test": len(x_test), "interventions": shifts, "runs": rows})
     (out.dir / "common_mode.md").write_text(table(rows))
     out.log("\n" + table(rows))
     return rows

@@ -56,7 +56,7 @@ def test_the_shifted_run_continues_and_is_never_its_recipes_model(tmp_path, mnis
     rows = common_mode.main(argv)
     dest = tmp_path / "cm" / f"{first.name}-shift6"
     assert [r["epoch"] for r in rows[dest.name]] == [7, 8] and [r["epoch"] for r in rows[first.name]] == [6]
-    rec = json.loads((dest / "intervention.json").read_text())
+    rec = load_checkpoint(dest / "train.npz")[1]["intervention"]
     assert rec["at_epoch"] == 6 and abs(rec["after"]["common_mode"]) < 1e-3 < abs(rec["before"]["common_mode"])
     assert rec["after"]["margin"] == pytest.approx(rec["before"]["margin"], abs=1e-4)
     for path in (dest / "train.npz", dest / "snap-e8.npz"):  # the shift is on record: not the recipe's model
@@ -70,6 +70,11 @@ def test_the_shifted_run_continues_and_is_never_its_recipes_model(tmp_path, mnis
     common_mode.main(argv)  # run again: nothing to train, nothing rewritten
     assert {p.name: p.stat().st_mtime_ns for p in dest.glob("*.npz")} == snaps
     assert "resuming" not in capsys.readouterr().out
+    control = common_mode.main(argv + ["--shift", "none"])  # the same checkpoint continued as it is
+    assert [r["epoch"] for r in control[f"{first.name}-from6"]] == [7, 8] and dest.name in control
+    meta = load_checkpoint(tmp_path / "cm" / f"{first.name}-from6" / "snap-e8.npz")[1]
+    assert "intervention" not in meta and stored_key(meta) == model_key(first.recipe, first.seed)
+    assert json.loads((tmp_path / "cm" / "common_mode.json").read_text())["interventions"][f"{first.name}-from6"] is None
     with pytest.raises(UsageError, match="at epoch 6"):
         common_mode.main([str(source), "--epochs", "6", "--out", str(tmp_path / "cm2"), "--data-dir", str(mnist_dir)])
     with pytest.raises(UsageError, match="not a sweep run folder"):
