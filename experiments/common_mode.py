@@ -1,7 +1,7 @@
 """The common-mode test of the width stall: shift every readout logit of a sweep run by one constant,
 which the cross-entropy cannot see and the readout's penalty can, and continue training.
 
-The saturated sigmoid MLP's readout penalty is phi(z_k) = sigma'(z_k) on each logit (eq. 6). Its
+The saturated sigmoid MLP's readout penalty is phi(z_k) = sigma'(z_k) on each logit (eqs. 6-8). Its
 gradient, sigma''(z) = sigma'(z) (1 - 2 sigma(z)), is negative for z > 0 and positive for z < 0, so
 gradient descent on it moves every logit away from 0 on the side where it sits. The margin
 z_y - max_{j != y} z_j grows from both sides when the wrong classes' logits sit below 0 and the true
