@@ -19,26 +19,31 @@ training images (the correctly classified ones) of (z_y + max_{j != y} z_j) / 2,
 image's true logit sits at +margin/2 and its highest wrong one at -margin/2, and continues the run's own
 recipe from epoch E to each --epochs, keeping and evaluating a snapshot at each
 (``experiments.sweep.evaluate_snapshot``: FGSM in every numerics, exactly-zero gradients, margins) with
-the readout's sides (``readout_sides``). The shifted run lives in <out>/<run>-shift<E>/ and resumes like
-any run; its checkpoints record the shift (``"intervention"``), so they are never taken for the
+the readout's sides (``readout_sides``). The shifted run lives in <out>/<run>-shift<E>/; the same command continues it
+there, even after the source run has trained on. Its checkpoints record the shift (``"intervention"``), so they are never taken for the
 recipe's own model (``experiments.store.stored_key``). ``--shift none`` is its control: the same
 checkpoint continued as it is, in <out>/<run>-from<E>/ (the recipe's own model, snapshots at the same
-epochs). Writes common_mode.json and common_mode.md to <out>: the run's own snapshots, then every
-continuation of it there.
+epochs). Writes <run>.json and <run>.md to <out>: the run's own snapshots (evaluated on --n-test images;
+the sweep's records reused where they were made on as many), then every continuation of it there. A
+run's readout must carry the sigma' penalty (a sigmoid MLP's sweep run): elsewhere a common shift moves
+nothing the penalty sees.
 """
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 import numpy as np
 
 from experiments.common import Run, UsageError, add_common_args, cli, count, parse, read_json, summary, write_json
 from experiments.grids import sweep_run
-from experiments.store import INTERVENTION, RECIPE_FILE
-from experiments.sweep import evaluate_snapshot
+from experiments.evaluation import evaluate
+from experiments.recipes import model_key
+from experiments.store import INTERVENTION, RECIPE_FILE, stored_key
+from experiments.sweep import EVAL_VERSION, evaluate_snapshot
 from nn.backend import to_device, to_host
-from nn.checkpoint import CheckpointError, atomic_write, load_checkpoint, save_checkpoint
+from nn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from nn.mnist import load_mnist
 from nn.train import resume_state, train
 
@@ -65,6 +70,9 @@ def readout_sides(model, x, y, batch=1000):
         pos += int(((z > 0) & ~true).sum())
     zt, zw = np.concatenate(zt), np.concatenate(zw)
     K = true.shape[1]
+    if len(zt) == 0:  # no image classified correctly: nothing to measure
+        return dict.fromkeys(["z_true", "z_wrong_max", "margin", "common_mode", "wrong_positive", "true_positive"],
+                             float("nan"))
     return {"z_true": float(np.median(zt)), "z_wrong_max": float(np.median(zw)), "margin": float(np.median(zt - zw)),
             "common_mode": float(np.median((zt + zw) / 2)), "wrong_positive": pos / (len(zt) * (K - 1)),
             "true_positive": float((zt > 0).mean())}
@@ -77,38 +85,47 @@ def shift_readout(model, s):
     return model
 
 
-def shifted_start(source, dest, x, y, xp):
-    """Write ``dest``: the training checkpoint ``source`` with its readout shifted by its common mode on
-    (x, y), the meta marked with the intervention (the record: the shift, the epoch, ``readout_sides``
-    before and after). -> the intervention record."""
-    model, meta, adam = load_checkpoint(source, xp, optimizer=True)
+def shifted(model, adam, meta, dest, x, y):
+    """Write ``dest``: the training checkpoint (model, Adam state, meta) with its readout shifted by its
+    common mode on (x, y), the meta marked with the intervention (the record: the shift, the epoch,
+    ``readout_sides`` before and after). -> the intervention record."""
     before = readout_sides(model, x, y)
     shift_readout(model, before["common_mode"])
-    record = {"readout_shift": before["common_mode"], "at_epoch": meta["epoch"], "source": str(source),
+    record = {"readout_shift": before["common_mode"], "at_epoch": meta["epoch"],
               "measured_on": f"the first {len(x)} training images", "before": before,
               "after": readout_sides(model, x, y)}
-    keep = {k: v for k, v in meta.items() if k not in ("format", "spec", "adam_t")}
-    save_checkpoint(dest, model, optimizer=adam, **keep, **{INTERVENTION: record})
+    save_checkpoint(dest, model, optimizer=adam, **_meta(meta), **{INTERVENTION: record})
     return record
+
+
+def _meta(meta):
+    """What a checkpoint's meta carries over to a copy of it (save_checkpoint writes the rest)."""
+    return {k: v for k, v in meta.items() if k not in ("format", "spec", "adam_t")}
 
 
 def continue_run(run, seed, dest_dir, epochs, data, x_test, y_test, xp, log, batch=500):
     """Train the checkpoint dest_dir/train.npz (shifted or not) with ``run``'s recipe to each epoch in
-    ``epochs`` (sorted), keeping snap-e<epoch>.npz at each and evaluating it. -> None."""
+    ``epochs`` (sorted), keeping snap-e<epoch>.npz at each and evaluating it (one interrupted between the
+    checkpoint and its snapshot gets the snapshot on the next call). -> None."""
     ckpt = dest_dir / "train.npz"
-    meta = load_checkpoint(ckpt)[1]
-    keep = {k: meta[k] for k in ("recipe", "seed", "key", INTERVENTION) if k in meta}
     recipe = run.recipe.replace("train", epochs=max(epochs))
     resumed = resume_state(ckpt, recipe.config(seed), xp)
     if resumed is None:
-        raise UsageError(f"{ckpt} cannot continue the recipe {run.name} (other training settings)")
-    model, state, _ = resumed
+        raise UsageError(f"{ckpt} holds no training state that the recipe {run.name} can continue")
+    model, state, meta = resumed
+    keep = {"recipe": recipe.as_dict(), "seed": seed, "key": model_key(recipe, seed),
+            **({INTERVENTION: meta[INTERVENTION]} if INTERVENTION in meta else {})}
 
-    def after_epoch(m, rec):
-        if rec["epoch"] in epochs:
-            snap = dest_dir / f"snap-e{rec['epoch']}.npz"
-            save_checkpoint(snap, m, epoch=rec["epoch"], complete=True, **keep)
-            evaluate_snapshot(snap, x_test, y_test, xp, log, batch)
+    def snapshot(m, epoch):
+        snap = dest_dir / f"snap-e{epoch}.npz"
+        save_checkpoint(snap, m, epoch=epoch, complete=True, **keep)
+        evaluate_snapshot(snap, x_test, y_test, xp, log, batch)
+
+    passed = [e for e in epochs if e < state.epoch and not (dest_dir / f"snap-e{e}.npz").exists()]
+    if passed:
+        log(f"{dest_dir.name}: no snapshot at epochs {passed}, which it passed before they were asked for")
+    if state.epoch in epochs and not (dest_dir / f"snap-e{state.epoch}.npz").exists():
+        snapshot(model, state.epoch)
 
     def every_25th(line):  # the progress line of every 25th epoch, and every other line
         if not line.startswith("epoch ") or int(line.split()[1].split("/")[0]) % 25 == 0:
@@ -116,22 +133,31 @@ def continue_run(run, seed, dest_dir, epochs, data, x_test, y_test, xp, log, bat
 
     if state.epoch < max(epochs):
         train(model, data, recipe.config(seed), objective=recipe.objective(), resume=state, checkpoint=ckpt,
-              checkpoint_meta=keep, checkpoint_every=25, checkpoint_seconds=600, after_epoch=after_epoch,
+              checkpoint_meta=keep, checkpoint_every=25, checkpoint_seconds=600,
+              after_epoch=lambda m, rec: snapshot(m, rec["epoch"]) if rec["epoch"] in epochs else None,
               log=every_25th)
 
 
-def trajectory(folder, x, y, xp, log, batch=500):
-    """Per snapshot of a run folder (sorted by epoch): its evaluation record's headline numbers (evaluated
-    now where it was not yet) and ``readout_sides`` on (x, y). -> list of dicts."""
+def trajectory(folder, x, y, xp, log, batch=500, keep=True):
+    """Per snapshot of a run folder (sorted by epoch): the evaluation's headline numbers on (x, y) and
+    ``readout_sides``. keep: evaluate into eval-e<epoch>.json beside each snapshot (where it is not
+    there yet); else (another tool's folder) read a record there only if it was made on as many
+    images, and evaluate in memory otherwise. -> list of dicts."""
     rows = []
     for snap in sorted(Path(folder).glob("snap-e*.npz"), key=lambda p: int(p.stem[len("snap-e"):])):
-        ev = evaluate_snapshot(snap, x, y, xp, log, batch)  # read back where it was evaluated before
+        epoch = int(snap.stem[len("snap-e"):])
         try:
             model = load_checkpoint(snap, xp)[0]
         except CheckpointError:
             continue
-        rows.append({"epoch": int(snap.stem[len("snap-e"):]), **readout_sides(model, x, y),
-                     **{k: (ev or {}).get(k) for k in ("clean_acc", "fgsm_paper", "fgsm_stable", "zero_grad_paper")}})
+        if keep:
+            ev = evaluate_snapshot(snap, x, y, xp, log, batch)
+        else:
+            ev = read_json(snap.with_name(f"eval-e{epoch}.json"), {})
+            if ev.get("version") != EVAL_VERSION or ev.get("n_test") != len(x):
+                ev = evaluate(model, x, y, batch=batch, regime=True)
+        rows.append({"epoch": epoch, "n_test": len(x), **readout_sides(model, x, y),
+                     **{k: ev.get(k) for k in ("clean_acc", "fgsm_paper", "fgsm_stable", "zero_grad_paper")}})
     return rows
 
 
@@ -149,6 +175,17 @@ def table(rows_by_run):
     return "\n".join(lines) + "\n"
 
 
+def _continuations(out, run_name):
+    """The continuations of run ``run_name`` in folder ``out``: {"shift" or "from": [folders]}."""
+    pattern = re.compile(re.escape(run_name) + r"-(shift|from)\d+")
+    found = {"shift": [], "from": []}
+    for p in sorted(Path(out).iterdir()):
+        m = pattern.fullmatch(p.name)
+        if m and (p / "train.npz").exists():
+            found[m.group(1)].append(p)
+    return found
+
+
 def main(argv=None):
     parser = add_common_args(argparse.ArgumentParser(description=summary(__doc__)))
     parser.add_argument("run", help="a sweep run's folder (runs/sweep/<run>), with recipe.json and train.npz")
@@ -161,35 +198,49 @@ def main(argv=None):
     parser.add_argument("--batch", type=count, default=500)
     args = parse(parser, argv)
     source = Path(args.run)
-    info = read_json(source / RECIPE_FILE, None)
+    info = read_json(source / RECIPE_FILE, None) if source.is_dir() else None
     if info is None or not (source / "train.npz").exists():
         raise UsageError(f"{source}: not a sweep run folder (needs {RECIPE_FILE} and train.npz)")
-    run = sweep_run(**{**info["settings"], "epochs": max(args.epochs)})
+    run, seed = sweep_run(**{**info["settings"], "epochs": max(args.epochs)}), info["seed"]
+    readout = (run.recipe.method or {}).get("kinds", [None])[-1]
+    if readout != "sigmoid":
+        raise UsageError(f"{source}: its readout's penalty is {readout!r}; the common mode matters to a "
+                         "sigma' penalty on the readout only (a sigmoid MLP's sweep run)")
     out = Run("common_mode", args)
     data = load_mnist(args.data_dir)
-    x_train, y_train = data["train"][0][:2000], data["train"][1][:2000]
     x_test, y_test = data["test"][0][:args.n_test], data["test"][1][:args.n_test]
-    start = load_checkpoint(source / "train.npz")[1]["epoch"]
-    if min(args.epochs) <= start:
-        raise UsageError(f"--epochs: {source}/train.npz is at epoch {start}; continue to later epochs only")
-    dest = out.dir / f"{run.name}-{'shift' if args.shift == 'common-mode' else 'from'}{start}"
-    dest.mkdir(exist_ok=True)
-    if not (dest / "train.npz").exists():
-        if args.shift == "common-mode":
-            rec = shifted_start(source / "train.npz", dest / "train.npz", x_train, y_train, out.xp)
-            out.log(f"{dest.name}: readout biases shifted by -{rec['readout_shift']:.2f} at epoch {start}; wrong "
-                    f"logits above 0 {100 * rec['before']['wrong_positive']:.1f} -> "
+    kind = "shift" if args.shift == "common-mode" else "from"
+    existing = _continuations(out.dir, run.name)[kind]
+    if len(existing) > 1:
+        raise UsageError(f"{out.dir} holds {len(existing)} such continuations ({', '.join(p.name for p in existing)}); "
+                         "give --out another folder")
+    if existing:
+        dest = existing[0]
+    else:  # a new continuation, from the source's training state as it is now
+        resumed = resume_state(source / "train.npz", run.recipe.config(seed), out.xp)
+        if resumed is None or stored_key(resumed[2]) != model_key(run.recipe, seed):
+            raise UsageError(f"{source}/train.npz holds no training state of the model its {RECIPE_FILE} names")
+        model, state, meta = resumed
+        if min(args.epochs) <= state.epoch:
+            raise UsageError(f"--epochs: {source}/train.npz is at epoch {state.epoch}; continue to later epochs only")
+        dest = out.dir / f"{run.name}-{kind}{state.epoch}"
+        dest.mkdir(exist_ok=True)
+        if kind == "shift":
+            x_train, y_train = data["train"][0][:2000], data["train"][1][:2000]
+            rec = shifted(model, state.adam, meta, dest / "train.npz", x_train, y_train)
+            out.log(f"{dest.name}: readout biases shifted by -{rec['readout_shift']:.2f} at epoch {state.epoch}; "
+                    f"wrong logits above 0 {100 * rec['before']['wrong_positive']:.1f} -> "
                     f"{100 * rec['after']['wrong_positive']:.1f} %, median margin {rec['before']['margin']:.2f} -> "
                     f"{rec['after']['margin']:.2f}")
         else:  # the control: the recipe's own model, continued
-            blob = (source / "train.npz").read_bytes()
-            atomic_write(dest / "train.npz", lambda f: f.write(blob))
-    continue_run(run, info["seed"], dest, sorted(set(args.epochs)), data, x_test, y_test, out.xp, out.log, args.batch)
-    folders = [source] + sorted(p for p in out.dir.glob(f"{run.name}-*") if (p / "train.npz").exists())
-    rows = {f.name: trajectory(f, x_test, y_test, out.xp, out.log, args.batch) for f in folders}
-    shifts = {f.name: load_checkpoint(f / "train.npz")[1].get(INTERVENTION) for f in folders[1:]}
-    write_json(out.dir / "common_mode.json", {"n_test": len(x_test), "interventions": shifts, "runs": rows})
-    (out.dir / "common_mode.md").write_text(table(rows))
+            save_checkpoint(dest / "train.npz", model, optimizer=state.adam, **_meta(meta))
+    continue_run(run, seed, dest, sorted(set(args.epochs)), data, x_test, y_test, out.xp, out.log, args.batch)
+    found = _continuations(out.dir, run.name)
+    rows = {source.name: trajectory(source, x_test, y_test, out.xp, out.log, args.batch, keep=False)}
+    rows.update({f.name: trajectory(f, x_test, y_test, out.xp, out.log, args.batch) for f in found["shift"] + found["from"]})
+    shifts = {f.name: load_checkpoint(f / "train.npz")[1].get(INTERVENTION) for f in found["shift"] + found["from"]}
+    write_json(out.dir / f"{run.name}.json", {"n_test": len(x_test), "interventions": shifts, "runs": rows})
+    (out.dir / f"{run.name}.md").write_text(table(rows))
     out.log("\n" + table(rows))
     return rows
 

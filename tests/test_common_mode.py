@@ -12,6 +12,7 @@ from experiments.recipes import model_key
 from experiments.store import stored_key
 from nn import architectures
 from nn.checkpoint import load_checkpoint
+from nn.mnist import load_mnist
 from nn.model import Sequential
 
 
@@ -40,23 +41,23 @@ def test_a_common_shift_of_the_logits_moves_only_the_readout_penalty():
     np.testing.assert_allclose(loss2, loss, rtol=0, atol=1e-12)
     np.testing.assert_allclose(g2, g, rtol=0, atol=1e-12)
     assert (model.predict(x) == z.argmax(axis=1)).all()
-    (before, push_before), (after, push_after) = phi_sigmoid(z), phi_sigmoid(model.logits(x))
+    (before, dphi_before), (after, dphi_after) = phi_sigmoid(z), phi_sigmoid(model.logits(x))
     assert abs(float(after.sum() - before.sum())) > 1e-3
-    crossed = (z > 0) & (z - 3.0 < 0)  # the penalty's push -dphi/dz turns from up to down on these
-    assert crossed.any() and (push_before[crossed] < 0).all() and (push_after[crossed] > 0).all()
+    crossed = (z > 0) & (z - 3.0 < 0)  # descent on phi, -dphi/dz, pushes these up before, down after
+    assert crossed.any() and (dphi_before[crossed] < 0).all() and (dphi_after[crossed] > 0).all()
 
 
 def test_the_shifted_run_continues_and_is_never_its_recipes_model(tmp_path, mnist_dir, capsys):
-    first = grids.GRIDS["quick"][0]  # a quick saturated sigmoid MLP, 6 epochs
-    sweep.main(["--quick", "--out", str(tmp_path / "sweep"), "--data-dir", str(mnist_dir), "--n-test", "300",
-                "--run", first.name])
+    first, relu = grids.GRIDS["quick"]  # a quick saturated sigmoid MLP, 6 epochs; a ReLU MLP with a linear readout
+    sweep.main(["--quick", "--out", str(tmp_path / "sweep"), "--data-dir", str(mnist_dir), "--n-test", "300"])
     source = tmp_path / "sweep" / first.name
-    argv = [str(source), "--epochs", "7", "8", "--out", str(tmp_path / "cm"), "--data-dir", str(mnist_dir),
-            "--n-test", "300"]
+    out = tmp_path / "cm"
+    argv = [str(source), "--epochs", "7", "8", "--out", str(out), "--data-dir", str(mnist_dir), "--n-test", "300"]
     rows = common_mode.main(argv)
-    dest = tmp_path / "cm" / f"{first.name}-shift6"
+    dest = out / f"{first.name}-shift6"
     assert [r["epoch"] for r in rows[dest.name]] == [7, 8] and [r["epoch"] for r in rows[first.name]] == [6]
-    rec = load_checkpoint(dest / "train.npz")[1]["intervention"]
+    meta = load_checkpoint(dest / "train.npz")[1]
+    rec = meta["intervention"]
     assert rec["at_epoch"] == 6 and abs(rec["after"]["common_mode"]) < 1e-3 < abs(rec["before"]["common_mode"])
     assert rec["after"]["margin"] == pytest.approx(rec["before"]["margin"], abs=1e-4)
     for path in (dest / "train.npz", dest / "snap-e8.npz"):  # the shift is on record: not the recipe's model
@@ -64,18 +65,47 @@ def test_the_shifted_run_continues_and_is_never_its_recipes_model(tmp_path, mnis
         assert "intervention" in meta and stored_key(meta) is None
     assert stored_key(load_checkpoint(source / "train.npz")[1]) == model_key(first.recipe, first.seed)
     assert not (dest / "recipe.json").exists()  # so no sweep lookup finds it
-    assert "| 8 |" in (tmp_path / "cm" / "common_mode.md").read_text()
+    assert "| 8 |" in (out / f"{first.name}.md").read_text()
     snaps = {p.name: p.stat().st_mtime_ns for p in dest.glob("*.npz")}
     capsys.readouterr()
     common_mode.main(argv)  # run again: nothing to train, nothing rewritten
     assert {p.name: p.stat().st_mtime_ns for p in dest.glob("*.npz")} == snaps
     assert "resuming" not in capsys.readouterr().out
-    control = common_mode.main(argv + ["--shift", "none"])  # the same checkpoint continued as it is
+
+    # the shift is the one recorded, on the biases alone, and Adam's state came along
+    src, _, src_adam = load_checkpoint(source / "train.npz", optimizer=True)
+    shifted = common_mode.shift_readout(src, rec["readout_shift"])
+    start = tmp_path / "start.npz"  # the shifted start, made again from the source as it is
+    common_mode.shifted(*load_checkpoint(source / "train.npz", optimizer=True)[::2], load_checkpoint(source / "train.npz")[1],
+                        start, *(a[:2000] for a in load_mnist(mnist_dir)["train"]))
+    made, _, made_adam = load_checkpoint(start, optimizer=True)
+    for a, b in zip(made.params, shifted.params):
+        assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert made_adam["t"] == src_adam["t"]
+
+    # the control: the same checkpoint continued as it is, the recipe's own model
+    control = common_mode.main(argv + ["--shift", "none"])
     assert [r["epoch"] for r in control[f"{first.name}-from6"]] == [7, 8] and dest.name in control
-    meta = load_checkpoint(tmp_path / "cm" / f"{first.name}-from6" / "snap-e8.npz")[1]
+    meta = load_checkpoint(out / f"{first.name}-from6" / "snap-e8.npz")[1]
     assert "intervention" not in meta and stored_key(meta) == model_key(first.recipe, first.seed)
-    assert json.loads((tmp_path / "cm" / "common_mode.json").read_text())["interventions"][f"{first.name}-from6"] is None
-    with pytest.raises(UsageError, match="at epoch 6"):
-        common_mode.main([str(source), "--epochs", "6", "--out", str(tmp_path / "cm2"), "--data-dir", str(mnist_dir)])
-    with pytest.raises(UsageError, match="not a sweep run folder"):
-        common_mode.main([str(tmp_path), "--epochs", "9", "--out", str(tmp_path / "cm3"), "--data-dir", str(mnist_dir)])
+    assert json.loads((out / f"{first.name}.json").read_text())["interventions"][f"{first.name}-from6"] is None
+
+    # a run whose name extends this one's is not one of its continuations
+    other = out / f"{first.name}-readoutnone-shift6"
+    other.mkdir()
+    (other / "train.npz").write_bytes((dest / "train.npz").read_bytes())
+    assert other.name not in common_mode.main(argv)
+
+    # the same command continues its continuation even after the source has trained on
+    longer = grids.SweepRun(first.recipe.replace("train", epochs=9), first.seed, first.name, first.settings)
+    sweep.train_run({"run": longer, "root": str(tmp_path / "sweep"), "data_dir": str(mnist_dir), "device": "cpu",
+                     "n_test": 300, "batch": 500})
+    common_mode.main(argv[:1] + ["--epochs", "9"] + argv[4:])
+    assert (dest / "snap-e9.npz").exists() and not (out / f"{first.name}-shift9").exists()
+
+    for bad, match in [([str(source), "--epochs", "9"], "at epoch 9"),  # the source trained on to 9
+                       ([str(tmp_path), "--epochs", "9"], "not a sweep run folder"),
+                       ([str(source / "train.npz"), "--epochs", "9"], "not a sweep run folder"),
+                       ([str(tmp_path / "sweep" / relu.name), "--epochs", "9"], "sigma' penalty")]:
+        with pytest.raises(UsageError, match=match):
+            common_mode.main(bad + ["--out", str(tmp_path / "cm2"), "--data-dir", str(mnist_dir)])
