@@ -26,7 +26,7 @@ checkpoint continued as it is, in <out>/<run>-from<E>/ (the recipe's own model, 
 epochs). Writes <run>.json and <run>.md to <out>: the run's own snapshots (evaluated on --n-test images;
 the sweep's records reused where they were made on as many), then every continuation of it there. A
 run's readout must carry the sigma' penalty (a sigmoid MLP's sweep run): elsewhere a common shift moves
-nothing the penalty sees.
+nothing the penalty sees. With the ``plots`` extra, <run>.png: margin and common mode against epochs.
 """
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ import numpy as np
 
 from experiments.common import Run, UsageError, add_common_args, cli, count, parse, read_json, summary, write_json
 from experiments.grids import sweep_run
+from experiments.plotting import save_figure
 from experiments.evaluation import evaluate
 from experiments.recipes import model_key
 from experiments.store import INTERVENTION, RECIPE_FILE, stored_key
@@ -242,7 +243,20 @@ def main(argv=None):
     write_json(out.dir / f"{run.name}.json", {"n_test": len(x_test), "interventions": shifts, "runs": rows})
     (out.dir / f"{run.name}.md").write_text(table(rows))
     out.log("\n" + table(rows))
+    save_figure(out.dir / f"{run.name}.png", lambda axes: draw(axes, rows, source.name), shape=(1, 2), figsize=(10, 4))
     return rows
+
+
+def draw(axes, rows, source):
+    """Median margin and common mode against epochs, one line per run (the source, then its continuations)."""
+    for ax, key, label in zip(axes[0], ("margin", "common_mode"), ("median logit margin", "common mode of the readout")):
+        for name, rs in rows.items():
+            tag = "the run" if name == source else ("shifted" if "-shift" in name[len(source):] else "control")
+            ax.plot([r["epoch"] for r in rs], [r[key] for r in rs], marker=".", label=tag)
+        ax.axhline(0, color="0.7", lw=0.8)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.legend(fontsize=8)
 
 
 if __name__ == "__main__":

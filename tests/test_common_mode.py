@@ -1,5 +1,6 @@
 """The common-mode test (``experiments.common_mode``): the readout's sides measured by hand, a common
 shift that the cross-entropy cannot see, and the shifted run end to end, never taken for its recipe."""
+import importlib.util
 import json
 import types
 
@@ -66,6 +67,8 @@ def test_the_shifted_run_continues_and_is_never_its_recipes_model(tmp_path, mnis
     assert stored_key(load_checkpoint(source / "train.npz")[1]) == model_key(first.recipe, first.seed)
     assert not (dest / "recipe.json").exists()  # so no sweep lookup finds it
     assert "| 8 |" in (out / f"{first.name}.md").read_text()
+    if importlib.util.find_spec("matplotlib"):  # the plots extra draws margin and common mode
+        assert (out / f"{first.name}.png").stat().st_size > 0
     snaps = {p.name: p.stat().st_mtime_ns for p in dest.glob("*.npz")}
     capsys.readouterr()
     common_mode.main(argv)  # run again: nothing to train, nothing rewritten
