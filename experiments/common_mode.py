@@ -37,9 +37,9 @@ from pathlib import Path
 import numpy as np
 
 from experiments.common import Run, UsageError, add_common_args, cli, count, parse, read_json, summary, write_json
+from experiments.evaluation import evaluate
 from experiments.grids import sweep_run
 from experiments.plotting import save_figure
-from experiments.evaluation import evaluate
 from experiments.recipes import model_key
 from experiments.store import INTERVENTION, RECIPE_FILE, stored_key
 from experiments.sweep import EVAL_VERSION, evaluate_snapshot
@@ -47,6 +47,7 @@ from nn.backend import to_device, to_host
 from nn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from nn.mnist import load_mnist
 from nn.train import resume_state, train
+
 
 def readout_sides(model, x, y, batch=1000):
     """Where the readout's logits sit against 0, on images x (N, 1, 28, 28) with labels y (N,), host arrays.
