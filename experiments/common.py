@@ -19,6 +19,7 @@ import numpy as np
 
 from experiments import paper
 from experiments import plotting
+from experiments.jobs import blas
 from nn.backend import get_xp, resolve_device, retain_freed_memory
 from nn.checkpoint import atomic_write
 from nn.validate import UserError
@@ -174,31 +175,6 @@ class Run:
 
     def path(self, name):
         return self.dir / name
-
-
-def blas():
-    """numpy's BLAS as it runs, e.g. 'openblas 0.3.31.188.0 Haswell kernels, 2 threads, OPENBLAS_CORETYPE=Haswell'.
-
-    Library, version, kernel and threads come from threadpoolctl (in the ``bench`` extra) when it is
-    installed; OPENBLAS_CORETYPE is named whenever the environment sets it, because it holds OpenBLAS
-    to that processor's kernels (some machines set it to dodge bugs of older OpenBLAS builds), and a
-    kernel decides both the speed of every matrix product and its float32 roundings: the same
-    training on another kernel gives other bits. -> str ('' when nothing is known).
-    """
-    parts = []
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        threadpool_info = list
-    libs = sorted((p for p in threadpool_info() if p.get("user_api") == "blas"),
-                  key=lambda p: "numpy" not in p.get("filepath", ""))  # numpy's own library first
-    if libs:
-        p = libs[0]
-        parts.append(f"{p['internal_api']} {p['version']} {p.get('architecture') or '?'} kernels, "
-                     f"{p['num_threads']} threads")
-    if os.environ.get("OPENBLAS_CORETYPE"):
-        parts.append(f"OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']}")
-    return ", ".join(parts)
 
 
 def hardware():

@@ -18,7 +18,7 @@ generator, at epoch E), subtracts s from every readout bias, with s the median o
 training images (the correctly classified ones) of (z_y + max_{j != y} z_j) / 2, so that the median
 image's true logit sits at +margin/2 and its highest wrong one at -margin/2, and continues the run's own
 recipe from epoch E to each --epochs, keeping and evaluating a snapshot at each
-(``experiments.sweep.evaluate_snapshot``: FGSM in every numerics, exactly-zero gradients, margins) with
+(``experiments.evaluation.evaluate_snapshot``: FGSM in every numerics, exactly-zero gradients, margins) with
 the readout's sides (``readout_sides``). The shifted run lives in <out>/<run>-shift<E>/; the same command continues it
 there, even after the source run has trained on. Its checkpoints record the shift (``"intervention"``), so they are never taken for the
 recipe's own model (``experiments.store.stored_key``). ``--shift none`` is its control: the same
@@ -37,12 +37,11 @@ from pathlib import Path
 import numpy as np
 
 from experiments.common import Run, UsageError, add_common_args, cli, count, parse, read_json, summary, write_json
-from experiments.evaluation import evaluate
+from experiments.evaluation import EVAL_VERSION, evaluate, evaluate_snapshot
 from experiments.grids import sweep_run
 from experiments.plotting import save_figure
 from experiments.recipes import model_key
 from experiments.store import INTERVENTION, RECIPE_FILE, stored_key
-from experiments.sweep import EVAL_VERSION, evaluate_snapshot
 from nn.backend import to_device, to_host
 from nn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from nn.mnist import load_mnist

@@ -25,6 +25,9 @@ where "float32" would compute the paper's numbers.
 """
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import numpy as np
 
 from analysis.masking.audit import permute_units
@@ -32,7 +35,9 @@ from analysis.masking.saturation import log_path_bound, margin_predicts_zero
 from attacks import FGSM
 from attacks.losses import LOSSES, loss_and_input_gradient, margin
 from experiments import paper
+from experiments.common import read_json, write_json
 from nn.backend import to_device, to_host
+from nn.checkpoint import CheckpointError, load_checkpoint
 from nn.numerics import flushes_subnormals
 from nn.penalty import saturated_fraction
 
@@ -126,3 +131,32 @@ def aggregate(per_seed):
         if out[k] is not None:
             out[f"{k}_std"] = float(np.std([r[k] for r in per_seed], ddof=1)) if len(per_seed) > 1 else 0.0
     return out
+
+
+EVAL_VERSION = 4  # bump when ``evaluate`` changes: older records are recomputed from the snapshots
+
+
+def evaluate_snapshot(snap, x, y, xp, log, batch):
+    """Evaluate snapshot ``snap`` (snap-e<epoch>.npz) into eval-e<epoch>.json beside it, unless that
+    exists from the current EVAL_VERSION. -> the record (None if the snapshot cannot be read)."""
+    snap = Path(snap)
+    epoch = int(snap.stem[len("snap-e"):])
+    out = snap.with_name(f"eval-e{epoch}.json")
+    rec = read_json(out, {})
+    if rec.get("version") == EVAL_VERSION:
+        return rec
+    try:
+        model, meta = load_checkpoint(snap, xp)
+    except CheckpointError as e:
+        log(f"{snap.parent.name}: skipping {snap.name} ({e})")
+        return None
+    t0 = time.perf_counter()
+    rec = {"version": EVAL_VERSION, "epoch": epoch, "train_seconds": meta.get("train_seconds"), "n_test": len(x),
+           **evaluate(model, x, y, batch=batch, regime=True)}
+    write_json(out, rec)
+    log(f"{snap.parent.name} epoch {epoch}: clean {100 * rec['clean_acc']:.2f}  FGSM paper "
+        f"{100 * rec['fgsm_paper']:.1f}  float32 {percent(rec['fgsm_float32'])}  stable "
+        f"{100 * rec['fgsm_stable']:.1f}  margin stable {100 * rec['fgsm_margin_stable']:.1f}  zero_grad_paper "
+        f"{100 * rec['zero_grad_paper']:.1f} %  median margin {rec['margin_q'][2]:.1f}  median |h| "
+        f"{[round(q[2], 1) for q in rec['depth_q']]}  ({time.perf_counter() - t0:.0f} s)")
+    return rec

@@ -4,6 +4,8 @@ against a shared run folder.
 
 Every run of Table 1 and of the sweep writes only its own checkpoint and result files, so runs need no
 locks: two processes never train the same run when each is given its own command (``--list``).
+Each pool worker gets one BLAS thread (``BLAS_THREADS``); ``blas`` names numpy's BLAS as runs use it
+(library, kernel, threads), which decides a run's speed and its float32 roundings.
 """
 from __future__ import annotations
 
@@ -65,3 +67,28 @@ def run_all(fn, tasks, jobs, cost=None):
 def command(script, *args):
     """One shell command line: ``python -m experiments.<script> <args>``, each argument quoted."""
     return " ".join(["python", "-m", f"experiments.{script}", *map(shlex.quote, map(str, args))])
+
+
+def blas():
+    """numpy's BLAS as it runs, e.g. 'openblas 0.3.31.188.0 Haswell kernels, 2 threads, OPENBLAS_CORETYPE=Haswell'.
+
+    Library, version, kernel and threads come from threadpoolctl (in the ``bench`` extra) when it is
+    installed; OPENBLAS_CORETYPE is named whenever the environment sets it, because it holds OpenBLAS
+    to that processor's kernels (some machines set it to dodge bugs of older OpenBLAS builds), and a
+    kernel decides both the speed of every matrix product and its float32 roundings: the same
+    training on another kernel gives other bits. -> str ('' when nothing is known).
+    """
+    parts = []
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        threadpool_info = list
+    libs = sorted((p for p in threadpool_info() if p.get("user_api") == "blas"),
+                  key=lambda p: "numpy" not in p.get("filepath", ""))  # numpy's own library first
+    if libs:
+        p = libs[0]
+        parts.append(f"{p['internal_api']} {p['version']} {p.get('architecture') or '?'} kernels, "
+                     f"{p['num_threads']} threads")
+    if os.environ.get("OPENBLAS_CORETYPE"):
+        parts.append(f"OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']}")
+    return ", ".join(parts)

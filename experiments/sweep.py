@@ -19,12 +19,11 @@ table.md, summary.md, table.json, sweep.png and mechanism.png in the sweep folde
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
-from experiments.common import (FileLog, Run, run_dir, UsageError, add_common_args, cli, summary, parse, count, read_json,
+from experiments.common import (FileLog, Run, run_dir, UsageError, add_common_args, cli, summary, parse, count,
                                 write_json)
-from experiments.evaluation import evaluate, percent
+from experiments.evaluation import evaluate_snapshot
 from experiments.grids import GRIDS, MILESTONES
 from experiments.jobs import command, run_all
 from experiments.recipes import model_key
@@ -33,35 +32,6 @@ from experiments.sweep_report import report, snapshots
 from nn.backend import get_xp
 from nn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from nn.mnist import load_mnist
-
-EVAL_VERSION = 4  # bump when ``evaluate`` changes: older records are recomputed from the snapshots
-
-
-def evaluate_snapshot(snap, x, y, xp, log, batch):
-    """Evaluate snapshot ``snap`` (snap-e<epoch>.npz) into eval-e<epoch>.json beside it, unless that
-    exists from the current EVAL_VERSION. -> the record (None if the snapshot cannot be read)."""
-    snap = Path(snap)
-    epoch = int(snap.stem[len("snap-e"):])
-    out = snap.with_name(f"eval-e{epoch}.json")
-    rec = read_json(out, {})
-    if rec.get("version") == EVAL_VERSION:
-        return rec
-    try:
-        model, meta = load_checkpoint(snap, xp)
-    except CheckpointError as e:
-        log(f"{snap.parent.name}: skipping {snap.name} ({e})")
-        return None
-    t0 = time.perf_counter()
-    rec = {"version": EVAL_VERSION, "epoch": epoch, "train_seconds": meta.get("train_seconds"), "n_test": len(x),
-           **evaluate(model, x, y, batch=batch, regime=True)}
-    write_json(out, rec)
-    log(f"{snap.parent.name} epoch {epoch}: clean {100 * rec['clean_acc']:.2f}  FGSM paper "
-        f"{100 * rec['fgsm_paper']:.1f}  float32 {percent(rec['fgsm_float32'])}  stable "
-        f"{100 * rec['fgsm_stable']:.1f}  margin stable {100 * rec['fgsm_margin_stable']:.1f}  zero_grad_paper "
-        f"{100 * rec['zero_grad_paper']:.1f} %  median margin {rec['margin_q'][2]:.1f}  median |h| "
-        f"{[round(q[2], 1) for q in rec['depth_q']]}  ({time.perf_counter() - t0:.0f} s)")
-    return rec
-
 
 def _every(line, k):
     """True for the progress lines of every k-th epoch (and resume notes): keeps logs of long runs short."""

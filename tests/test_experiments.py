@@ -255,7 +255,8 @@ def test_silence_counts_examples_without_a_training_signal(tmp_path, mnist_dir, 
 def test_blas_names_a_forced_openblas_kernel(monkeypatch):
     """A kernel forced by OPENBLAS_CORETYPE changes every product's speed and roundings: the run logs and
     the benchmark name it; with threadpoolctl the kernel OpenBLAS actually runs is named too."""
-    from experiments.common import blas, hardware
+    from experiments.common import hardware
+    from experiments.jobs import blas
     monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
     assert "OPENBLAS_CORETYPE=Haswell" in blas() and "OPENBLAS_CORETYPE=Haswell" in hardware()
     monkeypatch.delenv("OPENBLAS_CORETYPE")
@@ -266,7 +267,7 @@ def test_blas_names_a_forced_openblas_kernel(monkeypatch):
 def test_blas_reads_the_running_kernel_with_threadpoolctl():
     pytest.importorskip("threadpoolctl")
     import numpy as np
-    from experiments.common import blas
+    from experiments.jobs import blas
     np.ones((64, 64)) @ np.ones((64, 64))  # BLAS loaded
     assert " kernels, " in blas() and " threads" in blas()
 

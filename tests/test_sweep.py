@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 
-from experiments import grids, sweep
+from experiments import evaluation, grids, sweep
 from experiments.store import find_snapshot
 from nn import architectures
 
@@ -69,12 +69,12 @@ def test_sweep_evaluates_cnns_on_permuted_channels_and_renews_old_records(tmp_pa
     assert "zero_pred_path_paper" not in rec  # the depth-and-margin one for MLPs only
     snap = tmp_path / "snap-e1.npz"
     save_checkpoint(snap, model)
-    (tmp_path / "eval-e1.json").write_text(json.dumps({"version": sweep.EVAL_VERSION - 1, "clean_acc": -1}))
-    renewed = sweep.evaluate_snapshot(snap, x, y, np, lambda line: None, batch=4)
+    (tmp_path / "eval-e1.json").write_text(json.dumps({"version": evaluation.EVAL_VERSION - 1, "clean_acc": -1}))
+    renewed = evaluation.evaluate_snapshot(snap, x, y, np, lambda line: None, batch=4)
     assert renewed["fgsm_paper_permuted"] == rec["fgsm_paper_permuted"]
     stored = json.loads((tmp_path / "eval-e1.json").read_text())
     (tmp_path / "eval-e1.json").write_text(json.dumps({**stored, "clean_acc": -1}))  # a marker: reused, not redone
-    assert sweep.evaluate_snapshot(snap, x, y, np, lambda line: None, batch=4)["clean_acc"] == -1
+    assert evaluation.evaluate_snapshot(snap, x, y, np, lambda line: None, batch=4)["clean_acc"] == -1
 
 
 def test_checkpoints_of_older_versions_are_the_same_model():
