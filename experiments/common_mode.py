@@ -11,7 +11,7 @@ cross-entropy, predictions, margins and input gradients are unchanged by a commo
 (up to the float rounding of z - s), so shifting the readout biases by the common mode changes what
 the penalty does and nothing else.
 
-    python -m experiments.common_mode runs/sweep/<run> --epochs 450 500 600 800 [--shift none] [--out runs/common-mode]
+    python -m experiments.common_mode runs/sweep/<run> --epochs 450 500 600 800 [--shift none] [--out DIR]
 
 Takes the run's last training checkpoint (train.npz: parameters, Adam's moments, the shuffling
 generator, at epoch E), subtracts s from every readout bias, with s the median over the first 2,000
@@ -40,11 +40,12 @@ from experiments.common import Run, UsageError, add_common_args, cli, count, par
 from experiments.evaluation import EVAL_VERSION, evaluate, evaluate_snapshot
 from experiments.grids import sweep_run
 from experiments.plotting import save_figure
-from experiments.recipes import model_key
+from experiments.recipes import SettingError, model_key
 from experiments.store import INTERVENTION, RECIPE_FILE, stored_key
 from nn.backend import to_device, to_host
 from nn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from nn.mnist import load_mnist
+from nn.numerics import upgrade_settings
 from nn.train import resume_state, train
 
 
@@ -86,13 +87,17 @@ def shift_readout(model, s):
     return model
 
 
-def shifted(model, adam, meta, dest, x, y):
-    """Write ``dest``: the training checkpoint (model, Adam state, meta) with its readout shifted by its
-    common mode on (x, y), the meta marked with the intervention (the record: the shift, the epoch,
-    ``readout_sides`` before and after). -> the intervention record."""
+def shifted(model, adam, meta, source, dest, x, y):
+    """Write ``dest``: the training checkpoint (model, Adam state, meta) read from ``source``, with its
+    readout shifted by its common mode on (x, y), the meta marked with the intervention (the record: the
+    shift, the epoch, the source, ``readout_sides`` before and after). -> the intervention record.
+    Raises UsageError when the common mode is undefined (no image of x classified correctly)."""
     before = readout_sides(model, x, y)
+    if not np.isfinite(before["common_mode"]):
+        raise UsageError(f"{source}: no training image among the first {len(x)} is classified correctly; "
+                         "the readout has no common mode to shift")
     shift_readout(model, before["common_mode"])
-    record = {"readout_shift": before["common_mode"], "at_epoch": meta["epoch"],
+    record = {"readout_shift": before["common_mode"], "at_epoch": meta["epoch"], "source": str(source),
               "measured_on": f"the first {len(x)} training images", "before": before,
               "after": readout_sides(model, x, y)}
     save_checkpoint(dest, model, optimizer=adam, **_meta(meta), **{INTERVENTION: record})
@@ -202,12 +207,15 @@ def main(argv=None):
     info = read_json(source / RECIPE_FILE, None) if source.is_dir() else None
     if info is None or not (source / "train.npz").exists():
         raise UsageError(f"{source}: not a sweep run folder (needs {RECIPE_FILE} and train.npz)")
-    run, seed = sweep_run(**{**info["settings"], "epochs": max(args.epochs)}), info["seed"]
+    try:
+        run, seed = sweep_run(**{**upgrade_settings(info["settings"]), "epochs": max(args.epochs)}), info["seed"]
+    except (KeyError, TypeError, SettingError) as e:
+        raise UsageError(f"{source}/{RECIPE_FILE}: not a run this sweep can name ({e})") from None
     readout = (run.recipe.method or {}).get("kinds", [None])[-1]
     if readout != "sigmoid":
         raise UsageError(f"{source}: its readout's penalty is {readout!r}; the common mode matters to a "
                          "sigma' penalty on the readout only (a sigmoid MLP's sweep run)")
-    out = Run("common_mode", args)
+    out = Run("common_mode", args)  # default folder runs/common_mode
     data = load_mnist(args.data_dir)
     x_test, y_test = data["test"][0][:args.n_test], data["test"][1][:args.n_test]
     kind = "shift" if args.shift == "common-mode" else "from"
@@ -228,7 +236,7 @@ def main(argv=None):
         dest.mkdir(exist_ok=True)
         if kind == "shift":
             x_train, y_train = data["train"][0][:2000], data["train"][1][:2000]
-            rec = shifted(model, state.adam, meta, dest / "train.npz", x_train, y_train)
+            rec = shifted(model, state.adam, meta, source / "train.npz", dest / "train.npz", x_train, y_train)
             out.log(f"{dest.name}: readout biases shifted by -{rec['readout_shift']:.2f} at epoch {state.epoch}; "
                     f"wrong logits above 0 {100 * rec['before']['wrong_positive']:.1f} -> "
                     f"{100 * rec['after']['wrong_positive']:.1f} %, median margin {rec['before']['margin']:.2f} -> "

@@ -137,13 +137,14 @@ EVAL_VERSION = 4  # bump when ``evaluate`` changes: older records are recomputed
 
 
 def evaluate_snapshot(snap, x, y, xp, log, batch):
-    """Evaluate snapshot ``snap`` (snap-e<epoch>.npz) into eval-e<epoch>.json beside it, unless that
-    exists from the current EVAL_VERSION. -> the record (None if the snapshot cannot be read)."""
+    """Evaluate snapshot ``snap`` (snap-e<epoch>.npz) on x, y into eval-e<epoch>.json beside it, unless
+    that exists from the current EVAL_VERSION and as many images. -> the record (None if the snapshot
+    cannot be read)."""
     snap = Path(snap)
     epoch = int(snap.stem[len("snap-e"):])
     out = snap.with_name(f"eval-e{epoch}.json")
     rec = read_json(out, {})
-    if rec.get("version") == EVAL_VERSION:
+    if rec.get("version") == EVAL_VERSION and rec.get("n_test") == len(x):
         return rec
     try:
         model, meta = load_checkpoint(snap, xp)

@@ -4,7 +4,7 @@ against a shared run folder.
 
 Every run of Table 1 and of the sweep writes only its own checkpoint and result files, so runs need no
 locks: two processes never train the same run when each is given its own command (``--list``).
-Each pool worker gets one BLAS thread (``BLAS_THREADS``); ``blas`` names numpy's BLAS as runs use it
+Each pool worker gets one BLAS thread (``BLAS_THREADS``); ``blas`` names numpy's BLAS as this process uses it
 (library, kernel, threads), which decides a run's speed and its float32 roundings.
 """
 from __future__ import annotations

@@ -60,6 +60,7 @@ def test_the_shifted_run_continues_and_is_never_its_recipes_model(tmp_path, mnis
     meta = load_checkpoint(dest / "train.npz")[1]
     rec = meta["intervention"]
     assert rec["at_epoch"] == 6 and abs(rec["after"]["common_mode"]) < 1e-3 < abs(rec["before"]["common_mode"])
+    assert rec["source"] == str(source / "train.npz")
     assert rec["after"]["margin"] == pytest.approx(rec["before"]["margin"], abs=1e-4)
     for path in (dest / "train.npz", dest / "snap-e8.npz"):  # the shift is on record: not the recipe's model
         meta = load_checkpoint(path)[1]
@@ -74,13 +75,25 @@ def test_the_shifted_run_continues_and_is_never_its_recipes_model(tmp_path, mnis
     common_mode.main(argv)  # run again: nothing to train, nothing rewritten
     assert {p.name: p.stat().st_mtime_ns for p in dest.glob("*.npz")} == snaps
     assert "resuming" not in capsys.readouterr().out
+    (dest / "snap-e8.npz").unlink()  # as if stopped between the checkpoint at 8 and its snapshot
+    (dest / "eval-e8.json").unlink()
+    common_mode.main(argv)
+    assert (dest / "snap-e8.npz").exists() and (dest / "eval-e8.json").exists()
+    assert "resuming" not in capsys.readouterr().out  # restored from the checkpoint, nothing trained
+
+    # another image count: the source's records in the sweep's folder stay as the sweep wrote them
+    sweep_evals = {p.name: p.read_bytes() for p in source.glob("eval-e*.json")}
+    fewer = common_mode.main(argv[:-1] + ["200"])
+    assert {p.name: p.read_bytes() for p in source.glob("eval-e*.json")} == sweep_evals
+    assert {r["n_test"] for rs in fewer.values() for r in rs} == {200}
+    assert json.loads((dest / "eval-e8.json").read_text())["n_test"] == 200
 
     # the shift is the one recorded, on the biases alone, and Adam's state came along
     src, _, src_adam = load_checkpoint(source / "train.npz", optimizer=True)
     shifted = common_mode.shift_readout(src, rec["readout_shift"])
     start = tmp_path / "start.npz"  # the shifted start, made again from the source as it is
     common_mode.shifted(*load_checkpoint(source / "train.npz", optimizer=True)[::2], load_checkpoint(source / "train.npz")[1],
-                        start, *(a[:2000] for a in load_mnist(mnist_dir)["train"]))
+                        source / "train.npz", start, *(a[:2000] for a in load_mnist(mnist_dir)["train"]))
     made, _, made_adam = load_checkpoint(start, optimizer=True)
     for a, b in zip(made.params, shifted.params):
         assert all(np.array_equal(a[k], b[k]) for k in a)

@@ -75,6 +75,7 @@ def test_sweep_evaluates_cnns_on_permuted_channels_and_renews_old_records(tmp_pa
     stored = json.loads((tmp_path / "eval-e1.json").read_text())
     (tmp_path / "eval-e1.json").write_text(json.dumps({**stored, "clean_acc": -1}))  # a marker: reused, not redone
     assert evaluation.evaluate_snapshot(snap, x, y, np, lambda line: None, batch=4)["clean_acc"] == -1
+    assert evaluation.evaluate_snapshot(snap, x[:5], y[:5], np, lambda line: None, batch=4)["n_test"] == 5  # redone
 
 
 def test_checkpoints_of_older_versions_are_the_same_model():
