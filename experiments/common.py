@@ -180,8 +180,9 @@ class Run:
 def hardware():
     """A one-line description of the machine (CPU count, numpy and its BLAS, GPU name if used)."""
     desc = f"{platform.machine()} {os.cpu_count()} cpus, python {platform.python_version()}, numpy {np.__version__}"
-    if blas():
-        desc += f" ({blas()})"
+    kernel = blas()
+    if kernel:
+        desc += f" ({kernel})"
     try:
         import cupy
         desc += f", cupy {cupy.__version__} on {cupy.cuda.runtime.getDeviceProperties(0)['name'].decode()}"
