@@ -36,12 +36,14 @@ from pathlib import Path
 
 import numpy as np
 
+from attacks.losses import margin
 from experiments.common import Run, UsageError, add_common_args, cli, count, parse, read_json, summary, write_json
 from experiments.evaluation import EVAL_VERSION, evaluate, evaluate_snapshot
 from experiments.grids import sweep_run
 from experiments.plotting import save_figure
 from experiments.recipes import SettingError, model_key
 from experiments.store import INTERVENTION, RECIPE_FILE, stored_key
+from experiments.sweep_report import snapshots
 from nn.backend import to_device, to_host
 from nn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from nn.mnist import load_mnist
@@ -62,16 +64,15 @@ def readout_sides(model, x, y, batch=1000):
     zt, zw, pos = [], [], 0
     for i in range(0, len(x), batch):
         z = to_host(model.logits(to_device(x[i:i + batch], model.xp, model.dtype))).astype(np.float64)  # (n, K)
-        yb = y[i:i + batch]
-        true = np.zeros(z.shape, bool)
-        true[np.arange(len(yb)), yb] = True
-        right = z.argmax(axis=1) == yb
-        z, true = z[right], true[right]
+        right = z.argmax(axis=1) == y[i:i + batch]
+        z, yb = z[right], y[i:i + batch][right]
+        M, _ = margin(z, yb)  # (n,): max_{j != y} z_j - z_y
+        true = np.arange(z.shape[1]) == yb[:, None]  # (n, K)
         zt.append(z[true])
-        zw.append(np.where(true, -np.inf, z).max(axis=1))
+        zw.append(z[true] + M)
         pos += int(((z > 0) & ~true).sum())
     zt, zw = np.concatenate(zt), np.concatenate(zw)
-    K = true.shape[1]
+    K = true.shape[1] if len(zt) else 0
     if len(zt) == 0:  # no image classified correctly: nothing to measure
         return dict.fromkeys(["z_true", "z_wrong_max", "margin", "common_mode", "wrong_positive", "true_positive"],
                              float("nan"))
@@ -150,7 +151,7 @@ def trajectory(folder, x, y, xp, log, batch=500, keep=True):
     there yet); else (another tool's folder) read a record there only if it was made on as many
     images, and evaluate in memory otherwise. -> list of dicts."""
     rows = []
-    for snap in sorted(Path(folder).glob("snap-e*.npz"), key=lambda p: int(p.stem[len("snap-e"):])):
+    for snap in snapshots(folder):
         epoch = int(snap.stem[len("snap-e"):])
         try:
             model = load_checkpoint(snap, xp)[0]
