@@ -39,16 +39,15 @@ import numpy as np
 from attacks.losses import margin
 from experiments.common import Run, UsageError, add_common_args, cli, count, parse, read_json, summary, write_json
 from experiments.evaluation import EVAL_VERSION, evaluate, evaluate_snapshot
-from experiments.grids import sweep_run
+from experiments.intervention import carried_meta, continue_run, sweep_source
 from experiments.plotting import save_figure
-from experiments.recipes import SettingError, model_key
+from experiments.recipes import model_key
 from experiments.store import INTERVENTION, RECIPE_FILE, stored_key
 from experiments.sweep_report import snapshots
 from nn.backend import to_device, to_host
 from nn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from nn.mnist import load_mnist
-from nn.numerics import upgrade_settings
-from nn.train import resume_state, train
+from nn.train import resume_state
 
 
 def readout_sides(model, x, y, batch=1000):
@@ -101,48 +100,8 @@ def shifted(model, adam, meta, source, dest, x, y):
     record = {"readout_shift": before["common_mode"], "at_epoch": meta["epoch"], "source": str(source),
               "measured_on": f"the first {len(x)} training images", "before": before,
               "after": readout_sides(model, x, y)}
-    save_checkpoint(dest, model, optimizer=adam, **_meta(meta), **{INTERVENTION: record})
+    save_checkpoint(dest, model, optimizer=adam, **carried_meta(meta), **{INTERVENTION: record})
     return record
-
-
-def _meta(meta):
-    """What a checkpoint's meta carries over to a copy of it (save_checkpoint writes the rest)."""
-    return {k: v for k, v in meta.items() if k not in ("format", "spec", "adam_t")}
-
-
-def continue_run(run, seed, dest_dir, epochs, data, x_test, y_test, xp, log, batch=500):
-    """Train the checkpoint dest_dir/train.npz (shifted or not) with ``run``'s recipe to each epoch in
-    ``epochs`` (sorted), keeping snap-e<epoch>.npz at each and evaluating it (one interrupted between the
-    checkpoint and its snapshot gets the snapshot on the next call). -> None."""
-    ckpt = dest_dir / "train.npz"
-    recipe = run.recipe.replace("train", epochs=max(epochs))
-    resumed = resume_state(ckpt, recipe.config(seed), xp)
-    if resumed is None:
-        raise UsageError(f"{ckpt} holds no training state that the recipe {run.name} can continue")
-    model, state, meta = resumed
-    keep = {"recipe": recipe.as_dict(), "seed": seed, "key": model_key(recipe, seed),
-            **({INTERVENTION: meta[INTERVENTION]} if INTERVENTION in meta else {})}
-
-    def snapshot(m, epoch):
-        snap = dest_dir / f"snap-e{epoch}.npz"
-        save_checkpoint(snap, m, epoch=epoch, complete=True, **keep)
-        evaluate_snapshot(snap, x_test, y_test, xp, log, batch)
-
-    passed = [e for e in epochs if e < state.epoch and not (dest_dir / f"snap-e{e}.npz").exists()]
-    if passed:
-        log(f"{dest_dir.name}: no snapshot at epochs {passed}, which it passed before they were asked for")
-    if state.epoch in epochs and not (dest_dir / f"snap-e{state.epoch}.npz").exists():
-        snapshot(model, state.epoch)
-
-    def every_25th(line):  # the progress line of every 25th epoch, and every other line
-        if not line.startswith("epoch ") or int(line.split()[1].split("/")[0]) % 25 == 0:
-            log(f"{dest_dir.name} {line}")
-
-    if state.epoch < max(epochs):
-        train(model, data, recipe.config(seed), objective=recipe.objective(), resume=state, checkpoint=ckpt,
-              checkpoint_meta=keep, checkpoint_every=25, checkpoint_seconds=600,
-              after_epoch=lambda m, rec: snapshot(m, rec["epoch"]) if rec["epoch"] in epochs else None,
-              log=every_25th)
 
 
 def trajectory(folder, x, y, xp, log, batch=500, keep=True):
@@ -205,13 +164,7 @@ def main(argv=None):
     parser.add_argument("--batch", type=count, default=500)
     args = parse(parser, argv)
     source = Path(args.run)
-    info = read_json(source / RECIPE_FILE, None) if source.is_dir() else None
-    if info is None or not (source / "train.npz").exists():
-        raise UsageError(f"{source}: not a sweep run folder (needs {RECIPE_FILE} and train.npz)")
-    try:
-        run, seed = sweep_run(**{**upgrade_settings(info["settings"]), "epochs": max(args.epochs)}), info["seed"]
-    except (KeyError, TypeError, SettingError) as e:
-        raise UsageError(f"{source}/{RECIPE_FILE}: not a run this sweep can name ({e})") from None
+    run, seed = sweep_source(source, max(args.epochs))
     readout = (run.recipe.method or {}).get("kinds", [None])[-1]
     if readout != "sigmoid":
         raise UsageError(f"{source}: its readout's penalty is {readout!r}; the common mode matters to a "
@@ -243,7 +196,7 @@ def main(argv=None):
                     f"{100 * rec['after']['wrong_positive']:.1f} %, median margin {rec['before']['margin']:.2f} -> "
                     f"{rec['after']['margin']:.2f}")
         else:  # the control: the recipe's own model, continued
-            save_checkpoint(dest / "train.npz", model, optimizer=state.adam, **_meta(meta))
+            save_checkpoint(dest / "train.npz", model, optimizer=state.adam, **carried_meta(meta))
     continue_run(run, seed, dest, sorted(set(args.epochs)), data, x_test, y_test, out.xp, out.log, args.batch)
     found = _continuations(out.dir, run.name)
     rows = {source.name: trajectory(source, x_test, y_test, out.xp, out.log, args.batch, keep=False)}

@@ -22,44 +22,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
-from analysis.masking.saturation import margin_predicts_zero
-from attacks.losses import margin
+from analysis.masking.readout import silence
 from experiments.common import Run, UsageError, add_common_args, cli, summary, parse, count, write_json
-from nn.backend import to_device, to_host
 from nn.checkpoint import load_checkpoint
 from nn.mnist import load_mnist
-
-
-def silence(model, x, y, batch=1000):
-    """-> dict: ``silent``, the share of examples whose float32 (flush-to-zero) dC/dz is exactly 0;
-    over the correctly classified ones, ``margin``, the median logit margin z_y - max_{j != y} z_j,
-    ``z_correct``, the median correct-class logit z_y, and ``negative``, the share with z_y < 0 (where
-    a relu readout penalty sum_k relu(z_k) is at its minimum, 0, and pushes nothing); the same per class
-    y = 0..K-1 in ``silent_by_class``, ``margin_by_class`` and ``z_correct_by_class`` (lists of K; None
-    for a class without examples): a readout unit that stops growing shows as one class's margins.
-    x, y host arrays."""
-    silent, margins, z_correct, labels = [], [], [], []
-    for i in range(0, len(x), batch):
-        xb, yb = to_device(x[i:i + batch], model.xp, model.dtype), to_device(y[i:i + batch], model.xp)
-        silent.append(to_host(margin_predicts_zero(model, xb, yb, numerics="paper")))
-        logits = model.logits(xb)
-        M, _ = margin(logits, yb)
-        right = logits.argmax(axis=1) == yb
-        margins.append(to_host(-M[right]))
-        z_correct.append(to_host(logits[model.xp.arange(len(yb)), yb][right]))
-        labels.append(y[i:i + batch][to_host(right)])
-    silent, margins, z_correct, labels = map(np.concatenate, (silent, margins, z_correct, labels))
-    classes = range(logits.shape[1])  # K, the readout's width
-
-    def by_class(values, of):  # median of values over the examples of each class, None where none
-        return [float(np.median(values[of == c])) if (of == c).any() else None for c in classes]
-
-    return {"silent": float(silent.mean()), "margin": float(np.median(margins)),
-            "z_correct": float(np.median(z_correct)), "negative": float((z_correct < 0).mean()),
-            "silent_by_class": [float(silent[y == c].mean()) if (y == c).any() else None for c in classes],
-            "margin_by_class": by_class(margins, labels), "z_correct_by_class": by_class(z_correct, labels)}
 
 
 def main(argv=None):

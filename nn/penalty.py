@@ -114,6 +114,22 @@ def saturating_penalty(hs, kinds, lam, units="sum", batch="mean", derivative="cl
     return total, dhs
 
 
+def unit_weight(lam, n_units, batch_size, units="sum", batch="mean"):
+    """The weight of one unit's phi(h) in the training loss, relative to one example's cross-entropy
+    (eqs. 6-8 with ``saturating_penalty``'s reductions; the cross-entropy is a batch mean):
+
+        w = lam * (1 if units == "sum" else 1 / n_units) * (1 if batch == "mean" else batch_size).
+
+    So d(loss)/dh = (w phi'(h) + dC/dh) / batch_size for each example: e.g. lam / 10 for the sigmoid
+    MLP's 10-unit readout at units="mean", batch="mean". Raises InputError for an unknown reduction
+    or n_units, batch_size < 1."""
+    _check_choice("unit reduction", units, UNIT_REDUCTIONS)
+    _check_choice("batch reduction", batch, BATCH_REDUCTIONS)
+    check_number("n_units", n_units, minimum=1, integer=True)
+    check_number("batch_size", batch_size, minimum=1, integer=True)
+    return lam * (1 if units == "sum" else 1 / n_units) * (1 if batch == "mean" else batch_size)
+
+
 def lambda_schedule(step, lam_max, lam_step):
     """lambda at a training step: 0 at step 0, rising by lam_step every step up to lam_max."""
     return min(lam_max, step * lam_step)

@@ -99,11 +99,11 @@ def test_checkpoints_of_older_versions_are_the_same_model():
 
 
 def test_silence_reports_each_class_margin(small_mnist_models, mnist_dir):
-    """The per-class medians of ``experiments.silence.silence`` are the overall ones restricted to one
+    """The per-class medians of ``analysis.masking.readout.silence`` are the overall ones restricted to one
     class: a readout unit that stops growing shows as its class's margin."""
     import numpy as np
     from attacks.losses import margin
-    from experiments.silence import silence
+    from analysis.masking.readout import silence
     from nn.mnist import load_mnist
     model = small_mnist_models[1]["sigmoid_mlp-vanilla"]
     x, y = (a[:600] for a in load_mnist(mnist_dir)["test"])

@@ -1,0 +1,110 @@
+"""The readout in long training runs: which examples still give the cross-entropy a gradient, each
+class's margins, and the logits that one misclassified training example pins (beyond the paper; eqs.
+6-8 at their equilibrium).
+
+A sigmoid network's readout penalty phi(z) = sigma'(z) (``nn.penalty``) pushes every logit away from
+0 on its own side, with the force |phi'(z)| ~ e^-|z| that fades as |z| grows. A training example of
+label j that the network classifies as k with p_k ~ 1 pushes the other way with a force of its own
+that does not fade: its cross-entropy gradient dC/dz_k = p_k ~ 1. When that example shares the hidden
+code of class k's images (a 9 drawn like a 0), what moves one moves all, and the readout settles where
+the two forces balance (``pinned_logit``): class k's logit z_k at z* on its own images and the
+example's label j at -z*, a margin of about 2 z* that more training does not change.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.optimize import brentq
+
+from attacks.losses import margin
+from nn.backend import to_device, to_host
+from nn.penalty import phi_sigmoid
+from nn.validate import check_number
+
+from .saturation import margin_predicts_zero
+
+# |phi'(z)| = sigma'(z) |1 - 2 sigma(z)| is largest at z = ln(2 + sqrt 3), where it is 1 / (6 sqrt 3).
+STEEPEST = math.log(2 + math.sqrt(3))
+
+
+def silence(model, x, y, batch=1000):
+    """-> dict: ``silent``, the share of examples whose float32 (flush-to-zero) dC/dz is exactly 0;
+    over the correctly classified ones, ``margin``, the median logit margin z_y - max_{j != y} z_j,
+    ``z_correct``, the median correct-class logit z_y, and ``negative``, the share with z_y < 0 (where
+    a relu readout penalty sum_k relu(z_k) is at its minimum, 0, and pushes nothing); the same per class
+    y = 0..K-1 in ``silent_by_class``, ``margin_by_class`` and ``z_correct_by_class`` (lists of K; None
+    for a class without examples): a readout unit that stops growing shows as one class's margins.
+    x (N, 1, 28, 28), y (N,) host arrays."""
+    silent, margins, z_correct, labels = [], [], [], []
+    for i in range(0, len(x), batch):
+        xb, yb = to_device(x[i:i + batch], model.xp, model.dtype), to_device(y[i:i + batch], model.xp)
+        silent.append(to_host(margin_predicts_zero(model, xb, yb, numerics="paper")))
+        logits = model.logits(xb)
+        M, _ = margin(logits, yb)
+        right = logits.argmax(axis=1) == yb
+        margins.append(to_host(-M[right]))
+        z_correct.append(to_host(logits[model.xp.arange(len(yb)), yb][right]))
+        labels.append(y[i:i + batch][to_host(right)])
+    silent, margins, z_correct, labels = map(np.concatenate, (silent, margins, z_correct, labels))
+    classes = range(logits.shape[1])  # K, the readout's width
+
+    def by_class(values, of):  # median of values over the examples of each class, None where none
+        return [float(np.median(values[of == c])) if (of == c).any() else None for c in classes]
+
+    return {"silent": float(silent.mean()), "margin": float(np.median(margins)),
+            "z_correct": float(np.median(z_correct)), "negative": float((z_correct < 0).mean()),
+            "silent_by_class": [float(silent[y == c].mean()) if (y == c).any() else None for c in classes],
+            "margin_by_class": by_class(margins, labels), "z_correct_by_class": by_class(z_correct, labels)}
+
+
+def misclassified(model, x, y, batch=1000):
+    """The examples of x (N, 1, 28, 28) with labels y (N,), host arrays, that the model classifies wrong.
+
+    -> dict of host arrays, one entry per such example, in the order of x: ``index`` (into x),
+    ``label`` y_n, ``predicted`` k = argmax_j z_j, ``gap`` z_k - z_y > 0 (how far the logits are from
+    fitting it) and ``z_predicted`` z_k."""
+    found = {"index": [], "label": [], "predicted": [], "gap": [], "z_predicted": []}
+    for i in range(0, len(x), batch):
+        z = to_host(model.logits(to_device(x[i:i + batch], model.xp, model.dtype))).astype(np.float64)  # (n, K)
+        yb, k = y[i:i + batch], z.argmax(axis=1)
+        wrong = np.flatnonzero(k != yb)
+        rows = np.arange(len(yb))[wrong]
+        found["index"].append(i + wrong)
+        found["label"].append(yb[wrong])
+        found["predicted"].append(k[wrong])
+        found["gap"].append(z[rows, k[wrong]] - z[rows, yb[wrong]])
+        found["z_predicted"].append(z[rows, k[wrong]])
+    return {name: np.concatenate(parts) for name, parts in found.items()}
+
+
+def pinned_logit(weight, n_class, n_pinning=1):
+    """The logit z* > 0 at which a sigma' readout penalty on n_class images of a class balances
+    n_pinning training examples of other labels that the network classifies as that class:
+
+        n_class * weight * |phi'(z*)| = n_pinning,   phi(z) = sigma'(z),  |phi'(z)| ~ e^-z for large z,
+
+    i.e. z* ~ ln(weight * n_class / n_pinning). weight: one readout unit's weight in the loss relative to
+    one example's cross-entropy (``nn.penalty.unit_weight``: lam / K for the sigmoid MLP's readout, penalty
+    averaged over units and batch). Each pinning example pushes the class's logit down with p_k ~ 1 and
+    its own label's logit up with 1 - p_j ~ 1; the class's images push the first up and the second down
+    with the penalty's force, so on those images z_k settles at z*, the pinning label's z_j at -z*, and
+    their margin near 2 z*. Assumes the class's images and the pinning examples share one hidden code
+    (the readout cannot tell them apart) and the images' own cross-entropy is negligible (margins past ~10).
+
+    -> z* (float); nan where the penalty cannot balance them even where it is steepest (z = ln(2 +
+    sqrt 3), |phi'| = 1 / (6 sqrt 3) ~ 0.096): the pinning examples then win; inf where z* would lie
+    past 100. Raises InputError for a
+    weight <= 0 or counts < 1."""
+    check_number("weight", weight, positive=True)
+    check_number("n_class", n_class, minimum=1, integer=True)
+    check_number("n_pinning", n_pinning, minimum=1, integer=True)
+    target = n_pinning / (n_class * weight)  # the |phi'| at which the two forces are equal
+
+    def excess(z):  # |phi'(z)| - target, falling for z > STEEPEST
+        return float(-phi_sigmoid(np.float64(z))[1]) - target
+    if excess(STEEPEST) <= 0:
+        return float("nan")
+    if excess(100.0) >= 0:  # past any float32 logit the penalty still outweighs them
+        return float("inf")
+    return brentq(excess, STEEPEST, 100.0, xtol=1e-12)

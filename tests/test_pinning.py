@@ -1,0 +1,125 @@
+"""A misclassified training image pins its class's readout (``analysis.masking.readout``,
+``experiments.pinning``): the penalty's weight per unit against the penalty itself, the pinned logit
+against the minimum of the loss it describes, and the intervention end to end."""
+import json
+import types
+
+import numpy as np
+import pytest
+from scipy.optimize import minimize
+
+from analysis.masking.readout import misclassified, pinned_logit
+from experiments import grids, pinning, sweep
+from experiments.common import UsageError
+from experiments.intervention import DROPPED, intervened_data
+from experiments.store import stored_key
+from nn.checkpoint import load_checkpoint
+from nn.mnist import load_mnist
+from nn.penalty import phi_sigmoid, saturating_penalty, unit_weight
+from nn.softmax import log_softmax_stable
+from nn.train import resume_state, train
+from nn.validate import InputError
+
+
+@pytest.mark.parametrize("units", ["sum", "mean"])
+@pytest.mark.parametrize("batch", ["mean", "sum"])
+def test_unit_weight_is_the_penalty_gradient_per_example_cross_entropy(units, batch):
+    """dR/dh of one example's unit is unit_weight * phi'(h) / N: the weight beside a cross-entropy
+    averaged over the N examples."""
+    h = np.random.default_rng(0).normal(0, 3, (7, 5))
+    _, (dh,) = saturating_penalty([h], ["sigmoid"], 1.74, units=units, batch=batch)
+    w = unit_weight(1.74, 5, 7, units=units, batch=batch)
+    np.testing.assert_allclose(dh, w * phi_sigmoid(h)[1] / 7, rtol=1e-14)
+    with pytest.raises(InputError, match="unit reduction"):
+        unit_weight(1.74, 5, 7, units="max")
+
+
+def test_pinned_logit_solves_its_balance():
+    w, n = unit_weight(1.74, 10, 128, "mean", "mean"), 5444
+    z = pinned_logit(w, n)
+    assert n * w * -phi_sigmoid(np.float64(z))[1] == pytest.approx(1.0, rel=1e-9)
+    assert z == pytest.approx(np.log(w * n), abs=0.01)  # |phi'| ~ e^-z far from 0
+    assert pinned_logit(w, n, 2) < z < pinned_logit(w, 2 * n)
+    assert np.isnan(pinned_logit(w, 5))  # 5 images' penalty cannot hold one pinning example anywhere
+    with pytest.raises(InputError, match="n_class"):
+        pinned_logit(w, 0)
+
+
+def test_pinned_logit_is_where_the_loss_settles():
+    """n images of class 0 and one of label 1 with one hidden code share the logits (z_0, z_1): the
+    minimum of their mean cross-entropy plus the readout's sigma' penalty lies at z_0 ~ z*, z_1 ~ -z*."""
+    n, w = 5444, 0.174
+    y = np.array([0] * n + [1])
+
+    def loss(z):  # (2,) shared logits -> mean over the n + 1 examples of C + w sum_k phi(z_k)
+        logp = log_softmax_stable(z[None, :])[0]
+        return -(n * logp[0] + logp[1]) / (n + 1) + w * phi_sigmoid(z)[0].sum()
+    z = minimize(loss, np.array([3.0, -3.0]), method="BFGS", options={"gtol": 1e-14}).x
+    z_star = pinned_logit(w, n + 1)  # every example, the pinning one too, carries the penalty
+    assert len(y) == n + 1 and z[0] == pytest.approx(z_star, abs=0.02) and z[1] == pytest.approx(-z_star, abs=0.02)
+
+
+def test_misclassified_by_hand():
+    z = np.array([[3.0, 1.0, -2.0], [0.0, 2.0, 1.0], [5.0, 0.0, 0.0], [0.0, 0.0, 4.0]], np.float32)
+    stub = types.SimpleNamespace(xp=np, dtype=np.float32, logits=lambda x: z[x[:, 0, 0, 0].astype(int)])
+    x = np.arange(4, dtype=np.float32).reshape(4, 1, 1, 1)
+    found = misclassified(stub, x, np.array([0, 1, 2, 1]), batch=3)  # two batches
+    assert found["index"].tolist() == [2, 3] and found["label"].tolist() == [2, 1]
+    assert found["predicted"].tolist() == [0, 2] and found["gap"].tolist() == [5.0, 4.0]
+
+
+def test_intervened_data_leaves_out_exactly_those_images():
+    x, y = np.arange(10.0).reshape(10, 1, 1, 1), np.arange(10) % 3
+    data = {"train": (x, y), "test": (x[:2], y[:2])}
+    assert intervened_data(data, None) is data and intervened_data(data, {"readout_shift": 1.0}) is data
+    xt, yt = intervened_data(data, {DROPPED: [2, 7]})["train"]
+    assert xt[:, 0, 0, 0].tolist() == [0, 1, 3, 4, 5, 6, 8, 9] and yt.tolist() == [0, 1, 0, 1, 2, 0, 2, 0]
+
+
+def test_the_intervention_end_to_end(tmp_path, mnist_dir, capsys):
+    first = grids.GRIDS["quick"][0]  # a quick saturated sigmoid MLP, 6 epochs on 10,000 images
+    sweep.main(["--quick", "--out", str(tmp_path / "sweep"), "--data-dir", str(mnist_dir), "--n-test", "300"])
+    source, out = tmp_path / "sweep" / first.name, tmp_path / "pin"
+    common = ["--out", str(out), "--data-dir", str(mnist_dir), "--n-test", "300"]
+    data = load_mnist(mnist_dir)
+    wrong = misclassified(load_checkpoint(source / "snap-e6.npz")[0], *(a[:10000] for a in data["train"]))
+    drop = int(wrong["index"][0])
+    rows = pinning.main([str(source), "--at", "6", "--drop", str(drop), "--epochs", "7", "8", *common])
+    report = json.loads((out / "pinning.json").read_text())
+    assert report["retrained_equal"] == {first.name: True}  # trained again to epoch 6: the same bits
+    dest = out / f"{first.name}-e6-drop{drop}"
+    assert [r["epoch"] for r in rows if r["run"] == dest.name] == [7, 8]
+    rec = load_checkpoint(dest / "snap-e8.npz")[1]["intervention"]
+    assert rec[DROPPED] == [drop] and rec["at_epoch"] == 6 and "control_for" not in rec
+    assert stored_key(load_checkpoint(dest / "snap-e8.npz")[1]) is None
+    assert f"{drop}: {wrong['label'][0]} -> {wrong['predicted'][0]}" in (out / "pinning.md").read_text()
+
+    # the continuation is the base state trained on without the image, and not with it
+    model, state, _ = resume_state(out / f"{first.name}-e6" / "train.npz", first.recipe.config(first.seed), np)
+    cfg = first.recipe.replace("train", epochs=8).config(first.seed)
+    train(model, intervened_data(data, rec), cfg, objective=first.recipe.objective(), resume=state, log=lambda s: None)
+    ours = load_checkpoint(dest / "snap-e8.npz")[0]
+    assert all(np.array_equal(a[k], b[k]) for a, b in zip(model.params, ours.params) for k in a)
+    sweep_model = load_checkpoint(source / "train.npz")[0]  # trained to 6 only, with the image
+    assert not all(np.array_equal(a[k], b[k]) for a, b in zip(sweep_model.params, ours.params) for k in a)
+
+    # the control: as many correctly classified images of the same label, drawn at random
+    pinning.main([str(source), "--at", "6", "--drop", str(drop), "--epochs", "7", "8", "--control", *common])
+    (control,) = [p for p in out.glob(f"{first.name}-e6-drop*") if p != dest]
+    crec = load_checkpoint(control / "train.npz")[1]["intervention"]
+    (other,) = crec[DROPPED]
+    assert other != drop and crec["control_for"] == [drop] and data["train"][1][other] == wrong["label"][0]
+    assert other not in misclassified(load_checkpoint(source / "snap-e6.npz")[0], *data["train"])["index"]
+
+    snaps = {p: p.stat().st_mtime_ns for p in out.glob("*/*.npz")}
+    capsys.readouterr()
+    pinning.main([str(source), "--at", "6", "--drop", str(drop), "--epochs", "7", "8", *common])  # nothing to do
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/*.npz")} == snaps and "resuming" not in capsys.readouterr().out
+
+    for bad, match in [(["--at", "6", "--epochs", "8"], "together"), (["--control"], "control"),
+                       (["--at", "6", "--drop", "1", "--epochs", "6"], "after --at"),
+                       (["--at", "6", "--drop", "55000", "--epochs", "8"], "0..54999")]:
+        with pytest.raises(UsageError, match=match):
+            pinning.main([str(source), *bad, *common])
+    with pytest.raises(UsageError, match="not a sweep run folder"):
+        pinning.main([str(tmp_path), *common])
