@@ -12,6 +12,7 @@ cross-entropy, predictions, margins and input gradients are unchanged by a commo
 the penalty does and nothing else.
 
     python -m experiments.common_mode runs/sweep/<run> --epochs 450 500 600 800 [--shift none] [--out DIR]
+    python -m experiments.common_mode runs/sweep/<run> --epochs 1300 1400 --adam-eps 1e-12 [--out DIR]
 
 Takes the run's last training checkpoint (train.npz: parameters, Adam's moments, the shuffling
 generator, at epoch E), subtracts s from every readout bias, with s the median over the first 2,000
@@ -23,7 +24,9 @@ the readout's sides (``readout_sides``). The shifted run lives in <out>/<run>-sh
 there, even after the source run has trained on. Its checkpoints record the shift (``"intervention"``), so they are never taken for the
 recipe's own model (``experiments.store.stored_key``). ``--shift none`` is its control: the same
 checkpoint continued as it is, in <out>/<run>-from<E>/ (the recipe's own model, snapshots at the same
-epochs). Writes <run>.json and <run>.md to <out>: the run's own snapshots (evaluated on --n-test images;
+epochs). ``--adam-eps X`` continues the shifted run from its last training state with Adam's epsilon X
+(``nn.optim.adam_update``) in <out>/<run>-shift<E>-eps<X>/: once a parameter's gradient RMS falls below
+epsilon, its Adam step shrinks in proportion. Writes <run>.json and <run>.md to <out>: the run's own snapshots (evaluated on --n-test images;
 the sweep's records reused where they were made on as many), then every continuation of it there. A
 run's readout must carry the sigma' penalty (a sigmoid MLP's sweep run): elsewhere a common shift moves
 nothing the penalty sees. With the ``plots`` extra, <run>.png: margin and common mode against epochs.
@@ -39,7 +42,7 @@ import numpy as np
 from attacks.losses import margin
 from experiments.common import Run, UsageError, add_common_args, cli, count, parse, read_json, summary, write_json
 from experiments.evaluation import EVAL_VERSION, evaluate, evaluate_snapshot
-from experiments.intervention import carried_meta, continue_run, sweep_source
+from experiments.intervention import ADAM_EPS, carried_meta, continue_run, save_intervened, sweep_source
 from experiments.plotting import save_figure
 from experiments.recipes import model_key
 from experiments.store import INTERVENTION, RECIPE_FILE, stored_key
@@ -100,8 +103,7 @@ def shifted(model, adam, meta, source, dest, x, y):
     record = {"readout_shift": before["common_mode"], "at_epoch": meta["epoch"], "source": str(source),
               "measured_on": f"the first {len(x)} training images", "before": before,
               "after": readout_sides(model, x, y)}
-    save_checkpoint(dest, model, optimizer=adam, **carried_meta(meta), **{INTERVENTION: record})
-    return record
+    return save_intervened(dest, model, adam, meta, record)
 
 
 def trajectory(folder, x, y, xp, log, batch=500, keep=True):
@@ -142,14 +144,34 @@ def table(rows_by_run):
 
 
 def _continuations(out, run_name):
-    """The continuations of run ``run_name`` in folder ``out``: {"shift" or "from": [folders]}."""
-    pattern = re.compile(re.escape(run_name) + r"-(shift|from)\d+")
-    found = {"shift": [], "from": []}
+    """The continuations of run ``run_name`` in folder ``out``: {"shift", "from" or "eps": [folders]}
+    (<run>-shift<E>, <run>-from<E>, and <run>-shift<E>-eps<X>, the shifted run with another Adam epsilon)."""
+    pattern = re.compile(re.escape(run_name) + r"-(shift|from)\d+(-eps[0-9.e+-]+)?")
+    found = {"shift": [], "from": [], "eps": []}
     for p in sorted(Path(out).iterdir()):
         m = pattern.fullmatch(p.name)
         if m and (p / "train.npz").exists():
-            found[m.group(1)].append(p)
+            found["eps" if m.group(2) else m.group(1)].append(p)
     return found
+
+
+def eps_fork(shifted_dir, run, seed, eps, epochs, xp, log):
+    """The shifted run ``shifted_dir`` continued from its last training state with Adam's epsilon
+    ``eps``: <shifted_dir>-eps<eps>/ (made here if new). -> the folder. Raises UsageError when the
+    shifted run has passed min(epochs)."""
+    dest = shifted_dir.with_name(f"{shifted_dir.name}-eps{eps:g}")
+    if (dest / "train.npz").exists():
+        return dest
+    resumed = resume_state(shifted_dir / "train.npz", run.recipe.config(seed), xp)
+    if resumed is None:
+        raise UsageError(f"{shifted_dir}/train.npz holds no training state of the recipe {run.name}")
+    model, state, meta = resumed
+    if min(epochs) <= state.epoch:
+        raise UsageError(f"--epochs: {shifted_dir}/train.npz is at epoch {state.epoch}; continue to later epochs only")
+    dest.mkdir(exist_ok=True)
+    save_intervened(dest / "train.npz", model, state.adam, meta, {ADAM_EPS: eps, "adam_eps_from": state.epoch})
+    log(f"{dest.name}: Adam's epsilon {run.recipe.train['eps']:g} -> {eps:g} from epoch {state.epoch}")
+    return dest
 
 
 def main(argv=None):
@@ -160,6 +182,8 @@ def main(argv=None):
     parser.add_argument("--shift", choices=["common-mode", "none"], default="common-mode",
                         help="common-mode (default): shift the readout by its common mode first; none: the "
                              "control, the run continued as it is")
+    parser.add_argument("--adam-eps", type=float, help="continue the shifted run from its last training state with "
+                        "this Adam epsilon instead, in <run>-shift<E>-eps<X>")
     parser.add_argument("--n-test", type=count, default=2000, help="test images per evaluation (default 2000)")
     parser.add_argument("--batch", type=count, default=500)
     args = parse(parser, argv)
@@ -177,7 +201,12 @@ def main(argv=None):
     if len(existing) > 1:
         raise UsageError(f"{out.dir} holds {len(existing)} such continuations ({', '.join(p.name for p in existing)}); "
                          "give --out another folder")
-    if existing:
+    if args.adam_eps is not None:
+        if kind != "shift" or not existing or not args.adam_eps > 0:
+            raise UsageError("--adam-eps (> 0) continues the shifted run: make it first, without --adam-eps "
+                             "and without --shift none")
+        dest = eps_fork(existing[0], run, seed, args.adam_eps, args.epochs, out.xp, out.log)
+    elif existing:
         dest = existing[0]
     else:  # a new continuation, from the source's training state as it is now
         resumed = resume_state(source / "train.npz", run.recipe.config(seed), out.xp)
@@ -200,8 +229,9 @@ def main(argv=None):
     continue_run(run, seed, dest, sorted(set(args.epochs)), data, x_test, y_test, out.xp, out.log, args.batch)
     found = _continuations(out.dir, run.name)
     rows = {source.name: trajectory(source, x_test, y_test, out.xp, out.log, args.batch, keep=False)}
-    rows.update({f.name: trajectory(f, x_test, y_test, out.xp, out.log, args.batch) for f in found["shift"] + found["from"]})
-    shifts = {f.name: load_checkpoint(f / "train.npz")[1].get(INTERVENTION) for f in found["shift"] + found["from"]}
+    continued = found["shift"] + found["eps"] + found["from"]
+    rows.update({f.name: trajectory(f, x_test, y_test, out.xp, out.log, args.batch) for f in continued})
+    shifts = {f.name: load_checkpoint(f / "train.npz")[1].get(INTERVENTION) for f in continued}
     write_json(out.dir / f"{run.name}.json", {"n_test": len(x_test), "interventions": shifts, "runs": rows})
     (out.dir / f"{run.name}.md").write_text(table(rows))
     out.log("\n" + table(rows))
@@ -213,7 +243,9 @@ def draw(axes, rows, source):
     """Median margin and common mode against epochs, one line per run (the source, then its continuations)."""
     for ax, key, label in zip(axes[0], ("margin", "common_mode"), ("median logit margin", "common mode of the readout")):
         for name, rs in rows.items():
-            tag = "the run" if name == source else ("shifted" if "-shift" in name[len(source):] else "control")
+            rest = name[len(source):]
+            tag = ("the run" if name == source else "control" if "-shift" not in rest
+                   else f"shifted, Adam eps {rest.split('-eps')[1]}" if "-eps" in rest else "shifted")
             ax.plot([r["epoch"] for r in rs], [r[key] for r in rs], marker=".", label=tag)
         ax.axhline(0, color="0.7", lw=0.8)
         ax.set_xlabel("epoch")

@@ -1,11 +1,12 @@
 """Continuing a training run after an intervention: the run's own recipe, from a training checkpoint
 (parameters, Adam's moments, the shuffling generator) whose model or data was changed on purpose,
-e.g. the readout shifted by its common mode (``experiments.common_mode``) or training images left out
-(``experiments.pinning``).
+e.g. the readout shifted by its common mode and Adam's epsilon changed (``experiments.common_mode``)
+or training images left out (``experiments.pinning``).
 
 The change is recorded in the checkpoint's meta under ``experiments.store.INTERVENTION``, so that the
 model is never taken for its recipe's own (``stored_key``) and every later call continues it the same
-way: a record with ``DROPPED`` trains on the training split without those images, at every resumption.
+way: a record with ``DROPPED`` trains on the training split without those images, one with ``ADAM_EPS``
+with that epsilon, at every resumption.
 """
 from __future__ import annotations
 
@@ -19,12 +20,14 @@ from experiments.grids import sweep_run
 from experiments.recipes import SettingError, model_key
 from experiments.store import INTERVENTION, RECIPE_FILE
 from nn.numerics import upgrade_settings
-from nn.checkpoint import save_checkpoint
+from nn.checkpoint import load_checkpoint, save_checkpoint
 from nn.train import resume_state, train
 
 # In an intervention record: indices into the training split (data["train"], the MNIST training file
 # after its first nn.mnist.N_VALIDATION images) that the continuation trains without.
 DROPPED = "dropped_train"
+# In an intervention record: Adam's epsilon (nn.optim.adam_update) from epoch record["adam_eps_from"] on.
+ADAM_EPS = "adam_eps"
 
 
 def sweep_source(folder, epochs):
@@ -45,6 +48,26 @@ def carried_meta(meta):
     return {k: v for k, v in meta.items() if k not in ("format", "spec", "adam_t")}
 
 
+def intervened_recipe(recipe, record, epochs):
+    """``recipe`` (an ``experiments.recipes.Recipe``) set to ``epochs``, with the training settings the
+    intervention ``record`` (a dict or None) changes: Adam's epsilon (``ADAM_EPS``)."""
+    changes = {"eps": record[ADAM_EPS]} if record and ADAM_EPS in record else {}
+    return recipe.replace("train", epochs=epochs, **changes)
+
+
+def save_intervened(dest, model, adam, meta, record):
+    """Write the training checkpoint ``dest``: ``model``, Adam's state ``adam`` and the ``meta`` of the
+    checkpoint it came from, with the intervention ``record`` (merged over any it carried) and the
+    training config it changes (``intervened_recipe``), so that ``nn.train.resume_state`` continues it
+    under the changed settings. -> the merged record."""
+    merged = {**(meta.get(INTERVENTION) or {}), **record}
+    kept = carried_meta(meta)
+    if ADAM_EPS in merged:
+        kept["config"] = {**kept["config"], "eps": merged[ADAM_EPS]}
+    save_checkpoint(dest, model, optimizer=adam, **{**kept, INTERVENTION: merged})
+    return merged
+
+
 def intervened_data(data, record):
     """``data`` (``nn.mnist.load_mnist``'s dict) as the intervention ``record`` (a dict or None) trains
     on: data["train"] without the images the record drops (``DROPPED``), the rest unchanged."""
@@ -58,13 +81,13 @@ def intervened_data(data, record):
 
 
 def continue_run(run, seed, dest_dir, epochs, data, x_test, y_test, xp, log, batch=500):
-    """Train the checkpoint dest_dir/train.npz (intervened on or not) with ``run``'s recipe, on the data
-    its intervention record says (``intervened_data``), to each epoch in ``epochs`` (sorted), keeping
+    """Train the checkpoint dest_dir/train.npz (intervened on or not) with ``run``'s recipe, with the
+    settings (``intervened_recipe``) and on the data (``intervened_data``) its intervention record says, to each epoch in ``epochs`` (sorted), keeping
     snap-e<epoch>.npz at each and evaluating it (``experiments.evaluation.evaluate_snapshot``; one
     interrupted between the checkpoint and its snapshot gets the snapshot on the next call). -> None.
     Raises UsageError when the checkpoint holds no training state of the recipe."""
     ckpt = dest_dir / "train.npz"
-    recipe = run.recipe.replace("train", epochs=max(epochs))
+    recipe = intervened_recipe(run.recipe, load_checkpoint(ckpt)[1].get(INTERVENTION), max(epochs))
     resumed = resume_state(ckpt, recipe.config(seed), xp)
     if resumed is None:
         raise UsageError(f"{ckpt} holds no training state that the recipe {run.name} can continue")

@@ -31,10 +31,10 @@ import numpy as np
 
 from analysis.masking.readout import misclassified, pinned_logit, silence
 from experiments.common import Run, UsageError, add_common_args, cli, count, parse, summary, write_json
-from experiments.intervention import DROPPED, carried_meta, continue_run, sweep_source
+from experiments.intervention import DROPPED, continue_run, save_intervened, sweep_source
 from experiments.store import INTERVENTION, train_or_load
 from experiments.sweep_report import snapshots
-from nn.checkpoint import load_checkpoint, save_checkpoint
+from nn.checkpoint import load_checkpoint
 from nn.mnist import load_mnist
 from nn.penalty import unit_weight
 from nn.train import resume_state
@@ -102,7 +102,7 @@ def fork(run, seed, base_ckpt, drop, control, out, data, log):
         dest.mkdir(exist_ok=True)
         record = {DROPPED: drop, "labels": y[drop].tolist(), "at_epoch": state.epoch, "source": str(base_ckpt),
                   **({"control_for": original} if control else {})}
-        save_checkpoint(dest / "train.npz", model, optimizer=state.adam, **carried_meta(meta), **{INTERVENTION: record})
+        save_intervened(dest / "train.npz", model, state.adam, meta, record)
         log(f"{dest.name}: training images {drop} (labels {record['labels']}) left out from epoch {state.epoch}"
             + (f", the control for {original}" if control else ""))
     return dest

@@ -119,6 +119,24 @@ def test_the_shifted_run_continues_and_is_never_its_recipes_model(tmp_path, mnis
     common_mode.main(argv[:1] + ["--epochs", "9"] + argv[4:])
     assert (dest / "snap-e9.npz").exists() and not (out / f"{first.name}-shift9").exists()
 
+    # the shifted run from its last state (epoch 9) with another Adam epsilon, beside it continued as it is
+    eps_argv = argv[:1] + ["--epochs", "10", "--adam-eps", "1e-12"] + argv[4:]
+    rows = common_mode.main(eps_argv)
+    fork = out / f"{first.name}-shift6-eps1e-12"
+    assert [r["epoch"] for r in rows[fork.name]] == [10]
+    meta = load_checkpoint(fork / "snap-e10.npz")[1]
+    assert meta["intervention"]["adam_eps"] == 1e-12 and meta["intervention"]["adam_eps_from"] == 9
+    assert meta["intervention"]["readout_shift"] == rec["readout_shift"] and stored_key(meta) is None
+    assert load_checkpoint(fork / "train.npz")[1]["config"]["eps"] == 1e-12
+    common_mode.main(argv[:1] + ["--epochs", "10"] + argv[4:])
+    same_state = load_checkpoint(dest / "snap-e10.npz")[0]  # eps 1e-8 from the same state: other weights
+    assert not all(np.array_equal(a[k], b[k]) for a, b in zip(same_state.params, load_checkpoint(fork / "snap-e10.npz")[0].params) for k in a)
+    assert f"| {fork.name} | 10 |" in (out / f"{first.name}.md").read_text()
+    with pytest.raises(UsageError, match="shifted run"):
+        common_mode.main(eps_argv + ["--shift", "none"])
+    with pytest.raises(UsageError, match="make it first"):
+        common_mode.main(eps_argv[:5] + ["--out", str(tmp_path / "cm3"), "--data-dir", str(mnist_dir)])
+
     for bad, match in [([str(source), "--epochs", "9"], "at epoch 9"),  # the source trained on to 9
                        ([str(tmp_path), "--epochs", "9"], "not a sweep run folder"),
                        ([str(source / "train.npz"), "--epochs", "9"], "not a sweep run folder"),
