@@ -10,7 +10,10 @@ class, logit gap z_k - z_y); for each class k, its median own-class logit z_k ov
 classified training images, beside z* = ``analysis.masking.readout.pinned_logit`` for the classes that
 misclassified images are predicted as (a sigmoid readout's penalty only; the weight of one readout
 unit ``nn.penalty.unit_weight``, n_k the class's training images); and each class's median test margin
-(first --n-test test images). Writes <out>/pinning.json and pinning.md.
+(first --n-test test images). Writes <out>/pinning.json and pinning.md, and with the ``plots`` extra
+pinning.png: one class's own-class logit and test margin against epochs, one line per run folder, z*
+and 2 z* dashed (--plot-class, default the class with the lowest own-class logit at the first run's
+last snapshot).
 
 The intervention (--at E --drop I --epochs ...): a sweep run keeps only its last training state, so
 the run's recipe is trained again from scratch to epoch E into <out>/<run>-e<E>/ (and checked bit for
@@ -32,6 +35,7 @@ import numpy as np
 from analysis.masking.readout import misclassified, pinned_logit, silence
 from experiments.common import Run, UsageError, add_common_args, cli, count, parse, summary, write_json
 from experiments.intervention import DROPPED, continue_run, save_intervened, sweep_source
+from experiments.plotting import save_figure
 from experiments.store import INTERVENTION, train_or_load
 from experiments.sweep_report import snapshots
 from nn.checkpoint import load_checkpoint
@@ -143,6 +147,7 @@ def main(argv=None):
     parser.add_argument("--control", action="store_true",
                         help="leave out as many random correctly classified images of the same labels instead")
     parser.add_argument("--n-test", type=count, default=10000, help="test images for the margins (default 10000)")
+    parser.add_argument("--plot-class", type=int, help="the class pinning.png follows (default: the first run's lowest)")
     args = parse(parser, argv)
     intervene = [args.at is not None, bool(args.drop), bool(args.epochs)]
     if any(intervene) and not all(intervene):
@@ -159,6 +164,8 @@ def main(argv=None):
     x_train, y_train = data["train"]
     if args.drop and not all(0 <= i < len(x_train) for i in args.drop):
         raise UsageError(f"--drop: training-split indices lie in 0..{len(x_train) - 1}")
+    if args.plot_class is not None and not 0 <= args.plot_class <= y_train.max():
+        raise UsageError(f"--plot-class {args.plot_class}: no such class (0..{y_train.max()})")
     x_test, y_test = (a[:args.n_test] for a in data["test"])
     checks = {}
     if args.drop:
@@ -180,7 +187,38 @@ def main(argv=None):
     write_json(out.path("pinning.json"), {"n_test": len(x_test), "retrained_equal": checks, "rows": rows})
     out.path("pinning.md").write_text(table(rows))
     out.log("\n" + table(rows))
+    first = [r for r in rows if r["run"] == sources[0][0].name]
+    k = args.plot_class if args.plot_class is not None else int(np.argmin(first[-1]["z_own_by_class"]))
+    save_figure(out.path("pinning.png"), lambda axes: draw(axes, rows, k), shape=(1, 2), figsize=(11, 4))
     return rows
+
+
+def draw(axes, rows, k):
+    """Class k's median own-class training logit (left) and median test margin (right) against epochs,
+    one line per run folder; the pinned logit z* and margin 2 z* (one misclassified image) dashed."""
+    z_star = next((r["pinned_logit"][k] for r in rows if r["pinned_logit"][k]), None)
+    for ax, key, label, line in ((axes[0][0], "z_own_by_class", f"class {k}: median own-class logit (training)", 1),
+                                 (axes[0][1], "margin_by_class_test", f"class {k}: median test margin", 2)):
+        for name in dict.fromkeys(r["run"] for r in rows):
+            rs = [r for r in rows if r["run"] == name and r[key][k] is not None]
+            ax.plot([r["epoch"] for r in rs], [r[key][k] for r in rs], marker=".", label=_short(name, rows))
+        if z_star:
+            ax.axhline(line * z_star, color="0.5", ls="--", lw=0.8, label=("z*" if line == 1 else "2 z*") + f" = {line * z_star:.2f}")
+        ax.set_xscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.legend(fontsize=7)
+
+
+def _short(name, rows):
+    """A run folder's legend label: seed and intervention."""
+    rec = next(r["intervention"] for r in rows if r["run"] == name)
+    seed = re.search(r"-seed(\d+)", name).group(1)
+    if not rec:
+        return f"seed {seed}"
+    if "control_for" in rec:
+        return f"seed {seed}, from {rec['at_epoch']} without image {rec[DROPPED][0]} (control)"
+    return f"seed {seed}, from {rec['at_epoch']} without image {', '.join(map(str, rec[DROPPED]))}"
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """A misclassified training image pins its class's readout (``analysis.masking.readout``,
 ``experiments.pinning``): the penalty's weight per unit against the penalty itself, the pinned logit
 against the minimum of the loss it describes, and the intervention end to end."""
+import importlib.util
 import json
 import types
 
@@ -93,6 +94,8 @@ def test_the_intervention_end_to_end(tmp_path, mnist_dir, capsys):
     assert rec[DROPPED] == [drop] and rec["at_epoch"] == 6 and "control_for" not in rec
     assert stored_key(load_checkpoint(dest / "snap-e8.npz")[1]) is None
     assert f"{drop}: {wrong['label'][0]} -> {wrong['predicted'][0]}" in (out / "pinning.md").read_text()
+    if importlib.util.find_spec("matplotlib"):  # the plots extra draws one class's logit and margin
+        assert (out / "pinning.png").stat().st_size > 0
 
     # the continuation is the base state trained on without the image, and not with it
     model, state, _ = resume_state(out / f"{first.name}-e6" / "train.npz", first.recipe.config(first.seed), np)
@@ -118,7 +121,8 @@ def test_the_intervention_end_to_end(tmp_path, mnist_dir, capsys):
 
     for bad, match in [(["--at", "6", "--epochs", "8"], "together"), (["--control"], "control"),
                        (["--at", "6", "--drop", "1", "--epochs", "6"], "after --at"),
-                       (["--at", "6", "--drop", "55000", "--epochs", "8"], "0..54999")]:
+                       (["--at", "6", "--drop", "55000", "--epochs", "8"], "0..54999"),
+                       (["--plot-class", "10"], "no such class")]:
         with pytest.raises(UsageError, match=match):
             pinning.main([str(source), *bad, *common])
     with pytest.raises(UsageError, match="not a sweep run folder"):
