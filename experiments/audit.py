@@ -108,8 +108,8 @@ def main(argv=None):
     suite = attack_suite(args.eps, args.pgd_steps, args.restarts, args.square_queries, args.seed)
     args.attacks = {"suite": list(suite), "eps_sweep": list(apgd_attacks(args.eps, args.sweep_steps, 1, args.seed))}
     run = Run("audit", args)
+    models = load_models(args, run.xp)  # --from checked before MNIST is read
     x_all, y_all = load_mnist(args.data_dir)["test"]
-    models = load_models(args, run.xp)
     done = resumable_rows(run.path("audit.json"), args)
     rows = []
     for name, model in models.items():

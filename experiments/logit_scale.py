@@ -85,9 +85,10 @@ def main(argv=None):
     parser.add_argument("--batch", type=count, default=250)
     args = parse(parser, argv, quick={"n_test": 200, "n_test_cnn": 50})
     run = Run("logit_scale", args)
+    models = load_models(args, run.xp)  # --from checked before MNIST is read
     x_all, y_all = load_mnist(args.data_dir)["test"]
     results = []
-    for name, model in load_models(args, run.xp).items():
+    for name, model in models.items():
         n = args.n_test_cnn if name.startswith("cnn") else args.n_test
         x, y = to_device(x_all[:n], run.xp), to_device(y_all[:n], run.xp)
         margin = logit_margin(model, x, y, args.batch)

@@ -140,11 +140,12 @@ def main(argv, script, attack_name, make_attack, add_args, quick):
     add_args(parser)
     args = parse(parser, argv, quick=quick)
     run = Run(script, args)
+    models = load_models(args, run.xp)  # --from checked before MNIST is read
     data = load_mnist(args.data_dir)
     x_test, y_test = data["test"]
     attack = make_attack(args)
     rows = []
-    for name, model in load_models(args, run.xp).items():
+    for name, model in models.items():
         with about(name):  # a user error raised for this model names it
             for sources in args.sources:
                 path = run.path(f"{name}-{sources}.npz")

@@ -162,8 +162,8 @@ def main(argv=None):
     # not an option: the upper bound's attacks by name, saved with the options, so that rows of another are not resumed
     args.attacks = list(apgd_attacks(args.eps[0], args.sweep_steps, 1, args.seed))
     run = Run("verify", args)
+    models = load_models(args, run.xp)  # --from checked before MNIST is read
     x, y = (a[:args.n_test] for a in load_mnist(args.data_dir)["test"])
-    models = load_models(args, run.xp)
     done = resumable_rows(run.path("verify.json"), args)
     rows = []
     for name, model in models.items():
