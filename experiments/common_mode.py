@@ -34,6 +34,7 @@ nothing the penalty sees. With the ``plots`` extra, <run>.png: margin and common
 from __future__ import annotations
 
 import argparse
+import math
 import re
 from pathlib import Path
 
@@ -57,7 +58,7 @@ def readout_sides(model, x, y, batch=1000):
     """Where the readout's logits sit against 0, on images x (N, 1, 28, 28) with labels y (N,), host arrays.
 
     Over the correctly classified images, as the evaluation's margins (``experiments.evaluation``):
-    -> dict of floats: ``z_true`` and ``z_wrong_max``, the medians of z_y and of max_{j != y} z_j;
+    -> dict of floats: ``z_correct`` and ``z_wrong_max``, the medians of z_y and of max_{j != y} z_j;
     ``margin``, the median of their difference; ``common_mode``, the median of their mean
     (z_y + max_{j != y} z_j) / 2, about 0 when the classes separate around 0; ``wrong_positive``, the
     share of their n (K - 1) wrong-class logits above 0 (where the readout's sigma' penalty pushes them
@@ -76,9 +77,9 @@ def readout_sides(model, x, y, batch=1000):
     zt, zw = np.concatenate(zt), np.concatenate(zw)
     K = true.shape[1] if len(zt) else 0
     if len(zt) == 0:  # no image classified correctly: nothing to measure
-        return dict.fromkeys(["z_true", "z_wrong_max", "margin", "common_mode", "wrong_positive", "true_positive"],
+        return dict.fromkeys(["z_correct", "z_wrong_max", "margin", "common_mode", "wrong_positive", "true_positive"],
                              float("nan"))
-    return {"z_true": float(np.median(zt)), "z_wrong_max": float(np.median(zw)), "margin": float(np.median(zt - zw)),
+    return {"z_correct": float(np.median(zt)), "z_wrong_max": float(np.median(zw)), "margin": float(np.median(zt - zw)),
             "common_mode": float(np.median((zt + zw) / 2)), "wrong_positive": pos / (len(zt) * (K - 1)),
             "true_positive": float((zt > 0).mean())}
 
@@ -132,12 +133,12 @@ def trajectory(folder, x, y, xp, log, batch=500, keep=True):
 def table(rows_by_run):
     """Markdown: one line per snapshot of each run."""
     pct = lambda v: "-" if v is None else f"{100 * v:.1f}"  # noqa: E731
-    lines = ["| run | epoch | median margin | common mode | wrong logits > 0 | z_true / max z_wrong | clean | FGSM paper "
+    lines = ["| run | epoch | median margin | common mode | wrong logits > 0 | z_y / max z_wrong | clean | FGSM paper "
              "| FGSM stable | zero gradients |", "| --- | " + "--- | " * 9]
     for name, rows in rows_by_run.items():
         for r in rows:
             lines.append(f"| {name} | {r['epoch']} | {r['margin']:.1f} | {r['common_mode']:.1f} | "
-                         f"{100 * r['wrong_positive']:.1f} % | {r['z_true']:.1f} / {r['z_wrong_max']:.1f} | "
+                         f"{100 * r['wrong_positive']:.1f} % | {r['z_correct']:.1f} / {r['z_wrong_max']:.1f} | "
                          f"{pct(r['clean_acc'])} | {pct(r['fgsm_paper'])} | {pct(r['fgsm_stable'])} | "
                          f"{pct(r['zero_grad_paper'])} |")
     return "\n".join(lines) + "\n"
@@ -161,6 +162,9 @@ def eps_fork(shifted_dir, run, seed, eps, epochs, xp, log):
     shifted run has passed min(epochs)."""
     dest = shifted_dir.with_name(f"{shifted_dir.name}-eps{eps:g}")
     if (dest / "train.npz").exists():
+        recorded = load_checkpoint(dest / "train.npz")[1][INTERVENTION][ADAM_EPS]
+        if recorded != eps:
+            raise UsageError(f"{dest} continues with Adam's epsilon {recorded!r}, not {eps!r}; give --out another folder")
         return dest
     resumed = resume_state(shifted_dir / "train.npz", run.recipe.config(seed), xp)
     if resumed is None:
@@ -189,9 +193,8 @@ def main(argv=None):
     args = parse(parser, argv)
     source = Path(args.run)
     run, seed = sweep_source(source, max(args.epochs))
-    readout = (run.recipe.method or {}).get("kinds", [None])[-1]
-    if readout != "sigmoid":
-        raise UsageError(f"{source}: its readout's penalty is {readout!r}; the common mode matters to a "
+    if run.recipe.readout_penalty != "sigmoid":
+        raise UsageError(f"{source}: its readout's penalty is {run.recipe.readout_penalty!r}; the common mode matters to a "
                          "sigma' penalty on the readout only (a sigmoid MLP's sweep run)")
     out = Run("common_mode", args)  # default folder runs/common_mode
     data = load_mnist(args.data_dir)
@@ -202,8 +205,10 @@ def main(argv=None):
         raise UsageError(f"{out.dir} holds {len(existing)} such continuations ({', '.join(p.name for p in existing)}); "
                          "give --out another folder")
     if args.adam_eps is not None:
-        if kind != "shift" or not existing or not args.adam_eps > 0:
-            raise UsageError("--adam-eps (> 0) continues the shifted run: make it first, without --adam-eps "
+        if not (math.isfinite(args.adam_eps) and args.adam_eps > 0):
+            raise UsageError(f"--adam-eps must be a positive finite number, got {args.adam_eps}")
+        if kind != "shift" or not existing:
+            raise UsageError("--adam-eps continues the shifted run: make it first, without --adam-eps "
                              "and without --shift none")
         dest = eps_fork(existing[0], run, seed, args.adam_eps, args.epochs, out.xp, out.log)
     elif existing:
@@ -235,17 +240,18 @@ def main(argv=None):
     write_json(out.dir / f"{run.name}.json", {"n_test": len(x_test), "interventions": shifts, "runs": rows})
     (out.dir / f"{run.name}.md").write_text(table(rows))
     out.log("\n" + table(rows))
-    save_figure(out.dir / f"{run.name}.png", lambda axes: draw(axes, rows, source.name), shape=(1, 2), figsize=(10, 4))
+    save_figure(out.dir / f"{run.name}.png", lambda axes: draw(axes, rows, source.name, shifts), shape=(1, 2), figsize=(10, 4))
     return rows
 
 
-def draw(axes, rows, source):
-    """Median margin and common mode against epochs, one line per run (the source, then its continuations)."""
+def draw(axes, rows, source, records):
+    """Median margin and common mode against epochs, one line per run (the source, then its continuations,
+    labelled from their intervention ``records``: {folder name: record or None})."""
     for ax, key, label in zip(axes[0], ("margin", "common_mode"), ("median logit margin", "common mode of the readout")):
         for name, rs in rows.items():
-            rest = name[len(source):]
-            tag = ("the run" if name == source else "control" if "-shift" not in rest
-                   else f"shifted, Adam eps {rest.split('-eps')[1]}" if "-eps" in rest else "shifted")
+            rec = records.get(name) or {}
+            tag = ("the run" if name == source else "control" if "readout_shift" not in rec else
+                   f"shifted, Adam eps {rec[ADAM_EPS]:g} from epoch {rec['adam_eps_from']}" if ADAM_EPS in rec else "shifted")
             ax.plot([r["epoch"] for r in rs], [r[key] for r in rs], marker=".", label=tag)
         ax.axhline(0, color="0.7", lw=0.8)
         ax.set_xlabel("epoch")

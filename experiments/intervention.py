@@ -57,7 +57,8 @@ def intervened_recipe(recipe, record, epochs):
 
 def save_intervened(dest, model, adam, meta, record):
     """Write the training checkpoint ``dest``: ``model``, Adam's state ``adam`` and the ``meta`` of the
-    checkpoint it came from, with the intervention ``record`` (merged over any it carried) and the
+    checkpoint it came from, with the intervention ``record`` (its keys added to, or replacing, those of
+    any record the checkpoint carried) and the
     training config it changes (``intervened_recipe``), so that ``nn.train.resume_state`` continues it
     under the changed settings. -> the merged record."""
     merged = {**(meta.get(INTERVENTION) or {}), **record}
@@ -68,16 +69,24 @@ def save_intervened(dest, model, adam, meta, record):
     return merged
 
 
-def intervened_data(data, record):
-    """``data`` (``nn.mnist.load_mnist``'s dict) as the intervention ``record`` (a dict or None) trains
-    on: data["train"] without the images the record drops (``DROPPED``), the rest unchanged."""
+def trained_indices(n_split, max_train, record):
+    """The indices into the training split (of n_split images) that a run trains on: its first
+    ``max_train`` (the recipe's; all when None), without the images the intervention ``record`` (a dict
+    or None) drops (``DROPPED``). -> (n,) int64, increasing. The one place that decides it."""
+    idx = np.arange(min(max_train or n_split, n_split))
     drop = (record or {}).get(DROPPED)
-    if not drop:
+    return idx[~np.isin(idx, drop)] if drop else idx
+
+
+def intervened_data(data, record, max_train=None):
+    """``data`` (``nn.mnist.load_mnist``'s dict) as the intervention ``record`` trains on: data["train"]
+    cut to the recipe's ``max_train`` images and without the ones the record drops (``trained_indices``;
+    ``nn.train.train``'s own cut then keeps them all); unchanged without a record that drops any."""
+    if not (record or {}).get(DROPPED):
         return data
     x, y = data["train"]
-    keep = np.ones(len(x), dtype=bool)
-    keep[np.asarray(drop, dtype=np.int64)] = False
-    return {**data, "train": (x[keep], y[keep])}
+    idx = trained_indices(len(x), max_train, record)
+    return {**data, "train": (x[idx], y[idx])}
 
 
 def continue_run(run, seed, dest_dir, epochs, data, x_test, y_test, xp, log, batch=500):
@@ -111,7 +120,7 @@ def continue_run(run, seed, dest_dir, epochs, data, x_test, y_test, xp, log, bat
             log(f"{dest_dir.name} {line}")
 
     if state.epoch < max(epochs):
-        train(model, intervened_data(data, meta.get(INTERVENTION)), recipe.config(seed),
+        train(model, intervened_data(data, meta.get(INTERVENTION), recipe.train["max_train"]), recipe.config(seed),
               objective=recipe.objective(), resume=state, checkpoint=ckpt, checkpoint_meta=keep,
               checkpoint_every=25, checkpoint_seconds=600,
               after_epoch=lambda m, rec: snapshot(m, rec["epoch"]) if rec["epoch"] in epochs else None,

@@ -20,9 +20,11 @@ the run's recipe is trained again from scratch to epoch E into <out>/<run>-e<E>/
 bit against the run's own snapshot at E, where there is one); that training state (parameters, Adam's
 moments, the shuffling generator) then continues without training images I into
 <out>/<run>-e<E>-drop<I>/, to each --epochs, a snapshot at each (``experiments.intervention``).
---control leaves out as many other images instead, drawn at random (seeded by the run's seed) from
-the correctly classified training images of the same labels: the same change to the data's size and
-order, other images. The same command continues either where it stopped.
+--control leaves out as many other images of each of their labels instead, drawn at random (seeded by
+the run's seed) from the correctly classified ones, in <out>/<run>-e<E>-control<I>/: the same change
+to the data's size (both reshuffle the remaining images from then on), other images. The retrained
+state must equal the run's snapshot at E bit for bit where there is one (UsageError otherwise: another
+BLAS kernel or thread count rounds otherwise). The same command continues either where it stopped.
 """
 from __future__ import annotations
 
@@ -34,48 +36,63 @@ import numpy as np
 
 from analysis.masking.readout import misclassified, pinned_logit, silence
 from experiments.common import Run, UsageError, add_common_args, cli, count, parse, summary, write_json
-from experiments.intervention import DROPPED, continue_run, save_intervened, sweep_source
+from experiments.intervention import DROPPED, continue_run, save_intervened, sweep_source, trained_indices
 from experiments.plotting import save_figure
 from experiments.store import INTERVENTION, train_or_load
 from experiments.sweep_report import snapshots
+from nn.backend import to_host
 from nn.checkpoint import load_checkpoint
 from nn.mnist import load_mnist
-from nn.penalty import unit_weight
+from nn.penalty import lambda_schedule, unit_weight
 from nn.train import resume_state
 
 LISTED = 8  # misclassified training images listed per snapshot in the table (the JSON keeps them all)
+MAX_DROP = 10  # training images one intervention may leave out (each one names its folder)
 
 
-def readout_weight(recipe, n_classes):
-    """One readout unit's penalty weight relative to one example's cross-entropy (``nn.penalty.unit_weight``)
-    for a saturated recipe whose readout carries the sigma' penalty; None for any other readout."""
-    m = recipe.method or {}
-    if recipe.training != "saturated" or m.get("kinds", [None])[-1] != "sigmoid":
+def readout_weight(recipe, n_classes, step):
+    """One readout unit's penalty weight relative to one example's cross-entropy at training step
+    ``step`` (``nn.penalty.unit_weight`` with lambda from ``nn.penalty.lambda_schedule``) for a recipe
+    whose readout carries the sigma' penalty; None for any other."""
+    if recipe.readout_penalty != "sigmoid":
         return None
-    return unit_weight(m["lam_max"], n_classes, recipe.train["batch_size"], m["units"], m["batch"])
+    m = recipe.method
+    lam = lambda_schedule(step, m["lam_max"], m["lam_step"])
+    return unit_weight(lam, n_classes, recipe.train["batch_size"], m["units"], m["batch"]) if lam > 0 else None
 
 
-def pinning(model, weight, x_train, y_train, x_test, y_test, dropped=()):
-    """One snapshot's report (see the module docstring) as a dict of JSON-able values, on the whole
-    training split; images ``dropped`` (training-split indices the model no longer trains on) are
-    listed when misclassified but neither pin (n_pinning) nor count in their class (n_class)."""
-    wrong = misclassified(model, x_train, y_train)
-    train, test = silence(model, x_train, y_train), silence(model, x_test, y_test)
+def pinning(model, weight, x, y, trained, dropped, x_test, y_test):
+    """One snapshot's report (the module docstring) as a dict of JSON-able values.
+
+    x (N, 1, 28, 28), y (N,): the training split, host arrays; trained (n,): the indices the model
+    trains on (``experiments.intervention.trained_indices``), over which every training number is
+    taken; dropped: indices it trains without, listed when misclassified, never counted; x_test, y_test:
+    test images and labels; weight: ``readout_weight`` (None: no pinned logit). Per class k (lists of
+    K): ``n_class`` its trained images, ``n_pinning`` the trained images of other labels classified as
+    k, ``pinned_logit`` z* where n_pinning > 0, ``z_correct_by_class`` its median own-class logit over
+    its correctly classified trained images, ``margin_by_class_test`` its median test margin;
+    ``misclassified``: ``analysis.masking.readout.misclassified``'s entries, indices into the split."""
+    seen = np.union1d(trained, np.asarray(dropped, dtype=np.int64))  # (m,) the trained and the left out
+    wrong = misclassified(model, x[seen], y[seen])
+    wrong["index"] = seen[wrong["index"]]
+    train, test = silence(model, x[trained], y[trained]), silence(model, x_test, y_test)
     K = len(train["z_correct_by_class"])
-    trained = ~np.isin(np.arange(len(y_train)), np.asarray(dropped, dtype=np.int64))  # (N,)
-    n_class = np.bincount(y_train[trained], minlength=K)
-    n_pinning = np.bincount(wrong["predicted"][trained[wrong["index"]]], minlength=K)
+    n_class = np.bincount(y[trained], minlength=K)
+    n_pinning = np.bincount(wrong["predicted"][np.isin(wrong["index"], trained)], minlength=K)
     pinned = [pinned_logit(weight, int(n_class[k]), int(n_pinning[k])) if weight and n_pinning[k] else None
               for k in range(K)]
     return {"misclassified": {k: v.tolist() for k, v in wrong.items()}, "dropped": [int(i) for i in dropped],
-            "n_class": n_class.tolist(), "z_own_by_class": train["z_correct_by_class"], "pinned_logit": pinned,
-            "margin_by_class_test": test["margin_by_class"], "margin_test": test["margin"]}
+            "n_class": n_class.tolist(), "n_pinning": n_pinning.tolist(), "pinned_logit": pinned,
+            "z_correct_by_class": train["z_correct_by_class"], "margin_by_class_test": test["margin_by_class"],
+            "margin_test": test["margin"]}
 
 
 def retrained_base(run, seed, source, at, out, data, log):
     """The run's training state at epoch ``at``: its recipe trained again from scratch into
     <out>/<run>-e<at>/train.npz (resumable), compared bit for bit with the run's snap-e<at>.npz.
-    -> (path, equal: True, False, or None without a snapshot)."""
+    -> (path, what the comparison found, a sentence for the record). Raises UsageError when the
+    retrained model differs from the snapshot (another BLAS kernel or thread count rounds otherwise):
+    the continuation would not continue the run it is compared with."""
     base = out.dir / f"{run.name}-e{at}"
     base.mkdir(exist_ok=True)
     recipe = run.recipe.replace("train", epochs=at)
@@ -83,45 +100,62 @@ def retrained_base(run, seed, source, at, out, data, log):
                              checkpoint_seconds=600)
     snap = source / f"snap-e{at}.npz"
     if not snap.exists():
-        return base / "train.npz", None
-    theirs = load_checkpoint(snap, out.xp)[0]
-    equal = all(np.array_equal(np.asarray(a[k]), np.asarray(b[k])) for a, b in zip(model.params, theirs.params) for k in a)
-    log(f"{base.name}: retrained to epoch {at}, {'equal bit for bit to' if equal else 'NOT equal to'} {snap}")
-    return base / "train.npz", equal
+        found = f"no snapshot {snap} to compare the retrained state with"
+    else:
+        theirs = load_checkpoint(snap, out.xp)[0]
+        if not all(np.array_equal(to_host(a[k]), to_host(b[k])) for a, b in zip(model.params, theirs.params) for k in a):
+            raise UsageError(f"{base}/train.npz, the recipe trained again to epoch {at}, differs from {snap} "
+                             "(another BLAS kernel, thread count or device rounds otherwise); intervene where it was trained")
+        found = f"equal bit for bit to {snap}"
+    log(f"{base.name}: retrained to epoch {at}, {found}")
+    return base / "train.npz", found
 
 
-def fork(run, seed, base_ckpt, drop, control, out, data, log):
-    """Copy the training state ``base_ckpt`` to <out>/<run>-e<E>-drop<I>/train.npz with its intervention
-    record (the training images left out; with ``control``, as many others of the same labels drawn at
-    random). -> the folder (an existing one is reused)."""
-    model, state, meta = resume_state(base_ckpt, run.recipe.config(seed), out.xp)
+def fork(run, seed, base_ckpt, retrained, drop, control, out, data, log):
+    """The training state ``base_ckpt`` (epoch E) copied with its intervention record: training images
+    ``drop`` left out, in <out>/<run>-e<E>-drop<I>/; with ``control``, as many other images of each of
+    their labels, correctly classified and drawn at random (seeded by the run's seed), in
+    <out>/<run>-e<E>-control<I>/. -> the folder (an existing one is reused, nothing drawn again).
+    Raises UsageError when the state cannot be read or a label has too few images to draw."""
+    resumed = resume_state(base_ckpt, run.recipe.config(seed), out.xp)
+    if resumed is None:
+        raise UsageError(f"{base_ckpt} holds no training state of the recipe {run.name}")
+    model, state, meta = resumed
+    dest = out.dir / f"{run.name}-e{state.epoch}-{'control' if control else 'drop'}{'-'.join(map(str, drop))}"
+    if (dest / "train.npz").exists():
+        return dest
     x, y = data["train"]
-    original = list(drop)
+    trained = trained_indices(len(x), run.recipe.train["max_train"], None)
+    left_out = list(drop)
     if control:
-        wrong = np.isin(np.arange(len(y)), np.concatenate([misclassified(model, x, y)["index"], drop]))
-        pool = np.flatnonzero(np.isin(y, y[drop]) & ~wrong)  # right, of the same labels, not left out
-        drop = sorted(np.random.default_rng(seed).choice(pool, size=len(drop), replace=False).tolist())
-    dest = out.dir / f"{run.name}-e{state.epoch}-drop{'-'.join(map(str, drop))}"
-    if not (dest / "train.npz").exists():
-        dest.mkdir(exist_ok=True)
-        record = {DROPPED: drop, "labels": y[drop].tolist(), "at_epoch": state.epoch, "source": str(base_ckpt),
-                  **({"control_for": original} if control else {})}
-        save_intervened(dest / "train.npz", model, state.adam, meta, record)
-        log(f"{dest.name}: training images {drop} (labels {record['labels']}) left out from epoch {state.epoch}"
-            + (f", the control for {original}" if control else ""))
+        wrong = misclassified(model, x[trained], y[trained])["index"]
+        rng, left_out = np.random.default_rng(seed), []
+        for label in sorted(set(y[drop].tolist())):
+            pool = np.setdiff1d(trained[y[trained] == label], np.concatenate([trained[wrong], drop]))  # right, not in drop
+            need = int((y[drop] == label).sum())
+            if len(pool) < need:
+                raise UsageError(f"--control: only {len(pool)} other correctly classified images of label {label}")
+            left_out += rng.choice(pool, size=need, replace=False).tolist()
+        left_out.sort()
+    dest.mkdir(exist_ok=True)
+    record = {DROPPED: left_out, "labels": y[left_out].tolist(), "at_epoch": state.epoch, "source": str(base_ckpt),
+              "retrained": retrained, **({"control_for": list(drop)} if control else {})}
+    save_intervened(dest / "train.npz", model, state.adam, meta, record)
+    log(f"{dest.name}: training images {left_out} (labels {record['labels']}) left out from epoch {state.epoch}"
+        + (f", the control for {list(drop)}" if control else ""))
     return dest
 
 
 def continuations(out, name):
     """The folders in ``out`` that continue run ``name`` without some training images, by name."""
-    pattern = re.compile(re.escape(name) + r"-e\d+-drop[\d-]+")
+    pattern = re.compile(re.escape(name) + r"-e\d+-(drop|control)[\d-]+")
     return [p for p in sorted(Path(out).iterdir()) if pattern.fullmatch(p.name) and snapshots(p)]
 
 
 def table(rows):
     """Markdown: one line per snapshot; per class the median own-class training logit, with the pinned
     logit z* in brackets where images are misclassified as that class, and the median test margin."""
-    K = len(rows[0]["z_own_by_class"])
+    K = len(rows[0]["z_correct_by_class"])
     fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
     lines = ["| run | epoch | misclassified training images (index: label -> predicted, gap) | "
              + " | ".join(f"class {k}: z_k (z*) / test margin" for k in range(K)) + " |",
@@ -131,7 +165,7 @@ def table(rows):
         listed = ", ".join(f"{i}: {a} -> {b}, {g:.1f}" + (" (left out)" if i in r["dropped"] else "") for i, a, b, g in
                            list(zip(w["index"], w["label"], w["predicted"], w["gap"]))[:LISTED])
         more = len(w["index"]) - LISTED
-        cells = [fmt(r["z_own_by_class"][k]) + (f" ({r['pinned_logit'][k]:.2f})" if r["pinned_logit"][k] else "")
+        cells = [fmt(r["z_correct_by_class"][k]) + (f" ({r['pinned_logit'][k]:.2f})" if r["pinned_logit"][k] else "")
                  + f" / {fmt(r['margin_by_class_test'][k])}" for k in range(K)]
         lines.append(f"| {r['run']} | {r['epoch']} | {listed or 'none'}{f' and {more} more' if more > 0 else ''} | "
                      + " | ".join(cells) + " |")
@@ -142,7 +176,7 @@ def main(argv=None):
     parser = add_common_args(argparse.ArgumentParser(description=summary(__doc__)))
     parser.add_argument("runs", nargs="+", help="sweep run folders (runs/sweep/<run>)")
     parser.add_argument("--at", type=count, help="the epoch to intervene at (with --drop and --epochs)")
-    parser.add_argument("--drop", type=int, nargs="+", help="training-split indices to train on without")
+    parser.add_argument("--drop", type=int, nargs="+", help=f"training-split indices to train on without (at most {MAX_DROP})")
     parser.add_argument("--epochs", type=count, nargs="+", help="continue to these epochs, a snapshot at each")
     parser.add_argument("--control", action="store_true",
                         help="leave out as many random correctly classified images of the same labels instead")
@@ -156,22 +190,28 @@ def main(argv=None):
         raise UsageError("--control is the control of a --drop intervention; give --at, --drop and --epochs")
     if args.drop and len(args.runs) != 1:
         raise UsageError(f"an intervention continues one run; {len(args.runs)} given")
+    if args.drop and len(set(args.drop)) > MAX_DROP:
+        raise UsageError(f"--drop: at most {MAX_DROP} images")
     if args.epochs and min(args.epochs) <= args.at:
         raise UsageError(f"--epochs must lie after --at {args.at}")
     sources = [(Path(f), *sweep_source(f, max(args.epochs or [1]))) for f in args.runs]
+    for folder, _, _ in sources:
+        if not snapshots(folder):
+            raise UsageError(f"{folder}: no snap-e<epoch>.npz snapshots there (python -m experiments.sweep makes them)")
     out = Run("pinning", args)  # default folder runs/pinning
     data = load_mnist(args.data_dir)
     x_train, y_train = data["train"]
-    if args.drop and not all(0 <= i < len(x_train) for i in args.drop):
-        raise UsageError(f"--drop: training-split indices lie in 0..{len(x_train) - 1}")
+    if args.drop:
+        source, run, seed = sources[0]
+        trained = trained_indices(len(x_train), run.recipe.train["max_train"], None)
+        if not np.isin(args.drop, trained).all():
+            raise UsageError(f"--drop: the run trains on training-split indices 0..{len(trained) - 1}")
     if args.plot_class is not None and not 0 <= args.plot_class <= y_train.max():
         raise UsageError(f"--plot-class {args.plot_class}: no such class (0..{y_train.max()})")
     x_test, y_test = (a[:args.n_test] for a in data["test"])
-    checks = {}
     if args.drop:
-        source, run, seed = sources[0]
-        base, checks[run.name] = retrained_base(run, seed, source, args.at, out, data, out.log)
-        dest = fork(run, seed, base, sorted(set(args.drop)), args.control, out, data, out.log)
+        base, retrained = retrained_base(run, seed, source, args.at, out, data, out.log)
+        dest = fork(run, seed, base, retrained, sorted(set(args.drop)), args.control, out, data, out.log)
         continue_run(run, seed, dest, sorted(set(args.epochs)), data, x_test[:2000], y_test[:2000], out.xp, out.log)
     rows = []
     for source, run, seed in sources:
@@ -179,31 +219,34 @@ def main(argv=None):
             for snap in snapshots(folder):
                 model, meta = load_checkpoint(snap, out.xp)
                 record = meta.get(INTERVENTION) or {}
-                rows.append({"run": folder.name, "epoch": int(snap.stem[len("snap-e"):]), "intervention": record,
-                             **pinning(model, readout_weight(run.recipe, model.params[-1]["b"].shape[0]),
-                                       x_train, y_train, x_test, y_test, record.get(DROPPED, ()))})
-                out.log(f"{folder.name} epoch {rows[-1]['epoch']}: {len(rows[-1]['misclassified']['index'])} "
+                trained = trained_indices(len(x_train), run.recipe.train["max_train"], record)
+                step = meta["epoch"] * -(-len(trained) // run.recipe.train["batch_size"])  # steps so far, about
+                weight = readout_weight(run.recipe, model.params[-1]["b"].shape[0], step)
+                rows.append({"run": folder.name, "epoch": meta["epoch"], "intervention": record,
+                             **pinning(model, weight, x_train, y_train, trained, record.get(DROPPED, ()), x_test, y_test)})
+                out.log(f"{folder.name} epoch {meta['epoch']}: {len(rows[-1]['misclassified']['index'])} "
                         f"training images misclassified")
-    write_json(out.path("pinning.json"), {"n_test": len(x_test), "retrained_equal": checks, "rows": rows})
+    write_json(out.path("pinning.json"), {"n_test": len(x_test), "rows": rows})
     out.path("pinning.md").write_text(table(rows))
     out.log("\n" + table(rows))
-    first = [r for r in rows if r["run"] == sources[0][0].name]
-    k = args.plot_class if args.plot_class is not None else int(np.argmin(first[-1]["z_own_by_class"]))
-    save_figure(out.path("pinning.png"), lambda axes: draw(axes, rows, k), shape=(1, 2), figsize=(11, 4))
+    last = [r for r in rows if r["run"] == sources[0][0].name][-1]["z_correct_by_class"]
+    k = args.plot_class if args.plot_class is not None else int(np.nanargmin([np.nan if v is None else v for v in last]))
+    save_figure(out.path("pinning.png"), lambda axes: draw(axes, rows, k, sources[0][0].name), shape=(1, 2), figsize=(11, 4))
     return rows
 
 
-def draw(axes, rows, k):
+def draw(axes, rows, k, first):
     """Class k's median own-class training logit (left) and median test margin (right) against epochs,
-    one line per run folder; the pinned logit z* and margin 2 z* (one misclassified image) dashed."""
-    z_star = next((r["pinned_logit"][k] for r in rows if r["pinned_logit"][k]), None)
-    for ax, key, label, line in ((axes[0][0], "z_own_by_class", f"class {k}: median own-class logit (training)", 1),
-                                 (axes[0][1], "margin_by_class_test", f"class {k}: median test margin", 2)):
+    one line per run folder; dashed, the pinned logit z* and margin 2 z* of run ``first``'s last
+    snapshot where class k is pinned there."""
+    z_star = [r for r in rows if r["run"] == first][-1]["pinned_logit"][k]
+    for ax, key, label, times in ((axes[0][0], "z_correct_by_class", f"class {k}: median own-class logit (training)", 1),
+                                  (axes[0][1], "margin_by_class_test", f"class {k}: median test margin", 2)):
         for name in dict.fromkeys(r["run"] for r in rows):
             rs = [r for r in rows if r["run"] == name and r[key][k] is not None]
             ax.plot([r["epoch"] for r in rs], [r[key][k] for r in rs], marker=".", label=_short(name, rows))
         if z_star:
-            ax.axhline(line * z_star, color="0.5", ls="--", lw=0.8, label=("z*" if line == 1 else "2 z*") + f" = {line * z_star:.2f}")
+            ax.axhline(times * z_star, color="0.5", ls="--", lw=0.8, label=f"{'2 ' if times == 2 else ''}z* = {times * z_star:.2f}")
         ax.set_xscale("log")
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
@@ -216,9 +259,9 @@ def _short(name, rows):
     seed = re.search(r"-seed(\d+)", name).group(1)
     if not rec:
         return f"seed {seed}"
-    if "control_for" in rec:
-        return f"seed {seed}, from {rec['at_epoch']} without image {rec[DROPPED][0]} (control)"
-    return f"seed {seed}, from {rec['at_epoch']} without image {', '.join(map(str, rec[DROPPED]))}"
+    images = ", ".join(map(str, rec[DROPPED]))
+    control = f" (control for {', '.join(map(str, rec['control_for']))})" if "control_for" in rec else ""
+    return f"seed {seed}, from epoch {rec['at_epoch']} without image {images}{control}"
 
 
 if __name__ == "__main__":

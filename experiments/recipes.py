@@ -111,6 +111,14 @@ class Recipe:
     def epochs(self):
         return self.train["epochs"]
 
+    @property
+    def readout_penalty(self):
+        """The phi of the saturating penalty on the readout (eqs. 6-8: "sigmoid", "relu", "linear"), or
+        None: a recipe without the penalty, or without it on the readout."""
+        if self.training != "saturated" or not self.method.get("lam_max"):
+            return None
+        return self.method["kinds"][-1]
+
     def spec(self):
         return build_spec(self.arch, **self.arch_kwargs)
 

@@ -23,7 +23,7 @@ def test_readout_sides_by_hand():
     z = np.array([[3.0, 1.0, -2.0], [0.0, 2.0, 1.0], [5.0, 0.0, 0.0]], np.float32)  # the third is misclassified
     stub = types.SimpleNamespace(xp=np, dtype=np.float32, logits=lambda x: z[:len(x)])
     sides = common_mode.readout_sides(stub, np.zeros((3, 1, 1, 1), np.float32), np.array([0, 1, 2]))
-    assert sides == {"z_true": 2.5, "z_wrong_max": 1.0, "margin": 1.5, "common_mode": 1.75,
+    assert sides == {"z_correct": 2.5, "z_wrong_max": 1.0, "margin": 1.5, "common_mode": 1.75,
                      "wrong_positive": 0.5, "true_positive": 1.0}
 
 
@@ -134,6 +134,10 @@ def test_the_shifted_run_continues_and_is_never_its_recipes_model(tmp_path, mnis
     assert f"| {fork.name} | 10 |" in (out / f"{first.name}.md").read_text()
     with pytest.raises(UsageError, match="shifted run"):
         common_mode.main(eps_argv + ["--shift", "none"])
+    with pytest.raises(UsageError, match="positive finite"):
+        common_mode.main([a if a != "1e-12" else "inf" for a in eps_argv])
+    with pytest.raises(UsageError, match="not 1.0000001e-12"):  # the same folder name, another epsilon
+        common_mode.main([a if a != "1e-12" else "1.0000001e-12" for a in eps_argv])
     with pytest.raises(UsageError, match="make it first"):
         common_mode.main(eps_argv[:5] + ["--out", str(tmp_path / "cm3"), "--data-dir", str(mnist_dir)])
 

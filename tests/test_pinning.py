@@ -2,7 +2,7 @@
 ``experiments.pinning``): the penalty's weight per unit against the penalty itself, the pinned logit
 against the minimum of the loss it describes, and the intervention end to end."""
 import importlib.util
-import json
+import shutil
 import types
 
 import numpy as np
@@ -14,7 +14,7 @@ from experiments import grids, pinning, sweep
 from experiments.common import UsageError
 from experiments.intervention import DROPPED, intervened_data
 from experiments.store import stored_key
-from nn.checkpoint import load_checkpoint
+from nn.checkpoint import load_checkpoint, save_checkpoint
 from nn.mnist import load_mnist
 from nn.penalty import phi_sigmoid, saturating_penalty, unit_weight
 from nn.softmax import log_softmax_stable
@@ -38,8 +38,8 @@ def test_unit_weight_is_the_penalty_gradient_per_example_cross_entropy(units, ba
 def test_pinned_logit_solves_its_balance():
     w, n = unit_weight(1.74, 10, 128, "mean", "mean"), 5444
     z = pinned_logit(w, n)
-    assert n * w * -phi_sigmoid(np.float64(z))[1] == pytest.approx(1.0, rel=1e-9)
-    assert z == pytest.approx(np.log(w * n), abs=0.01)  # |phi'| ~ e^-z far from 0
+    assert (n + 1) * w * -phi_sigmoid(np.float64(z))[1] == pytest.approx(1.0, rel=1e-9)
+    assert z == pytest.approx(np.log(w * (n + 1)), abs=0.01)  # |phi'| ~ e^-z far from 0
     assert pinned_logit(w, n, 2) < z < pinned_logit(w, 2 * n)
     assert np.isnan(pinned_logit(w, 5))  # 5 images' penalty cannot hold one pinning example anywhere
     with pytest.raises(InputError, match="n_class"):
@@ -56,7 +56,7 @@ def test_pinned_logit_is_where_the_loss_settles():
         logp = log_softmax_stable(z[None, :])[0]
         return -(n * logp[0] + logp[1]) / (n + 1) + w * phi_sigmoid(z)[0].sum()
     z = minimize(loss, np.array([3.0, -3.0]), method="BFGS", options={"gtol": 1e-14}).x
-    z_star = pinned_logit(w, n + 1)  # every example, the pinning one too, carries the penalty
+    z_star = pinned_logit(w, n)
     assert len(y) == n + 1 and z[0] == pytest.approx(z_star, abs=0.02) and z[1] == pytest.approx(-z_star, abs=0.02)
 
 
@@ -78,50 +78,65 @@ def test_intervened_data_leaves_out_exactly_those_images():
 
 
 def test_the_intervention_end_to_end(tmp_path, mnist_dir, capsys):
-    first = grids.GRIDS["quick"][0]  # a quick saturated sigmoid MLP, 6 epochs on 10,000 images
+    first = grids.GRIDS["quick"][0]  # a quick saturated sigmoid MLP, 6 epochs on the first 10,000 images
+    assert first.recipe.train["max_train"] == 10000
     sweep.main(["--quick", "--out", str(tmp_path / "sweep"), "--data-dir", str(mnist_dir), "--n-test", "300"])
     source, out = tmp_path / "sweep" / first.name, tmp_path / "pin"
     common = ["--out", str(out), "--data-dir", str(mnist_dir), "--n-test", "300"]
     data = load_mnist(mnist_dir)
-    wrong = misclassified(load_checkpoint(source / "snap-e6.npz")[0], *(a[:10000] for a in data["train"]))
+    x, y = (a[:10000] for a in data["train"])
+    wrong = misclassified(load_checkpoint(source / "snap-e6.npz")[0], x, y)
     drop = int(wrong["index"][0])
     rows = pinning.main([str(source), "--at", "6", "--drop", str(drop), "--epochs", "7", "8", *common])
-    report = json.loads((out / "pinning.json").read_text())
-    assert report["retrained_equal"] == {first.name: True}  # trained again to epoch 6: the same bits
     dest = out / f"{first.name}-e6-drop{drop}"
     assert [r["epoch"] for r in rows if r["run"] == dest.name] == [7, 8]
     rec = load_checkpoint(dest / "snap-e8.npz")[1]["intervention"]
     assert rec[DROPPED] == [drop] and rec["at_epoch"] == 6 and "control_for" not in rec
+    assert rec["retrained"].startswith("equal bit for bit")  # trained again to epoch 6: the same bits
     assert stored_key(load_checkpoint(dest / "snap-e8.npz")[1]) is None
     assert f"{drop}: {wrong['label'][0]} -> {wrong['predicted'][0]}" in (out / "pinning.md").read_text()
+    dropped_row = [r for r in rows if r["run"] == dest.name][-1]  # the report counts what the run trains on
+    assert sum(dropped_row["n_class"]) == 9999 and all(i < 10000 for i in dropped_row["misclassified"]["index"])
     if importlib.util.find_spec("matplotlib"):  # the plots extra draws one class's logit and margin
         assert (out / "pinning.png").stat().st_size > 0
 
-    # the continuation is the base state trained on without the image, and not with it
-    model, state, _ = resume_state(out / f"{first.name}-e6" / "train.npz", first.recipe.config(first.seed), np)
+    # the continuation is the base state trained on without the image; with it, another model
+    base = out / f"{first.name}-e6" / "train.npz"
     cfg = first.recipe.replace("train", epochs=8).config(first.seed)
-    train(model, intervened_data(data, rec), cfg, objective=first.recipe.objective(), resume=state, log=lambda s: None)
     ours = load_checkpoint(dest / "snap-e8.npz")[0]
-    assert all(np.array_equal(a[k], b[k]) for a, b in zip(model.params, ours.params) for k in a)
-    sweep_model = load_checkpoint(source / "train.npz")[0]  # trained to 6 only, with the image
-    assert not all(np.array_equal(a[k], b[k]) for a, b in zip(sweep_model.params, ours.params) for k in a)
+    for data_used, same in ((intervened_data(data, rec, 10000), True), (data, False)):
+        model, state, _ = resume_state(base, first.recipe.config(first.seed), np)
+        train(model, data_used, cfg, objective=first.recipe.objective(), resume=state, log=lambda s: None)
+        assert all(np.array_equal(a[k], b[k]) for a, b in zip(model.params, ours.params) for k in a) == same
+    assert len(intervened_data(data, rec, 10000)["train"][0]) == 9999
 
-    # the control: as many correctly classified images of the same label, drawn at random
+    # the control: as many correctly classified trained images of the same label, drawn at random
     pinning.main([str(source), "--at", "6", "--drop", str(drop), "--epochs", "7", "8", "--control", *common])
-    (control,) = [p for p in out.glob(f"{first.name}-e6-drop*") if p != dest]
+    control = out / f"{first.name}-e6-control{drop}"
     crec = load_checkpoint(control / "train.npz")[1]["intervention"]
     (other,) = crec[DROPPED]
-    assert other != drop and crec["control_for"] == [drop] and data["train"][1][other] == wrong["label"][0]
-    assert other not in misclassified(load_checkpoint(source / "snap-e6.npz")[0], *data["train"])["index"]
+    assert other != drop and other < 10000 and crec["control_for"] == [drop] and y[other] == wrong["label"][0]
+    assert other not in misclassified(load_checkpoint(source / "snap-e6.npz")[0], x, y)["index"]
 
     snaps = {p: p.stat().st_mtime_ns for p in out.glob("*/*.npz")}
     capsys.readouterr()
-    pinning.main([str(source), "--at", "6", "--drop", str(drop), "--epochs", "7", "8", *common])  # nothing to do
+    pinning.main([str(source), "--at", "6", "--drop", str(drop), "--epochs", "7", "8", "--control", *common])  # nothing to do
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/*.npz")} == snaps and "resuming" not in capsys.readouterr().out
+
+    # a source whose snapshot the retrained state does not match: no continuation
+    other_source = tmp_path / "other" / first.name
+    shutil.copytree(source, other_source)
+    model, meta = load_checkpoint(other_source / "snap-e6.npz")
+    model.params[-1]["b"][0] += 1
+    save_checkpoint(other_source / "snap-e6.npz", model, **{k: v for k, v in meta.items() if k not in ("format", "spec")})
+    with pytest.raises(UsageError, match="differs from"):
+        pinning.main([str(other_source), "--at", "6", "--drop", str(drop), "--epochs", "7",
+                      "--out", str(tmp_path / "pin2"), "--data-dir", str(mnist_dir)])
 
     for bad, match in [(["--at", "6", "--epochs", "8"], "together"), (["--control"], "control"),
                        (["--at", "6", "--drop", "1", "--epochs", "6"], "after --at"),
-                       (["--at", "6", "--drop", "55000", "--epochs", "8"], "0..54999"),
+                       (["--at", "6", "--drop", "10000", "--epochs", "8"], "0..9999"),
+                       (["--at", "6", "--drop", *map(str, range(11)), "--epochs", "8"], "at most 10"),
                        (["--plot-class", "10"], "no such class")]:
         with pytest.raises(UsageError, match=match):
             pinning.main([str(source), *bad, *common])

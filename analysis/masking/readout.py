@@ -82,15 +82,18 @@ def pinned_logit(weight, n_class, n_pinning=1):
     """The logit z* > 0 at which a sigma' readout penalty on n_class images of a class balances
     n_pinning training examples of other labels that the network classifies as that class:
 
-        n_class * weight * |phi'(z*)| = n_pinning,   phi(z) = sigma'(z),  |phi'(z)| ~ e^-z for large z,
+        (n_class + n_pinning) * weight * |phi'(z*)| = n_pinning,   phi(z) = sigma'(z),  |phi'(z)| ~ e^-z,
 
-    i.e. z* ~ ln(weight * n_class / n_pinning). weight: one readout unit's weight in the loss relative to
+    i.e. z* ~ ln(weight * (n_class + n_pinning) / n_pinning): every image of the shared code carries the
+    penalty, the pinning ones too. weight: one readout unit's weight in the loss relative to
     one example's cross-entropy (``nn.penalty.unit_weight``: lam / K for the sigmoid MLP's readout, penalty
     averaged over units and batch). Each pinning example pushes the class's logit down with p_k ~ 1 and
     its own label's logit up with 1 - p_j ~ 1; the class's images push the first up and the second down
     with the penalty's force, so on those images z_k settles at z*, the pinning label's z_j at -z*, and
     their margin near 2 z*. Assumes the class's images and the pinning examples share one hidden code
     (the readout cannot tell them apart) and the images' own cross-entropy is negligible (margins past ~10).
+    The balance holds for the mean of e^-z_k over the images; where their logits spread, their median
+    sits a little above z*.
 
     -> z* (float); nan where the penalty cannot balance them even where it is steepest (z = ln(2 +
     sqrt 3), |phi'| = 1 / (6 sqrt 3) ~ 0.096): the pinning examples then win; inf where z* would lie
@@ -99,7 +102,7 @@ def pinned_logit(weight, n_class, n_pinning=1):
     check_number("weight", weight, positive=True)
     check_number("n_class", n_class, minimum=1, integer=True)
     check_number("n_pinning", n_pinning, minimum=1, integer=True)
-    target = n_pinning / (n_class * weight)  # the |phi'| at which the two forces are equal
+    target = n_pinning / ((n_class + n_pinning) * weight)  # the |phi'| at which the two forces are equal
 
     def excess(z):  # |phi'(z)| - target, falling for z > STEEPEST
         return float(-phi_sigmoid(np.float64(z))[1]) - target
