@@ -19,8 +19,8 @@ from experiments.evaluation import evaluate_snapshot
 from experiments.grids import sweep_run
 from experiments.recipes import SettingError, model_key
 from experiments.store import INTERVENTION, RECIPE_FILE
-from nn.numerics import upgrade_settings
 from nn.checkpoint import load_checkpoint, save_checkpoint
+from nn.numerics import upgrade_settings
 from nn.train import resume_state, train
 
 # In an intervention record: indices into the training split (data["train"], the MNIST training file
@@ -58,9 +58,8 @@ def intervened_recipe(recipe, record, epochs):
 def save_intervened(dest, model, adam, meta, record):
     """Write the training checkpoint ``dest``: ``model``, Adam's state ``adam`` and the ``meta`` of the
     checkpoint it came from, with the intervention ``record`` (its keys added to, or replacing, those of
-    any record the checkpoint carried) and the
-    training config it changes (``intervened_recipe``), so that ``nn.train.resume_state`` continues it
-    under the changed settings. -> the merged record."""
+    any record the checkpoint carried) and the training config it changes (``intervened_recipe``), so
+    that ``nn.train.resume_state`` continues it under the changed settings. -> the merged record."""
     merged = {**(meta.get(INTERVENTION) or {}), **record}
     kept = carried_meta(meta)
     if ADAM_EPS in merged:
@@ -91,8 +90,8 @@ def intervened_data(data, record, max_train=None):
 
 def continue_run(run, seed, dest_dir, epochs, data, x_test, y_test, xp, log, batch=500):
     """Train the checkpoint dest_dir/train.npz (intervened on or not) with ``run``'s recipe, with the
-    settings (``intervened_recipe``) and on the data (``intervened_data``) its intervention record says, to each epoch in ``epochs`` (sorted), keeping
-    snap-e<epoch>.npz at each and evaluating it (``experiments.evaluation.evaluate_snapshot``; one
+    settings (``intervened_recipe``) and on the data (``intervened_data``) its intervention record
+    says, to each epoch in ``epochs`` (sorted), keeping snap-e<epoch>.npz at each and evaluating it (``experiments.evaluation.evaluate_snapshot``; one
     interrupted between the checkpoint and its snapshot gets the snapshot on the next call). -> None.
     Raises UsageError when the checkpoint holds no training state of the recipe."""
     ckpt = dest_dir / "train.npz"

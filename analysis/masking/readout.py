@@ -97,8 +97,7 @@ def pinned_logit(weight, n_class, n_pinning=1):
 
     -> z* (float); nan where the penalty cannot balance them even where it is steepest (z = ln(2 +
     sqrt 3), |phi'| = 1 / (6 sqrt 3) ~ 0.096): the pinning examples then win; inf where z* would lie
-    past 100. Raises InputError for a
-    weight <= 0 or counts < 1."""
+    past 100. Raises InputError for a weight <= 0 or counts < 1."""
     check_number("weight", weight, positive=True)
     check_number("n_class", n_class, minimum=1, integer=True)
     check_number("n_pinning", n_pinning, minimum=1, integer=True)
