@@ -27,7 +27,8 @@ checkpoint continued as it is, in <out>/<run>-from<E>/ (the recipe's own model, 
 epochs). ``--adam-eps X`` continues the shifted run from its last training state with Adam's epsilon X
 (``nn.optim.adam_update``) in <out>/<run>-shift<E>-eps<X>/: once a parameter's gradient RMS falls below
 epsilon, its Adam step shrinks in proportion. Writes <run>.json and <run>.md to <out>: the run's own snapshots (evaluated on --n-test images;
-the sweep's records reused where they were made on as many), then every continuation of it there. A
+the sweep's records reused where they were made on as many), then every continuation of it there, and
+for the last training state of each what Adam's epsilon leaves of its step (``adam_steps``). A
 run's readout must carry the sigma' penalty (a sigmoid MLP's sweep run): elsewhere a common shift moves
 nothing the penalty sees. With the ``plots`` extra, <run>.png: margin and common mode against epochs.
 """
@@ -51,6 +52,7 @@ from experiments.sweep_report import snapshots
 from nn.backend import to_device, to_host
 from nn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from nn.mnist import load_mnist
+from nn.optim import step_share
 from nn.train import resume_state
 
 
@@ -128,6 +130,30 @@ def trajectory(folder, x, y, xp, log, batch=500, keep=True):
         rows.append({"epoch": epoch, "n_test": len(x), **readout_sides(model, x, y),
                      **{k: ev.get(k) for k in ("clean_acc", "fgsm_paper", "fgsm_stable", "zero_grad_paper")}})
     return rows
+
+
+def adam_steps(folder):
+    """What Adam's epsilon leaves of the step (``nn.optim.step_share``) in the run folder's last training
+    state, folder/train.npz: -> {"epoch", "eps", "median": per weight layer {name: the median share over
+    its entries}, "below_half": per weight layer {name: the share of entries below 1/2, where the
+    gradient's RMS is under epsilon}}."""
+    _, meta, adam = load_checkpoint(folder / "train.npz", optimizer=True)
+    cfg = meta["config"]
+    shares = [s for s in step_share(adam, cfg["beta2"], cfg["eps"]) if s]  # the weight layers' entries
+    return {"epoch": meta["train_state"]["epoch"], "eps": cfg["eps"],
+            "median": [{k: float(np.median(a)) for k, a in s.items()} for s in shares],
+            "below_half": [{k: float((a < 0.5).mean()) for k, a in s.items()} for s in shares]}
+
+
+def adam_table(steps):
+    """Markdown: per run folder, the median step share of each weight layer's W and b."""
+    lines = ["| run | epoch | Adam's epsilon | median step share left by epsilon, per weight layer: W / b "
+             "| entries below 1/2, W / b |", "| --- | --- | --- | --- | --- |"]
+    for name, a in steps.items():
+        med = ", ".join(f"{m['W']:.3f} / {m['b']:.3f}" for m in a["median"])
+        low = ", ".join(f"{100 * m['W']:.0f} / {100 * m['b']:.0f} %" for m in a["below_half"])
+        lines.append(f"| {name} | {a['epoch']} | {a['eps']:g} | {med} | {low} |")
+    return "\n".join(lines) + "\n"
 
 
 def table(rows_by_run):
@@ -237,9 +263,11 @@ def main(argv=None):
     continued = found["shift"] + found["eps"] + found["from"]
     rows.update({f.name: trajectory(f, x_test, y_test, out.xp, out.log, args.batch) for f in continued})
     shifts = {f.name: load_checkpoint(f / "train.npz")[1].get(INTERVENTION) for f in continued}
-    write_json(out.dir / f"{run.name}.json", {"n_test": len(x_test), "interventions": shifts, "runs": rows})
-    (out.dir / f"{run.name}.md").write_text(table(rows))
-    out.log("\n" + table(rows))
+    steps = {f.name: adam_steps(f) for f in [source] + continued}
+    write_json(out.dir / f"{run.name}.json", {"n_test": len(x_test), "interventions": shifts, "runs": rows,
+                                              "adam_step_share": steps})
+    (out.dir / f"{run.name}.md").write_text(table(rows) + "\n" + adam_table(steps))
+    out.log("\n" + table(rows) + "\n" + adam_table(steps))
     save_figure(out.dir / f"{run.name}.png", lambda axes: draw(axes, rows, source.name, shifts), shape=(1, 2), figsize=(10, 4))
     return rows
 

@@ -231,7 +231,7 @@ def main(argv=None):
     out.log("\n" + table(rows))
     last = [r for r in rows if r["run"] == sources[0][0].name][-1]["z_correct_by_class"]
     k = args.plot_class if args.plot_class is not None else int(np.nanargmin([np.nan if v is None else v for v in last]))
-    save_figure(out.path("pinning.png"), lambda axes: draw(axes, rows, k, sources[0][0].name), shape=(1, 2), figsize=(11, 4))
+    save_figure(out.path("pinning.png"), lambda axes: draw(axes, rows, k, sources[0][0].name), shape=(1, 2), figsize=(14, 4))
     return rows
 
 
@@ -250,7 +250,11 @@ def draw(axes, rows, k, first):
         ax.set_xscale("log")
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
-        ax.legend(fontsize=7)
+    handles, labels = axes[0][1].get_legend_handles_labels()
+    if z_star:  # the left panel's z* line beside the right's 2 z*
+        handles.append(axes[0][0].get_legend_handles_labels()[0][-1])
+        labels.append(f"z* = {z_star:.2f}")
+    axes[0][1].legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # outside: the lines fill the axes
 
 
 def _short(name, rows):

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import math
 
-from .backend import array_module
+import numpy as np
+
+from .backend import array_module, to_host
 from .numerics import FORWARD_NUMERICS, check_numerics, smallest_normal
 
 # On the CPU the update is applied in blocks of this many entries, so that its dozen elementwise
@@ -71,3 +73,24 @@ def adam_update(params, grads, state, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
             for s in range(0, n, block):
                 e = min(s + block, n)
                 _adam_block(*(a[s:e] for a in flat), tmp[:e - s], lr_t, eps_t, beta1, beta2, tiny)
+
+
+def step_share(state, beta2=0.999, eps=1e-8):
+    """What Adam's epsilon leaves of its normalised step, per parameter entry:
+
+        s = sqrt(v_hat) / (sqrt(v_hat) + eps),   v_hat = v / (1 - beta2^t),
+
+    so that ``adam_update``'s step is s * lr * m_hat / sqrt(v_hat): s ~ 1 where the gradient's running
+    RMS sqrt(v_hat) is far above eps, s ~ sqrt(v_hat) / eps (the step shrinks with the gradient) where it
+    is far below, 0 where v is 0. state: ``adam_init``'s, after at least one step. -> list of {name:
+    float64 host array shaped like the parameter}, values in [0, 1). Raises ValueError before any step."""
+    if state["t"] < 1:
+        raise ValueError("Adam's state has taken no step yet (t = 0): v_hat is undefined")
+    c2 = math.sqrt(1.0 - beta2 ** state["t"])
+    shares = []
+    for v in state["v"]:
+        shares.append({})
+        for k, a in v.items():
+            rms = np.sqrt(np.asarray(to_host(a), dtype=np.float64)) / c2  # sqrt(v_hat)
+            shares[-1][k] = rms / (rms + eps)
+    return shares

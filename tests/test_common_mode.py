@@ -132,6 +132,11 @@ def test_the_shifted_run_continues_and_is_never_its_recipes_model(tmp_path, mnis
     same_state = load_checkpoint(dest / "snap-e10.npz")[0]  # eps 1e-8 from the same state: other weights
     assert not all(np.array_equal(a[k], b[k]) for a, b in zip(same_state.params, load_checkpoint(fork / "snap-e10.npz")[0].params) for k in a)
     assert f"| {fork.name} | 10 |" in (out / f"{first.name}.md").read_text()
+    steps = json.loads((out / f"{first.name}.json").read_text())["adam_step_share"]
+    assert steps[fork.name]["eps"] == 1e-12 and steps[dest.name]["eps"] == 1e-8 and steps[dest.name]["epoch"] == 10
+    assert all(0 <= v < 1 for layer in steps[fork.name]["median"] for v in layer.values())
+    assert all(a >= b for la, lb in zip(steps[fork.name]["median"], steps[dest.name]["median"])  # a smaller eps
+               for a, b in zip(la.values(), lb.values()))  # leaves more of each step
     with pytest.raises(UsageError, match="shifted run"):
         common_mode.main(eps_argv + ["--shift", "none"])
     with pytest.raises(UsageError, match="positive finite"):

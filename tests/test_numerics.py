@@ -13,7 +13,7 @@ from nn.model import Sequential, backward
 from nn.numerics import (flushes_subnormals, EXP_UNDERFLOW, FTZ_UNDERFLOW, LOG_SMALLEST_NORMAL, LOG_SMALLEST_SUBNORMAL, NUMERICS,
                          P_Y_ONE_MARGIN, SIGMOID_ONE, check_numerics, flush_subnormals, log_sigmoid_prime,
                          smallest_normal, upgrade_settings)
-from nn.optim import adam_init, adam_update
+from nn.optim import adam_init, adam_update, step_share
 from nn.penalty import SIGMOID_SATURATION, phi_sigmoid, phi_sigmoid_autodiff
 from nn.validate import InputError
 
@@ -333,3 +333,18 @@ def test_only_the_gpu_flushes_subnormals(xp):
     h = to_device(np.linspace(-1000, 1000, 200_001, dtype=np.float32), xp)
     same = (to_host(L.sigmoid(h, "float32")) == to_host(L.sigmoid(h, "paper"))).all()
     assert same == gpu  # on the CPU they differ where sigma(h) is subnormal, h in (-103.97, -87.34)
+
+
+def test_adam_step_share_is_what_epsilon_leaves_of_the_step():
+    """A constant gradient g has v_hat = g^2 after any number of steps, so epsilon leaves
+    |g| / (|g| + eps) of the normalised step: a half where |g| = eps, all where |g| >> eps, none at 0."""
+    params = [{"W": np.zeros(3, np.float32)}]
+    g = [{"W": np.array([1e-8, 1.0, 0.0], np.float32)}]
+    state = adam_init(params)
+    with pytest.raises(ValueError, match="no step"):
+        step_share(state)
+    for _ in range(5):
+        adam_update(params, g, state, eps=1e-8)
+    s = step_share(state, eps=1e-8)[0]["W"]
+    np.testing.assert_allclose(s, [np.float32(1e-8) / (np.float32(1e-8) + 1e-8), 1 / (1 + 1e-8), 0.0], rtol=1e-6)
+    assert s[0] == pytest.approx(0.5, rel=1e-6)
