@@ -274,17 +274,21 @@ def main(argv=None):
 
 def draw(axes, rows, source, records):
     """Median margin and common mode against epochs, one line per run (the source, then its continuations,
-    labelled from their intervention ``records``: {folder name: record or None})."""
-    for ax, key, label in zip(axes[0], ("margin", "common_mode"), ("median logit margin", "common mode of the readout")):
+    labelled from their intervention ``records``: {folder name: record or None}); a run with another
+    Adam epsilon drawn from the shifted run's point it continues."""
+    for ax, key, label, where in zip(axes[0], ("margin", "common_mode"), ("median logit margin", "common mode of the readout"),
+                                     ("upper left", "center right")):
         for name, rs in rows.items():
             rec = records.get(name) or {}
             tag = ("the run" if name == source else "control" if "readout_shift" not in rec else
                    f"shifted, Adam eps {rec[ADAM_EPS]:g} from epoch {rec['adam_eps_from']}" if ADAM_EPS in rec else "shifted")
+            if ADAM_EPS in rec:  # its first point: the shifted run where it forked
+                rs = [r for r in rows.get(name[:name.rindex("-eps")], []) if r["epoch"] == rec["adam_eps_from"]] + rs
             ax.plot([r["epoch"] for r in rs], [r[key] for r in rs], marker=".", label=tag)
         ax.axhline(0, color="0.7", lw=0.8)
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc=where)
 
 
 if __name__ == "__main__":
