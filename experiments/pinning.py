@@ -15,16 +15,15 @@ pinning.png: one class's own-class logit and test margin against epochs, one lin
 and 2 z* dashed (--plot-class, default the class with the lowest own-class logit at the first run's
 last snapshot).
 
-The intervention (--at E --drop I --epochs ...): a sweep run keeps only its last training state, so
-the run's recipe is trained again from scratch to epoch E into <out>/<run>-e<E>/ (and checked bit for
-bit against the run's own snapshot at E, where there is one); that training state (parameters, Adam's
-moments, the shuffling generator) then continues without training images I into
+The intervention (--at E --drop I --epochs ...): a sweep run keeps only its last training state, so the
+run's recipe is trained again from scratch to epoch E into <out>/<run>-e<E>/; that training state
+(parameters, Adam's moments, the shuffling generator) then continues without training images I into
 <out>/<run>-e<E>-drop<I>/, to each --epochs, a snapshot at each (``experiments.intervention``).
 --control leaves out as many other images of each of their labels instead, drawn at random (seeded by
-the run's seed) from the correctly classified ones, in <out>/<run>-e<E>-control<I>/: the same change
-to the data's size (both reshuffle the remaining images from then on), other images. The retrained
-state must equal the run's snapshot at E bit for bit where there is one (UsageError otherwise: another
-BLAS kernel or thread count rounds otherwise). The same command continues either where it stopped.
+the run's seed) from the correctly classified ones, in <out>/<run>-e<E>-control<I>/: the same change to
+the data's size (both reshuffle the remaining images from then on), other images. The retrained state
+must equal the run's snapshot at E bit for bit where there is one (UsageError otherwise: another BLAS
+kernel or thread count rounds otherwise). The same command continues either where it stopped.
 """
 from __future__ import annotations
 
