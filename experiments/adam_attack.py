@@ -5,10 +5,10 @@
     python -m experiments.adam_attack --models cnn-saturated --lr 0.005
 
 Reads the checkpoints of ``python -m experiments.table1`` (``--from``); see
-``experiments/targeted_grid.py`` for what the run folder (default runs/adam_attack) holds.
+``experiments/lib/targeted_grid.py`` for what the run folder (default runs/adam_attack) holds.
 """
-from experiments.common import cli
-from experiments.targeted_grid import adam_main as main
+from experiments.lib.cli import cli
+from experiments.lib.targeted_grid import adam_main as main
 
 if __name__ == "__main__":
     cli(main)

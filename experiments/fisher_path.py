@@ -19,9 +19,9 @@ import numpy as np
 
 from analysis.fisher import path_geometry
 from attacks.targeted import select_sources
-from experiments.common import (Run, add_checkpoint_args, add_common_args, about, cli, summary, parse, count,
-                                load_models, write_json)
-from experiments.plotting import save_figure
+from experiments.lib.cli import add_checkpoint_args, add_common_args, about, cli, summary, parse, count, load_models
+from experiments.lib.runs import Run, write_json
+from experiments.lib.plotting import save_figure
 from nn.backend import to_device
 from nn.mnist import load_mnist
 

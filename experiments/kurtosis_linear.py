@@ -15,9 +15,9 @@ import argparse
 
 from analysis.kurtosis import empirical_sampler, ratio_statistics, sample_pearson7
 from analysis.stats import excess_kurtosis, weight_layers
-from experiments.common import (Run, add_checkpoint_args, add_common_args, about, cli, summary, parse, count,
-                                load_models, write_json)
-from experiments.plotting import save_figure
+from experiments.lib.cli import add_checkpoint_args, add_common_args, about, cli, summary, parse, count, load_models
+from experiments.lib.runs import Run, write_json
+from experiments.lib.plotting import save_figure
 
 MODELS = ("sigmoid_mlp-vanilla", "sigmoid_mlp-saturated", "relu_mlp-vanilla", "relu_mlp-saturated")
 GAMMAS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)

@@ -5,10 +5,10 @@
     python -m experiments.lbfgs_grid --from runs/table1 --device gpu
 
 Reads the checkpoints of ``python -m experiments.table1`` (``--from``); see
-``experiments/targeted_grid.py`` for what the run folder (default runs/lbfgs_grid) holds.
+``experiments/lib/targeted_grid.py`` for what the run folder (default runs/lbfgs_grid) holds.
 """
-from experiments.common import cli
-from experiments.targeted_grid import lbfgs_main as main
+from experiments.lib.cli import cli
+from experiments.lib.targeted_grid import lbfgs_main as main
 
 if __name__ == "__main__":
     cli(main)

@@ -15,9 +15,9 @@ import argparse
 import numpy as np
 
 from analysis.rdm import between_within_ratio, rdm, sample_per_class
-from experiments.common import (Run, add_checkpoint_args, add_common_args, about, cli, summary, parse, count,
-                                load_models, write_json)
-from experiments.plotting import save_figure
+from experiments.lib.cli import add_checkpoint_args, add_common_args, about, cli, summary, parse, count, load_models
+from experiments.lib.runs import Run, write_json
+from experiments.lib.plotting import save_figure
 from nn import layers as L
 from nn.backend import to_device, to_host
 from nn.mnist import load_mnist

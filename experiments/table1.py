@@ -1,7 +1,7 @@
 """Table 1: clean and FGSM test accuracy of nine models, {sigmoid MLP, ReLU MLP, CNN} x
 {vanilla, adversarial (eq. 4), saturated (eqs. 6-8)}, beside the paper's numbers.
 
-    python -m experiments.table1                  # the nine models of experiments.paper (RESULTS.md)
+    python -m experiments.table1                  # the nine models of experiments.lib.paper (RESULTS.md)
     python -m experiments.table1 --jobs 2         # two models at a time, one core each
     python -m experiments.table1 --quick          # smoke preset: small models, minutes on 2 CPUs
     python -m experiments.table1 --only cnn-saturated --set cnn-saturated.method.lam_max=1e-4
@@ -9,24 +9,25 @@
     python -m experiments.table1 --only saturated control --seeds 0 1 2   # the saturated models and their controls
     python -m experiments.table1 --list           # one command per model, for a scheduler
 
-Each model (``experiments.recipes``) is trained once into the run folder (default runs/table1[-quick])
-as <arch>-<training>.npz and reused, resumed or continued by its recipe (``experiments.store``).
+Each model (``experiments.lib.recipes``) is trained once into the run folder (default runs/table1[-quick])
+as <arch>-<training>.npz and reused, resumed or continued by its recipe (``experiments.lib.store``).
 FGSM: eps = 0.25 with the true label, images clipped to [0, 1], with the input gradient in each
 numerics mode: paper (float32 with TensorFlow's flush-to-zero), float32 (numpy's) and stable
-(``experiments.evaluation``). Writes recipes.json, table.json, table.md and log.txt.
+(``experiments.lib.evaluation``). Writes config.json (the recipes among it), table.json, table.md and log.txt.
 """
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
-from experiments import paper
-from experiments.common import (Run, run_dir, UsageError, add_common_args, cli, summary, parse, count, hardware,
-                                write_json)
-from experiments.evaluation import aggregate
-from experiments.jobs import command, run_all
-from experiments.recipes import apply_set, select, set_value, table1_recipes
-from experiments.tables import format_table, train_and_evaluate
+from experiments.lib import paper
+from experiments.lib.cli import UsageError, add_common_args, cli, summary, parse, count
+from experiments.lib.runs import Run, run_dir, hardware, write_json
+from experiments.lib.evaluation import aggregate
+from experiments.lib.jobs import command, run_all
+from experiments.lib.recipes import apply_set, select, set_value, table1_recipes
+from experiments.lib.tables import format_table, train_and_evaluate
 from nn.validate import check_number
 
 
@@ -50,15 +51,15 @@ def main(argv=None):
                         help="train every model once per seed and report mean +- std (default: --seed alone)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         help="change a recipe, --set <models>.<arch|train|method>.<key>=<value> "
-                             "(experiments.recipes), or the evaluation, --set eval.<key>=<value>")
+                             "(experiments.lib.recipes), or the evaluation, --set eval.<key>=<value>")
     parser.add_argument("--sweep", default="runs/sweep",
                         help="sweep folder whose snapshots stand in for models of the same recipe "
-                             "(default runs/sweep; 'none' to always train)")
+                             "(default runs/sweep, with --quick runs/sweep-quick; 'none' to always train)")
     parser.add_argument("--controls", action="store_true",
                         help="also each saturated model's control: its recipe without the penalty")
     parser.add_argument("--jobs", type=count, default=1, help="models trained at a time, one core each")
     parser.add_argument("--list", action="store_true", help="print one command per model and seed, run nothing")
-    args = parse(parser, argv)
+    args = parse(parser, argv, quick={"sweep": "runs/sweep-quick"})
     seeds = args.seeds or [args.seed]
     if len(set(seeds)) != len(seeds):
         raise UsageError(f"--seeds: each seed once, got {' '.join(map(str, seeds))}")
@@ -75,14 +76,14 @@ def main(argv=None):
     for n in names:
         recipes[n].check()
     if args.list:  # commands only, on stdout: nothing is run or logged
-        opts = ["--out", run_dir("table1", args), *(["--quick"] if args.quick else []), "--sweep", args.sweep,
+        sweep = args.sweep if args.sweep == "none" else Path(args.sweep).resolve()
+        opts = ["--out", run_dir("table1", args).resolve(), *(["--quick"] if args.quick else []), "--sweep", sweep,
                 *(x for a in args.overrides for x in ("--set", a))]
         for n in names:
             for s in seeds:
-                print(command("table1", "--only", n, "--seeds", s, *opts))
+                print(command("table1", "--only", n, "--seeds", s, *opts, data_dir=args.data_dir))
         return []
-    run = Run("table1", args)
-    write_json(run.path("recipes.json"), {n: recipes[n].as_dict() for n in names})
+    run = Run("table1", args, recipes={n: recipes[n].as_dict() for n in names})
     tasks = [{"recipe": recipes[n].as_dict(), "seed": s, "folder": str(run.dir), "data_dir": args.data_dir,
               "sweep": None if args.sweep == "none" else args.sweep, "device": run.device, "eval": ev}
              for n in names for s in seeds]

@@ -1,6 +1,6 @@
-"""Train and evaluate one model of Table 1 by its recipe (``experiments.recipes``).
+"""Train and evaluate one model of Table 1 by its recipe (``experiments.lib.recipes``).
 
-    python -m experiments.train relu_mlp-vanilla                  # the recipe of experiments.paper
+    python -m experiments.train relu_mlp-vanilla                  # the recipe of experiments.lib.paper
     python -m experiments.train cnn-vanilla --quick               # the quick preset, about a minute on a CPU
     python -m experiments.train relu_mlp-saturated --set relu_mlp-saturated.method.lam_max=0
     python -m experiments.train sigmoid_mlp-vanilla --device gpu --set all.train.epochs=30
@@ -8,16 +8,17 @@
 Writes into the run folder (default runs/train-<model>[-quick]): recipe.json, log.txt, model.npz (the
 checkpoint, rewritten atomically after every epoch; the same command resumes or continues it) and
 metrics.json (clean test accuracy and the training history). Table 1 trains the same models the same
-way (``experiments.store``) and adds the FGSM columns.
+way (``experiments.lib.store``) and adds the FGSM columns.
 """
 from __future__ import annotations
 
 import argparse
 
-from experiments import paper
-from experiments.common import Run, add_common_args, cli, summary, parse, hardware, write_json
-from experiments.recipes import apply_set, table1_recipes
-from experiments.store import train_or_load
+from experiments.lib import paper
+from experiments.lib.cli import add_common_args, cli, summary, parse
+from experiments.lib.runs import Run, hardware, write_json
+from experiments.lib.recipes import apply_set, table1_recipes
+from experiments.lib.store import train_or_load
 from nn.mnist import load_mnist
 from nn.train import accuracy
 
@@ -32,7 +33,7 @@ def main(argv=None):
     for a in args.overrides:
         recipes = apply_set(recipes, a)
     recipe = recipes[args.model].check()
-    run = Run("train", args, default_dir=f"runs/train-{args.model}")
+    run = Run("train", args, default_dir=f"runs/train-{args.model}", recipes={args.model: recipe.as_dict()})
     write_json(run.path("recipe.json"), {"recipe": recipe.as_dict(), "seed": args.seed})
     data = load_mnist(args.data_dir)
     model, meta = train_or_load(recipe, args.seed, run.path("model.npz"), data, run.xp, run.log)

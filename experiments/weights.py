@@ -15,9 +15,9 @@ import argparse
 import numpy as np
 
 from analysis.stats import excess_kurtosis, histogram, saturated_fraction, weight_layers
-from experiments.common import (Run, add_checkpoint_args, add_common_args, about, cli, summary, parse, load_models,
-                                write_json)
-from experiments.plotting import save_figure
+from experiments.lib.cli import add_checkpoint_args, add_common_args, about, cli, summary, parse, load_models
+from experiments.lib.runs import Run, write_json
+from experiments.lib.plotting import save_figure
 from nn.backend import to_device, to_host
 from nn.mnist import load_mnist
 

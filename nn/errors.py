@@ -1,7 +1,7 @@
 """The root of the errors a user can cause by what they pass: data, a file, a setting, a device.
 
 The experiment scripts print a ``UserError`` as one line and exit with status 2
-(``experiments.common.cli``); any other exception is a bug and keeps its traceback.
+(``experiments.lib.cli.cli``); any other exception is a bug and keeps its traceback.
 """
 
 

@@ -37,7 +37,7 @@ here that tests/test_numerics.py recomputes from the code's own arithmetic:
 (``cupy/cuda/compiler.py``), as TensorFlow's GPU kernels were: float32 results below 2^-126 are 0 and
 subnormal operands are read as 0 (measured with CuPy 14 on an NVIDIA H200: exp(-90) -> 0, 2^-130
 times 1 -> 0). There the "float32" mode cannot keep subnormals and computes, in every elementwise step,
-what "paper" computes; ``flushes_subnormals`` measures it, and ``experiments.evaluation`` reports no
+what "paper" computes; ``flushes_subnormals`` measures it, and ``experiments.lib.evaluation`` reports no
 float32 numbers on such a device rather than the paper's under another name.
 
 ``flush_subnormals`` emulates flush-to-zero where subnormals arise in a network (each layer's output

@@ -113,7 +113,7 @@ def resume_state(path, cfg: TrainConfig, xp):
 
     -> (model, state, meta), or None when there is no checkpoint there, it holds a model without its
     training state, or it was trained with other settings (every TrainConfig field but ``epochs`` must
-    be equal; whether it is the same model is the caller's question, ``experiments.store``). The state
+    be equal; whether it is the same model is the caller's question, ``experiments.lib.store``). The state
     may lie past cfg.epochs: the caller decides. A corrupt file raises ``CheckpointError``.
     """
     if not Path(path).exists():

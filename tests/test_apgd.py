@@ -255,11 +255,11 @@ def test_apgd_is_at_least_as_strong_as_pgd_on_the_same_budget(small_mnist_models
 def test_against_torchattacks_apgd_on_the_same_weights(small_mnist_models, mnist_test):
     """Where PyTorch and torchattacks are installed: our APGD's robust accuracy (CE, DLR; targeted DLR
     against their APGDT) is at most theirs + 1 point on the same weights (the torch twin,
-    ``experiments.torch_twin``). Measured on 1,000 images at eps 0.05, 0.1 and 0.25: within 0.3 points
+    ``experiments.lib.torch_twin``). Measured on 1,000 images at eps 0.05, 0.1 and 0.25: within 0.3 points
     of theirs, either way, in all 18 cells."""
     torch = pytest.importorskip("torch")
     torchattacks = pytest.importorskip("torchattacks")
-    from experiments import torch_twin
+    from experiments.lib import torch_twin
     x, y = mnist_test[0][:200], mnist_test[1][:200]
     for name, model in small_mnist_models[1].items():
         tw = torch_twin.freeze(torch_twin.twin(model))
@@ -292,11 +292,11 @@ def test_runs_on_a_separate_device(monkeypatch):
 
 
 def test_the_torchattacks_comparison_writes_each_cell_and_reuses_it(small_mnist_models, mnist_dir, tmp_path):
-    """``experiments.apgd_torchattacks`` end to end on a small model: one cell per eps and loss, ours
+    """``experiments.tools.apgd_torchattacks`` end to end on a small model: one cell per eps and loss, ours
     within the allowed point of torchattacks', the table written; a rerun reuses every cell."""
     pytest.importorskip("torch")
     pytest.importorskip("torchattacks")
-    from experiments import apgd_torchattacks
+    from experiments.tools import apgd_torchattacks
     folder, _ = small_mnist_models
     argv = ["--from", str(folder), "--models", "relu_mlp-vanilla", "--eps", "0.1", "--losses", "ce", "dlr",
             "--steps", "20", "--n-test", "200", "--data-dir", str(mnist_dir), "--out", str(tmp_path / "cmp")]
@@ -314,8 +314,9 @@ def test_the_torchattacks_comparison_writes_each_cell_and_reuses_it(small_mnist_
 
 def test_the_torchattacks_comparison_says_what_to_install(small_mnist_models, monkeypatch, tmp_path):
     """Without PyTorch the script stops at once with the install line, not an ImportError."""
-    from experiments import apgd_torchattacks, torch_twin
-    from experiments.common import UsageError
+    from experiments.lib import torch_twin
+    from experiments.tools import apgd_torchattacks
+    from experiments.lib.cli import UsageError
     monkeypatch.setattr(torch_twin, "torch_available", lambda: False)
     with pytest.raises(UsageError, match="torchattacks==3.5.1"):
         apgd_torchattacks.main(["--from", str(small_mnist_models[0]), "--out", str(tmp_path / "x")])

@@ -1,4 +1,4 @@
-"""The common-mode test (``experiments.common_mode``): the readout's sides measured by hand, a common
+"""The common-mode test (``experiments.beyond.common_mode``): the readout's sides measured by hand, a common
 shift that the cross-entropy cannot see, and the shifted run end to end, never taken for its recipe."""
 import importlib.util
 import json
@@ -7,10 +7,13 @@ import types
 import numpy as np
 import pytest
 
-from experiments import common_mode, grids, sweep
-from experiments.common import UsageError
-from experiments.recipes import model_key
-from experiments.store import stored_key
+from analysis.masking.readout import readout_sides, shift_readout
+from experiments.beyond import common_mode, sweep
+
+from experiments.lib import grids
+from experiments.lib.cli import UsageError
+from experiments.lib.recipes import model_key
+from experiments.lib.store import stored_key
 from nn import architectures
 from nn.checkpoint import load_checkpoint
 from nn.mnist import load_mnist
@@ -22,7 +25,7 @@ def test_readout_sides_by_hand():
     wrong logits above 0."""
     z = np.array([[3.0, 1.0, -2.0], [0.0, 2.0, 1.0], [5.0, 0.0, 0.0]], np.float32)  # the third is misclassified
     stub = types.SimpleNamespace(xp=np, dtype=np.float32, logits=lambda x: z[:len(x)])
-    sides = common_mode.readout_sides(stub, np.zeros((3, 1, 1, 1), np.float32), np.array([0, 1, 2]))
+    sides = readout_sides(stub, np.zeros((3, 1, 1, 1), np.float32), np.array([0, 1, 2]))
     assert sides == {"z_correct": 2.5, "z_wrong_max": 1.0, "margin": 1.5, "common_mode": 1.75,
                      "wrong_positive": 0.5, "true_positive": 1.0}
 
@@ -36,7 +39,7 @@ def test_a_common_shift_of_the_logits_moves_only_the_readout_penalty():
     x, y = rng.random((5, 1, 4, 4)), np.array([0, 1, 2, 3, 4])
     loss, g = model.loss_and_input_gradient(x, y)
     z = model.logits(x)
-    common_mode.shift_readout(model, 3.0)
+    shift_readout(model, 3.0)
     loss2, g2 = model.loss_and_input_gradient(x, y)
     np.testing.assert_allclose(model.logits(x), z - 3.0, rtol=0, atol=1e-12)
     np.testing.assert_allclose(loss2, loss, rtol=0, atol=1e-12)
@@ -90,7 +93,7 @@ def test_the_shifted_run_continues_and_is_never_its_recipes_model(tmp_path, mnis
 
     # the shift is the one recorded, on the biases alone, and Adam's state came along
     src, _, src_adam = load_checkpoint(source / "train.npz", optimizer=True)
-    shifted = common_mode.shift_readout(src, rec["readout_shift"])
+    shifted = shift_readout(src, rec["readout_shift"])
     start = tmp_path / "start.npz"  # the shifted start, made again from the source as it is
     common_mode.shifted(*load_checkpoint(source / "train.npz", optimizer=True)[::2], load_checkpoint(source / "train.npz")[1],
                         source / "train.npz", start, *(a[:2000] for a in load_mnist(mnist_dir)["train"]))

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments import bench
+from experiments.tools import bench
 from experiments import train as train_script
 from nn import architectures
 
@@ -13,7 +13,7 @@ from nn import architectures
 def test_train_quick_writes_run_folder(tmp_path, mnist_dir):
     out = tmp_path / "run"
     acc = train_script.main(["relu_mlp-vanilla", "--quick", "--out", str(out), "--data-dir", str(mnist_dir)])
-    assert {p.name for p in out.iterdir()} == {"recipe.json", "log.txt", "model.npz", "metrics.json"}
+    assert {p.name for p in out.iterdir()} == {"config.json", "recipe.json", "log.txt", "model.npz", "metrics.json"}
     metrics = json.loads((out / "metrics.json").read_text())
     recipe = json.loads((out / "recipe.json").read_text())["recipe"]
     assert metrics["test_acc"] == acc > 0.9  # 10k examples, two epochs
@@ -39,7 +39,8 @@ def test_bench_saturated_times_exp_flushed_against_exp_then_flush(capsys):
     gives float32, the paper's numerics and the paper's numerics by exp then flush, with their ratios."""
     import numpy as np
     x = np.random.default_rng(0).random((128, 1, 28, 28), dtype=np.float32)
-    model = bench.saturated_sigmoid_mlp(x)
+    from analysis.masking.saturation import saturated_sigmoid_mlp
+    model = saturated_sigmoid_mlp(x)
     for h in model.preactivations(x):
         assert 59 < np.median(np.abs(h), axis=0).min() and np.median(np.abs(h), axis=0).max() < 1001
     t = bench.main(["--saturated", "--steps", "2"])
@@ -91,7 +92,7 @@ def test_analysis_scripts_quick_end_to_end(tmp_path, mnist_dir, small_mnist_mode
     for d, f in [("w", "stats.json"), ("r", "rdm.npz"), ("f", "paths.npz"), ("k", "ratios.json")]:
         assert (tmp_path / d / f).exists()
     # ours beyond the paper: the audit's eps curves and the logit-scale probe
-    from experiments import audit, logit_scale
+    from experiments.beyond import audit, logit_scale
     audit.main(common + ["--out", str(tmp_path / "a")])
     logit_scale.main(common + ["--scales", "1", "64", "--out", str(tmp_path / "ls")])
     # the paper's figures redrawn from these folders: every file, or (without matplotlib) none, cleanly
@@ -114,7 +115,7 @@ def test_analysis_scripts_quick_end_to_end(tmp_path, mnist_dir, small_mnist_mode
 
 def test_audit_quick_end_to_end(tmp_path, mnist_dir, small_mnist_models):
     import shutil
-    from experiments import audit
+    from experiments.beyond import audit
     folder, _ = small_mnist_models
     models = tmp_path / "models"
     models.mkdir()
@@ -146,7 +147,7 @@ def test_audit_quick_end_to_end(tmp_path, mnist_dir, small_mnist_models):
 
 def test_verify_quick_end_to_end(tmp_path, mnist_dir, small_mnist_models):
     """The bracket: verified <= attacked at every eps, both non-increasing in eps; a rerun keeps it."""
-    from experiments import verify
+    from experiments.beyond import verify
     folder, _ = small_mnist_models
     argv = ["--quick", "--from", str(folder), "--models", "relu_mlp-vanilla", "--eps", "0.003", "0.01", "0.1",
             "--out", str(tmp_path / "v"), "--data-dir", str(mnist_dir)]
@@ -176,7 +177,7 @@ def test_the_brackets_upper_bound_is_apgd_and_no_weaker_than_pgd(mnist_test, sma
     from analysis.masking import audit
     from analysis.masking.suite import eps_sweep_attack, worst_of
     from attacks.pgd import PGD
-    from experiments import verify
+    from experiments.beyond import verify
     model = small_mnist_models[1]["sigmoid_mlp-vanilla"]  # an MLP without ReLU: IBP and CROWN, no MILP
     x, y, eps = mnist_test[0][:200], mnist_test[1][:200], [0.05, 0.1]
     args = SimpleNamespace(sweep_steps=20, seed=0, batch=100, crown_batch=50)
@@ -193,7 +194,7 @@ def test_the_brackets_upper_bound_is_apgd_and_no_weaker_than_pgd(mnist_test, sma
 
 
 def test_logit_scale_quick_end_to_end(tmp_path, mnist_dir, small_mnist_models):
-    from experiments import logit_scale
+    from experiments.beyond import logit_scale
     folder, _ = small_mnist_models
     out = tmp_path / "logit_scale"
     results = logit_scale.main(["--quick", "--from", str(folder), "--models", "relu_mlp-vanilla",
@@ -227,7 +228,7 @@ def test_silence_counts_examples_without_a_training_signal(tmp_path, mnist_dir, 
     """A network whose readout is scaled by 1000 predicts the same, but every correctly classified
     example's float32 cross-entropy gradient is then exactly 0: silent shares equal the accuracies."""
     from analysis.masking.audit import scale_logits
-    from experiments import silence
+    from experiments.beyond import silence
     from nn.checkpoint import save_checkpoint
     from nn.mnist import load_mnist
     _, models = small_mnist_models
@@ -246,7 +247,7 @@ def test_silence_counts_examples_without_a_training_signal(tmp_path, mnist_dir, 
     assert rows[1]["z_correct_test"] == pytest.approx(1000 * rows[0]["z_correct_test"], rel=1e-3)
     assert rows[1]["negative_test"] == rows[0]["negative_test"]  # scaling keeps every logit's sign
     assert len((tmp_path / "s" / "silence.md").read_text().splitlines()) == 4  # header, rule, two snapshots
-    from experiments.common import cli
+    from experiments.lib.cli import cli
     with pytest.raises(SystemExit) as e:
         cli(silence.main, [str(tmp_path / "empty")])  # a folder without snapshots: one line, exit 2
     assert e.value.code == 2
@@ -255,8 +256,8 @@ def test_silence_counts_examples_without_a_training_signal(tmp_path, mnist_dir, 
 def test_blas_names_a_forced_openblas_kernel(monkeypatch):
     """A kernel forced by OPENBLAS_CORETYPE changes every product's speed and roundings: the run logs and
     the benchmark name it; with threadpoolctl the kernel OpenBLAS actually runs is named too."""
-    from experiments.common import hardware
-    from experiments.jobs import blas
+    from experiments.lib.cli import hardware
+    from experiments.lib.jobs import blas
     monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
     assert "OPENBLAS_CORETYPE=Haswell" in blas() and "OPENBLAS_CORETYPE=Haswell" in hardware()
     monkeypatch.delenv("OPENBLAS_CORETYPE")
@@ -267,7 +268,7 @@ def test_blas_names_a_forced_openblas_kernel(monkeypatch):
 def test_blas_reads_the_running_kernel_with_threadpoolctl():
     pytest.importorskip("threadpoolctl")
     import numpy as np
-    from experiments.jobs import blas
+    from experiments.lib.jobs import blas
     np.ones((64, 64)) @ np.ones((64, 64))  # BLAS loaded
     assert " kernels, " in blas() and " threads" in blas()
 

@@ -51,7 +51,7 @@ def compute(mnist_dir):
     from nn.mnist import load_mnist
     from nn.optim import adam_init, adam_update
     from nn.train import TrainConfig
-    from experiments.recipes import quick_recipes
+    from experiments.lib.recipes import quick_recipes
 
     data = load_mnist(mnist_dir)
     x_train, y_train = data["train"][0][:64], data["train"][1][:64]

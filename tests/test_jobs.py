@@ -1,10 +1,10 @@
-"""The process pool of ``experiments.jobs``: results in the tasks' order, the costliest tasks first."""
+"""The process pool of ``experiments.lib.jobs``: results in the tasks' order, the costliest tasks first."""
 import time
 
 import pytest
 
-from experiments.jobs import run_all
-from experiments.recipes import table1_recipes
+from experiments.lib.jobs import run_all
+from experiments.lib.recipes import table1_recipes
 
 
 def _started(task):

@@ -11,8 +11,8 @@ from nn import softmax
 from nn.backend import to_device, to_host
 from nn.model import Sequential, backward
 from nn.numerics import (flushes_subnormals, EXP_UNDERFLOW, FTZ_UNDERFLOW, LOG_SMALLEST_NORMAL, LOG_SMALLEST_SUBNORMAL, NUMERICS,
-                         P_Y_ONE_MARGIN, SIGMOID_ONE, check_numerics, flush_subnormals, log_sigmoid_prime,
-                         smallest_normal, upgrade_settings)
+                         P_Y_ONE_MARGIN, SIGMOID_ONE, check_numerics, exp_flushed, exp_normal_floor, exp_then_flush,
+                         flush_subnormals, log_sigmoid_prime, smallest_normal, upgrade_settings)
 from nn.optim import adam_init, adam_update, step_share
 from nn.penalty import SIGMOID_SATURATION, phi_sigmoid, phi_sigmoid_autodiff
 from nn.validate import InputError
@@ -348,3 +348,65 @@ def test_adam_step_share_is_what_epsilon_leaves_of_the_step():
     s = step_share(state, eps=1e-8)[0]["W"]
     np.testing.assert_allclose(s, [np.float32(1e-8) / (np.float32(1e-8) + 1e-8), 1 / (1 + 1e-8), 0.0], rtol=1e-6)
     assert s[0] == pytest.approx(0.5, rel=1e-6)
+
+
+# exp_flushed: exp with flush-to-zero decided from the argument (nn.numerics)
+
+def _every_float32(lo, hi):
+    """Every float32 from lo up to hi, both negative."""
+    a, b = np.array([lo, hi], np.float32).view(np.int32)  # negative floats: larger magnitude, larger bits
+    return np.arange(a, b - 1, -1, dtype=np.int32).view(np.float32)
+
+
+def _arguments(xp, dtype=np.float32):
+    """-1000..1000, dense in -110..-80 and 80..110, every float32 in [-88, -87], zeros, infinities, NaN,
+    the largest float32 and the smallest normal one; a multiple of 10 long."""
+    band = np.linspace(-110, -80, 1_000_001)
+    tiny, big = np.finfo(np.float32).tiny, np.finfo(np.float32).max
+    special = [0.0, -0.0, np.inf, -np.inf, np.nan, big, -big, tiny, -tiny]
+    a = np.concatenate([np.linspace(-1000, 1000, 200_001), band, -band, _every_float32(-88, -87), special])
+    a = np.concatenate([a, np.zeros(-len(a) % 10)])
+    return to_device(a.astype(np.float32).astype(dtype), xp)  # float32 arguments, in float64 too
+
+
+def _same_bits(got, want):
+    got, want = to_host(got), to_host(want)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    unsigned = {4: np.uint32, 8: np.uint64}[got.dtype.itemsize]
+    differ = got.view(unsigned) != want.view(unsigned)
+    assert not differ.any(), f"{differ.sum()} of {differ.size} differ, e.g. at {np.flatnonzero(differ)[:5]}"
+
+
+def test_the_threshold_comes_from_the_codes_own_exp(xp):
+    """exp_normal_floor: exp(a) is a normal float32 exactly for a >= T (T next to -87.34, log 2^-126),
+    found from xp's exp; on every argument of the sweep, not only in the window it was found in."""
+    T = exp_normal_floor(xp, np.float32)
+    if T is None and xp is not np:
+        pytest.skip("this device's exp is not monotone near the threshold: exp_flushed computes exp, then flushes")
+    assert T is not None and T.dtype == np.float32
+    assert abs(-T - FTZ_UNDERFLOW) <= 2 * np.spacing(np.float32(FTZ_UNDERFLOW))
+    a = _arguments(xp)
+    ok = ~xp.isnan(a)
+    normal = xp.exp(a) >= smallest_normal(np.float32)
+    assert bool(((normal == (a >= T)) | ~ok).all())
+    before = np.nextafter(T, np.float32(-np.inf))
+    assert float(xp.exp(xp.asarray([before]))[0]) < smallest_normal(np.float32) <= float(xp.exp(xp.asarray([T]))[0])
+    assert exp_normal_floor(xp, np.float64) is None  # float64: exp, then flush
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_exp_flushed_is_exp_then_flush_bit_for_bit(xp, dtype):
+    a = _arguments(xp, dtype)
+    want = flush_subnormals(xp.exp(a))
+    _same_bits(exp_flushed(a), want)
+    with exp_then_flush():
+        _same_bits(exp_flushed(a), want)
+    _same_bits(exp_flushed(a[1::3]), want[1::3])  # strided, and odd lengths (SIMD tails)
+    _same_bits(exp_flushed(a[5:1006]), want[5:1006])
+    _same_bits(exp_flushed(a.reshape(-1, 10)), want.reshape(-1, 10))
+    assert float(exp_flushed(a[123])) == float(want[123])  # a 0-d array
+    if dtype == np.float32 and flushes_subnormals(xp):  # the GPU: exp itself flushes
+        _same_bits(xp.exp(a), want)
+    elif dtype == np.float32:
+        sub = (to_host(want) == 0) & (to_host(xp.exp(a)) != 0)
+        assert sub.sum() > 100_000  # the sweep reaches the band where exp's results are subnormal

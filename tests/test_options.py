@@ -4,20 +4,21 @@ import importlib
 
 import pytest
 
-from experiments import common
+from experiments.lib import cli as common
+from experiments.lib.scripts import module
 
 # script -> (module whose main parses, {option: (quick value, a value given explicitly)})
 CASES = {
-    "audit": ("audit", {"n_test": (100, 7), "n_test_cnn": (50, 7), "pgd_steps": (10, 3), "restarts": (2, 3),
+    "audit": ("beyond.audit", {"n_test": (100, 7), "n_test_cnn": (50, 7), "pgd_steps": (10, 3), "restarts": (2, 3),
                         "square_queries": (50, 9), "sweep_steps": (5, 3)}),
-    "logit_scale": ("logit_scale", {"n_test": (200, 7), "n_test_cnn": (50, 7)}),
-    "verify": ("verify", {"n_test": (100, 7), "sweep_steps": (5, 3), "milp_max": (3, 2), "milp_time": (5.0, 2.5)}),
+    "logit_scale": ("beyond.logit_scale", {"n_test": (200, 7), "n_test_cnn": (50, 7)}),
+    "verify": ("beyond.verify", {"n_test": (100, 7), "sweep_steps": (5, 3), "milp_max": (3, 2), "milp_time": (5.0, 2.5)}),
     "fisher_path": ("fisher_path", {"points": (20, 5)}),
     "kurtosis_linear": ("kurtosis_linear", {"draws": (10, 3)}),
     "rdm": ("rdm", {"per_class": (10, 4)}),
-    "lbfgs_grid": ("targeted_grid", {"max_iter": (10, 3)}),
-    "adam_attack": ("targeted_grid", {"max_iter": (100, 3)}),
-    "bench": ("bench", {"steps": (20, 3)}),
+    "lbfgs_grid": ("lib.targeted_grid", {"max_iter": (10, 3)}),
+    "adam_attack": ("lib.targeted_grid", {"max_iter": (100, 3)}),
+    "bench": ("tools.bench", {"steps": (20, 3)}),
 }
 
 
@@ -32,7 +33,7 @@ def _parsed(monkeypatch, script, parser_module, argv):
         raise Parsed(common.parse(parser, argv, quick))
     monkeypatch.setattr(mod, "parse", parse)
     with pytest.raises(Parsed) as got:
-        importlib.import_module(f"experiments.{script}").main(argv)
+        importlib.import_module(module(script)).main(argv)
     return got.value.args[0]
 
 

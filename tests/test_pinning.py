@@ -1,5 +1,5 @@
 """A misclassified training image pins its class's readout (``analysis.masking.readout``,
-``experiments.pinning``): the penalty's weight per unit against the penalty itself, the pinned logit
+``experiments.beyond.pinning``): the penalty's weight per unit against the penalty itself, the pinned logit
 against the minimum of the loss it describes, and the intervention end to end."""
 import importlib.util
 import shutil
@@ -10,10 +10,11 @@ import pytest
 from scipy.optimize import minimize
 
 from analysis.masking.readout import misclassified, pinned_logit
-from experiments import grids, pinning, sweep
-from experiments.common import UsageError
-from experiments.intervention import DROPPED, intervened_data
-from experiments.store import stored_key
+from experiments.lib import grids
+from experiments.beyond import pinning, sweep
+from experiments.lib.cli import UsageError
+from experiments.lib.intervention import DROPPED, intervened_data
+from experiments.lib.store import stored_key
 from nn.checkpoint import load_checkpoint, save_checkpoint
 from nn.mnist import load_mnist
 from nn.penalty import phi_sigmoid, saturating_penalty, unit_weight

@@ -5,7 +5,8 @@ import sys
 
 import pytest
 
-from experiments import common, plotting
+from experiments.lib import cli as common, plotting
+from experiments.lib.scripts import module
 
 # script -> (extra arguments, a raw result file it must write, whether it draws figures)
 CHAIN = [
@@ -38,8 +39,8 @@ def test_quick_presets_chain_without_matplotlib(tmp_path, mnist_dir, monkeypatch
     monkeypatch.setenv("SATNETS_MNIST_DIR", str(mnist_dir))
     import importlib
     for script, extra, result, draws in CHAIN:
-        module = importlib.import_module(f"experiments.{script}")
-        common.cli(module.main, ["--quick", *extra])
+        mod = importlib.import_module(module(script))
+        common.cli(mod.main, ["--quick", *extra])
         out, err = capsys.readouterr()
         if result:
             assert (tmp_path / result).exists(), f"{script} --quick wrote no {result}"

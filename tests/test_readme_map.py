@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 HEADING = "## The paper in the code"
 COLUMNS = ("paper", "what", "function", "command", "RESULTS")
 DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
-COMMAND = re.compile(r"python -m (experiments\.[A-Za-z_][A-Za-z0-9_]*)(\s|$)")
+COMMAND = re.compile(r"python -m (experiments(?:\.[A-Za-z_][A-Za-z0-9_]*)+)(\s|$)")
 ITEM = re.compile(r"(Eqs?|Tables?|Figs?)\.? (\d+)(?:-(\d+))?")
 WANTED = {"Eq": range(1, 14), "Table": range(1, 3), "Fig": range(1, 9)}
 

@@ -2,8 +2,8 @@
 alone decides identity (Table 1, the sweep and resuming agree on it)."""
 import pytest
 
-from experiments import grids, paper
-from experiments.recipes import Recipe, SettingError, apply_set, model_key, select, table1_recipes
+from experiments.lib import grids, paper
+from experiments.lib.recipes import Recipe, SettingError, apply_set, model_key, select, table1_recipes
 
 
 def test_table1_recipes_come_from_the_papers_facts():

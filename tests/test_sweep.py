@@ -4,8 +4,10 @@ import json
 
 import numpy as np
 
-from experiments import evaluation, grids, sweep
-from experiments.store import find_snapshot
+from experiments.lib import evaluation, grids
+
+from experiments.beyond import sweep
+from experiments.lib.store import find_snapshot
 from nn import architectures
 
 
@@ -57,7 +59,7 @@ def test_sweep_evaluates_cnns_on_permuted_channels_and_renews_old_records(tmp_pa
     """The regime's evaluation permutes a CNN's channels too (three summation orders of the same
     function) and predicts its zero gradients from the margin; a record of an older version is
     recomputed, one of the current version reused as it is."""
-    from experiments.evaluation import evaluate
+    from experiments.lib.evaluation import evaluate
     from nn.checkpoint import save_checkpoint
     from nn.model import Sequential
     model = Sequential.init(architectures.cnn(channels=(3, 4), hidden=5, kernel=3, input_shape=[1, 8, 8]), seed=0)
@@ -82,8 +84,8 @@ def test_checkpoints_of_older_versions_are_the_same_model():
     """A sweep checkpoint written before recipes (flat "sweep_settings" in the old words: "ftz",
     derivative "stable") and a Table 1 checkpoint of that time ("model_settings", "config") resume as
     the model today's recipe names."""
-    from experiments.recipes import model_key, table1_recipes
-    from experiments.store import stored_key
+    from experiments.lib.recipes import model_key, table1_recipes
+    from experiments.lib.store import stored_key
     run = grids.RELU[11]  # the regime ReLU MLP
     old = {"arch": "relu_mlp", "hidden": 200, "lam_max": 3.99e-8, "lam_step": 1e-10, "units": "sum",
            "batch": "mean", "derivative": "stable", "ftz": True, "lr": 1e-3, "batch_size": 128, "seed": 0,

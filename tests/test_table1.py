@@ -8,8 +8,10 @@ import sys
 import time
 from pathlib import Path
 
-from experiments import paper, table1
-from experiments.evaluation import ACCURACIES
+from experiments.lib import paper
+
+from experiments import table1
+from experiments.lib.evaluation import ACCURACIES
 
 REPO = Path(__file__).resolve().parents[1]
 KEYS = ("model", "clean_acc", "fgsm_paper", "fgsm_float32", "fgsm_stable", "zero_grad_paper")
@@ -20,7 +22,7 @@ def test_table1_quick_end_to_end_and_reuse(tmp_path, mnist_dir):
     argv = ["--quick", "--out", str(out), "--data-dir", str(mnist_dir), "--sweep", "none"]
     rows = table1.main(argv)
     assert [r["model"] for r in rows] == list(paper.MODELS)
-    assert {"recipes.json", "table.json", "table.md", "log.txt"} <= {p.name for p in out.iterdir()}
+    assert {"config.json", "table.json", "table.md", "log.txt"} <= {p.name for p in out.iterdir()}
     table = json.loads((out / "table.json").read_text())
     assert len(table["rows"]) == 9 and all(0 <= r[k] <= r["clean_acc"] + 0.2 for r in table["rows"]
                                            for k in ("fgsm_paper", "fgsm_stable"))
@@ -131,7 +133,7 @@ def test_a_device_that_flushes_reports_no_float32_numbers(monkeypatch):
     """On the GPU (``nn.numerics.flushes_subnormals``) "float32" would compute the paper's numbers: the
     evaluation records None for them, and the table, the aggregate over seeds and the logs show "-"."""
     import numpy as np
-    from experiments import evaluation, tables
+    from experiments.lib import evaluation, tables
     from nn import architectures
     from nn.model import Sequential
     model = Sequential.init(architectures.mlp("sigmoid", hidden=8), seed=0)

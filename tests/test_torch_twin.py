@@ -7,7 +7,8 @@ from nn.architectures import cnn, mlp
 from nn.model import Sequential
 
 torch = pytest.importorskip("torch")
-from experiments import bench, torch_twin  # noqa: E402
+from experiments.lib import torch_twin  # noqa: E402
+from experiments.tools import bench  # noqa: E402
 
 SPECS = {"sigmoid_mlp": mlp("sigmoid", hidden=7), "relu_mlp": mlp("relu", hidden=7),
          "cnn": cnn(channels=(2, 3), hidden=5)}

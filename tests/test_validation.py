@@ -19,6 +19,7 @@ from attacks.noise import UniformNoise
 from attacks.pgd import PGD
 from attacks.square import Square
 from attacks.targeted import TargetedAdam, TargetedLBFGS, select_sources
+from experiments.lib.scripts import module
 from nn import architectures
 from nn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from nn.model import Sequential
@@ -157,9 +158,9 @@ def _fails_like_a_tool(result, *words):
 def test_scripts_fail_like_command_line_tools(tmp_path, mnist_dir):
     missing = str(tmp_path / "nowhere")
     for script in ("audit", "weights", "rdm", "fisher_path", "kurtosis_linear", "logit_scale", "lbfgs_grid", "verify"):
-        _fails_like_a_tool(_script(f"experiments.{script}", "--from", missing, "--out", str(tmp_path / script)),
+        _fails_like_a_tool(_script(module(script), "--from", missing, "--out", str(tmp_path / script)),
                            "--from", "no such folder", "python -m experiments.table1")
-    _fails_like_a_tool(_script("experiments.audit", "--models", "sigmoid-saturated", "--out", str(tmp_path / "a")),
+    _fails_like_a_tool(_script("experiments.beyond.audit", "--models", "sigmoid-saturated", "--out", str(tmp_path / "a")),
                        "unknown model(s) sigmoid-saturated", "sigmoid_mlp-saturated")
     _fails_like_a_tool(_script("experiments.table1", "--quick", "--set", "nonsense.key=3", "--out", str(tmp_path / "t")),
                        "--set needs <models>.<part>.<key>=<value>")
@@ -178,7 +179,7 @@ def test_scripts_fail_like_command_line_tools(tmp_path, mnist_dir):
     _fails_like_a_tool(_script("experiments.figures", "--grids", missing), "--grids", "no such folder")
     _fails_like_a_tool(_script("experiments.table1", "--quick", "--set", "eval.eps=-1", "--out", str(tmp_path / "t")),
                        "eps must be at least 0")  # refused before anything trains
-    bad_option = _script("experiments.audit", "--n-test", "0", "--out", str(tmp_path / "a"))
+    bad_option = _script("experiments.beyond.audit", "--n-test", "0", "--out", str(tmp_path / "a"))
     assert bad_option.returncode == 2 and "--n-test: expected at least 1" in bad_option.stderr  # argparse's usage
     # no MNIST files and no network: the mirrors are unreachable file URLs here
     no_data = {"SATNETS_MNIST_DIR": str(tmp_path / "empty"), "SATNETS_MNIST_MIRRORS": "file:///nonexistent/",

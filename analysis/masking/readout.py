@@ -110,3 +110,68 @@ def pinned_logit(weight, n_class, n_pinning=1):
     if excess(100.0) >= 0:  # past any float32 logit the penalty still outweighs them
         return float("inf")
     return brentq(excess, STEEPEST, 100.0, xtol=1e-12)
+
+
+def readout_sides(model, x, y, batch=1000):
+    """Where the readout's logits sit against 0, on images x (N, 1, 28, 28) with labels y (N,), host arrays.
+
+    Over the correctly classified images, as the evaluation's margins (``experiments.lib.evaluation``):
+    -> dict of floats: ``z_correct`` and ``z_wrong_max``, the medians of z_y and of max_{j != y} z_j;
+    ``margin``, the median of their difference; ``common_mode``, the median of their mean
+    (z_y + max_{j != y} z_j) / 2, about 0 when the classes separate around 0; ``wrong_positive``, the
+    share of their n (K - 1) wrong-class logits above 0 (where the readout's sigma' penalty pushes them
+    up); ``true_positive``, the share of their true-class logits above 0.
+    """
+    zt, zw, pos = [], [], 0
+    for i in range(0, len(x), batch):
+        z = to_host(model.logits(to_device(x[i:i + batch], model.xp, model.dtype))).astype(np.float64)  # (n, K)
+        right = z.argmax(axis=1) == y[i:i + batch]
+        z, yb = z[right], y[i:i + batch][right]
+        M, _ = margin(z, yb)  # (n,): max_{j != y} z_j - z_y
+        true = np.arange(z.shape[1]) == yb[:, None]  # (n, K)
+        zt.append(z[true])
+        zw.append(z[true] + M)
+        pos += int(((z > 0) & ~true).sum())
+    zt, zw = np.concatenate(zt), np.concatenate(zw)
+    K = true.shape[1] if len(zt) else 0
+    if len(zt) == 0:  # no image classified correctly: nothing to measure
+        return dict.fromkeys(["z_correct", "z_wrong_max", "margin", "common_mode", "wrong_positive", "true_positive"],
+                             float("nan"))
+    return {"z_correct": float(np.median(zt)), "z_wrong_max": float(np.median(zw)), "margin": float(np.median(zt - zw)),
+            "common_mode": float(np.median((zt + zw) / 2)), "wrong_positive": pos / (len(zt) * (K - 1)),
+            "true_positive": float((zt > 0).mean())}
+
+
+
+def shift_readout(model, s):
+    """Subtract ``s`` from every readout bias in place: z_k -> z_k - s for each class k. -> model."""
+    readout = model.params[-1]
+    readout["b"] -= readout["b"].dtype.type(s)
+    return model
+
+
+def pinning_report(model, weight, x, y, trained, dropped, x_test, y_test):
+    """One snapshot's pinning report (``pinned_logit`` against what the run measures), as a dict of
+    JSON-able values.
+
+    x (N, 1, 28, 28), y (N,): the training split, host arrays; trained (n,): the indices the model
+    trains on (``experiments.lib.intervention.trained_indices``), over which every training number is
+    taken; dropped: indices it trains without, listed when misclassified, never counted; x_test, y_test:
+    test images and labels; weight: ``readout_weight`` (None: no pinned logit). Per class k (lists of
+    K): ``n_class`` its trained images, ``n_pinning`` the trained images of other labels classified as
+    k, ``pinned_logit`` z* where n_pinning > 0, ``z_correct_by_class`` its median own-class logit over
+    its correctly classified trained images, ``margin_by_class_test`` its median test margin;
+    ``misclassified``: ``analysis.masking.readout.misclassified``'s entries, indices into the split."""
+    seen = np.union1d(trained, np.asarray(dropped, dtype=np.int64))  # (m,) the trained and the left out
+    wrong = misclassified(model, x[seen], y[seen])
+    wrong["index"] = seen[wrong["index"]]
+    train, test = silence(model, x[trained], y[trained]), silence(model, x_test, y_test)
+    K = len(train["z_correct_by_class"])
+    n_class = np.bincount(y[trained], minlength=K)
+    n_pinning = np.bincount(wrong["predicted"][np.isin(wrong["index"], trained)], minlength=K)
+    pinned = [pinned_logit(weight, int(n_class[k]), int(n_pinning[k])) if weight and n_pinning[k] else None
+              for k in range(K)]
+    return {"misclassified": {k: v.tolist() for k, v in wrong.items()}, "dropped": [int(i) for i in dropped],
+            "n_class": n_class.tolist(), "n_pinning": n_pinning.tolist(), "pinned_logit": pinned,
+            "z_correct_by_class": train["z_correct_by_class"], "margin_by_class_test": test["margin_by_class"],
+            "margin_test": test["margin"]}

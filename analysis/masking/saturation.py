@@ -22,10 +22,14 @@ them.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from nn.architectures import mlp
 from nn.backend import to_device, to_host
 from nn.layers import sigmoid
+from nn.model import Sequential
 from nn.softmax import log_softmax_stable
 from nn.numerics import FORWARD_NUMERICS, LOG_SMALLEST_NORMAL, LOG_SMALLEST_SUBNORMAL, check_numerics
 from nn.validate import InputError, check_batch
@@ -99,3 +103,19 @@ def margin_predicts_zero(model, x, y, numerics="paper"):
     y = to_host(y)
     other = np.where(np.arange(logp.shape[1]) == y[:, None], -np.inf, logp)
     return other.max(axis=1) < (LOG_SMALLEST_NORMAL if numerics == "paper" else LOG_SMALLEST_SUBNORMAL)
+
+
+def saturated_sigmoid_mlp(x, hidden=200, lo=60.0, hi=1000.0, seed=0):
+    """A synthetic 784-H-H-10 sigmoid MLP deep in saturation, for timing and testing the float32
+    zeros without training one: each unit's weights and bias (a ``Sequential.init`` draw) scaled so
+    that the median of its |h| over the images x (N, 1, 28, 28) is log-uniform in [lo, hi]. Its
+    sigma'(h) = y (1 - y) is then exactly 0 in float32 wherever |h| > 16.64 (y rounds to 1) or
+    y (1 - y) < 2^-149. -> Sequential (float32)."""
+    model, rng, a = Sequential.init(mlp("sigmoid", hidden=hidden), seed=seed), np.random.default_rng(seed), x
+    for p in model.params[1::2]:  # the dense layers
+        h = a.reshape(len(a), -1) @ p["W"].T + p["b"]  # (N, n_out)
+        c = np.exp(rng.uniform(math.log(lo), math.log(hi), h.shape[1])).astype(np.float32) / np.median(abs(h), 0)
+        p["W"] *= c[:, None]
+        p["b"] *= c
+        a = sigmoid(h * c)
+    return model

@@ -1,5 +1,5 @@
 """The gradient-masking audit's attacks, run in batches: the attack suite, the eps sweep's attack (also
-the upper bound of ``experiments.verify``'s bracket), and the robust-accuracy mask
+the upper bound of ``experiments.beyond.verify``'s bracket), and the robust-accuracy mask
 (``analysis.masking.audit`` does the bookkeeping on what they return)."""
 from __future__ import annotations
 

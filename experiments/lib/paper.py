@@ -1,7 +1,7 @@
 """The paper in one place: what Nayebi & Ganguli (2017) state, and what we chose where they are silent.
 
 Plain data only, each fact with its source: "paper" + section / table for what the paper says,
-"ours" + the RESULTS.md chapter for a choice or a finding. ``experiments.recipes`` turns these facts
+"ours" + the RESULTS.md chapter for a choice or a finding. ``experiments.lib.recipes`` turns these facts
 into the nine models of Table 1; every script reads them from here.
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Table 1's parts: one model trained (or loaded) and evaluated, and the markdown table beside the paper.
 
 ``train_and_evaluate`` is a module-level function of plain-data arguments, so that a process pool
-(``experiments.jobs``) can run the nine models side by side. Its result is kept beside the checkpoint
+(``experiments.lib.jobs``) can run the nine models side by side. Its result is kept beside the checkpoint
 (<name>[-seed<s>].eval.json, with the model's key, the evaluation settings and the checkpoint's size
 and time): a model evaluated once is not evaluated again, so separate processes (``--list``) can each
 train and evaluate one model, and a last ``table1`` run assembles the table in seconds.
@@ -12,18 +12,18 @@ import json
 import time
 from pathlib import Path
 
-from experiments import paper
-from experiments.common import FileLog, write_json
-from experiments.evaluation import evaluate, percent
-from experiments.recipes import Recipe
-from experiments.store import checkpoint_name, train_or_load
+from experiments.lib import paper
+from experiments.lib.runs import FileLog, write_json
+from experiments.lib.evaluation import evaluate, percent
+from experiments.lib.recipes import Recipe
+from experiments.lib.store import checkpoint_name, train_or_load
 from nn.backend import get_xp
 from nn.mnist import load_mnist
 
 
 def train_and_evaluate(task):
     """task: {"recipe": Recipe.as_dict(), "seed", "folder", "sweep", "data_dir", "device", "eval"} ->
-    the evaluation (``experiments.evaluation.evaluate``) with "train_seconds" and "eval_seconds" added,
+    the evaluation (``experiments.lib.evaluation.evaluate``) with "train_seconds" and "eval_seconds" added,
     computed once per checkpoint and evaluation settings and read back from <checkpoint>.eval.json after."""
     recipe, seed, folder = Recipe.from_dict(task["recipe"]), task["seed"], Path(task["folder"])
     log, xp, ev = FileLog(folder / "log.txt"), get_xp(task["device"]), task["eval"]
@@ -64,7 +64,7 @@ def _cell(r, k):
 def format_table(rows):
     """Markdown: one line per training, one column pair per architecture, the paper beside ours; over
     several seeds each cell is mean +- standard deviation. rows: dicts with "model", "arch_kwargs" and
-    ``experiments.evaluation.ACCURACIES``."""
+    ``experiments.lib.evaluation.ACCURACIES``."""
     lines = ["| training | " + " | ".join(f"{a} paper | {a} ours" for a in paper.ARCHS) + " |",
              "| --- |" + " --- | --- |" * len(paper.ARCHS)]
     by = {r["model"]: r for r in rows}

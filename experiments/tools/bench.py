@@ -1,12 +1,12 @@
 """Throughput benchmark: satnets against PyTorch on the same machine, and against the matmul peak.
 
-    python -m experiments.bench [--device gpu] [--steps K] [--profile] [--no-retain] [--no-torch]
-    python -m experiments.bench --flush-to-zero runs/sweep/<run>/snap-e800.npz   # its effect on speed
-    python -m experiments.bench --saturated     # the same on a synthetic deeply saturated sigmoid MLP
+    python -m experiments.tools.bench [--device gpu] [--steps K] [--profile] [--no-retain] [--no-torch]
+    python -m experiments.tools.bench --flush-to-zero runs/sweep/<run>/snap-e800.npz   # its effect on speed
+    python -m experiments.tools.bench --saturated     # the same on a synthetic deeply saturated sigmoid MLP
 
 With PyTorch installed (the ``bench`` extra), first a side-by-side comparison: for the paper's three
 architectures (MLPs 784-1000-1000-10, the Table 2 CNN) built with the *same weights* on both sides
-(``experiments.torch_twin``), each workload (a training step at batch 128: forward, mean
+(``experiments.lib.torch_twin``), each workload (a training step at batch 128: forward, mean
 cross-entropy, backward, Adam; the input gradient of the cross-entropy, what FGSM uses, at batch
 500; the input Jacobian of 100 images, against ``vmap(jacrev)``) is timed alternately satnets,
 PyTorch, satnets, ... in one process, and the table gives the median of each and their ratio
@@ -19,7 +19,7 @@ epoch (forward, backward, Adam) counting only the matrix products, 2 FLOPs per m
 convolution counted as its im2col product), and the ratio of the two. Random data of MNIST's shape
 stand in for the images: throughput does not depend on pixel values.
 
-With ``--flush-to-zero CHECKPOINT`` (a saturated sigmoid MLP, e.g. a snapshot of ``experiments.sweep``)
+With ``--flush-to-zero CHECKPOINT`` (a saturated sigmoid MLP, e.g. a snapshot of ``experiments.beyond.sweep``)
 it instead times saturated training steps on MNIST (the paper's penalty, units="mean", lambda 1.74)
 from that checkpoint in the numerics "float32", "paper" (flush-to-zero) and "paper" by exp then flush
 (``nn.numerics.exp_then_flush``), alternating, and prints the median time of each and the share of
@@ -39,10 +39,11 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.common import UsageError, add_common_args, cli, summary, parse, count, hardware
+from experiments.lib.cli import UsageError, add_common_args, cli, summary, parse, count
+from experiments.lib.runs import hardware
+from analysis.masking.saturation import saturated_sigmoid_mlp
 from nn.architectures import cnn, mlp
 from nn.backend import get_xp, retain_freed_memory, synchronize, to_device
-from nn.layers import sigmoid
 from nn.model import Sequential
 from nn.numerics import exp_then_flush
 from nn.spec import multiply_adds
@@ -106,7 +107,7 @@ def comparison_workloads(xp, device, quick=False):
     ``reps`` repetitions of one workload on the same weights and the same random MNIST-shaped data."""
     import torch
 
-    from experiments import torch_twin
+    from experiments.lib import torch_twin
     from nn.optim import adam_init, adam_update
     tdev = "cuda" if device == "gpu" else "cpu"
     sync = (lambda: torch.cuda.synchronize()) if tdev == "cuda" else (lambda: None)
@@ -196,19 +197,6 @@ def print_profile(profiler, steps, top=12):
         print(f"    {1e3 * own / steps:7.2f} ms/step  {calls // steps:4d} calls/step  {Path(path).name}:{line} {fn}")
 
 
-def saturated_sigmoid_mlp(x, hidden=200, lo=60.0, hi=1000.0, seed=0):
-    """A 784-H-H-10 sigmoid MLP deep in saturation: each unit's weights and bias scaled so that the
-    median of its |h| over the images x is log-uniform in [lo, hi]."""
-    model, rng, a = Sequential.init(mlp("sigmoid", hidden=hidden), seed=seed), np.random.default_rng(seed), x
-    for p in model.params[1::2]:  # the dense layers
-        h = a.reshape(len(a), -1) @ p["W"].T + p["b"]  # (N, n_out)
-        c = np.exp(rng.uniform(math.log(lo), math.log(hi), h.shape[1])).astype(np.float32) / np.median(abs(h), 0)
-        p["W"] *= c[:, None]
-        p["b"] *= c
-        a = sigmoid(h * c)
-    return model
-
-
 def flush_to_zero_timing(model, data, repeats=3, batch=128):
     """Median seconds of an epoch of saturated training of copies of ``model`` on ``data`` in each numerics,
     alternately. -> ({"float32": s, "paper": s, "exp then flush": s}, subnormal share of the first y)."""
@@ -266,7 +254,7 @@ def main(argv=None):
         print(f"note: OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} holds numpy's OpenBLAS to that processor's "
               "kernels while PyTorch picks its own; for like against like run this command with "
               "`env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE` (RESULTS, Performance)")
-    from experiments.torch_twin import torch_available
+    from experiments.lib.torch_twin import torch_available
     if args.only_torch and not torch_available():
         raise UsageError("--only-torch needs PyTorch: pip install -e '.[bench]'")
     if not args.no_torch:

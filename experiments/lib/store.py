@@ -18,8 +18,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from experiments.grids import sweep_run
-from experiments.recipes import Recipe, SettingError, model_key
+from experiments.lib.grids import sweep_run
+from experiments.lib.recipes import Recipe, SettingError, model_key
 from nn.backend import to_device
 from nn.checkpoint import atomic_write, load_checkpoint
 from nn.numerics import upgrade_settings
@@ -27,7 +27,7 @@ from nn.penalty import lambda_schedule, saturated_fraction
 from nn.train import resume_state, train
 
 RECIPE_FILE = "recipe.json"  # in a sweep run's folder: {"recipe": ..., "seed": ..., "settings": ...}
-# The checkpoint meta key of a model changed outside its recipe (e.g. ``experiments.common_mode``'s
+# The checkpoint meta key of a model changed outside its recipe (e.g. ``experiments.beyond.common_mode``'s
 # shifted readout): such a model is never taken for its recipe's (``stored_key``: None).
 INTERVENTION = "intervention"
 
@@ -40,7 +40,7 @@ def checkpoint_name(name, seed):
 def stored_key(meta):
     """The ``model_key`` of the model a checkpoint's meta records, recomputed from what it holds: its
     recipe and seed; or the model settings and config an older Table 1 wrote; or the flat settings an
-    older sweep wrote ("sweep_settings", ``experiments.grids.sweep_run``'s arguments). Older words for the
+    older sweep wrote ("sweep_settings", ``experiments.lib.grids.sweep_run``'s arguments). Older words for the
     numerics are read as today's (``Recipe.from_dict``, ``nn.numerics.upgrade_settings``). None when
     it records no model, or a model changed outside its recipe (``INTERVENTION``)."""
     if INTERVENTION in meta:

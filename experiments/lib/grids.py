@@ -1,13 +1,13 @@
 """The sweep's runs: saturated networks trained by the paper's method (eqs. 6-8, Adam, no adversarial
-examples) across the settings the paper leaves open, each run a recipe (``experiments.recipes``) and a
-seed. ``experiments.sweep`` trains and evaluates them; RESULTS.md, "How the regime arises", reads them.
+examples) across the settings the paper leaves open, each run a recipe (``experiments.lib.recipes``) and a
+seed. ``experiments.beyond.sweep`` trains and evaluates them; RESULTS.md, "How the regime arises", reads them.
 """
 from __future__ import annotations
 
 import dataclasses
 
-from experiments.paper import CONTROL
-from experiments.recipes import Recipe
+from experiments.lib.paper import CONTROL
+from experiments.lib.recipes import Recipe
 
 # The penalty's phi per weight layer in the sweep's runs, unless a run sets its readout's
 KINDS = {"sigmoid_mlp": ["sigmoid"] * 3, "relu_mlp": ["relu"] * 3, "cnn": ["relu", "relu", "relu", "linear"]}

@@ -1,8 +1,8 @@
 """One misclassified training image pins its class's readout: measured at every snapshot of a sweep run,
 and checked by training on without it.
 
-    python -m experiments.pinning runs/sweep/<run> [<run> ...] [--out DIR]
-    python -m experiments.pinning runs/sweep/<run> --at E --drop I [I ...] --epochs E1 [E2 ...] [--control] [--out DIR]
+    python -m experiments.beyond.pinning runs/sweep/<run> [<run> ...] [--out DIR]
+    python -m experiments.beyond.pinning runs/sweep/<run> --at E --drop I [I ...] --epochs E1 [E2 ...] [--control] [--out DIR]
 
 The report, for every snapshot of each run and of every continuation of it in --out: the training
 images the network classifies wrong (index in the training split ``data["train"]``, label, predicted
@@ -18,7 +18,7 @@ last snapshot).
 The intervention (--at E --drop I --epochs ...): a sweep run keeps only its last training state, so the
 run's recipe is trained again from scratch to epoch E into <out>/<run>-e<E>/; that training state
 (parameters, Adam's moments, the shuffling generator) then continues without training images I into
-<out>/<run>-e<E>-drop<I>/, to each --epochs, a snapshot at each (``experiments.intervention``).
+<out>/<run>-e<E>-drop<I>/, to each --epochs, a snapshot at each (``experiments.lib.intervention``).
 --control leaves out as many other images of each of their labels instead, drawn at random (seeded by
 the run's seed) from the correctly classified ones, in <out>/<run>-e<E>-control<I>/: the same change to
 the data's size (both reshuffle the remaining images from then on), other images. The retrained state
@@ -33,12 +33,13 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.masking.readout import misclassified, pinned_logit, silence
-from experiments.common import Run, UsageError, add_common_args, cli, count, parse, summary, write_json
-from experiments.intervention import DROPPED, continue_run, save_intervened, sweep_source, trained_indices
-from experiments.plotting import save_figure
-from experiments.store import INTERVENTION, train_or_load
-from experiments.sweep_report import snapshots
+from analysis.masking.readout import misclassified, pinning_report
+from experiments.lib.cli import UsageError, add_common_args, cli, count, parse, summary
+from experiments.lib.runs import Run, write_json
+from experiments.lib.intervention import DROPPED, continue_run, save_intervened, sweep_source, trained_indices
+from experiments.lib.plotting import save_figure
+from experiments.lib.store import INTERVENTION, train_or_load
+from experiments.lib.sweep_report import snapshots
 from nn.backend import to_host
 from nn.checkpoint import load_checkpoint
 from nn.mnist import load_mnist
@@ -58,32 +59,6 @@ def readout_weight(recipe, n_classes, step):
     m = recipe.method
     lam = lambda_schedule(step, m["lam_max"], m["lam_step"])
     return unit_weight(lam, n_classes, recipe.train["batch_size"], m["units"], m["batch"]) if lam > 0 else None
-
-
-def pinning(model, weight, x, y, trained, dropped, x_test, y_test):
-    """One snapshot's report (the module docstring) as a dict of JSON-able values.
-
-    x (N, 1, 28, 28), y (N,): the training split, host arrays; trained (n,): the indices the model
-    trains on (``experiments.intervention.trained_indices``), over which every training number is
-    taken; dropped: indices it trains without, listed when misclassified, never counted; x_test, y_test:
-    test images and labels; weight: ``readout_weight`` (None: no pinned logit). Per class k (lists of
-    K): ``n_class`` its trained images, ``n_pinning`` the trained images of other labels classified as
-    k, ``pinned_logit`` z* where n_pinning > 0, ``z_correct_by_class`` its median own-class logit over
-    its correctly classified trained images, ``margin_by_class_test`` its median test margin;
-    ``misclassified``: ``analysis.masking.readout.misclassified``'s entries, indices into the split."""
-    seen = np.union1d(trained, np.asarray(dropped, dtype=np.int64))  # (m,) the trained and the left out
-    wrong = misclassified(model, x[seen], y[seen])
-    wrong["index"] = seen[wrong["index"]]
-    train, test = silence(model, x[trained], y[trained]), silence(model, x_test, y_test)
-    K = len(train["z_correct_by_class"])
-    n_class = np.bincount(y[trained], minlength=K)
-    n_pinning = np.bincount(wrong["predicted"][np.isin(wrong["index"], trained)], minlength=K)
-    pinned = [pinned_logit(weight, int(n_class[k]), int(n_pinning[k])) if weight and n_pinning[k] else None
-              for k in range(K)]
-    return {"misclassified": {k: v.tolist() for k, v in wrong.items()}, "dropped": [int(i) for i in dropped],
-            "n_class": n_class.tolist(), "n_pinning": n_pinning.tolist(), "pinned_logit": pinned,
-            "z_correct_by_class": train["z_correct_by_class"], "margin_by_class_test": test["margin_by_class"],
-            "margin_test": test["margin"]}
 
 
 def retrained_base(run, seed, source, at, out, data, log):
@@ -196,7 +171,7 @@ def main(argv=None):
     sources = [(Path(f), *sweep_source(f, max(args.epochs or [1]))) for f in args.runs]
     for folder, _, _ in sources:
         if not snapshots(folder):
-            raise UsageError(f"{folder}: no snap-e<epoch>.npz snapshots there (python -m experiments.sweep makes them)")
+            raise UsageError(f"{folder}: no snap-e<epoch>.npz snapshots there (python -m experiments.beyond.sweep makes them)")
     out = Run("pinning", args)  # default folder runs/pinning
     data = load_mnist(args.data_dir)
     x_train, y_train = data["train"]
@@ -222,7 +197,7 @@ def main(argv=None):
                 step = meta["epoch"] * -(-len(trained) // run.recipe.train["batch_size"])  # steps so far, about
                 weight = readout_weight(run.recipe, model.params[-1]["b"].shape[0], step)
                 rows.append({"run": folder.name, "epoch": meta["epoch"], "intervention": record,
-                             **pinning(model, weight, x_train, y_train, trained, record.get(DROPPED, ()), x_test, y_test)})
+                             **pinning_report(model, weight, x_train, y_train, trained, record.get(DROPPED, ()), x_test, y_test)})
                 out.log(f"{folder.name} epoch {meta['epoch']}: {len(rows[-1]['misclassified']['index'])} "
                         f"training images misclassified")
     write_json(out.path("pinning.json"), {"n_test": len(x_test), "rows": rows})

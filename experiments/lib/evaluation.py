@@ -34,8 +34,8 @@ from analysis.masking.audit import permute_units
 from analysis.masking.saturation import log_path_bound, margin_predicts_zero
 from attacks import FGSM
 from attacks.losses import LOSSES, loss_and_input_gradient, margin
-from experiments import paper
-from experiments.common import read_json, write_json
+from experiments.lib import paper
+from experiments.lib.runs import read_json, write_json
 from nn.backend import to_device, to_host
 from nn.checkpoint import CheckpointError, load_checkpoint
 from nn.numerics import flushes_subnormals

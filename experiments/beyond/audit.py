@@ -19,9 +19,9 @@ per numeric mode, robust accuracy against eps from 0 to 1 (APGD, cross-entropy p
 stable mode, per-example worst: ``analysis.masking.suite.eps_sweep_attack``), and the named flags of
 ``analysis.masking.audit``.
 
-    python -m experiments.audit                       # all nine models of runs/table1
-    python -m experiments.audit --models sigmoid_mlp-saturated --n-test 10000
-    python -m experiments.audit --device gpu --n-test 10000 --n-test-cnn 10000
+    python -m experiments.beyond.audit                       # all nine models of runs/table1
+    python -m experiments.beyond.audit --models sigmoid_mlp-saturated --n-test 10000
+    python -m experiments.beyond.audit --device gpu --n-test 10000 --n-test-cnn 10000
 
 Writes audit.json (everything), audit.md (the table) and, with the plots extra, eps_sweep.png.
 audit.json is rewritten after each model: the same command, run again after an interruption, keeps
@@ -40,10 +40,10 @@ from analysis.masking.suite import (EPS_SWEEP, attack_suite, apgd_attacks, eps_s
                                     in_batches)
 from attacks import FGSM, AttackResult
 from attacks.pgd import PGD
-from experiments.common import (Run, add_checkpoint_args, add_common_args, amount, checkpoint_stamp, cli, summary,
-                                parse, count, load_models, resumable_rows, write_json)
-from experiments.plotting import save_figure
-from experiments.paper import MODELS, TABLE1
+from experiments.lib.cli import add_checkpoint_args, add_common_args, amount, checkpoint_stamp, cli, summary, parse, count, load_models, resumable_rows
+from experiments.lib.runs import Run, write_json
+from experiments.lib.plotting import save_figure
+from experiments.lib.paper import MODELS, TABLE1
 from nn.backend import to_device, to_host
 from nn.checkpoint import load_checkpoint
 from nn.mnist import load_mnist

@@ -1,4 +1,4 @@
-"""PyTorch twins of satnets models, for the benchmark's side-by-side comparison (``experiments.bench``).
+"""PyTorch twins of satnets models, for the benchmark's side-by-side comparison (``experiments.tools.bench``).
 
 Optional: needs the ``bench`` extra (PyTorch); nothing in ``nn``, ``attacks`` or ``analysis`` imports
 it. A twin is the layer list of a spec built from ``torch.nn`` modules holding *copies of the same

@@ -1,7 +1,7 @@
 """One recipe, one model: a frozen recipe (architecture, training settings, objective) names a model,
 and ``model_key`` alone decides whether two runs are the same model.
 
-A recipe is built from the paper's facts (``experiments.paper``) and changed from the command line in
+A recipe is built from the paper's facts (``experiments.lib.paper``) and changed from the command line in
 one dialect, ``--set <models>.<part>.<key>=<value>``:
 
     <models>  a model (relu_mlp-saturated), an architecture (relu_mlp: its models), a training
@@ -25,7 +25,7 @@ import json
 import numpy as np
 
 from attacks.adversarial_training import adversarial_objective
-from experiments import paper
+from experiments.lib import paper
 from nn.architectures import ARCHITECTURES, build_spec
 from nn.errors import UserError
 from nn.model import Sequential
@@ -124,7 +124,7 @@ class Recipe:
 
     def cost(self):
         """Training's matrix-product multiply-adds per training example, the proxy for its time by which
-        ``experiments.jobs.run_all`` starts the longest runs first: epochs * the forward pass's
+        ``experiments.lib.jobs.run_all`` starts the longest runs first: epochs * the forward pass's
         multiply-adds (``nn.spec.multiply_adds``) * 2 for adversarial training (eq. 4: every step also
         computes the FGSM batch and trains on it)."""
         return self.epochs * sum(multiply_adds(self.spec())) * (2 if self.training == "adversarial" else 1)
@@ -168,7 +168,7 @@ def model_key(recipe, seed):
 
 
 def table1_recipes(quick=False):
-    """The nine models of Table 1 from ``experiments.paper``, then the three controls (each saturated
+    """The nine models of Table 1 from ``experiments.lib.paper``, then the three controls (each saturated
     recipe with the plain cross-entropy): {name: Recipe}, in the paper's order. ``quick``: the same
     models at the smoke sizes of ``paper.QUICK``."""
     out = {}

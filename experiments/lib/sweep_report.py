@@ -1,18 +1,18 @@
 """The sweep's report: per run and milestone a table row, each run's last milestone, the frontier of
 FGSM against clean accuracy, and two figures (the runs against epochs; the mechanism: exact float32
-zeros predicted, then measured). Column names follow ``experiments.evaluation``."""
+zeros predicted, then measured). Column names follow ``experiments.lib.evaluation``."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from experiments import paper
-from experiments.paper import ARCH_NAMES
-from experiments.common import read_json, write_json
-from experiments.evaluation import percent
-from experiments.plotting import save_figure
-from experiments.grids import GRIDS, MILESTONES, short_label
-from experiments.recipes import model_key, table1_recipes
-from experiments.store import RECIPE_FILE
+from experiments.lib import paper
+from experiments.lib.paper import ARCH_NAMES
+from experiments.lib.runs import read_json, write_json
+from experiments.lib.evaluation import percent
+from experiments.lib.plotting import save_figure
+from experiments.lib.grids import GRIDS, MILESTONES, short_label
+from experiments.lib.recipes import model_key, table1_recipes
+from experiments.lib.store import RECIPE_FILE
 
 
 def snapshots(folder):

@@ -1,6 +1,6 @@
 """Figures: the one place that imports matplotlib (the ``plots`` extra), and the colours every figure
 shares. Without matplotlib nothing is drawn and the figure is recorded as skipped, so that a script
-still writes its raw results and says in one line what it did not draw (``experiments.common.cli``)."""
+still writes its raw results and says in one line what it did not draw (``experiments.lib.cli.cli``)."""
 from __future__ import annotations
 
 # one colour per training in every figure

@@ -6,12 +6,12 @@ Three losses, ``--steps`` iterations and one start each, as AutoAttack's standar
 cross-entropy (APGD-CE), the difference of logits ratio (APGD-DLR) and the targeted DLR (APGD-T, toward
 each of the 9 classes ranked highest after the true one). Ours runs on our analytic input gradients in
 numpy's float32 (no flush-to-zero: the arithmetic of PyTorch's CPU kernels); theirs on the PyTorch twin
-of the model (``experiments.torch_twin``: the same weights) with autograd. The report's last line gives
+of the model (``experiments.lib.torch_twin``: the same weights) with autograd. The report's last line gives
 the largest excess of ours over theirs, to be held at most 1 point (``TOLERANCE``): an attack weaker
 than the reference would flatter the model.
 
-    python -m experiments.apgd_torchattacks                       # the nine models of runs/table1, 500 images
-    python -m experiments.apgd_torchattacks --models relu_mlp-saturated --eps 0.1 --n-test 1000
+    python -m experiments.tools.apgd_torchattacks                       # the nine models of runs/table1, 500 images
+    python -m experiments.tools.apgd_torchattacks --models relu_mlp-saturated --eps 0.1 --n-test 1000
 
 Needs PyTorch (the ``bench`` extra) and torchattacks (``INSTALL``). Each cell is written to
 apgd_torchattacks.json as it is measured and reused by a rerun with the same steps, images and seed
@@ -28,10 +28,10 @@ import time
 import numpy as np
 
 from attacks.apgd import APGD
-from experiments import torch_twin
-from experiments.common import (Run, UsageError, add_checkpoint_args, add_common_args, amount, checkpoint_stamp, cli,
-                                count, load_models, parse, result_options, summary, write_json)
-from experiments.paper import MODELS
+from experiments.lib import torch_twin
+from experiments.lib.cli import UsageError, add_checkpoint_args, add_common_args, amount, checkpoint_stamp, cli, count, load_models, parse, result_options, summary
+from experiments.lib.runs import Run, write_json
+from experiments.lib.paper import MODELS
 from nn.mnist import load_mnist
 
 LOSSES = ("ce", "dlr", "dlr-targeted")  # APGD-CE, APGD-DLR, APGD-T: AutoAttack's gradient attacks

@@ -1,27 +1,19 @@
-"""What every experiment script shares: options, the run folder, logging, JSON written atomically.
-
-A run folder holds everything one command made: ``config.json`` (the resolved settings),
-``log.txt`` (what was printed), checkpoints and result files; any number in RESULTS.md can be
-traced to one folder and one command.
-"""
+"""What every experiment script shares on its command line: the common options and their types,
+the checks of what a user names (run folders, models), and ``cli``, which turns a user's mistake into
+one line on stderr and exit status 2. The run folder itself is ``experiments.lib.runs``."""
 from __future__ import annotations
 
 import argparse
 import contextlib
 import json
 import os
-import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-from experiments import paper
-from experiments import plotting
-from experiments.jobs import blas
-from nn.backend import get_xp, resolve_device, retain_freed_memory
-from nn.checkpoint import atomic_write
+from experiments.lib import paper
+from experiments.lib import plotting
 from nn.validate import UserError
 
 
@@ -117,78 +109,6 @@ def about(name):
         yield
     except UserError as e:
         raise UsageError(f"{name}: {e}") from e
-
-
-def write_json(path, obj):
-    """Write obj as indented JSON, atomically."""
-    text = json.dumps(obj, indent=2, default=_jsonable).encode()
-    atomic_write(path, lambda f: f.write(text))
-
-
-def read_json(path, default):
-    """The JSON at ``path``, or ``default`` when the file is missing or not (yet) complete JSON."""
-    try:
-        return json.loads(Path(path).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return default
-
-
-def _jsonable(o):
-    if isinstance(o, (np.integer, np.floating)):
-        return o.item()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON-serialisable: {type(o)}")
-
-
-class FileLog:
-    """log(line): the line, time-stamped, on stdout and appended to a file (several processes may append
-    to one file: each line is one write)."""
-
-    def __init__(self, path):
-        self._file = open(path, "a", buffering=1)
-
-    def __call__(self, msg):
-        line = f"[{time.strftime('%H:%M:%S')}] {msg}"
-        print(line, flush=True)
-        self._file.write(line + "\n")
-
-
-def run_dir(script, args, default_dir=None):
-    """The run folder of ``script``: --out, else runs/<script>, with -quick under --quick."""
-    return Path(args.out or (default_dir or os.path.join("runs", script)) + ("-quick" if args.quick else ""))
-
-
-class Run:
-    """A run folder with a log that goes both to stdout and to ``log.txt``."""
-
-    def __init__(self, script, args, default_dir=None):
-        self.dir = run_dir(script, args, default_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.device = resolve_device(args.device)
-        self.xp = get_xp(self.device)
-        if self.device == "cpu":
-            retain_freed_memory()  # large numpy temporaries reused, not page-faulted in every step
-        self.log = FileLog(self.dir / "log.txt")
-        self.log(f"$ {' '.join(['python -m experiments.' + script] + sys.argv[1:])}")
-        self.log(f"run folder {self.dir}  device {self.device}  {hardware()}")
-
-    def path(self, name):
-        return self.dir / name
-
-
-def hardware():
-    """A one-line description of the machine (CPU count, numpy and its BLAS, GPU name if used)."""
-    desc = f"{platform.machine()} {os.cpu_count()} cpus, python {platform.python_version()}, numpy {np.__version__}"
-    kernel = blas()
-    if kernel:
-        desc += f" ({kernel})"
-    try:
-        import cupy
-        desc += f", cupy {cupy.__version__} on {cupy.cuda.runtime.getDeviceProperties(0)['name'].decode()}"
-    except Exception:
-        pass
-    return desc
 
 
 TABLE1, QUICK_TABLE1 = "runs/table1", "runs/table1-quick"  # where table1 writes, without and with --quick

@@ -12,8 +12,8 @@ For each model and each c, on the first --n-test test images (--n-test-cnn for t
 * the fraction of examples whose input gradient is exactly 0 in the paper's mode;
 * the logit margin's median (at c = 1), which predicts where the paper-mode FGSM starts to fail.
 
-    python -m experiments.logit_scale                    # all nine models of runs/table1
-    python -m experiments.logit_scale --models sigmoid_mlp-vanilla --scales 1 10 100
+    python -m experiments.beyond.logit_scale                    # all nine models of runs/table1
+    python -m experiments.beyond.logit_scale --models sigmoid_mlp-vanilla --scales 1 10 100
 
 Writes logit_scale.json and logit_scale.md into the run folder and, with the plots extra,
 logit_scale.png (FGSM accuracy against c, cross-entropy in paper mode and margin loss).
@@ -28,10 +28,10 @@ from analysis.masking import audit
 from analysis.masking.suite import fooled_by, in_batches
 from attacks import FGSM
 from attacks.losses import margin
-from experiments.common import (Run, add_checkpoint_args, add_common_args, amount, cli, summary, parse, count,
-                                load_models, positive, write_json)
-from experiments.plotting import save_figure
-from experiments.paper import MODELS
+from experiments.lib.cli import add_checkpoint_args, add_common_args, amount, cli, summary, parse, count, load_models, positive
+from experiments.lib.runs import Run, write_json
+from experiments.lib.plotting import save_figure
+from experiments.lib.paper import MODELS
 from nn.backend import to_device, to_host
 from nn.mnist import load_mnist
 

@@ -1,9 +1,9 @@
 """Continuing a training run after an intervention: the run's own recipe, from a training checkpoint
 (parameters, Adam's moments, the shuffling generator) whose model or data was changed on purpose,
-e.g. the readout shifted by its common mode and Adam's epsilon changed (``experiments.common_mode``)
-or training images left out (``experiments.pinning``).
+e.g. the readout shifted by its common mode and Adam's epsilon changed (``experiments.beyond.common_mode``)
+or training images left out (``experiments.beyond.pinning``).
 
-The change is recorded in the checkpoint's meta under ``experiments.store.INTERVENTION``, so that the
+The change is recorded in the checkpoint's meta under ``experiments.lib.store.INTERVENTION``, so that the
 model is never taken for its recipe's own (``stored_key``) and every later call continues it the same
 way: a record with ``DROPPED`` trains on the training split without those images, one with ``ADAM_EPS``
 with that epsilon, at every resumption.
@@ -14,11 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.common import UsageError, read_json
-from experiments.evaluation import evaluate_snapshot
-from experiments.grids import sweep_run
-from experiments.recipes import SettingError, model_key
-from experiments.store import INTERVENTION, RECIPE_FILE
+from experiments.lib.cli import UsageError
+from experiments.lib.runs import read_json
+from experiments.lib.evaluation import evaluate_snapshot
+from experiments.lib.grids import sweep_run
+from experiments.lib.recipes import SettingError, model_key
+from experiments.lib.store import INTERVENTION, RECIPE_FILE
 from nn.checkpoint import load_checkpoint, save_checkpoint
 from nn.numerics import upgrade_settings
 from nn.train import resume_state, train
@@ -32,7 +33,7 @@ ADAM_EPS = "adam_eps"
 
 def sweep_source(folder, epochs):
     """The sweep run in ``folder`` (runs/sweep/<run>, with recipe.json and train.npz), its recipe set to
-    ``epochs``: -> (``experiments.grids.SweepRun``, seed). Raises UsageError for any other folder."""
+    ``epochs``: -> (``experiments.lib.grids.SweepRun``, seed). Raises UsageError for any other folder."""
     folder = Path(folder)
     info = read_json(folder / RECIPE_FILE, None) if folder.is_dir() else None
     if info is None or not (folder / "train.npz").exists():
@@ -49,7 +50,7 @@ def carried_meta(meta):
 
 
 def intervened_recipe(recipe, record, epochs):
-    """``recipe`` (an ``experiments.recipes.Recipe``) set to ``epochs``, with the training settings the
+    """``recipe`` (an ``experiments.lib.recipes.Recipe``) set to ``epochs``, with the training settings the
     intervention ``record`` (a dict or None) changes: Adam's epsilon (``ADAM_EPS``)."""
     changes = {"eps": record[ADAM_EPS]} if record and ADAM_EPS in record else {}
     return recipe.replace("train", epochs=epochs, **changes)
@@ -91,7 +92,7 @@ def intervened_data(data, record, max_train=None):
 def continue_run(run, seed, dest_dir, epochs, data, x_test, y_test, xp, log, batch=500):
     """Train the checkpoint dest_dir/train.npz (intervened on or not) with ``run``'s recipe, with the
     settings (``intervened_recipe``) and on the data (``intervened_data``) its intervention record
-    says, to each epoch in ``epochs`` (sorted), keeping snap-e<epoch>.npz at each and evaluating it (``experiments.evaluation.evaluate_snapshot``; one
+    says, to each epoch in ``epochs`` (sorted), keeping snap-e<epoch>.npz at each and evaluating it (``experiments.lib.evaluation.evaluate_snapshot``; one
     interrupted between the checkpoint and its snapshot gets the snapshot on the next call). -> None.
     Raises UsageError when the checkpoint holds no training state of the recipe."""
     ckpt = dest_dir / "train.npz"

@@ -13,7 +13,11 @@ import multiprocessing
 import os
 import shlex
 import signal
+import sys
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from pathlib import Path
+
+from experiments.lib.scripts import module
 
 # BLAS thread counts a worker process is started with: one each, so that N workers use N cores.
 BLAS_THREADS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -64,9 +68,27 @@ def run_all(fn, tasks, jobs, cost=None):
                 os.environ[k] = v
 
 
-def command(script, *args):
-    """One shell command line: ``python -m experiments.<script> <args>``, each argument quoted."""
-    return " ".join(["python", "-m", f"experiments.{script}", *map(shlex.quote, map(str, args))])
+def command(script, *args, data_dir=None):
+    """One self-contained shell command line for a scheduler: ``env <settings> <python> -m <module>
+    <args>``, each argument quoted, that runs unchanged from any working folder, in a clean
+    environment (SLURM, GNU parallel over ssh, another node sharing the file system).
+
+    The settings: one BLAS thread (``BLAS_THREADS``, as the pool's workers; the thread count changes
+    the float32 sums, so the model is the pool's bit for bit), OPENBLAS_CORETYPE when this process has
+    it (the kernel changes them too), the MNIST folder this process would read (``nn.mnist``, from
+    ``data_dir``, $SATNETS_MNIST_DIR or the cache; absolute), and PYTHONPATH at this checkout. The
+    interpreter is this one (``sys.executable``). Folders among ``args`` must be given absolute.
+    -> str."""
+    from nn.mnist import FILES, find_file, search_dirs
+    env = {k: "1" for k in BLAS_THREADS}
+    if os.environ.get("OPENBLAS_CORETYPE"):
+        env["OPENBLAS_CORETYPE"] = os.environ["OPENBLAS_CORETYPE"]
+    found = [find_file(name, search_dirs(data_dir)) for name in FILES]
+    if all(found) and len({f.parent for f in found}) == 1:
+        env["SATNETS_MNIST_DIR"] = str(found[0].parent.resolve())
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    return " ".join(["env", *(f"{k}={shlex.quote(v)}" for k, v in env.items()), shlex.quote(sys.executable), "-m",
+                     module(script), *map(shlex.quote, map(str, args))])
 
 
 def blas():

@@ -8,7 +8,7 @@ parameter's gradient; only the penalty still acts on it. When nearly every train
 silent, the cross-entropy stops pushing margins up, and the test images' share of exactly-zero
 input gradients (the paper-mode FGSM "robustness") stops where the test margins happen to be.
 
-    python -m experiments.silence runs/sweep/<run> [<run> ...] [--n 10000]
+    python -m experiments.beyond.silence runs/sweep/<run> [<run> ...] [--n 10000]
 
 Per snapshot (snap-e<epoch>.npz) of each run folder: epoch, silent share of the first --n training
 examples (the validation split held out) and of the first --n test images, the median logit margin
@@ -23,20 +23,21 @@ import argparse
 from pathlib import Path
 
 from analysis.masking.readout import silence
-from experiments.common import Run, UsageError, add_common_args, cli, summary, parse, count, write_json
+from experiments.lib.cli import UsageError, add_common_args, cli, summary, parse, count
+from experiments.lib.runs import Run, write_json
 from nn.checkpoint import load_checkpoint
 from nn.mnist import load_mnist
 
 
 def main(argv=None):
     parser = add_common_args(argparse.ArgumentParser(description=summary(__doc__)))
-    parser.add_argument("runs", nargs="+", help="run folders holding snap-e<epoch>.npz (experiments.sweep)")
+    parser.add_argument("runs", nargs="+", help="run folders holding snap-e<epoch>.npz (experiments.beyond.sweep)")
     parser.add_argument("--n", type=count, default=10000, help="training and test examples each (default 10000)")
     args = parse(parser, argv, quick={"n": 500})
     folders = [Path(r) for r in args.runs]
     for f in folders:
         if not sorted(f.glob("snap-e*.npz")):
-            raise UsageError(f"{f}: no snap-e<epoch>.npz snapshots there (python -m experiments.sweep makes them)")
+            raise UsageError(f"{f}: no snap-e<epoch>.npz snapshots there (python -m experiments.beyond.sweep makes them)")
     run = Run("silence", args)
     data = load_mnist(args.data_dir)
     x_tr, y_tr = (a[:args.n] for a in data["train"])  # the training split (validation held out)

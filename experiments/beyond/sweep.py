@@ -1,19 +1,19 @@
 """The saturated-regime sweep: train a grid of saturated networks by the paper's method (eqs. 6-8,
 Adam, no adversarial examples) and measure where their FGSM robustness comes from.
 
-    python -m experiments.sweep                        # the sigmoid-MLP grid (--grid relu, cnn, all)
-    python -m experiments.sweep --jobs 2               # two runs at a time, one core each
-    python -m experiments.sweep --list                 # one command per run, for a scheduler
-    python -m experiments.sweep --run <name>           # one run of the grid
-    python -m experiments.sweep --report               # table and figures from what is there now
-    python -m experiments.sweep --quick                # the CI smoke grid, seconds
+    python -m experiments.beyond.sweep                        # the sigmoid-MLP grid (--grid relu, cnn, all)
+    python -m experiments.beyond.sweep --jobs 2               # two runs at a time, one core each
+    python -m experiments.beyond.sweep --list                 # one command per run, for a scheduler
+    python -m experiments.beyond.sweep --run <name>           # one run of the grid
+    python -m experiments.beyond.sweep --report               # table and figures from what is there now
+    python -m experiments.beyond.sweep --quick                # the CI smoke grid, seconds
 
-Each run (``experiments.grids``) trains in its own folder, runs/sweep/<run name>/, through
-``experiments.store``: the same command, run again after an interruption, continues every unfinished
+Each run (``experiments.lib.grids``) trains in its own folder, runs/sweep/<run name>/, through
+``experiments.lib.store``: the same command, run again after an interruption, continues every unfinished
 run where it stopped, and a run whose epochs were raised continues from its last epoch. At each
 milestone epoch (25, 50, 100, ... and the last) the parameters are kept as snap-e<epoch>.npz and
-evaluated on the first --n-test test images (``experiments.evaluation``, with the regime's
-measurements) into eval-e<epoch>.json beside it. The report (``experiments.sweep_report``) goes to
+evaluated on the first --n-test test images (``experiments.lib.evaluation``, with the regime's
+measurements) into eval-e<epoch>.json beside it. The report (``experiments.lib.sweep_report``) goes to
 table.md, summary.md, table.json, sweep.png and mechanism.png in the sweep folder.
 """
 from __future__ import annotations
@@ -21,14 +21,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from experiments.common import (FileLog, Run, run_dir, UsageError, add_common_args, cli, summary, parse, count,
-                                write_json)
-from experiments.evaluation import evaluate_snapshot
-from experiments.grids import GRIDS, MILESTONES
-from experiments.jobs import command, run_all
-from experiments.recipes import model_key
-from experiments.store import RECIPE_FILE, stored_key, train_or_load
-from experiments.sweep_report import report, snapshots
+from experiments.lib.cli import UsageError, add_common_args, cli, summary, parse, count
+from experiments.lib.runs import FileLog, Run, run_dir, write_json
+from experiments.lib.evaluation import evaluate_snapshot
+from experiments.lib.grids import GRIDS, MILESTONES
+from experiments.lib.jobs import command, run_all
+from experiments.lib.recipes import model_key
+from experiments.lib.store import RECIPE_FILE, stored_key, train_or_load
+from experiments.lib.sweep_report import report, snapshots
 from nn.backend import get_xp
 from nn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from nn.mnist import load_mnist
@@ -96,13 +96,13 @@ def main(argv=None):
     unknown = set(args.runs) - {r.name for r in grid}
     if unknown:
         raise UsageError(f"--run: no run {', '.join(sorted(unknown))} in the grid {args.grid}; "
-                         f"`python -m experiments.sweep --grid {args.grid} --list` lists them")
+                         f"`python -m experiments.beyond.sweep --grid {args.grid} --list` lists them")
     runs = [r for r in grid if not args.runs or r.name in args.runs]
     if args.list:  # commands only, on stdout: nothing is run or logged
-        opts = ["--out", run_dir("sweep", args), "--n-test", args.n_test, "--batch", args.batch,
+        opts = ["--out", run_dir("sweep", args).resolve(), "--n-test", args.n_test, "--batch", args.batch,
                 *(["--quick"] if args.quick else ["--grid", args.grid])]
         for r in runs:
-            print(command("sweep", "--run", r.name, *opts))
+            print(command("sweep", "--run", r.name, *opts, data_dir=args.data_dir))
         return []
     sweep = Run("sweep", args)
     if not args.report:

@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from attacks.targeted import TargetedAdam, TargetedLBFGS, TargetedResult, grid_pairs, select_sources
-from experiments.common import (Run, add_checkpoint_args, add_common_args, checkpoint_stamp, about, parse, count,
-                                load_models, positive, result_options, write_json)
-from experiments.plotting import save_figure
-from experiments.paper import ARCH_NAMES
+from experiments.lib.cli import add_checkpoint_args, add_common_args, checkpoint_stamp, about, parse, count, load_models, positive, result_options
+from experiments.lib.runs import Run, write_json
+from experiments.lib.plotting import save_figure
+from experiments.lib.paper import ARCH_NAMES
 from nn.backend import to_device
 from nn.checkpoint import atomic_write
 from nn.mnist import load_mnist

@@ -10,8 +10,8 @@ counterexamples count as fooled too), an upper bound; and the undecided share be
 verified example that an attack fooled would be a bug: their number is reported (``contradictions``)
 and must be 0.
 
-    python -m experiments.verify                                   # the Table 1 models in runs/table1
-    python -m experiments.verify --models relu_mlp-saturated --survivors 20 --milp-time 120
+    python -m experiments.beyond.verify                                   # the Table 1 models in runs/table1
+    python -m experiments.beyond.verify --models relu_mlp-saturated --survivors 20 --milp-time 120
 
 ``--survivors K``: also take the first K test images that survive the attack (and the MILP) at the
 largest eps through every method (is the saturated ReLU MLP's robustness there real?)
@@ -30,10 +30,10 @@ import numpy as np
 
 from analysis.proofs import crown, ibp, milp
 from analysis.masking.suite import apgd_attacks, eps_sweep_attack
-from experiments.common import (Run, add_checkpoint_args, add_common_args, amount, checkpoint_stamp, cli, summary,
-                                parse, count, load_models, positive, resumable_rows, write_json)
-from experiments.plotting import save_figure
-from experiments.paper import MODELS
+from experiments.lib.cli import add_checkpoint_args, add_common_args, amount, checkpoint_stamp, cli, summary, parse, count, load_models, positive, resumable_rows
+from experiments.lib.runs import Run, write_json
+from experiments.lib.plotting import save_figure
+from experiments.lib.paper import MODELS
 from nn.backend import to_device, to_host
 from nn.mnist import load_mnist
 

@@ -11,18 +11,18 @@ cross-entropy, predictions, margins and input gradients are unchanged by a commo
 (up to the float rounding of z - s), so shifting the readout biases by the common mode changes what
 the penalty does and nothing else.
 
-    python -m experiments.common_mode runs/sweep/<run> --epochs 450 500 600 800 [--shift none] [--out DIR]
-    python -m experiments.common_mode runs/sweep/<run> --epochs 1300 1400 --adam-eps 1e-12 [--out DIR]
+    python -m experiments.beyond.common_mode runs/sweep/<run> --epochs 450 500 600 800 [--shift none] [--out DIR]
+    python -m experiments.beyond.common_mode runs/sweep/<run> --epochs 1300 1400 --adam-eps 1e-12 [--out DIR]
 
 Takes the run's last training checkpoint (train.npz: parameters, Adam's moments, the shuffling
 generator, at epoch E), subtracts s from every readout bias, with s the median over the first 2,000
 training images (the correctly classified ones) of (z_y + max_{j != y} z_j) / 2, so that the median
 image's true logit sits at +margin/2 and its highest wrong one at -margin/2, and continues the run's own
 recipe from epoch E to each --epochs, keeping and evaluating a snapshot at each
-(``experiments.evaluation.evaluate_snapshot``: FGSM in every numerics, exactly-zero gradients, margins) with
+(``experiments.lib.evaluation.evaluate_snapshot``: FGSM in every numerics, exactly-zero gradients, margins) with
 the readout's sides (``readout_sides``). The shifted run lives in <out>/<run>-shift<E>/; the same command continues it
 there, even after the source run has trained on. Its checkpoints record the shift (``"intervention"``), so they are never taken for the
-recipe's own model (``experiments.store.stored_key``). ``--shift none`` is its control: the same
+recipe's own model (``experiments.lib.store.stored_key``). ``--shift none`` is its control: the same
 checkpoint continued as it is, in <out>/<run>-from<E>/ (the recipe's own model, snapshots at the same
 epochs). ``--adam-eps X`` continues the shifted run from its last training state with Adam's epsilon X
 (``nn.optim.adam_update``) in <out>/<run>-shift<E>-eps<X>/: once a parameter's gradient RMS falls below
@@ -41,56 +41,19 @@ from pathlib import Path
 
 import numpy as np
 
-from attacks.losses import margin
-from experiments.common import Run, UsageError, add_common_args, cli, count, parse, read_json, summary, write_json
-from experiments.evaluation import EVAL_VERSION, evaluate, evaluate_snapshot
-from experiments.intervention import ADAM_EPS, carried_meta, continue_run, save_intervened, sweep_source
-from experiments.plotting import save_figure
-from experiments.recipes import model_key
-from experiments.store import INTERVENTION, RECIPE_FILE, stored_key
-from experiments.sweep_report import snapshots
-from nn.backend import to_device, to_host
+from analysis.masking.readout import readout_sides, shift_readout
+from experiments.lib.cli import UsageError, add_common_args, cli, count, parse, summary
+from experiments.lib.runs import Run, read_json, write_json
+from experiments.lib.evaluation import EVAL_VERSION, evaluate, evaluate_snapshot
+from experiments.lib.intervention import ADAM_EPS, carried_meta, continue_run, save_intervened, sweep_source
+from experiments.lib.plotting import save_figure
+from experiments.lib.recipes import model_key
+from experiments.lib.store import INTERVENTION, RECIPE_FILE, stored_key
+from experiments.lib.sweep_report import snapshots
 from nn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from nn.mnist import load_mnist
 from nn.optim import step_share
 from nn.train import resume_state
-
-
-def readout_sides(model, x, y, batch=1000):
-    """Where the readout's logits sit against 0, on images x (N, 1, 28, 28) with labels y (N,), host arrays.
-
-    Over the correctly classified images, as the evaluation's margins (``experiments.evaluation``):
-    -> dict of floats: ``z_correct`` and ``z_wrong_max``, the medians of z_y and of max_{j != y} z_j;
-    ``margin``, the median of their difference; ``common_mode``, the median of their mean
-    (z_y + max_{j != y} z_j) / 2, about 0 when the classes separate around 0; ``wrong_positive``, the
-    share of their n (K - 1) wrong-class logits above 0 (where the readout's sigma' penalty pushes them
-    up); ``true_positive``, the share of their true-class logits above 0.
-    """
-    zt, zw, pos = [], [], 0
-    for i in range(0, len(x), batch):
-        z = to_host(model.logits(to_device(x[i:i + batch], model.xp, model.dtype))).astype(np.float64)  # (n, K)
-        right = z.argmax(axis=1) == y[i:i + batch]
-        z, yb = z[right], y[i:i + batch][right]
-        M, _ = margin(z, yb)  # (n,): max_{j != y} z_j - z_y
-        true = np.arange(z.shape[1]) == yb[:, None]  # (n, K)
-        zt.append(z[true])
-        zw.append(z[true] + M)
-        pos += int(((z > 0) & ~true).sum())
-    zt, zw = np.concatenate(zt), np.concatenate(zw)
-    K = true.shape[1] if len(zt) else 0
-    if len(zt) == 0:  # no image classified correctly: nothing to measure
-        return dict.fromkeys(["z_correct", "z_wrong_max", "margin", "common_mode", "wrong_positive", "true_positive"],
-                             float("nan"))
-    return {"z_correct": float(np.median(zt)), "z_wrong_max": float(np.median(zw)), "margin": float(np.median(zt - zw)),
-            "common_mode": float(np.median((zt + zw) / 2)), "wrong_positive": pos / (len(zt) * (K - 1)),
-            "true_positive": float((zt > 0).mean())}
-
-
-def shift_readout(model, s):
-    """Subtract ``s`` from every readout bias in place: z_k -> z_k - s for each class k. -> model."""
-    readout = model.params[-1]
-    readout["b"] -= readout["b"].dtype.type(s)
-    return model
 
 
 def shifted(model, adam, meta, source, dest, x, y):
