@@ -35,7 +35,6 @@ import numpy as np
 
 from experiments.lib.drawing import figure1, figure2, figure3, figure4, figure6, figure_audit, figure_logit_scale
 from experiments.lib.cli import check_run_folder, cli, summary, parse
-
 from experiments.lib.paper import ARCH_NAMES
 from experiments.lib.targeted_grid import draw_grids
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from analysis.fisher import path_geometry
 from attacks.targeted import select_sources
+from experiments.lib import presets
 from experiments.lib.cli import add_checkpoint_args, add_common_args, about, cli, summary, parse, count, load_models
 from experiments.lib.runs import Run, write_json
 from experiments.lib.plotting import save_figure
@@ -42,7 +43,7 @@ def summarise(g):
 def main(argv=None):
     parser = add_checkpoint_args(add_common_args(argparse.ArgumentParser(description=summary(__doc__))), MODELS)
     parser.add_argument("--points", type=count, default=200, help="points along each path (default 200)")
-    args = parse(parser, argv, quick={"points": 20})
+    args = parse(parser, argv, quick=presets.OPTIONS["fisher_path"])
     run = Run("fisher_path", args)
     models = load_models(args, run.xp, dtype=np.float64)
     x, y = load_mnist(args.data_dir)["test"]

@@ -15,6 +15,7 @@ import argparse
 
 from analysis.kurtosis import empirical_sampler, ratio_statistics, sample_pearson7
 from analysis.stats import excess_kurtosis, weight_layers
+from experiments.lib import presets
 from experiments.lib.cli import add_checkpoint_args, add_common_args, about, cli, summary, parse, count, load_models
 from experiments.lib.runs import Run, write_json
 from experiments.lib.plotting import save_figure
@@ -27,7 +28,7 @@ def main(argv=None):
     parser = add_checkpoint_args(add_common_args(argparse.ArgumentParser(description=summary(__doc__))), MODELS)
     parser.add_argument("--draws", type=count, default=200, help="template pairs per point (default 200)")
     parser.add_argument("--dim", type=count, default=20000)
-    args = parse(parser, argv, quick={"draws": 10})
+    args = parse(parser, argv, quick=presets.OPTIONS["kurtosis_linear"])
     run = Run("kurtosis_linear", args)
     draws = args.draws
     out = {"dim": args.dim, "draws": draws, "pearson7": [], "learned": {}}

@@ -15,6 +15,7 @@ import argparse
 import numpy as np
 
 from analysis.rdm import between_within_ratio, rdm, sample_per_class
+from experiments.lib import presets
 from experiments.lib.cli import add_checkpoint_args, add_common_args, about, cli, summary, parse, count, load_models
 from experiments.lib.runs import Run, write_json
 from experiments.lib.plotting import save_figure
@@ -43,7 +44,7 @@ def representations(model, x):
 def main(argv=None):
     parser = add_checkpoint_args(add_common_args(argparse.ArgumentParser(description=summary(__doc__))), MODELS)
     parser.add_argument("--per-class", type=count, default=100, help="images per class (default 100)")
-    args = parse(parser, argv, quick={"per_class": 10})
+    args = parse(parser, argv, quick=presets.OPTIONS["rdm"])
     run = Run("rdm", args)
     models = load_models(args, run.xp)
     x, y = load_mnist(args.data_dir)["test"]

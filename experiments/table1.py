@@ -21,7 +21,7 @@ import argparse
 import time
 from pathlib import Path
 
-from experiments.lib import paper
+from experiments.lib import paper, presets
 from experiments.lib.cli import UsageError, add_common_args, cli, summary, parse, count
 from experiments.lib.runs import Run, run_dir, hardware, write_json
 from experiments.lib.evaluation import aggregate
@@ -32,8 +32,8 @@ from nn.validate import check_number
 
 
 def eval_settings(quick, assignments):
-    """The evaluation's settings (``paper.EVAL``, ``paper.QUICK_EVAL``) with ``--set eval.<key>=value``."""
-    ev = {**paper.EVAL, **(paper.QUICK_EVAL if quick else {})}
+    """The evaluation's settings (``paper.EVAL``, ``presets.EVAL``) with ``--set eval.<key>=value``."""
+    ev = {**paper.EVAL, **(presets.EVAL if quick else {})}
     for a in assignments:
         key, _, raw = a.partition("=")
         ev = set_value(ev, key, key[len("eval."):], raw)
@@ -59,7 +59,7 @@ def main(argv=None):
                         help="also each saturated model's control: its recipe without the penalty")
     parser.add_argument("--jobs", type=count, default=1, help="models trained at a time, one core each")
     parser.add_argument("--list", action="store_true", help="print one command per model and seed, run nothing")
-    args = parse(parser, argv, quick={"sweep": "runs/sweep-quick"})
+    args = parse(parser, argv, quick=presets.OPTIONS["table1"])
     seeds = args.seeds or [args.seed]
     if len(set(seeds)) != len(seeds):
         raise UsageError(f"--seeds: each seed once, got {' '.join(map(str, seeds))}")

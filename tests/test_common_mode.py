@@ -9,7 +9,6 @@ import pytest
 
 from analysis.masking.readout import readout_sides, shift_readout
 from experiments.beyond import common_mode, sweep
-
 from experiments.lib import grids
 from experiments.lib.cli import UsageError
 from experiments.lib.recipes import model_key
@@ -51,6 +50,7 @@ def test_a_common_shift_of_the_logits_moves_only_the_readout_penalty():
     assert crossed.any() and (dphi_before[crossed] < 0).all() and (dphi_after[crossed] > 0).all()
 
 
+@pytest.mark.slow
 def test_the_shifted_run_continues_and_is_never_its_recipes_model(tmp_path, mnist_dir, capsys):
     first, relu = grids.GRIDS["quick"]  # a quick saturated sigmoid MLP, 6 epochs; a ReLU MLP with a linear readout
     sweep.main(["--quick", "--out", str(tmp_path / "sweep"), "--data-dir", str(mnist_dir), "--n-test", "300"])

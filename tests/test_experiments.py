@@ -10,6 +10,7 @@ from experiments import train as train_script
 from nn import architectures
 
 
+@pytest.mark.slow
 def test_train_quick_writes_run_folder(tmp_path, mnist_dir):
     out = tmp_path / "run"
     acc = train_script.main(["relu_mlp-vanilla", "--quick", "--out", str(out), "--data-dir", str(mnist_dir)])
@@ -49,6 +50,7 @@ def test_bench_saturated_times_exp_flushed_against_exp_then_flush(capsys):
     assert "saturated_sigmoid_mlp" in out and "exp then flush" in out and "x paper" in out
 
 
+@pytest.mark.slow
 def test_targeted_grids_quick_end_to_end(tmp_path, mnist_dir, small_mnist_models):
     import numpy as np
     from experiments import adam_attack, lbfgs_grid
@@ -73,6 +75,7 @@ def test_targeted_grids_quick_end_to_end(tmp_path, mnist_dir, small_mnist_models
         assert (out / "log.txt").read_text().count("kept") == 2
 
 
+@pytest.mark.slow
 def test_analysis_scripts_quick_end_to_end(tmp_path, mnist_dir, small_mnist_models):
     from experiments import fisher_path, kurtosis_linear, rdm, weights
     folder, _ = small_mnist_models
@@ -113,6 +116,7 @@ def test_analysis_scripts_quick_end_to_end(tmp_path, mnist_dir, small_mnist_mode
                          "--audit", nowhere, "--logit-scale", nowhere, "--out", str(tmp_path / "figs2")]) == []
 
 
+@pytest.mark.slow
 def test_audit_quick_end_to_end(tmp_path, mnist_dir, small_mnist_models):
     import shutil
     from experiments.beyond import audit
@@ -145,6 +149,7 @@ def test_audit_quick_end_to_end(tmp_path, mnist_dir, small_mnist_models):
         "relu_mlp-vanilla", "relu_mlp-saturated"}
 
 
+@pytest.mark.slow
 def test_verify_quick_end_to_end(tmp_path, mnist_dir, small_mnist_models):
     """The bracket: verified <= attacked at every eps, both non-increasing in eps; a rerun keeps it."""
     from experiments.beyond import verify
@@ -256,7 +261,7 @@ def test_silence_counts_examples_without_a_training_signal(tmp_path, mnist_dir, 
 def test_blas_names_a_forced_openblas_kernel(monkeypatch):
     """A kernel forced by OPENBLAS_CORETYPE changes every product's speed and roundings: the run logs and
     the benchmark name it; with threadpoolctl the kernel OpenBLAS actually runs is named too."""
-    from experiments.lib.cli import hardware
+    from experiments.lib.runs import hardware
     from experiments.lib.jobs import blas
     monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
     assert "OPENBLAS_CORETYPE=Haswell" in blas() and "OPENBLAS_CORETYPE=Haswell" in hardware()

@@ -15,6 +15,7 @@ def _started(task):
     return name, t
 
 
+@pytest.mark.slow
 def test_the_pool_starts_the_costliest_task_first_and_answers_in_order():
     """Two workers, three tasks, the last listed the costliest: it starts with the first wave, and the
     second listed waits for a free worker (listed order would start it last, deciding the wall time)."""
@@ -44,6 +45,7 @@ def _fail_or_sleep(task):
     return task
 
 
+@pytest.mark.slow
 def test_a_failing_task_is_raised_at_once_and_the_waiting_ones_are_cancelled():
     """The costliest task fails at once: the error reaches the caller without waiting for the long
     tasks still queued (listed first, cheapest), most of which never start."""

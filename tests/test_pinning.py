@@ -78,6 +78,7 @@ def test_intervened_data_leaves_out_exactly_those_images():
     assert xt[:, 0, 0, 0].tolist() == [0, 1, 3, 4, 5, 6, 8, 9] and yt.tolist() == [0, 1, 0, 1, 2, 0, 2, 0]
 
 
+@pytest.mark.slow
 def test_the_intervention_end_to_end(tmp_path, mnist_dir, capsys):
     first = grids.GRIDS["quick"][0]  # a quick saturated sigmoid MLP, 6 epochs on the first 10,000 images
     assert first.recipe.train["max_train"] == 10000

@@ -1,8 +1,11 @@
 """The quick presets chain, as a new user without the plots extra runs them: `table1 --quick` first,
-then every other script's `--quick` reads its folder by default; each writes its raw results and says
-in one line which figures it skipped."""
+then every other script's `--quick` reads its folder by default; each writes its raw results, which
+hold what they claim (shapes, ranges, accuracies and shares, the bounds below their attacks), its
+config.json, and says in one line which figures it skipped."""
+import json
 import sys
 
+import numpy as np
 import pytest
 
 from experiments.lib import cli as common, plotting
@@ -25,6 +28,83 @@ CHAIN = [
 ]
 
 
+def _share(v):
+    return 0.0 <= v <= 1.0
+
+
+def _table1(path):
+    rows = {r["model"]: r for r in json.loads(path.read_text())["rows"]}
+    assert len(rows) == 9
+    for r in rows.values():
+        assert 0.3 < r["clean_acc"] <= 1.0, r["model"]  # every quick model beats chance (0.1) by far
+        assert all(_share(r[k]) for k in ("fgsm_paper", "fgsm_float32", "fgsm_stable", "zero_grad_paper"))
+        assert r["n_seeds"] == 1 and len(r["per_seed"]) == 1
+
+
+def _weights(path):
+    stats = json.loads(path.read_text())
+    assert {"sigmoid_mlp-vanilla", "sigmoid_mlp-saturated", "relu_mlp-vanilla", "relu_mlp-saturated"} <= set(stats)
+    for s in stats.values():
+        assert len(s["weights"]) == len(s["preactivations"]) == 3  # one per layer of a 2-hidden-layer MLP
+
+
+def _rdm(path):
+    with np.load(path) as z:
+        for k in z.files:
+            D = z[k]
+            assert D.shape == (100, 100), k  # 10 images of each class
+            assert np.allclose(D, D.T) and (np.diag(D) == 0).all() and (D >= 0).all(), k
+
+
+def _fisher(path):
+    with np.load(path) as z:
+        for k in z.files:
+            if k.endswith("/p"):
+                assert np.allclose(z[k].sum(axis=1), 1, atol=1e-5), k  # a softmax at every point
+            elif k.endswith("/dl") or k.endswith("/sv"):
+                assert (z[k] >= 0).all() and np.isfinite(z[k]).all(), k
+            if k.endswith("/sv"):
+                assert (np.diff(z[k], axis=1) <= 0).all(), k  # singular values in descending order
+
+
+def _kurtosis(path):
+    r = json.loads(path.read_text())
+    assert r["pearson7"][0]["gamma2"] == 0.0  # the Gaussian baseline first
+    assert all(np.isfinite(row["mean"]) and row["mean"] > 0 for row in r["pearson7"])
+
+
+def _audit(path):
+    for r in json.loads(path.read_text())["rows"]:
+        acc = r["accuracy"]
+        assert all(0 <= v <= 100 for v in acc.values())
+        assert r["worst"] <= min(acc.values()) and r["worst"] <= r["clean"]  # the worst case over every attack
+
+
+def _logit_scale(path):
+    for r in json.loads(path.read_text())["results"]:
+        assert r["n"] == 200 and len(r["scales"]) == 2
+
+
+def _verify(path):
+    for r in json.loads(path.read_text())["rows"]:
+        assert all(v <= a for v, a in zip(r["verified"], r["attacked"]))  # a proof never beats an attack
+        assert all(c == 0 for c in r["contradictions"])
+
+
+def _grid(path):
+    for r in json.loads(path.read_text())["rows"]:
+        assert r["pairs"] == 90 and 0 <= r["success"] <= 90
+
+
+def _sweep(path):
+    for r in json.loads(path.read_text())["rows"]:
+        assert _share(r["clean_acc"]) and _share(r["fgsm_paper"]) and _share(r["zero_grad_paper"])
+
+
+CHECKS = {"table1": _table1, "weights": _weights, "rdm": _rdm, "fisher_path": _fisher, "kurtosis_linear": _kurtosis,
+          "audit": _audit, "logit_scale": _logit_scale, "verify": _verify, "lbfgs_grid": _grid, "sweep": _sweep}
+
+
 @pytest.fixture
 def no_matplotlib(monkeypatch):
     """`import matplotlib` raises ImportError, as on a fresh machine without the plots extra."""
@@ -33,6 +113,7 @@ def no_matplotlib(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
 
 
+@pytest.mark.slow
 def test_quick_presets_chain_without_matplotlib(tmp_path, mnist_dir, monkeypatch, capsys, no_matplotlib):
     plotting.SKIPPED_FIGURES.clear()  # what earlier tests' direct main() calls left
     monkeypatch.chdir(tmp_path)
@@ -44,6 +125,9 @@ def test_quick_presets_chain_without_matplotlib(tmp_path, mnist_dir, monkeypatch
         out, err = capsys.readouterr()
         if result:
             assert (tmp_path / result).exists(), f"{script} --quick wrote no {result}"
+            config = json.loads((tmp_path / result).with_name("config.json").read_text())
+            assert config["script"] == module(script) and config["options"]["quick"] is True
+            CHECKS[script](tmp_path / result)
         skipped = [line for line in err.splitlines() if line.startswith("figures skipped")]
         if script == "figures":  # it draws nothing but figures: it says so
             assert "nothing drawn: matplotlib is not installed" in out

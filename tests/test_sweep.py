@@ -3,14 +3,15 @@ Table 1 finding its snapshots, and the regime's measurements on a CNN."""
 import json
 
 import numpy as np
-
-from experiments.lib import evaluation, grids
+import pytest
 
 from experiments.beyond import sweep
+from experiments.lib import evaluation, grids
 from experiments.lib.store import find_snapshot
 from nn import architectures
 
 
+@pytest.mark.slow
 def test_sweep_quick_end_to_end_and_continues(tmp_path, mnist_dir, capsys):
     """The quick grid trains, snapshots and evaluates every run and writes the report; a run whose
     epochs are raised continues from its last epoch; Table 1 finds the snapshot of its recipe only."""

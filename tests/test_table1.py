@@ -8,15 +8,18 @@ import sys
 import time
 from pathlib import Path
 
-from experiments.lib import paper
+import pytest
 
 from experiments import table1
+from experiments.lib import paper
 from experiments.lib.evaluation import ACCURACIES
+from nn.checkpoint import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 KEYS = ("model", "clean_acc", "fgsm_paper", "fgsm_float32", "fgsm_stable", "zero_grad_paper")
 
 
+@pytest.mark.slow
 def test_table1_quick_end_to_end_and_reuse(tmp_path, mnist_dir):
     out = tmp_path / "t1"
     argv = ["--quick", "--out", str(out), "--data-dir", str(mnist_dir), "--sweep", "none"]
@@ -36,6 +39,7 @@ def test_table1_quick_end_to_end_and_reuse(tmp_path, mnist_dir):
     assert mtimes == {p.name: p.stat().st_mtime_ns for p in out.glob("*.npz")}
 
 
+@pytest.mark.slow
 def test_table1_seeds_report_mean_and_std(tmp_path, mnist_dir):
     """--seeds trains each model once per seed (seed 0 under the usual name) and reports each cell as
     mean +- sample standard deviation of the per-seed values kept in table.json."""
@@ -59,6 +63,7 @@ def _command(out, *extra):
             "--sweep", "none", *extra]
 
 
+@pytest.mark.slow
 def test_table1_killed_mid_training_resumes_to_the_same_table(tmp_path, mnist_dir):
     """SIGKILL `python -m experiments.table1 --quick` while a model trains, run it again: it continues
     that model from its last epoch and writes the table an uninterrupted run writes."""
@@ -79,6 +84,7 @@ def test_table1_killed_mid_training_resumes_to_the_same_table(tmp_path, mnist_di
     assert [{k: r[k] for k in KEYS} for r in rows[0]] == [{k: r[k] for k in KEYS} for r in rows[1]]
 
 
+@pytest.mark.slow
 def test_table1_continues_a_shorter_run_to_more_epochs(tmp_path, mnist_dir, capsys):
     """Raising a model's epochs continues its finished checkpoint from its last epoch, to the table a
     run trained that long from the start writes; lowering them retrains (a run cannot be shortened)."""
@@ -95,11 +101,13 @@ def test_table1_continues_a_shorter_run_to_more_epochs(tmp_path, mnist_dir, caps
     assert "retraining" in log and "resuming" not in log
 
 
+@pytest.mark.slow
 def test_table1_jobs_and_list_give_the_table_of_one_process(tmp_path, mnist_dir, capsys):
     """--jobs 2 trains the same models in a process pool (one BLAS thread each, so their float32 sums
     may round otherwise than one process's: the accuracies agree to a few points, not to the bit);
-    --list prints one command per model that, run one by one, leaves checkpoints a last plain run
-    only loads, to the numbers of one process."""
+    --list prints one self-contained command per model: run in a clean environment (``env -i`` with
+    only PATH) from another working folder, each trains the pool's model bit for bit, and a last plain
+    run only loads the checkpoints they leave."""
     base = ["--quick", "--only", "relu_mlp-vanilla", "sigmoid_mlp-vanilla", "--sweep", "none",
             "--data-dir", str(mnist_dir)]
     one = table1.main(base + ["--out", str(tmp_path / "one")])
@@ -109,16 +117,25 @@ def test_table1_jobs_and_list_give_the_table_of_one_process(tmp_path, mnist_dir,
     capsys.readouterr()
     table1.main(base + ["--out", str(tmp_path / "listed"), "--list"])
     commands = capsys.readouterr().out.strip().splitlines()
-    assert len(commands) == 2 and all(c.startswith("python -m experiments.table1 --only ") for c in commands)
-    env = {**os.environ, "SATNETS_MNIST_DIR": str(mnist_dir), "PYTHONPATH": str(REPO)}
+    assert len(commands) == 2 and all(" -m experiments.table1 --only " in c for c in commands)
+    assert all(f"--out {tmp_path / 'listed'}" in c and f"SATNETS_MNIST_DIR={mnist_dir.resolve()}" in c for c in commands)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
     for c in commands:
-        subprocess.run(c, shell=True, env=env, cwd=REPO, check=True, capture_output=True)
+        subprocess.run(c, shell=True, env={"PATH": os.environ["PATH"]}, cwd=elsewhere, check=True, capture_output=True)
+    for name in ("relu_mlp-vanilla", "sigmoid_mlp-vanilla"):
+        pooled = load_checkpoint(tmp_path / "two" / f"{name}.npz")[0]
+        listed = load_checkpoint(tmp_path / "listed" / f"{name}.npz")[0]
+        for p, q in zip(pooled.params, listed.params):
+            for k in p:
+                assert p[k].tobytes() == q[k].tobytes(), (name, k)
     listed = table1.main(base + ["--out", str(tmp_path / "listed")])
     out = capsys.readouterr().out
     assert out.count(": loaded ") == 2 and ": training " not in out
-    assert [{k: r[k] for k in KEYS} for r in one] == [{k: r[k] for k in KEYS} for r in listed]
+    assert [{k: r[k] for k in KEYS} for r in two] == [{k: r[k] for k in KEYS} for r in listed]
 
 
+@pytest.mark.slow
 def test_table1_controls_row(tmp_path, mnist_dir):
     """--controls adds each chosen saturated model's control (its recipe without the penalty) in a row
     of its own, with no number of the paper beside it."""
@@ -150,6 +167,7 @@ def test_a_device_that_flushes_reports_no_float32_numbers(monkeypatch):
     assert " (-, " in row
 
 
+@pytest.mark.slow
 def test_a_terminated_pool_leaves_no_worker_training(tmp_path, mnist_dir):
     """SIGTERM to `table1 --jobs 2` while its workers train: the workers end with it (a worker left
     alive would train on beside a rerun of the same command, two writers of one run)."""

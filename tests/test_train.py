@@ -98,6 +98,7 @@ def test_nan_stops_training_and_keeps_last_good_checkpoint(mnist, tmp_path):
     assert all(np.isfinite(v).all() for p in loaded.params for v in p.values())
 
 
+@pytest.mark.slow
 def test_end_to_end_mnist(mnist, tmp_path):
     """A small MLP trained for under a minute on the CPU reaches at least 95 % test accuracy, and
     its checkpoint gives identical logits."""

@@ -155,9 +155,11 @@ def _fails_like_a_tool(result, *words):
         assert w in lines[0], lines[0]
 
 
+@pytest.mark.slow
 def test_scripts_fail_like_command_line_tools(tmp_path, mnist_dir):
     missing = str(tmp_path / "nowhere")
-    for script in ("audit", "weights", "rdm", "fisher_path", "kurtosis_linear", "logit_scale", "lbfgs_grid", "verify"):
+    scripts = ("audit", "weights", "rdm", "fisher_path", "kurtosis_linear", "logit_scale", "lbfgs_grid", "verify")
+    for script in scripts:
         _fails_like_a_tool(_script(module(script), "--from", missing, "--out", str(tmp_path / script)),
                            "--from", "no such folder", "python -m experiments.table1")
     _fails_like_a_tool(_script("experiments.beyond.audit", "--models", "sigmoid-saturated", "--out", str(tmp_path / "a")),
@@ -188,6 +190,8 @@ def test_scripts_fail_like_command_line_tools(tmp_path, mnist_dir):
                        "not found in", "--data-dir")
     debug = _script("experiments.table1", "--quick", "--set", "nonsense.key=3", "--debug", "--out", str(tmp_path / "t"))
     assert debug.returncode != 0 and "Traceback" in debug.stderr  # --debug shows where it came from
+    made = {p.name for p in tmp_path.iterdir()}  # a failed option check leaves no run folder behind
+    assert not made & {*scripts, "a", "t", "r"}, made  # ("w", "tr": data that failed as it was read)
 
 
 def test_a_valid_model_passes_every_check(problem, tmp_path):

@@ -40,6 +40,7 @@ from analysis.masking.suite import (EPS_SWEEP, attack_suite, apgd_attacks, eps_s
                                     in_batches)
 from attacks import FGSM, AttackResult
 from attacks.pgd import PGD
+from experiments.lib import presets
 from experiments.lib.cli import add_checkpoint_args, add_common_args, amount, checkpoint_stamp, cli, summary, parse, count, load_models, resumable_rows
 from experiments.lib.runs import Run, write_json
 from experiments.lib.plotting import save_figure
@@ -102,8 +103,7 @@ def main(argv=None):
     parser.add_argument("--sweep-steps", type=count, default=20, help="APGD steps per attack and eps of the eps "
                         "sweep (default 20)")
     parser.add_argument("--batch", type=count, default=250)
-    args = parse(parser, argv, quick={"n_test": 100, "n_test_cnn": 50, "pgd_steps": 10, "restarts": 2,
-                                      "square_queries": 50, "sweep_steps": 5})
+    args = parse(parser, argv, quick=presets.OPTIONS["audit"])
     # not an option: the attacks by name, saved with the options, so that rows of another suite are not resumed
     suite = attack_suite(args.eps, args.pgd_steps, args.restarts, args.square_queries, args.seed)
     args.attacks = {"suite": list(suite), "eps_sweep": list(apgd_attacks(args.eps, args.sweep_steps, 1, args.seed))}

@@ -28,6 +28,7 @@ from analysis.masking import audit
 from analysis.masking.suite import fooled_by, in_batches
 from attacks import FGSM
 from attacks.losses import margin
+from experiments.lib import presets
 from experiments.lib.cli import add_checkpoint_args, add_common_args, amount, cli, summary, parse, count, load_models, positive
 from experiments.lib.runs import Run, write_json
 from experiments.lib.plotting import save_figure
@@ -83,7 +84,7 @@ def main(argv=None):
     parser.add_argument("--n-test-cnn", type=count, default=500, help="test images for the CNNs (default 500)")
     parser.add_argument("--eps", type=amount, default=0.25)
     parser.add_argument("--batch", type=count, default=250)
-    args = parse(parser, argv, quick={"n_test": 200, "n_test_cnn": 50})
+    args = parse(parser, argv, quick=presets.OPTIONS["logit_scale"])
     run = Run("logit_scale", args)
     models = load_models(args, run.xp)  # --from checked before MNIST is read
     x_all, y_all = load_mnist(args.data_dir)["test"]

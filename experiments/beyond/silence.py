@@ -23,6 +23,7 @@ import argparse
 from pathlib import Path
 
 from analysis.masking.readout import silence
+from experiments.lib import presets
 from experiments.lib.cli import UsageError, add_common_args, cli, summary, parse, count
 from experiments.lib.runs import Run, write_json
 from nn.checkpoint import load_checkpoint
@@ -33,7 +34,7 @@ def main(argv=None):
     parser = add_common_args(argparse.ArgumentParser(description=summary(__doc__)))
     parser.add_argument("runs", nargs="+", help="run folders holding snap-e<epoch>.npz (experiments.beyond.sweep)")
     parser.add_argument("--n", type=count, default=10000, help="training and test examples each (default 10000)")
-    args = parse(parser, argv, quick={"n": 500})
+    args = parse(parser, argv, quick=presets.OPTIONS["silence"])
     folders = [Path(r) for r in args.runs]
     for f in folders:
         if not sorted(f.glob("snap-e*.npz")):

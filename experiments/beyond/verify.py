@@ -30,6 +30,7 @@ import numpy as np
 
 from analysis.proofs import crown, ibp, milp
 from analysis.masking.suite import apgd_attacks, eps_sweep_attack
+from experiments.lib import presets
 from experiments.lib.cli import add_checkpoint_args, add_common_args, amount, checkpoint_stamp, cli, summary, parse, count, load_models, positive, resumable_rows
 from experiments.lib.runs import Run, write_json
 from experiments.lib.plotting import save_figure
@@ -157,7 +158,7 @@ def main(argv=None):
                         help="skip the MILP for an example with more unstable units than this (default 300)")
     parser.add_argument("--survivors", type=count, default=None,
                         help="survivors at the largest eps to examine (the MILP then has no --milp-max-binaries)")
-    args = parse(parser, argv, quick={"n_test": 100, "sweep_steps": 5, "milp_max": 3, "milp_time": 5.0})
+    args = parse(parser, argv, quick=presets.OPTIONS["verify"])
     args.eps = sorted(args.eps)
     # not an option: the upper bound's attacks by name, saved with the options, so that rows of another are not resumed
     args.attacks = list(apgd_attacks(args.eps[0], args.sweep_steps, 1, args.seed))

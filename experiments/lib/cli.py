@@ -182,9 +182,9 @@ def resumable_rows(path, args):
     return {r["model"]: r for r in old.get("rows", []) if unchanged(r)}
 
 
-def load_models(args, xp, dtype=None):
-    """{name: model} for ``args.models`` from ``args.checkpoints``, optionally cast (float64 for analysis)."""
-    from nn.checkpoint import load_checkpoint
+def check_checkpoints(args):
+    """--from and --models: the folder exists, each model is known and has its checkpoint there;
+    else a UsageError naming the command that makes what is missing."""
     check_model_names(args.models)
     check_run_folder(args.checkpoints)
     missing = [n for n in args.models if not (Path(args.checkpoints) / f"{n}.npz").exists()]
@@ -192,6 +192,13 @@ def load_models(args, xp, dtype=None):
         raise UsageError(f"--from {args.checkpoints} has no checkpoint of {', '.join(missing)}; train it with "
                          f"`python -m experiments.table1 --only {' '.join(missing)} --out {args.checkpoints}`, or "
                          f"choose other --models")
+
+
+def load_models(args, xp, dtype=None):
+    """{name: model} for ``args.models`` from ``args.checkpoints``, optionally cast (float64 for analysis).
+    Raises UsageError (``check_checkpoints``) before anything is read."""
+    from nn.checkpoint import load_checkpoint
+    check_checkpoints(args)
     models = {}
     for name in args.models:
         model, _ = load_checkpoint(Path(args.checkpoints) / f"{name}.npz", xp)

@@ -68,16 +68,3 @@ REGIME_TRAIN = {"sigmoid_mlp": {"epochs": 1600, "lr": 1e-3, "lr_decay": 1.0, "nu
 
 # Evaluation. ours: the whole MNIST test set, in batches of 500 (the batch size changes no number).
 EVAL = {"eps": FGSM_EPS, "clip": FGSM_CLIP, "n_test": 10000, "batch": 500}
-
-# The quick preset: the same code paths as Table 1 at sizes that run in minutes on 2 CPUs (CI). Each quick
-# model classifies some test image of every class correctly, which section 7's grids need.
-QUICK = {
-    "sigmoid_mlp": {"arch": {"hidden": 128}, "train": {"epochs": 2, "max_train": 10000}},
-    "relu_mlp": {"arch": {"hidden": 128}, "train": {"epochs": 2, "max_train": 10000}},
-    "cnn": {"arch": {"channels": [8, 16], "hidden": 128}, "train": {"epochs": 1, "max_train": 5000}},
-    "sigmoid_mlp-saturated": {"arch": {"hidden": 16}, "method": {"lam_step": 1e-2},
-                              "train": {"epochs": 6, "max_train": 10000}},
-    "relu_mlp-saturated": {"arch": {"hidden": 16}, "train": {"epochs": 2, "max_train": 2000}},
-    "cnn-saturated": {"arch": {"channels": [4, 8], "hidden": 64}, "train": {"epochs": 1, "max_train": 5000}},
-}
-QUICK_EVAL = {"n_test": 1000}

@@ -25,7 +25,7 @@ import json
 import numpy as np
 
 from attacks.adversarial_training import adversarial_objective
-from experiments.lib import paper
+from experiments.lib import paper, presets
 from nn.architectures import ARCHITECTURES, build_spec
 from nn.errors import UserError
 from nn.model import Sequential
@@ -170,7 +170,7 @@ def model_key(recipe, seed):
 def table1_recipes(quick=False):
     """The nine models of Table 1 from ``experiments.lib.paper``, then the three controls (each saturated
     recipe with the plain cross-entropy): {name: Recipe}, in the paper's order. ``quick``: the same
-    models at the smoke sizes of ``paper.QUICK``."""
+    models at the smoke sizes of ``presets.MODELS``."""
     out = {}
     for training in paper.TRAININGS:
         for arch in paper.ARCHS:
@@ -183,7 +183,7 @@ def table1_recipes(quick=False):
                 arch_kwargs, train = dict(paper.SATURATED_WIDTH[arch]), dict(paper.REGIME_TRAIN[arch])
                 method = {"kinds": list(paper.PHI[arch]), **paper.LAMBDA[arch], "units": paper.UNITS[arch]}
             if quick:  # the model's own quick entry, else its architecture's
-                q_arch, q_model = paper.QUICK[arch], paper.QUICK.get(f"{arch}-{training}", {})
+                q_arch, q_model = presets.MODELS[arch], presets.MODELS.get(f"{arch}-{training}", {})
                 arch_kwargs = dict(q_model.get("arch", q_arch["arch"]))
                 train.update(q_arch["train"])
                 train.update(q_model.get("train", {}))

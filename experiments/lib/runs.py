@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.lib.cli import check_model_names, check_run_folder
+from experiments.lib.cli import check_checkpoints, check_run_folder
 from experiments.lib.jobs import blas
 from experiments.lib.scripts import module
 from nn.backend import get_xp, resolve_device, retain_freed_memory
@@ -75,9 +75,10 @@ class Run:
 
     def __init__(self, script, args, default_dir=None, recipes=None):
         if getattr(args, "checkpoints", None) is not None:
-            check_run_folder(args.checkpoints)
-        if getattr(args, "models", None) and "checkpoints" in vars(args):
-            check_model_names(args.models)
+            if getattr(args, "models", None) is not None:
+                check_checkpoints(args)
+            else:
+                check_run_folder(args.checkpoints)
         self.dir = run_dir(script, args, default_dir)
         self.device = resolve_device(args.device)
         self.xp = get_xp(self.device)

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from attacks.targeted import TargetedAdam, TargetedLBFGS, TargetedResult, grid_pairs, select_sources
+from experiments.lib import presets
 from experiments.lib.cli import add_checkpoint_args, add_common_args, checkpoint_stamp, about, parse, count, load_models, positive, result_options
 from experiments.lib.runs import Run, write_json
 from experiments.lib.plotting import save_figure
@@ -180,7 +181,7 @@ def lbfgs_main(argv=None):
 
     def make(args):
         return TargetedLBFGS(max_iter=args.max_iter, numerics=args.numerics)
-    return main(argv, "lbfgs_grid", "lbfgs", make, add, quick={"max_iter": 10})
+    return main(argv, "lbfgs_grid", "lbfgs", make, add, quick=presets.OPTIONS["lbfgs_grid"])
 
 
 def adam_main(argv=None):
@@ -190,4 +191,4 @@ def adam_main(argv=None):
 
     def make(args):
         return TargetedAdam(max_iter=args.max_iter, lr=args.lr, numerics=args.numerics)
-    return main(argv, "adam_attack", "adam", make, add, quick={"max_iter": 100})
+    return main(argv, "adam_attack", "adam", make, add, quick=presets.OPTIONS["adam_attack"])

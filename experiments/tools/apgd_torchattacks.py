@@ -28,6 +28,7 @@ import time
 import numpy as np
 
 from attacks.apgd import APGD
+from experiments.lib import presets
 from experiments.lib import torch_twin
 from experiments.lib.cli import UsageError, add_checkpoint_args, add_common_args, amount, checkpoint_stamp, cli, count, load_models, parse, result_options, summary
 from experiments.lib.runs import Run, write_json
@@ -84,7 +85,7 @@ def main(argv=None):
     parser.add_argument("--n-test", type=count, default=500, help="the first N test images (default 500)")
     parser.add_argument("--seeds", nargs="+", type=int, default=None,
                         help="random starts' seeds, one cell each (default: --seed): the spread a single start has")
-    args = parse(parser, argv, quick={"n_test": 50, "steps": 10})
+    args = parse(parser, argv, quick=presets.OPTIONS["apgd_torchattacks"])
     if not torch_twin.torch_available():
         raise UsageError(f"this comparison needs PyTorch and torchattacks: {INSTALL}")
     try:

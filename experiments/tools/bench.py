@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments.lib import presets
 from experiments.lib.cli import UsageError, add_common_args, cli, summary, parse, count
 from experiments.lib.runs import hardware
 from analysis.masking.saturation import saturated_sigmoid_mlp
@@ -240,7 +241,7 @@ def main(argv=None):
     parser.add_argument("--no-torch", action="store_true", help="skip the comparison with PyTorch")
     parser.add_argument("--only-torch", action="store_true", help="only the comparison with PyTorch")
     parser.add_argument("--saturated", action="store_true", help="--flush-to-zero on saturated_sigmoid_mlp")
-    args = parse(parser, argv, quick={"steps": 20})
+    args = parse(parser, argv, quick=presets.OPTIONS["bench"])
     if args.flush_to_zero or args.saturated:
         t, sub = flush_to_zero_timing(*saturated_data(args))
         print(f"{hardware()}; {args.flush_to_zero or 'saturated_sigmoid_mlp'}: {100 * sub:.1f} % of the first hidden "
