@@ -1,0 +1,94 @@
+"""Records: the small JSON files under ``results/`` that every published number comes from.
+
+A record is made from one run folder by ``python -m experiments.publish --record NAME --from RUN``,
+never typed: it copies from the folder's ``config.json`` the command that made it (which reruns it),
+the git commit, the date, the machine, numpy and its BLAS line and the device, and from its result
+file the numbers, under the names the code gives them (``experiments.lib.evaluation``,
+``analysis.masking.audit``). The tables of README.md and RESULTS.md are rendered from records
+(``experiments.lib.rendering``), so a table cannot drift from its numbers.
+
+Record fields: ``record`` (its name), ``script``, ``command``, ``commit``, ``date``, ``machine``,
+``numpy``, ``blas``, ``device``, ``seeds``, ``wall_seconds``, ``numbers``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from experiments.lib.cli import UsageError
+from experiments.lib.runs import write_json
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "results"  # the committed records
+
+
+def _table1(folder):
+    """Table 1's run (``experiments.table1``): its rows as table.json holds them, the per-seed
+    evaluations kept (the spread over seeds is computed from them)."""
+    t = _read(folder / "table.json")
+    keep = ("model", "clean_acc", "fgsm_paper", "fgsm_float32", "fgsm_stable", "zero_grad_paper", "margin_q",
+            "saturated_frac", "train_seconds", "n_seeds", "seeds", "per_seed", "arch_kwargs",
+            "clean_acc_std", "fgsm_paper_std", "fgsm_float32_std", "fgsm_stable_std")
+    rows = [{k: r[k] for k in keep if k in r} for r in t["rows"]]
+    return {"rows": rows, "eval": t["eval"], "jobs": t.get("jobs")}, t["seeds"], t.get("wall_seconds"), t["device"]
+
+
+def _audit(folder):
+    """The gradient-masking audit's run (``experiments.beyond.audit``): per model the accuracy under
+    every attack, the worst case, the exactly-zero gradient shares, the eps curve and the flags."""
+    a = _read(folder / "audit.json")
+    keep = ("model", "n", "clean", "accuracy", "worst", "strongest", "zero_gradient_fraction", "eps", "curve",
+            "flags", "seconds")
+    rows = [{k: r[k] for k in keep if k in r} for r in a["rows"]]
+    wall = sum(r.get("seconds", 0.0) for r in a["rows"])
+    options = {k: v for k, v in a["options"].items() if k not in ("out", "debug", "device", "data_dir")}
+    return {"rows": rows, "options": options}, [a["options"]["seed"]], wall, None
+
+
+def _evaluation(folder):
+    """The shipped models' evaluation (``experiments.beyond.evaluate``)."""
+    e = _read(folder / "evaluation.json")
+    return {"rows": e["rows"], "eval": e["eval"]}, [e["seed"]], e["wall_seconds"], e["device"]
+
+
+# the script whose run folder a record is made from -> how its numbers are read
+KINDS = {"experiments.table1": _table1, "experiments.beyond.audit": _audit,
+         "experiments.beyond.evaluate": _evaluation}
+
+
+def _read(path):
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file; the run did not finish, or it is not the run folder of the "
+                         f"command its config.json names") from None
+
+
+def make_record(name, folder):
+    """The record ``name`` of the run folder ``folder`` (its config.json and result file). -> dict.
+    Raises UsageError when the folder has no config.json or was made by a script with no record kind."""
+    folder = Path(folder)
+    config = _read(folder / "config.json")
+    kind = KINDS.get(config["script"])
+    if kind is None:
+        raise UsageError(f"{folder}: made by {config['script']}, which publishes no record; records come from "
+                         f"{', '.join(sorted(KINDS))}")
+    numbers, seeds, wall, device = kind(folder)
+    return {"record": name, "script": config["script"], "command": config["command"], "commit": config["commit"],
+            "date": config["date"], "machine": config["machine"], "numpy": config["numpy"], "blas": config["blas"],
+            "device": device or config["options"].get("device") or "cpu", "seeds": seeds, "wall_seconds": wall,
+            "numbers": numbers}
+
+
+def write_record(record, results=None):
+    """Write ``record`` as <results>/<name>.json (atomically; default results/). -> the path."""
+    path = Path(results or RESULTS) / f"{record['record']}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, record)
+    return path
+
+
+def read_record(name, results=None):
+    """The record <results>/<name>.json (default results/), or None when it has not been published."""
+    path = Path(results or RESULTS) / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None

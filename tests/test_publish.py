@@ -1,0 +1,66 @@
+"""Every published table is a rendering of a record: the render check passes on the repository, a
+table edited by hand fails it, and a record carries the command, commit and machine of the run folder
+it was made from, never a number typed."""
+import json
+
+import pytest
+
+from experiments import publish
+from experiments.lib import records, rendering
+
+
+def test_every_table_is_its_rendering():
+    """The check CI relies on: README.md, RESULTS.md and experiments/README.md hold exactly what
+    ``python -m experiments.publish`` renders from results/."""
+    assert publish.main(["--check"]) == []
+
+
+def test_a_table_edited_by_hand_fails_the_check(tmp_path, monkeypatch):
+    page = tmp_path / "page.md"
+    page.write_text("text\n<!-- rendered: index -->\n" + rendering.index() + "<!-- /rendered -->\nmore\n")
+    assert rendering.differing([page]) == []
+    page.write_text(page.read_text().replace("| `python -m experiments.table1` |", "| `python -m experiments.table2` |"))
+    assert rendering.differing([page]) == [(str(page), "index")]
+    page.write_text(rendering.render_text(page.read_text()))
+    assert rendering.differing([page]) == [] and page.read_text().startswith("text\n") and page.read_text().endswith("more\n")
+
+
+def _table1_run(folder):
+    """A run folder as ``experiments.table1`` leaves it: config.json and table.json."""
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({
+        "script": "experiments.table1", "command": "python -m experiments.table1 --jobs 2", "options": {"device": None},
+        "commit": "0123456789abcdef", "date": "2026-12-07T06:00:00+0000", "machine": "a CPU, 2 cores, x86_64",
+        "numpy": "2.4.6", "blas": "openblas"}))
+    row = {"model": "relu_mlp-saturated", "clean_acc": 0.9789, "fgsm_paper": 0.9557, "fgsm_float32": 0.9486,
+           "fgsm_stable": 0.047, "zero_grad_paper": 0.953, "margin_q": [1, 2, 437.6, 4, 5], "n_seeds": 1, "seeds": [0],
+           "per_seed": [], "arch_kwargs": {"hidden": 200}, "not_published": 1}
+    (folder / "table.json").write_text(json.dumps({"rows": [row], "seeds": [0], "device": "cpu",
+                                                   "wall_seconds": 4101.0, "eval": {"n_test": 10000}}))
+
+
+def test_a_record_is_the_run_folders_numbers_and_provenance(tmp_path, monkeypatch):
+    _table1_run(tmp_path / "run")
+    monkeypatch.setattr(records, "RESULTS", tmp_path / "results")
+    publish_record = publish.main
+    monkeypatch.setattr(rendering, "FILES", ())  # render nothing of the repository's
+    publish_record(["--record", "table1", "--from", str(tmp_path / "run")])
+    r = records.read_record("table1")
+    assert r["command"] == "python -m experiments.table1 --jobs 2" and r["commit"] == "0123456789abcdef"
+    assert r["wall_seconds"] == 4101.0 and r["seeds"] == [0] and r["device"] == "cpu"
+    row = r["numbers"]["rows"][0]
+    assert row["fgsm_paper"] == 0.9557 and "not_published" not in row
+    table = rendering.headline()
+    assert "| ReLU MLP saturated | 94.59 | **95.57** | **4.70** | **95.3** | - |" in table
+    assert "`python -m experiments.table1 --jobs 2` at 0123456789ab" in table
+    assert "`results/audit.json`: not published yet" in table
+
+
+def test_publish_refuses_a_folder_without_a_record_kind(tmp_path, capsys):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"script": "experiments.rdm"}))
+    with pytest.raises(SystemExit) as e:
+        from experiments.lib.cli import cli
+        cli(publish.main, ["--record", "x", "--from", str(folder)])
+    assert e.value.code == 2 and "publishes no record" in capsys.readouterr().err
