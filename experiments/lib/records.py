@@ -51,9 +51,32 @@ def _evaluation(folder):
     return {"rows": e["rows"], "eval": e["eval"]}, [e["seed"]], e["wall_seconds"], e["device"]
 
 
+def _analysis(result_file):
+    """A paper's analysis whose result file is small JSON kept whole (weights: stats.json; eq. 9:
+    ratios.json; section 6: paths.json; section 8: ratios.json; the logit-scale probe)."""
+    def kind(folder):
+        config = _read(folder / "config.json")
+        return _read(folder / result_file), [config["options"].get("seed", 0)], _log_seconds(folder), None
+    return kind
+
+
+def _log_seconds(folder):
+    """Seconds from the first to the last line of a run folder's log.txt (its wall time when the run
+    ran once, uninterrupted), or None."""
+    import datetime
+    stamps = [line[1:9] for line in (Path(folder) / "log.txt").read_text().splitlines() if line.startswith("[")]
+    if len(stamps) < 2:
+        return None
+    first, last = (datetime.datetime.strptime(s, "%H:%M:%S") for s in (stamps[0], stamps[-1]))
+    return (last - first).total_seconds() % 86400
+
+
 # the script whose run folder a record is made from -> how its numbers are read
 KINDS = {"experiments.table1": _table1, "experiments.beyond.audit": _audit,
-         "experiments.beyond.evaluate": _evaluation}
+         "experiments.beyond.evaluate": _evaluation, "experiments.weights": _analysis("stats.json"),
+         "experiments.rdm": _analysis("ratios.json"), "experiments.fisher_path": _analysis("paths.json"),
+         "experiments.kurtosis_linear": _analysis("ratios.json"),
+         "experiments.beyond.logit_scale": _analysis("logit_scale.json")}
 
 
 def _read(path):

@@ -23,11 +23,22 @@ from experiments.lib.tables import format_table
 
 FILES = (ROOT / "README.md", ROOT / "RESULTS.md", ROOT / "experiments" / "README.md")  # where tables live
 MARKER = re.compile(r"(<!-- rendered: ([a-z0-9_-]+) -->\n)(.*?)(<!-- /rendered -->)", re.S)
-# how each record is made, for a table whose record is missing
+# each record: the command that makes its run folder (``python -m experiments.publish --record NAME
+# --from <that folder>`` then publishes it)
 MAKES = {"table1": "python -m experiments.table1 --jobs 2",
          "controls": "python -m experiments.table1 --only control --jobs 2 --out runs/controls",
+         "seeds": "python -m experiments.table1 --seeds 0 1 2 --controls --jobs 2 --out runs/seeds",
+         "regime": "python -m experiments.beyond.evaluate",
+         "weights": "python -m experiments.weights",
+         "rdm": "python -m experiments.rdm",
+         "fisher": "python -m experiments.fisher_path",
+         "targeted": "python -m experiments.lbfgs_grid",
+         "kurtosis": "python -m experiments.kurtosis_linear",
+         "sweep": "python -m experiments.beyond.sweep --grid all --jobs 2",
+         "logit_scale": "python -m experiments.beyond.logit_scale",
          "audit": "python -m experiments.beyond.audit",
-         "regime": "python -m experiments.beyond.evaluate"}
+         "verify": "python -m experiments.beyond.verify",
+         "bench": "python -m experiments.tools.bench --out runs/bench"}
 
 
 def pct(v, digits=2):
@@ -94,7 +105,7 @@ def regime():
     lines = ["| model | clean | FGSM paper | FGSM float32 | FGSM stable | APGD | exactly-zero gradients "
              "| median margin |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for model, r in rows.items():
-        lines.append(f"| {model} | {pct(r['clean_acc'])} | {pct(r['fgsm_paper'])} | {pct(r['fgsm_float32'])} | "
+        lines.append(f"| {_label(model)} | {pct(r['clean_acc'])} | {pct(r['fgsm_paper'])} | {pct(r['fgsm_float32'])} | "
                      f"{pct(r['fgsm_stable'])} | {pct(r['apgd'])} | {pct(r['zero_grad_paper'], 1)} | "
                      f"{r['margin_q'][2]:.1f} |")
     return "\n".join(lines) + "\n\n" + sources("regime") + "\n"
@@ -109,10 +120,86 @@ def audit():
     for model, r in rows.items():
         a = r["accuracy"]
         cells = [a.get(k) for k in ("fgsm-ce-paper", "apgd-ce-paper", "apgd-dlr-stable", "square")]
-        lines.append(f"| {model} | {r['n']} | {r['clean']:.1f} | " +
+        lines.append(f"| {_label(model)} | {r['n']} | {r['clean']:.1f} | " +
                      " | ".join("-" if c is None else f"{c:.1f}" for c in cells) +
                      f" | **{r['worst']:.1f}** | {r['strongest']} |")
     return "\n".join(lines) + "\n\n" + sources("audit") + "\n"
+
+
+def _label(model):
+    """'relu_mlp-saturated' -> 'ReLU MLP saturated'."""
+    arch, _, training = model.partition("-")
+    return f"{paper.ARCH_NAMES.get(arch, arch)} {training}"
+
+
+def _numbers(name):
+    r = read_record(name)
+    return None if r is None else r["numbers"]
+
+
+def weights():
+    """Section 5: the excess kurtosis gamma_2 of each weight layer, the share of saturated units per
+    layer over the test images and each layer's pre-activation range."""
+    stats = _numbers("weights") or {}
+    lines = ["| model | gamma_2 per weight layer | saturated units per layer | pre-activation range per layer |",
+             "| --- | --- | --- | --- |"]
+    for model, s in stats.items():
+        k = ", ".join(f"{w['kurtosis']:.2f}" for w in s["weights"])
+        sat = ", ".join("-" if h["saturated"] is None else f"{h['saturated']:.3f}" for h in s["preactivations"])
+        rng = " / ".join(f"{h['min']:.3g}..{h['max']:.3g}" for h in s["preactivations"])
+        lines.append(f"| {_label(model)} | {k} | {sat} | {rng} |")
+    return ("\n".join(lines) + "\n\n" if stats else "") + sources("weights") + "\n"
+
+
+def rdm():
+    """Eq. 9: mean between-class over mean within-class dissimilarity, layer by layer."""
+    r = _numbers("rdm") or {}
+    lines = ["| model | between / within, layer 1 .. readout |", "| --- | --- |"]
+    lines += [f"| {_label(m)} | {', '.join(f'{v:.2f}' for v in vs)} |" for m, vs in r.get("ratios", {}).items()]
+    return ("\n".join(lines) + "\n\n" if r else "") + sources("rdm") + "\n"
+
+
+def fisher():
+    """Section 6: per class pair, the path length, the length element's median and peak, and the
+    Jacobian singular values that inflate (above 10x their median along the path)."""
+    r = _numbers("fisher") or {}
+    lines = ["| model | path | length | median dl | peak dl | inflated singular values | largest singular value |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for model, paths in r.items():
+        for pair, p in paths.items():
+            lines.append(f"| {_label(model)} | {pair} | {p['length']:.3g} | {p['dl_median']:.3g} | {p['dl_max']:.3g} "
+                         f"| {p['inflated_singular_values']} | {p['sv_max']:.3g} |")
+    return ("\n".join(lines) + "\n\n" if r else "") + sources("fisher") + "\n"
+
+
+def kurtosis():
+    """Section 8: the linear read-out's robustness ratio against the excess kurtosis of Pearson VII
+    weights (mean +- std over draws, relative to the Gaussian's), and of the networks' own layers."""
+    r = _numbers("kurtosis")
+    if r is None:
+        return sources("kurtosis") + "\n"
+    base = r["pearson7"][0]["mean"]
+    lines = ["| weights | gamma_2 | R / R(Gaussian) |", "| --- | --- | --- |"]
+    lines += [f"| Pearson VII | {p['gamma2']:g} | {p['mean'] / base:.3f} +- {p['std'] / base:.3f} |" for p in r["pearson7"]]
+    lines += [f"| {_label(m)}, layer {w['layer']} | {w['kurtosis']:.2f} | {w['mean'] / base:.3f} +- {w['std'] / base:.3f} |"
+              for m, layers in r["learned"].items() for w in layers]
+    return "\n".join(lines) + f"\n\n(dimension {r['dim']}, {r['draws']} draws)\n\n" + sources("kurtosis") + "\n"
+
+
+def logit_scale():
+    """The logit-scale probe: FGSM accuracy (%) as every logit is multiplied by c (no prediction
+    changes), with the cross-entropy in float32 and the scale-free margin loss."""
+    r = _numbers("logit_scale")
+    if r is None:
+        return sources("logit_scale") + "\n"
+    lines = ["| model | c | clean | FGSM, cross-entropy (float32) | FGSM, margin (stable) | exactly-zero gradients |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for m in r["results"]:
+        for s in m["scales"]:
+            a = s["accuracy"]
+            lines.append(f"| {_label(m['model'])} | {s['scale']:g} | {s['clean']:.1f} | {a['fgsm-ce-float32']:.1f} | "
+                         f"{a['fgsm-margin-stable']:.1f} | {100 * s['zero_gradient_fraction']:.1f} |")
+    return "\n".join(lines) + "\n\n" + sources("logit_scale") + "\n"
 
 
 def index():
@@ -120,7 +207,14 @@ def index():
     return index_markdown()
 
 
-TABLES = {"headline": headline, "table1": table1, "regime": regime, "audit": audit, "index": index}
+def pending(name):
+    """A table whose renderer is not written yet: the line that names its record and command."""
+    return lambda: sources(name) + "\n"
+
+
+WRITTEN = {"headline": headline, "table1": table1, "regime": regime, "audit": audit, "index": index,
+           "weights": weights, "rdm": rdm, "fisher": fisher, "kurtosis": kurtosis, "logit_scale": logit_scale}
+TABLES = {**{name: pending(name) for name in MAKES}, **WRITTEN}
 
 
 def render_text(text):
