@@ -59,7 +59,7 @@ def test_a_record_is_the_run_folders_numbers_and_provenance(tmp_path, monkeypatc
 def test_publish_refuses_a_folder_without_a_record_kind(tmp_path, capsys):
     folder = tmp_path / "run"
     folder.mkdir()
-    (folder / "config.json").write_text(json.dumps({"script": "experiments.rdm"}))
+    (folder / "config.json").write_text(json.dumps({"script": "experiments.beyond.silence"}))
     with pytest.raises(SystemExit) as e:
         from experiments.lib.cli import cli
         cli(publish.main, ["--record", "x", "--from", str(folder)])
