@@ -18,7 +18,7 @@ from pathlib import Path
 
 from experiments.lib.cli import UsageError, check_run_folder, cli, summary
 from experiments.lib.records import make_record, write_record
-from experiments.lib.rendering import FILES, differing, render_text
+from experiments.lib import rendering
 
 
 def main(argv=None):
@@ -37,7 +37,7 @@ def main(argv=None):
             raise UsageError(f"--record {args.record}: a name of lower-case letters, digits, '-' and '_'")
         check_run_folder(args.folder, "--from", "the command whose results you publish")
         print(write_record(make_record(args.record, args.folder)))
-    stale = differing(FILES)
+    stale = rendering.differing(rendering.FILES)
     if args.check:
         for name, table in stale:
             print(f"{name}: the table '{table}' differs from its rendering; run `python -m experiments.publish`",
@@ -45,9 +45,9 @@ def main(argv=None):
         if stale:
             raise SystemExit(1)
         return stale
-    for path in FILES:
+    for path in rendering.FILES:
         text = Path(path).read_text()
-        new = render_text(text)
+        new = rendering.render_text(text)
         if new != text:
             Path(path).write_text(new)
     for name, table in stale:
