@@ -108,7 +108,7 @@ def retain_freed_memory(limit=1 << 30) -> bool:
     so the CNN's im2col buffers (80 MB at batch 128) are page-faulted in anew at every training
     step: numpy has no caching allocator of its own. Keeping them cuts a CPU training epoch of
     the CNN from 65 to 51 s on the 2-core reference machine (``python -m experiments.tools.bench`` with
-    and without ``--no-retain``; RESULTS.md, Speed). Process-wide,
+    and without ``--no-retain``; docs/performance.md, Speed of a training epoch). Process-wide,
     and the process keeps its peak memory; a no-op returning False off glibc (macOS, Windows, musl)
     and on the GPU, where cupy's memory pool already does this.
     """
