@@ -33,7 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.lib.drawing import figure1, figure2, figure3, figure4, figure6, figure_audit, figure_logit_scale
+from experiments.lib.drawing import figure1, figure2, figure3, figure4, figure6
+from experiments.lib.drawing_beyond import figure_audit, figure_logit_scale
 from experiments.lib.cli import check_run_folder, cli, summary, parse
 from experiments.lib.paper import ARCH_NAMES
 from experiments.lib.targeted_grid import draw_grids
@@ -48,6 +49,8 @@ def _load(path):
         return {k: z[k] for k in z.files}
 
 def main(argv=None):
+    """Redraw the figures from the run folders into --out (and section 7's grids into the --grids folders).
+    -> the paths written (str; [] without matplotlib)."""
     parser = argparse.ArgumentParser(description=summary(__doc__))
     folders = {"weights": "weights", "rdm": "rdm", "fisher": "fisher_path", "kurtosis": "kurtosis_linear",
                "audit": "audit", "logit_scale": "logit_scale", "out": "figures"}

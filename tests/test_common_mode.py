@@ -9,7 +9,7 @@ import pytest
 
 from analysis.masking.readout import readout_sides, shift_readout
 from experiments.beyond import common_mode, sweep
-from experiments.lib import grids
+from experiments.lib import grids, readout_shift
 from experiments.lib.cli import UsageError
 from experiments.lib.recipes import model_key
 from experiments.lib.store import stored_key
@@ -95,8 +95,8 @@ def test_the_shifted_run_continues_and_is_never_its_recipes_model(tmp_path, mnis
     src, _, src_adam = load_checkpoint(source / "train.npz", optimizer=True)
     shifted = shift_readout(src, rec["readout_shift"])
     start = tmp_path / "start.npz"  # the shifted start, made again from the source as it is
-    common_mode.shifted(*load_checkpoint(source / "train.npz", optimizer=True)[::2], load_checkpoint(source / "train.npz")[1],
-                        source / "train.npz", start, *(a[:2000] for a in load_mnist(mnist_dir)["train"]))
+    readout_shift.shifted(*load_checkpoint(source / "train.npz", optimizer=True)[::2], load_checkpoint(source / "train.npz")[1],
+                          source / "train.npz", start, *(a[:2000] for a in load_mnist(mnist_dir)["train"]))
     made, _, made_adam = load_checkpoint(start, optimizer=True)
     for a, b in zip(made.params, shifted.params):
         assert all(np.array_equal(a[k], b[k]) for k in a)

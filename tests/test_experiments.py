@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from experiments.lib import benchmarks
 from experiments.tools import bench
 from experiments import train as train_script
 from nn import architectures
@@ -28,11 +29,11 @@ def test_train_quick_writes_run_folder(tmp_path, mnist_dir):
 def test_train_step_flops_by_hand():
     # dense 784->5 (first: forward + dW), dense 5->10 (forward + dW + dx): 2 FLOPs per multiply-add
     spec = architectures.mlp("relu", hidden=5, depth=1)
-    assert bench.train_step_flops(spec, batch=2) == 2 * 2 * (784 * 5 * 2 + 5 * 10 * 3)
+    assert benchmarks.train_step_flops(spec, batch=2) == 2 * 2 * (784 * 5 * 2 + 5 * 10 * 3)
     # a 3x3 conv 1->2 on 8x8, pool, dense 32->10: the conv's m = 1*9*2*64 multiply-adds per example
     spec = architectures.cnn(channels=(2,), hidden=4, kernel=3, input_shape=[1, 8, 8])
     m_conv, m_fc1, m_fc2 = 9 * 2 * 64, 32 * 4, 4 * 10
-    assert bench.train_step_flops(spec, batch=1) == 2 * (2 * m_conv + 3 * m_fc1 + 3 * m_fc2)
+    assert benchmarks.train_step_flops(spec, batch=1) == 2 * (2 * m_conv + 3 * m_fc1 + 3 * m_fc2)
 
 
 def test_bench_saturated_times_exp_flushed_against_exp_then_flush(capsys):
@@ -182,11 +183,11 @@ def test_the_brackets_upper_bound_is_apgd_and_no_weaker_than_pgd(mnist_test, sma
     from analysis.masking import audit
     from analysis.masking.suite import eps_sweep_attack, worst_of
     from attacks.pgd import PGD
-    from experiments.beyond import verify
+    from experiments.lib.verification import bracket
     model = small_mnist_models[1]["sigmoid_mlp-vanilla"]  # an MLP without ReLU: IBP and CROWN, no MILP
     x, y, eps = mnist_test[0][:200], mnist_test[1][:200], [0.05, 0.1]
     args = SimpleNamespace(sweep_steps=20, seed=0, batch=100, crown_batch=50)
-    row, _ = verify.bracket(model, x, y, eps, args, log=lambda line: None)
+    row, _ = bracket(model, x, y, eps, args, log=lambda line: None)
     assert row["attacked"] == audit.accuracy_curve(model, x, y, eps, eps_sweep_attack(20, 0, 100))
 
     def pgd_pair(e):
@@ -224,7 +225,7 @@ def test_bench_profile_reports_calls_per_step(capsys):
     for _ in range(6):
         layer_under_test()
     profiler.disable()
-    bench.print_profile(profiler, steps=3, top=50)
+    benchmarks.print_profile(profiler, steps=3, top=50)
     (line,) = [ln for ln in capsys.readouterr().out.splitlines() if "layer_under_test" in ln]
     assert "   2 calls/step" in line and "ms/step" in line
 

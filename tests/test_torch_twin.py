@@ -7,8 +7,7 @@ from nn.architectures import cnn, mlp
 from nn.model import Sequential
 
 torch = pytest.importorskip("torch")
-from experiments.lib import torch_twin  # noqa: E402
-from experiments.tools import bench  # noqa: E402
+from experiments.lib import benchmarks, torch_twin  # noqa: E402
 
 SPECS = {"sigmoid_mlp": mlp("sigmoid", hidden=7), "relu_mlp": mlp("relu", hidden=7),
          "cnn": cnn(channels=(2, 3), hidden=5)}
@@ -46,7 +45,7 @@ def test_twin_training_step_matches_ours_in_float64():
 
 
 def test_comparison_prints_every_workload(capsys):
-    rows = bench.compare_with_torch(np, "cpu", quick=True)
+    rows = benchmarks.compare_with_torch(np, "cpu", quick=True)
     assert [r[0].split(":")[0] for r in rows] == ["sigmoid MLP"] * 3 + ["ReLU MLP"] * 3 + ["CNN"] * 3
     assert all(r[1] > 0 and r[2] > 0 for r in rows)
     out = capsys.readouterr().out
@@ -55,5 +54,5 @@ def test_comparison_prints_every_workload(capsys):
 
 def test_median_times_alternates():
     calls = []
-    t = bench.median_times({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3, warmup=1)
+    t = benchmarks.median_times({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3, warmup=1)
     assert calls == ["a", "b"] * 4 and set(t) == {"a", "b"}

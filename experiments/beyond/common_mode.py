@@ -6,7 +6,7 @@ gradient, sigma''(z) = sigma'(z) (1 - 2 sigma(z)), is negative for z > 0 and pos
 gradient descent on it moves every logit away from 0 on the side where it sits. The margin
 z_y - max_{j != y} z_j grows from both sides when the wrong classes' logits sit below 0 and the true
 class's above; at width 1,000 every logit sits far above 0 (the readout's common mode,
-``readout_sides``), and the penalty then pushes the wrong classes up, against the margin. Softmax,
+``analysis.masking.readout.readout_sides``), and the penalty then pushes the wrong classes up, against the margin. Softmax,
 cross-entropy, predictions, margins and input gradients are unchanged by a common shift z -> z - s
 (up to the float rounding of z - s), so shifting the readout biases by the common mode changes what
 the penalty does and nothing else.
@@ -28,7 +28,7 @@ epochs). ``--adam-eps X`` continues the shifted run from its last training state
 (``nn.optim.adam_update``) in <out>/<run>-shift<E>-eps<X>/: once a parameter's gradient RMS falls below
 epsilon, its Adam step shrinks in proportion. Writes <run>.json and <run>.md to <out>: the run's own snapshots (evaluated on --n-test images;
 the sweep's records reused where they were made on as many), then every continuation of it there, and
-for the last training state of each what Adam's epsilon leaves of its step (``adam_steps``). A
+for the last training state of each what Adam's epsilon leaves of its step (``experiments.lib.readout_shift.adam_steps``). A
 run's readout must carry the sigma' penalty (a sigmoid MLP's sweep run): elsewhere a common shift moves
 nothing the penalty sees. With the ``plots`` extra, <run>.png: margin and common mode against epochs.
 """
@@ -36,76 +36,19 @@ from __future__ import annotations
 
 import argparse
 import math
-import re
 from pathlib import Path
 
-import numpy as np
-
-from analysis.masking.readout import readout_sides, shift_readout
 from experiments.lib.cli import UsageError, add_common_args, cli, count, parse, summary
-from experiments.lib.runs import Run, read_json, write_json
-from experiments.lib.evaluation import EVAL_VERSION, evaluate, evaluate_snapshot
-from experiments.lib.intervention import ADAM_EPS, carried_meta, continue_run, save_intervened, sweep_source
+from experiments.lib.drawing_beyond import draw_common_mode
+from experiments.lib.runs import Run, write_json
+from experiments.lib.intervention import carried_meta, continue_run, sweep_source
 from experiments.lib.plotting import save_figure
+from experiments.lib.readout_shift import adam_steps, eps_fork, shift_continuations, shifted, trajectory
 from experiments.lib.recipes import model_key
 from experiments.lib.store import INTERVENTION, RECIPE_FILE, stored_key
-from experiments.lib.sweep_report import snapshots
-from nn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from nn.checkpoint import load_checkpoint, save_checkpoint
 from nn.mnist import load_mnist
-from nn.optim import step_share
 from nn.train import resume_state
-
-
-def shifted(model, adam, meta, source, dest, x, y):
-    """Write ``dest``: the training checkpoint (model, Adam state, meta) read from ``source``, with its
-    readout shifted by its common mode on (x, y), the meta marked with the intervention (the record: the
-    shift, the epoch, the source, ``readout_sides`` before and after). -> the intervention record.
-    Raises UsageError when the common mode is undefined (no image of x classified correctly)."""
-    before = readout_sides(model, x, y)
-    if not np.isfinite(before["common_mode"]):
-        raise UsageError(f"{source}: no training image among the first {len(x)} is classified correctly; "
-                         "the readout has no common mode to shift")
-    shift_readout(model, before["common_mode"])
-    record = {"readout_shift": before["common_mode"], "at_epoch": meta["epoch"], "source": str(source),
-              "measured_on": f"the first {len(x)} training images", "before": before,
-              "after": readout_sides(model, x, y)}
-    return save_intervened(dest, model, adam, meta, record)
-
-
-def trajectory(folder, x, y, xp, log, batch=500, keep=True):
-    """Per snapshot of a run folder (sorted by epoch): the evaluation's headline numbers on (x, y) and
-    ``readout_sides``. keep: evaluate into eval-e<epoch>.json beside each snapshot (where it is not
-    there yet); else (another tool's folder) read a record there only if it was made on as many
-    images, and evaluate in memory otherwise. -> list of dicts."""
-    rows = []
-    for snap in snapshots(folder):
-        epoch = int(snap.stem[len("snap-e"):])
-        try:
-            model = load_checkpoint(snap, xp)[0]
-        except CheckpointError:
-            continue
-        if keep:
-            ev = evaluate_snapshot(snap, x, y, xp, log, batch)
-        else:
-            ev = read_json(snap.with_name(f"eval-e{epoch}.json"), {})
-            if ev.get("version") != EVAL_VERSION or ev.get("n_test") != len(x):
-                ev = evaluate(model, x, y, batch=batch, regime=True)
-        rows.append({"epoch": epoch, "n_test": len(x), **readout_sides(model, x, y),
-                     **{k: ev.get(k) for k in ("clean_acc", "fgsm_paper", "fgsm_stable", "zero_grad_paper")}})
-    return rows
-
-
-def adam_steps(folder):
-    """What Adam's epsilon leaves of the step (``nn.optim.step_share``) in the run folder's last training
-    state, folder/train.npz: -> {"epoch", "eps", "median": per weight layer {name: the median share over
-    its entries}, "below_half": per weight layer {name: the share of entries below 1/2, where the
-    gradient's RMS is under epsilon}}."""
-    _, meta, adam = load_checkpoint(folder / "train.npz", optimizer=True)
-    cfg = meta["config"]
-    shares = [s for s in step_share(adam, cfg["beta2"], cfg["eps"]) if s]  # the weight layers' entries
-    return {"epoch": meta["train_state"]["epoch"], "eps": cfg["eps"],
-            "median": [{k: float(np.median(a)) for k, a in s.items()} for s in shares],
-            "below_half": [{k: float((a < 0.5).mean()) for k, a in s.items()} for s in shares]}
 
 
 def adam_table(steps):
@@ -133,41 +76,9 @@ def table(rows_by_run):
     return "\n".join(lines) + "\n"
 
 
-def _continuations(out, run_name):
-    """The continuations of run ``run_name`` in folder ``out``: {"shift", "from" or "eps": [folders]}
-    (<run>-shift<E>, <run>-from<E>, and <run>-shift<E>-eps<X>, the shifted run with another Adam epsilon)."""
-    pattern = re.compile(re.escape(run_name) + r"-(shift|from)\d+(-eps[0-9.e+-]+)?")
-    found = {"shift": [], "from": [], "eps": []}
-    for p in sorted(Path(out).iterdir()):
-        m = pattern.fullmatch(p.name)
-        if m and (p / "train.npz").exists():
-            found["eps" if m.group(2) else m.group(1)].append(p)
-    return found
-
-
-def eps_fork(shifted_dir, run, seed, eps, epochs, xp, log):
-    """The shifted run ``shifted_dir`` continued from its last training state with Adam's epsilon
-    ``eps``: <shifted_dir>-eps<eps>/ (made here if new). -> the folder. Raises UsageError when the
-    shifted run has passed min(epochs)."""
-    dest = shifted_dir.with_name(f"{shifted_dir.name}-eps{eps:g}")
-    if (dest / "train.npz").exists():
-        recorded = load_checkpoint(dest / "train.npz")[1][INTERVENTION][ADAM_EPS]
-        if recorded != eps:
-            raise UsageError(f"{dest} continues with Adam's epsilon {recorded!r}, not {eps!r}; give --out another folder")
-        return dest
-    resumed = resume_state(shifted_dir / "train.npz", run.recipe.config(seed), xp)
-    if resumed is None:
-        raise UsageError(f"{shifted_dir}/train.npz holds no training state of the recipe {run.name}")
-    model, state, meta = resumed
-    if min(epochs) <= state.epoch:
-        raise UsageError(f"--epochs: {shifted_dir}/train.npz is at epoch {state.epoch}; continue to later epochs only")
-    dest.mkdir(exist_ok=True)
-    save_intervened(dest / "train.npz", model, state.adam, meta, {ADAM_EPS: eps, "adam_eps_from": state.epoch})
-    log(f"{dest.name}: Adam's epsilon {run.recipe.train['eps']:g} -> {eps:g} from epoch {state.epoch}")
-    return dest
-
-
 def main(argv=None):
+    """Continue a sweep run after the common-mode shift (or as its control, or with another Adam epsilon);
+    write <run>.json, <run>.md and <run>.png. -> {run folder name: its rows, one per snapshot}."""
     parser = add_common_args(argparse.ArgumentParser(description=summary(__doc__)))
     parser.add_argument("run", help="a sweep run's folder (runs/sweep/<run>), with recipe.json and train.npz")
     parser.add_argument("--epochs", type=count, nargs="+", required=True,
@@ -189,7 +100,7 @@ def main(argv=None):
     data = load_mnist(args.data_dir)
     x_test, y_test = data["test"][0][:args.n_test], data["test"][1][:args.n_test]
     kind = "shift" if args.shift == "common-mode" else "from"
-    existing = _continuations(out.dir, run.name)[kind]
+    existing = shift_continuations(out.dir, run.name)[kind]
     if len(existing) > 1:
         raise UsageError(f"{out.dir} holds {len(existing)} such continuations ({', '.join(p.name for p in existing)}); "
                          "give --out another folder")
@@ -221,7 +132,7 @@ def main(argv=None):
         else:  # the control: the recipe's own model, continued
             save_checkpoint(dest / "train.npz", model, optimizer=state.adam, **carried_meta(meta))
     continue_run(run, seed, dest, sorted(set(args.epochs)), data, x_test, y_test, out.xp, out.log, args.batch)
-    found = _continuations(out.dir, run.name)
+    found = shift_continuations(out.dir, run.name)
     rows = {source.name: trajectory(source, x_test, y_test, out.xp, out.log, args.batch, keep=False)}
     continued = found["shift"] + found["eps"] + found["from"]
     rows.update({f.name: trajectory(f, x_test, y_test, out.xp, out.log, args.batch) for f in continued})
@@ -231,27 +142,8 @@ def main(argv=None):
                                               "adam_step_share": steps})
     (out.dir / f"{run.name}.md").write_text(table(rows) + "\n" + adam_table(steps))
     out.log("\n" + table(rows) + "\n" + adam_table(steps))
-    save_figure(out.dir / f"{run.name}.png", lambda axes: draw(axes, rows, source.name, shifts), shape=(1, 2), figsize=(10, 4))
+    save_figure(out.dir / f"{run.name}.png", lambda axes: draw_common_mode(axes, rows, source.name, shifts), shape=(1, 2), figsize=(10, 4))
     return rows
-
-
-def draw(axes, rows, source, records):
-    """Median margin and common mode against epochs, one line per run (the source, then its continuations,
-    labelled from their intervention ``records``: {folder name: record or None}); a run with another
-    Adam epsilon drawn from the shifted run's point it continues."""
-    for ax, key, label, where in zip(axes[0], ("margin", "common_mode"), ("median logit margin", "common mode of the readout"),
-                                     ("upper left", "center right")):
-        for name, rs in rows.items():
-            rec = records.get(name) or {}
-            tag = ("the run" if name == source else "control" if "readout_shift" not in rec else
-                   f"shifted, Adam eps {rec[ADAM_EPS]:g} from epoch {rec['adam_eps_from']}" if ADAM_EPS in rec else "shifted")
-            if ADAM_EPS in rec:  # its first point: the shifted run where it forked
-                rs = [r for r in rows.get(name[:name.rindex("-eps")], []) if r["epoch"] == rec["adam_eps_from"]] + rs
-            ax.plot([r["epoch"] for r in rs], [r[key] for r in rs], marker=".", label=tag)
-        ax.axhline(0, color="0.7", lw=0.8)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(label)
-        ax.legend(fontsize=8, loc=where)
 
 
 if __name__ == "__main__":

@@ -26,108 +26,22 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
-
-from analysis.proofs import crown, ibp, milp
-from analysis.masking.suite import apgd_attacks, eps_sweep_attack
+from analysis.masking.suite import apgd_attacks
 from experiments.lib import presets
 from experiments.lib.cli import add_checkpoint_args, add_common_args, amount, checkpoint_stamp, cli, summary, parse, count, load_models, positive, resumable_rows
+from experiments.lib.drawing_beyond import draw_verify
 from experiments.lib.runs import Run, write_json
 from experiments.lib.plotting import save_figure
 from experiments.lib.paper import MODELS
-from nn.backend import to_device, to_host
+from experiments.lib.verification import bracket, survivors
 from nn.mnist import load_mnist
 
 EPS = (0.01, 0.03, 0.1, 0.25)
 
 
-def _verified_mask(fn, model, x, y, eps, batch):
-    """(N,) host bool: examples the bound function fn(model, xb, yb, eps) verifies, in batches."""
-    out = []
-    for i in range(0, len(x), batch):
-        xb, yb = to_device(x[i:i + batch], model.xp, model.dtype), to_device(y[i:i + batch], model.xp)
-        out.append(to_host(fn(model, xb, yb, eps).verified))
-    return np.concatenate(out).astype(bool)
-
-
-def _pct(mask):
-    return 100.0 * float(np.mean(mask))
-
-
-def bracket(model, x, y, eps_values, args, log=print):
-    """-> (one row: per eps the % verified by each method and by the best of them, the % surviving
-    the attack, the undecided %, the MILP's tally, contradictions and seconds per method;
-    (N,) host bool, the examples fooled at the largest eps)."""
-    acts = crown.mlp_activations(model)
-    mlp, relu = acts is not None, acts is not None and set(acts) == {"relu"}
-    xd, yd = to_device(x, model.xp, model.dtype), to_device(y, model.xp)
-    row = {"eps": list(eps_values), "methods": ["ibp"] + (["crown"] if mlp else []) + (["milp"] if relu else []),
-           "verified_by": {}, "verified": [], "attacked": [], "undecided": [], "milp": [], "contradictions": [],
-           "seconds": {"ibp": 0.0, "crown": 0.0, "milp": 0.0, "attack": 0.0}}
-    fooled = np.zeros(len(x), bool)
-    make_attack = eps_sweep_attack(args.sweep_steps, args.seed, args.batch)
-    for e in eps_values:
-        t = time.perf_counter()
-        fooled |= to_host(make_attack(float(e))(model, xd, yd).success).astype(bool)  # fooled at e is fooled above
-        row["seconds"]["attack"] += time.perf_counter() - t
-        t = time.perf_counter()
-        proven = {"ibp": _verified_mask(ibp.interval_bounds, model, x, y, e, args.batch)}
-        row["seconds"]["ibp"] += time.perf_counter() - t
-        if mlp:
-            t = time.perf_counter()
-            proven["crown"] = _verified_mask(crown.linear_bounds, model, x, y, e, args.crown_batch) | proven["ibp"]
-            row["seconds"]["crown"] += time.perf_counter() - t
-        tally = None
-        if relu:
-            t = time.perf_counter()
-            proven["milp"] = proven["crown"].copy()
-            open_ = np.where(~proven["crown"] & ~fooled)[0][:args.milp_max]
-            tally = {"tried": int(len(open_)), "verified": 0, "falsified": 0, "unknown": 0}
-            for i in open_:
-                v = milp.verify_example(model, xd[i:i + 1], yd[i:i + 1], float(e), time_limit=args.milp_time,
-                                        max_binaries=args.milp_max_binaries)
-                tally[v.status] += 1
-                proven["milp"][i] = v.status == "verified"
-                fooled[i] |= v.status == "falsified"
-            row["seconds"]["milp"] += time.perf_counter() - t
-        best = np.any(list(proven.values()), axis=0)
-        for k, v in proven.items():
-            row["verified_by"].setdefault(k, []).append(_pct(v))
-        row["verified"].append(_pct(best))
-        row["attacked"].append(_pct(~fooled))
-        row["undecided"].append(row["attacked"][-1] - row["verified"][-1])
-        row["milp"].append(tally)
-        row["contradictions"].append(int((best & fooled).sum()))
-        log(f"  eps {e}: verified " + ", ".join(f"{k} {_pct(v):.1f}" for k, v in proven.items())
-            + f" %; attacked {_pct(~fooled):.1f} %" + (f"; MILP {tally}" if tally else "")
-            + f"; contradictions {row['contradictions'][-1]}")
-    return row, fooled
-
-
-def survivors(model, x, y, eps, fooled, args, log=print):
-    """The first args.survivors images not ``fooled`` at eps ((N,) bool from ``bracket``), through
-    IBP, CROWN and the MILP: per image its index, label, each method's lower bound of
-    min_j (z_y - z_j) (positive = proven), the MILP's verdict and binaries. -> list of dicts."""
-    xd, yd = to_device(x, model.xp, model.dtype), to_device(y, model.xp)
-    out = []
-    acts = crown.mlp_activations(model)
-    for i in np.where(~fooled)[0][:args.survivors]:
-        xb, yb = xd[i:i + 1], yd[i:i + 1]
-        ib = ibp.interval_bounds(model, xb, yb, eps)
-        rec = {"index": int(i), "label": int(y[i]), "ibp_bound": float(to_host(ib.diff_lower).min())}
-        if acts is not None:
-            lb = crown.linear_bounds(model, xb, yb, eps)
-            rec["crown_bound"] = float(to_host(lb.diff_lower).min())
-            rec["unstable_units"] = [int(to_host((lo < 0) & (hi > 0)).sum()) for lo, hi in lb.pre]
-            if set(acts) == {"relu"}:
-                v = milp.verify_example(model, xb, yb, eps, time_limit=args.milp_time, bounds=lb)
-                rec.update(milp=v.status, milp_bound=v.bound, binaries=v.binaries, milp_seconds=v.seconds)
-        out.append(rec)
-        log(f"  survivor {rec}")
-    return out
-
-
 def format_table(rows):
+    """Markdown: one line per model row of ``experiments.lib.verification.bracket``; per eps the shares
+    verified by IBP / CROWN / MILP and the share surviving the attack ('-' where a method does not apply). -> str."""
     lines = ["| model | n | " + " | ".join(f"eps {e}: verified (IBP / CROWN / MILP) / attacked" for e in rows[0]["eps"])
              + " |", "| --- | --- |" + " --- |" * len(rows[0]["eps"])]
     for r in rows:
@@ -145,6 +59,8 @@ def format_table(rows):
 
 
 def main(argv=None):
+    """Bracket the chosen models' robust accuracy at each eps; write verify.json, verify.md and verify.png.
+    -> the rows, one per model."""
     parser = add_checkpoint_args(add_common_args(argparse.ArgumentParser(description=summary(__doc__))),
                                  MODELS)
     parser.add_argument("--eps", type=amount, nargs="+", default=list(EPS))
@@ -187,23 +103,8 @@ def main(argv=None):
     table = format_table(rows)
     run.path("verify.md").write_text(table)
     run.log("\n" + table)
-
-    def draw(axes):
-        for ax, r in zip(axes.ravel(), rows):
-            ax.fill_between(r["eps"], r["verified"], r["attacked"], color="0.85", label="undecided")
-            ax.plot(r["eps"], r["attacked"], marker="o", color="C3", label="attacked (upper bound)")
-            for m, mark in zip(r["methods"], "s^D"):
-                ax.plot(r["eps"], r["verified_by"][m], marker=mark, label=f"verified by {m.upper()} (lower bound)")
-            ax.set_xscale("log")
-            ax.set_ylim(0, 100)
-            ax.set_xlabel("eps (L-inf)")
-            ax.set_ylabel("robust accuracy (%)")
-            ax.set_title(r["model"])
-            ax.legend(fontsize=7)
-        for ax in axes.ravel()[len(rows):]:
-            ax.set_visible(False)
     cols = min(3, len(rows))
-    if save_figure(run.path("verify.png"), draw, shape=(-(-len(rows) // cols), cols),
+    if save_figure(run.path("verify.png"), lambda axes: draw_verify(axes, rows), shape=(-(-len(rows) // cols), cols),
                    figsize=(5 * cols, 4 * -(-len(rows) // cols))):
         run.log(f"figure {run.path('verify.png')}")
     return rows

@@ -1,7 +1,8 @@
-"""Every figure's drawing, from the raw data the experiments saved: the paper's Figures 1-4 and 6
-and, beyond the paper, the audit's eps curves and the logit-scale probe (``experiments.figures``
-reads the run folders and calls these; section 7's grids are ``experiments.lib.targeted_grid``'s).
-Each ``figure*`` returns the path written, or None without matplotlib (the ``plots`` extra)."""
+"""The paper's figures, drawn from the raw data the experiments saved: Figures 1-4 and 6
+(``experiments.figures`` reads the run folders and calls these; section 7's grids are
+``experiments.lib.targeted_grid``'s, the figures beyond the paper ``experiments.lib.drawing_beyond``'s).
+Each ``figure*`` writes a PNG and returns ``save_figure``'s True, or False without matplotlib (the
+``plots`` extra); ``figure2`` returns None when the data hold none of its models."""
 from __future__ import annotations
 
 import numpy as np
@@ -14,74 +15,14 @@ SV_FLOOR = 1e-8  # singular values below this fraction of the largest are roundi
 TRAININGS = ("vanilla", "saturated")  # the paper compares these two in Figures 1-4
 
 
-def _arch_panels(names):
-    """The architectures present among model names '<arch>-<training>', in ARCH_NAMES order."""
-    return [a for a in ARCH_NAMES if any(n.startswith(f"{a}-") for n in names)]
-
-
-def figure_audit(audit, path):
-    """Accuracy against eps from the audit's eps sweep, one panel per architecture."""
-    rows = audit["rows"]
-    archs = _arch_panels([r["model"] for r in rows])
-    folder = audit.get("options", {}).get("checkpoints", "?")  # one checkpoint set per figure: say which
-
-    def fill(axes):
-        for ax, arch in zip(axes[0], archs):
-            for r in rows:
-                if r["model"].startswith(f"{arch}-"):
-                    training = r["model"][len(arch) + 1:]
-                    ax.plot(r["eps"], r["curve"], marker=".", color=COLOURS.get(training.split("-")[0], "black"),
-                            label=f"{training} (n = {r['n']})")
-            ax.axvline(0.25, color="0.6", lw=0.8, ls=":")
-            ax.set_ylim(-2, 102)
-            ax.set_xlabel("eps (L-inf)")
-            ax.set_ylabel("robust accuracy % (worst PGD)")
-            ax.set_title(f"{ARCH_NAMES[arch]} (models of {folder})", fontsize=9)
-            ax.legend(fontsize=8)
-    return save_figure(path, fill, (1, len(archs)), (4.5 * len(archs), 3.6), dpi=80)
-
-
-def figure_logit_scale(ls, path):
-    """FGSM accuracy (top) and exactly-zero input gradients (bottom) against the logit scale c."""
-    results = ls["results"]
-    archs = _arch_panels([r["model"] for r in results])
-
-    def fill(axes):
-        for col, arch in enumerate(archs):
-            top, bottom = axes[0, col], axes[1, col]
-            for r in results:
-                if not r["model"].startswith(f"{arch}-"):
-                    continue
-                training = r["model"][len(arch) + 1:]
-                colour = COLOURS.get(training.split("-")[0], "black")
-                c = [s["scale"] for s in r["scales"]]
-                fgsm = [s["accuracy"].get("fgsm-ce-float32", s["accuracy"].get("fgsm-ce-paper"))  # (older files)
-                        for s in r["scales"]]
-                top.plot(c, fgsm, marker=".", color=colour)
-                top.plot(c, [s["accuracy"]["fgsm-margin-stable"] for s in r["scales"]], ls="--", color=colour)
-                bottom.plot(c, [100 * s["zero_gradient_fraction"] for s in r["scales"]], marker=".", color=colour,
-                            label=training)
-            for ax in (top, bottom):
-                ax.set_xscale("log", base=2)
-                ax.set_ylim(-2, 102)
-            top.set_title(f"{ARCH_NAMES[arch]}: cross-entropy in float32 (solid), margin loss (dashed)", fontsize=9)
-            top.set_ylabel("FGSM accuracy % (eps 0.25)")
-            bottom.legend(fontsize=8, loc="lower right")  # the curves rise to the right: that corner is empty
-            bottom.set_xlabel("logit scale c (predictions unchanged)")
-            bottom.set_ylabel("exactly-zero gradients %")
-    return save_figure(path, fill, (2, len(archs)), (4.5 * len(archs), 6.0), dpi=80)
-
-
 def _layers(arrays, name, what):
     """Sorted layer numbers k with arrays '<name>/<what><k>/counts'."""
     return sorted(int(k.split("/")[1][len(what):]) for k in arrays if k.startswith(f"{name}/{what}") and
                   k.endswith("/counts"))
 
 
-
 def _density(counts, edges):
     return counts / max(counts.sum(), 1) / np.diff(edges)
-
 
 
 def figure1(hist, stats, arch, path):
@@ -108,7 +49,6 @@ def figure1(hist, stats, arch, path):
     return save_figure(path, fill, (1, len(layers)), (4.2 * len(layers), 3.8), dpi=100, constrained=True)
 
 
-
 def figure2(hist, path):
     """Pre-activation histograms per layer: vanilla sigmoid, saturated sigmoid, saturated ReLU."""
     names = [n for n in ("sigmoid_mlp-vanilla", "sigmoid_mlp-saturated", "relu_mlp-saturated")
@@ -131,13 +71,11 @@ def figure2(hist, path):
     return save_figure(path, fill, (len(names), n_layers), (4.2 * n_layers, 3.0 * len(names)), dpi=100)
 
 
-
 def _block_mean(D, k):
     """D averaged over k x k blocks (M, M) -> (M // k, M // k): a 1000-image RDM drawn at 100 x 100
     keeps its class blocks and fits a small PNG."""
     m = D.shape[0] // k * k
     return D[:m, :m].reshape(m // k, k, m // k, k).mean(axis=(1, 3))
-
 
 
 def figure3(mats, ratios, arch, path, k=10):
@@ -175,7 +113,6 @@ def figure3(mats, ratios, arch, path, k=10):
                        constrained=True)
 
 
-
 def figure4(paths, arch, path):
     """Per class pair (columns): dl/dt, softmax trajectory, singular values (those below ``SV_FLOOR``
     of the largest at the same point are rounding noise and not drawn); vanilla above saturated."""
@@ -205,7 +142,6 @@ def figure4(paths, arch, path):
                     ax.set_ylabel("singular values of J\n(above 1e-8 of the largest)")
                 ax.set_xlabel("t along the path")
     return save_figure(path, fill, (len(rows), len(pairs)), (4.0 * len(pairs), 2.3 * len(rows)), dpi=60)
-
 
 
 def figure6(ratios, path):

@@ -7,19 +7,27 @@ The change is recorded in the checkpoint's meta under ``experiments.lib.store.IN
 model is never taken for its recipe's own (``stored_key``) and every later call continues it the same
 way: a record with ``DROPPED`` trains on the training split without those images, one with ``ADAM_EPS``
 with that epsilon, at every resumption.
+
+The pinning test's steps live here too: the run's recipe trained again to the epoch of the intervention
+(``retrained_base``) and its state forked without some training images (``fork``); the common-mode
+test's are ``experiments.lib.readout_shift``'s.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 
+from analysis.masking.readout import misclassified
 from experiments.lib.cli import UsageError
 from experiments.lib.runs import read_json
 from experiments.lib.evaluation import evaluate_snapshot
 from experiments.lib.grids import sweep_run
 from experiments.lib.recipes import SettingError, model_key
-from experiments.lib.store import INTERVENTION, RECIPE_FILE
+from experiments.lib.store import INTERVENTION, RECIPE_FILE, train_or_load
+from experiments.lib.sweep_report import snapshots
+from nn.backend import to_host
 from nn.checkpoint import load_checkpoint, save_checkpoint
 from nn.numerics import upgrade_settings
 from nn.train import resume_state, train
@@ -125,3 +133,69 @@ def continue_run(run, seed, dest_dir, epochs, data, x_test, y_test, xp, log, bat
               checkpoint_every=25, checkpoint_seconds=600,
               after_epoch=lambda m, rec: snapshot(m, rec["epoch"]) if rec["epoch"] in epochs else None,
               log=every_25th)
+
+
+def retrained_base(run, seed, source, at, out, data, log):
+    """The run's training state at epoch ``at``: its recipe trained again from scratch into
+    <out>/<run>-e<at>/train.npz (resumable), compared bit for bit with the run's snap-e<at>.npz.
+    -> (the checkpoint's path, a sentence for the record saying what the comparison found). Raises UsageError when the
+    retrained model differs from the snapshot (another BLAS kernel or thread count rounds otherwise):
+    the continuation would not continue the run it is compared with."""
+    base = out.dir / f"{run.name}-e{at}"
+    base.mkdir(exist_ok=True)
+    recipe = run.recipe.replace("train", epochs=at)
+    model, _ = train_or_load(recipe, seed, base / "train.npz", data, out.xp, log, checkpoint_every=25,
+                             checkpoint_seconds=600)
+    snap = source / f"snap-e{at}.npz"
+    if not snap.exists():
+        found = f"no snapshot {snap} to compare the retrained state with"
+    else:
+        theirs = load_checkpoint(snap, out.xp)[0]
+        if not all(np.array_equal(to_host(a[k]), to_host(b[k])) for a, b in zip(model.params, theirs.params) for k in a):
+            raise UsageError(f"{base}/train.npz, the recipe trained again to epoch {at}, differs from {snap} "
+                             "(another BLAS kernel, thread count or device rounds otherwise); intervene where it was trained")
+        found = f"equal bit for bit to {snap}"
+    log(f"{base.name}: retrained to epoch {at}, {found}")
+    return base / "train.npz", found
+
+
+def fork(run, seed, base_ckpt, retrained, drop, control, out, data, log):
+    """The training state ``base_ckpt`` (epoch E) copied with its intervention record: training images
+    ``drop`` left out, in <out>/<run>-e<E>-drop<I>/; with ``control``, as many other images of each of
+    their labels, correctly classified and drawn at random (seeded by the run's seed), in
+    <out>/<run>-e<E>-control<I>/. -> the folder (an existing one is reused, nothing drawn again).
+    Raises UsageError when the state cannot be read or a label has too few images to draw."""
+    resumed = resume_state(base_ckpt, run.recipe.config(seed), out.xp)
+    if resumed is None:
+        raise UsageError(f"{base_ckpt} holds no training state of the recipe {run.name}")
+    model, state, meta = resumed
+    dest = out.dir / f"{run.name}-e{state.epoch}-{'control' if control else 'drop'}{'-'.join(map(str, drop))}"
+    if (dest / "train.npz").exists():
+        return dest
+    x, y = data["train"]
+    trained = trained_indices(len(x), run.recipe.train["max_train"], None)
+    left_out = list(drop)
+    if control:
+        wrong = misclassified(model, x[trained], y[trained])["index"]
+        rng, left_out = np.random.default_rng(seed), []
+        for label in sorted(set(y[drop].tolist())):
+            pool = np.setdiff1d(trained[y[trained] == label], np.concatenate([trained[wrong], drop]))  # right, not in drop
+            need = int((y[drop] == label).sum())
+            if len(pool) < need:
+                raise UsageError(f"--control: only {len(pool)} other correctly classified images of label {label}")
+            left_out += rng.choice(pool, size=need, replace=False).tolist()
+        left_out.sort()
+    dest.mkdir(exist_ok=True)
+    record = {DROPPED: left_out, "labels": y[left_out].tolist(), "at_epoch": state.epoch, "source": str(base_ckpt),
+              "retrained": retrained, **({"control_for": list(drop)} if control else {})}
+    save_intervened(dest / "train.npz", model, state.adam, meta, record)
+    log(f"{dest.name}: training images {left_out} (labels {record['labels']}) left out from epoch {state.epoch}"
+        + (f", the control for {list(drop)}" if control else ""))
+    return dest
+
+
+def drop_continuations(out, name):
+    """The folders in ``out`` that continue run ``name`` without some training images
+    (<name>-e<E>-drop<I>, <name>-e<E>-control<I>) and hold snapshots: -> [Path], sorted by name."""
+    pattern = re.compile(re.escape(name) + r"-e\d+-(drop|control)[\d-]+")
+    return [p for p in sorted(Path(out).iterdir()) if pattern.fullmatch(p.name) and snapshots(p)]

@@ -30,7 +30,7 @@ from nn.architectures import ARCHITECTURES, build_spec
 from nn.errors import UserError
 from nn.model import Sequential
 from nn.numerics import upgrade_settings
-from nn.penalty import saturating_objective
+from nn.penalty import lambda_schedule, saturating_objective, unit_weight
 from nn.spec import layer_shapes, multiply_adds
 from nn.train import TrainConfig, cross_entropy_objective
 
@@ -101,14 +101,17 @@ class Recipe:
                         upgrade_settings(d.get("method") or {}))
 
     def as_dict(self):
+        """The recipe as a plain dict (``dataclasses.asdict``); ``from_dict`` reads it back."""
         return dataclasses.asdict(self)
 
     @property
     def name(self):
+        """'<arch>-<training>', e.g. 'relu_mlp-saturated'."""
         return f"{self.arch}-{self.training}"
 
     @property
     def epochs(self):
+        """The number of training epochs, train["epochs"]."""
         return self.train["epochs"]
 
     @property
@@ -120,6 +123,7 @@ class Recipe:
         return self.method["kinds"][-1]
 
     def spec(self):
+        """The architecture's layer spec (``nn.architectures.build_spec``)."""
         return build_spec(self.arch, **self.arch_kwargs)
 
     def cost(self):
@@ -130,9 +134,11 @@ class Recipe:
         return self.epochs * sum(multiply_adds(self.spec())) * (2 if self.training == "adversarial" else 1)
 
     def init_model(self, seed=0, xp=np):
+        """A freshly initialised ``nn.model.Sequential`` of this spec (``seed``, array module ``xp``)."""
         return Sequential.init(self.spec(), seed=seed, xp=xp)
 
     def config(self, seed=0):
+        """The training settings as ``nn.train.TrainConfig`` with ``seed``."""
         return TrainConfig(**self.train, seed=seed)
 
     def objective(self):
@@ -165,6 +171,17 @@ def model_key(recipe, seed):
     d = recipe.as_dict()
     d["train"] = {k: v for k, v in d["train"].items() if k != "epochs"}
     return json.dumps({**d, "seed": seed}, sort_keys=True)
+
+
+def readout_weight(recipe, n_classes, step):
+    """One readout unit's penalty weight relative to one example's cross-entropy at training step
+    ``step`` (``nn.penalty.unit_weight`` with lambda from ``nn.penalty.lambda_schedule``) for a recipe
+    whose readout carries the sigma' penalty; None for any other, and while lambda is 0."""
+    if recipe.readout_penalty != "sigmoid":
+        return None
+    m = recipe.method
+    lam = lambda_schedule(step, m["lam_max"], m["lam_step"])
+    return unit_weight(lam, n_classes, recipe.train["batch_size"], m["units"], m["batch"]) if lam > 0 else None
 
 
 def table1_recipes(quick=False):
@@ -210,6 +227,8 @@ def select(names, only, option="--only"):
 
 
 def parse_value(raw):
+    """A --set value: the Python literal the string ``raw`` spells (``ast.literal_eval``: a number, list,
+    None, True, ...), else ``raw`` itself."""
     try:
         return ast.literal_eval(raw)
     except (ValueError, SyntaxError):
