@@ -32,6 +32,9 @@ PAIRS = ((1, 7), (3, 7), (6, 9), (0, 6))
 
 
 def summarise(g):
+    """The headline numbers of one path, ``g`` = ``analysis.fisher.path_geometry``'s dict (dl (n,), sv (n, K),
+    length): -> {"length", "dl_peak_over_median", "dl_median", "dl_max", "sv_max": floats;
+    "inflated_singular_values": int, how many of the K singular values exceed 10 times their median along the path}."""
     dl, sv = g["dl"], g["sv"]
     med = np.median(sv, axis=0)
     return {"length": g["length"], "dl_peak_over_median": float(dl.max() / max(np.median(dl), 1e-300)),
@@ -41,6 +44,9 @@ def summarise(g):
 
 
 def main(argv=None):
+    """Measure dl/dt and the Jacobian's singular values along the paths between the most confident test
+    images of each class pair in PAIRS (eqs. 10-13); write paths.json, paths.npz and fisher_path.png.
+    -> {model: {"<a>-<b>": ``summarise``'s dict}}."""
     parser = add_checkpoint_args(add_common_args(argparse.ArgumentParser(description=summary(__doc__))), MODELS)
     parser.add_argument("--points", type=count, default=200, help="points along each path (default 200)")
     args = parse(parser, argv, quick=presets.OPTIONS["fisher_path"])

@@ -25,6 +25,8 @@ GAMMAS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
 
 
 def main(argv=None):
+    """Measure the linear read-out's ratio R for Pearson VII weights and for every learned weight layer
+    (section 8); write ratios.json and kurtosis_linear.png. -> {"dim", "draws", "pearson7", "learned"}."""
     parser = add_checkpoint_args(add_common_args(argparse.ArgumentParser(description=summary(__doc__))), MODELS)
     parser.add_argument("--draws", type=count, default=200, help="template pairs per point (default 200)")
     parser.add_argument("--dim", type=count, default=20000)

@@ -42,6 +42,8 @@ def representations(model, x):
 
 
 def main(argv=None):
+    """Compute every layer's RDM (eq. 9) on --per-class test images per class and its between/within ratio;
+    write ratios.json, rdm.npz and rdm.png. -> {model: [ratio per layer]}."""
     parser = add_checkpoint_args(add_common_args(argparse.ArgumentParser(description=summary(__doc__))), MODELS)
     parser.add_argument("--per-class", type=count, default=100, help="images per class (default 100)")
     args = parse(parser, argv, quick=presets.OPTIONS["rdm"])

@@ -24,6 +24,8 @@ from nn.train import accuracy
 
 
 def main(argv=None):
+    """Train one Table 1 model (or load it from its run folder) and measure its test accuracy; write
+    recipe.json, model.npz and metrics.json. -> the test accuracy (a float in [0, 1])."""
     parser = add_common_args(argparse.ArgumentParser(description=summary(__doc__)))
     parser.add_argument("model", choices=paper.MODELS, help="<arch>-<training>")
     parser.add_argument("--set", dest="overrides", action="append", default=[],

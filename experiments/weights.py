@@ -48,6 +48,8 @@ def preactivation_stats(model, x, n_bins=200, batch=1000):
 
 
 def main(argv=None):
+    """Measure every weight layer's excess kurtosis and histogram and the pre-activations' histograms;
+    write stats.json, hist.npz, weights.png and preactivations.png. -> {model: {"weights", "preactivations"}}."""
     parser = add_checkpoint_args(add_common_args(argparse.ArgumentParser(description=summary(__doc__))), MODELS)
     args = parse(parser, argv)
     run = Run("weights", args)

@@ -83,6 +83,8 @@ def audit_model(run, name, model, vanilla, x, y, args):
 
 
 def format_table(rows):
+    """Markdown: one line per audited model (``audit_model``'s rows): clean, Table 1's FGSM, our FGSM in the
+    paper's numerics, the per-example worst case over the suite, the strongest attack and the flags. -> str."""
     lines = ["| model | n | clean | paper FGSM | our FGSM (paper mode) | worst case | strongest attack | flags |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
@@ -93,6 +95,7 @@ def format_table(rows):
 
 
 def main(argv=None):
+    """Audit the chosen models; write audit.json, audit.md and eps_sweep.png. -> the rows, one per model."""
     parser = add_checkpoint_args(add_common_args(argparse.ArgumentParser(description=summary(__doc__))), MODELS)
     parser.add_argument("--n-test", type=count, default=1000, help="test images for the MLPs (default 1000)")
     parser.add_argument("--n-test-cnn", type=count, default=250, help="test images for the CNNs (default 250)")

@@ -65,6 +65,8 @@ def probe(model, x, y, scales, eps, batch):
 
 
 def format_table(results):
+    """Markdown: per model (``main``'s results), one line per logit scale c: clean accuracy, FGSM accuracy
+    per loss and numerics, and the share of exactly-zero input gradients. -> str."""
     lines = ["| model | median margin | c | clean | FGSM CE float32 | FGSM CE stable | FGSM CE stable float64 | "
              "FGSM margin | exact-zero gradients |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in results:
@@ -78,6 +80,8 @@ def format_table(results):
 
 
 def main(argv=None):
+    """Probe FGSM against the logit scale c on the chosen models; write logit_scale.json, .md and .png.
+    -> the results, one dict per model."""
     parser = add_checkpoint_args(add_common_args(argparse.ArgumentParser(description=summary(__doc__))), MODELS)
     parser.add_argument("--scales", type=positive, nargs="+", default=list(SCALES), help="logit scales c")
     parser.add_argument("--n-test", type=count, default=2000, help="test images for the MLPs (default 2000)")

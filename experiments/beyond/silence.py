@@ -31,6 +31,8 @@ from nn.mnist import load_mnist
 
 
 def main(argv=None):
+    """Measure the silent examples at every snapshot of the given run folders; write silence.json,
+    silence.md and silence-by-class.md. -> the rows, one per snapshot."""
     parser = add_common_args(argparse.ArgumentParser(description=summary(__doc__)))
     parser.add_argument("runs", nargs="+", help="run folders holding snap-e<epoch>.npz (experiments.beyond.sweep)")
     parser.add_argument("--n", type=count, default=10000, help="training and test examples each (default 10000)")

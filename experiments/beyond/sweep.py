@@ -83,6 +83,8 @@ def _seconds_so_far(path, key):
 
 
 def main(argv=None):
+    """Train the grid's runs (with --list only print one command per run), evaluate their snapshots and
+    write the sweep's report. -> the report's rows (``experiments.lib.sweep_report.report``; [] with --list)."""
     parser = add_common_args(argparse.ArgumentParser(description=summary(__doc__)))
     parser.add_argument("--grid", choices=sorted(GRIDS), default="sigmoid")
     parser.add_argument("--run", dest="runs", action="append", default=[], help="train only this run (repeatable)")

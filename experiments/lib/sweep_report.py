@@ -37,6 +37,9 @@ def collect(root):
 
 
 def format_table(rows):
+    """Markdown: one line per row of ``collect`` (run and milestone): clean and FGSM accuracies in each
+    numerics, exactly-zero gradients measured and predicted, the median margin, the median |h| per layer,
+    training minutes. -> str."""
     head = ("| run | epoch | clean % | FGSM paper % | FGSM paper, permuted units/channels % | FGSM float32 % | FGSM stable % | "
             "FGSM margin stable % | zero grads paper % | predicted: path / margin % | median margin | median abs h per layer | "
             "train min |")
@@ -232,6 +235,7 @@ def latest(rows):
 
 
 def format_frontier(rows):
+    """Markdown: ``frontier(rows)``, one line per architecture and clean accuracy. -> str."""
     lines = ["| architecture | clean accuracy at least % | best FGSM in the paper's numerics % |", "| --- | --- | --- |"]
     for arch, pts in frontier(rows).items():
         lines += [f"| {ARCH_NAMES[arch]} | {c:.2f} | {f:.1f} |" for c, f in pts]
@@ -239,6 +243,9 @@ def format_frontier(rows):
 
 
 def report(root, log):
+    """The sweep's report of the run folders in ``root``: writes table.md, summary.md (each run's last
+    milestone, the frontier), table.json and, with matplotlib, sweep.png, mechanism.png and controls.png;
+    logs the table with ``log``. -> the rows of ``collect``."""
     rows = collect(root)
     table = format_table(rows)
     Path(root, "table.md").write_text(table)

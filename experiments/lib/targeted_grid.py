@@ -81,6 +81,8 @@ def load_result(path, key):
 
 
 def format_summary(rows, attack):
+    """Markdown: one line per (model, sources) row: pairs fooled of 90, median iterations, L2 and L-inf
+    distances over the successes, seconds; then the paper's numbers for ``attack`` (a key of PAPER). -> str."""
     lines = ["| model | sources | fooled / 90 | median iterations | median L2 | median Linf | time (s) |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
@@ -132,6 +134,10 @@ def _draw_grid_row(axes, files):
 
 
 def main(argv, script, attack_name, make_attack, add_args, quick):
+    """A grid script's body: parse ``argv`` (``add_args(parser)`` adds the attack's options, ``quick`` is
+    the --quick preset), attack the 90 pairs of each model and source kind with ``make_attack(args)``
+    (a result recorded with the same options and checkpoint is kept) and write the run folder of ``script``
+    (an NPZ per model and sources, summary.json, summary.md, the grids' PNGs). -> the summary rows."""
     parser = add_checkpoint_args(add_common_args(argparse.ArgumentParser(
         description=f"targeted {attack_name} grid (section 7)")), MODELS)
     parser.add_argument("--sources", nargs="*", default=list(SOURCES), choices=SOURCES)
@@ -176,6 +182,7 @@ def main(argv, script, attack_name, make_attack, add_args, quick):
 
 
 def lbfgs_main(argv=None):
+    """``python -m experiments.lbfgs_grid``: the grid of targeted L-BFGS (Figure 5). -> the summary rows."""
     def add(p):
         p.add_argument("--max-iter", type=count, default=1000, help="L-BFGS iterations per pair (default 1000)")
 
@@ -185,6 +192,7 @@ def lbfgs_main(argv=None):
 
 
 def adam_main(argv=None):
+    """``python -m experiments.adam_attack``: the grid of targeted Adam (Figure 8). -> the summary rows."""
     def add(p):
         p.add_argument("--max-iter", type=count, default=10000, help="Adam iterations per pair (default 10000)")
         p.add_argument("--lr", type=positive, default=0.01, help="Adam step size in pixel units (default 0.01)")

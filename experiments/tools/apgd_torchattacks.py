@@ -78,6 +78,8 @@ def format_table(cells):
 
 
 def main(argv=None):
+    """Run our APGD and torchattacks' on the same weights, per model, eps, loss and seed; write
+    apgd_torchattacks.json and apgd_torchattacks.md. -> the cells, one dict each."""
     parser = add_checkpoint_args(add_common_args(argparse.ArgumentParser(description=summary(__doc__))), MODELS)
     parser.add_argument("--eps", nargs="+", type=amount, default=[0.05, 0.1, 0.25], help="L-inf radii")
     parser.add_argument("--losses", nargs="+", choices=LOSSES, default=list(LOSSES))
