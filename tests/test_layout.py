@@ -1,5 +1,7 @@
 """The house keeps its architecture: the floors nn <- attacks <- analysis <- experiments (a package imports
-only from its own floor and those below), no script imports another script, no module over 300 lines."""
+only from its own floor and those below), no script imports another script, no module over 300 lines;
+in experiments/ every public function and class has a docstring, and every script is short, outside
+lib/ and registered in ``experiments.lib.scripts.SCRIPTS``."""
 import ast
 from pathlib import Path
 
@@ -55,3 +57,49 @@ def test_no_script_imports_a_script():
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(REPO)))
 def test_no_module_over_300_lines(path):
     assert len(path.read_text().splitlines()) <= 300, f"{path.relative_to(REPO)}: split it"
+
+
+def _undocumented(path):
+    """The public functions and classes of ``path`` (module level, and the public methods of its public
+    classes) without a docstring: -> ["name" or "Class.method"]."""
+    out = []
+
+    def walk(body, prefix=""):
+        for node in body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and not node.name.startswith("_"):
+                if ast.get_docstring(node) is None:
+                    out.append(prefix + node.name)
+                if isinstance(node, ast.ClassDef):
+                    walk(node.body, f"{node.name}.")
+    walk(ast.parse(path.read_text()).body)
+    return out
+
+
+# Not documented yet, in modules another change owns; remove each entry as its docstring arrives.
+UNDOCUMENTED_ELSEWHERE = {"experiments/table1.py": {"main"}, "experiments/lib/runs.py": {"Run.path"},
+                          "experiments/lib/scripts.py": {"Script"}}
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "experiments").rglob("*.py")), ids=lambda p: str(p.relative_to(REPO)))
+def test_every_public_function_and_class_in_experiments_has_a_docstring(path):
+    name = path.relative_to(REPO).as_posix()
+    missing = sorted(set(_undocumented(path)) - UNDOCUMENTED_ELSEWHERE.get(name, set()))
+    assert not missing, f"{name}: no docstring on {missing}"
+
+
+def test_scripts_are_short_registered_and_outside_the_library():
+    from experiments.lib.scripts import SCRIPTS
+    experiments = REPO / "experiments"
+    in_lib = [p.name for p in (experiments / "lib").rglob("*.py") if _is_script(p)]
+    assert not in_lib, f"experiments/lib/ holds scripts {in_lib}; a script lives in experiments/, beyond/ or tools/"
+    scripts = {_module(p): p for p in experiments.rglob("*.py") if _is_script(p)}
+    for module, path in scripts.items():
+        n = len(path.read_text().splitlines())
+        assert n <= 220, f"{path.relative_to(REPO)}: {n} lines; a script parses, calls, writes and draws"
+    # a registered script whose module is not written yet is skipped (SCRIPTS lists some before they exist)
+    registered = {s.module for s in SCRIPTS.values()
+                  if (REPO / Path(*s.module.split("."))).with_suffix(".py").exists()}
+    assert sorted(scripts) == sorted(registered), (
+        f"not in experiments.lib.scripts.SCRIPTS: {sorted(set(scripts) - registered)}; "
+        f"registered but not a script: {sorted(registered - set(scripts))}")
+    assert all(name == s.module.rsplit(".", 1)[1] for name, s in SCRIPTS.items())
