@@ -42,7 +42,7 @@ import numpy as np
 
 from nn.backend import array_module, to_device
 from nn.numerics import check_numerics
-from nn.validate import InputError, check_batch, check_number
+from nn.validate import InputError, check_batch, check_eps, check_number
 
 from .ball import project
 from .losses import LOSSES, Targeted, loss_and_input_gradient, loss_function
@@ -100,7 +100,7 @@ class APGD:
     targets: int = 9
 
     def __post_init__(self):
-        check_number("eps", self.eps)
+        check_eps(self.eps)
         check_number("steps", self.steps, integer=True)
         check_number("restarts", self.restarts, minimum=1, integer=True)
         check_number("momentum", self.momentum, maximum=1)

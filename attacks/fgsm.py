@@ -5,7 +5,7 @@ import dataclasses
 
 from nn.backend import array_module
 from nn.numerics import check_numerics
-from nn.validate import check_batch, check_number
+from nn.validate import check_batch, check_eps
 
 from .ball import project
 from .losses import loss_and_input_gradient, loss_function
@@ -34,7 +34,7 @@ class FGSM:
     numerics: str = "float32"
 
     def __post_init__(self):
-        check_number("eps", self.eps)
+        check_eps(self.eps)
         loss_function(self.loss)
         check_numerics(self.numerics)
 

@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 
 from nn.backend import array_module, to_device
-from nn.validate import check_batch, check_number
+from nn.validate import check_batch, check_eps, check_number
 
 from .ball import project
 from .result import AttackResult
@@ -24,7 +24,7 @@ class UniformNoise:
     seed: int = 0
 
     def __post_init__(self):
-        check_number("eps", self.eps)
+        check_eps(self.eps)
         check_number("draws", self.draws, integer=True)
 
     def __call__(self, model, x, y):

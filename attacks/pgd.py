@@ -13,7 +13,7 @@ import numpy as np
 
 from nn.backend import array_module, to_device
 from nn.numerics import check_numerics
-from nn.validate import check_batch, check_number
+from nn.validate import check_batch, check_eps, check_number
 
 from .ball import project
 from .losses import loss_and_input_gradient, loss_function
@@ -55,7 +55,7 @@ class PGD:
     seed: int = 0
 
     def __post_init__(self):
-        check_number("eps", self.eps)
+        check_eps(self.eps)
         check_number("steps", self.steps, integer=True)
         check_number("restarts", self.restarts, minimum=1, integer=True)
         if self.alpha is not None:

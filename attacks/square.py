@@ -12,7 +12,7 @@ import dataclasses
 import numpy as np
 
 from nn.backend import array_module, to_device
-from nn.validate import InputError, check_batch, check_number
+from nn.validate import InputError, check_batch, check_eps, check_number
 
 from .ball import project
 from .losses import margin
@@ -37,7 +37,7 @@ class Square:
     seed: int = 0
 
     def __post_init__(self):
-        check_number("eps", self.eps)
+        check_eps(self.eps)
         check_number("n_queries", self.n_queries, minimum=1, integer=True)
         check_number("p_init", self.p_init, positive=True, maximum=1)
 
