@@ -42,7 +42,7 @@ import numpy as np
 
 from nn.backend import array_module, to_device
 from nn.numerics import check_numerics
-from nn.validate import InputError, check_batch, check_eps, check_number
+from nn.validate import InputError, check_batch, check_count, check_eps, check_number
 
 from .ball import project
 from .losses import LOSSES, Targeted, loss_and_input_gradient, loss_function
@@ -101,11 +101,11 @@ class APGD:
 
     def __post_init__(self):
         check_eps(self.eps)
-        check_number("steps", self.steps, integer=True)
-        check_number("restarts", self.restarts, minimum=1, integer=True)
+        check_count("steps", self.steps)
+        check_count("restarts", self.restarts)
         check_number("momentum", self.momentum, maximum=1)
         check_number("rho", self.rho, maximum=1)
-        check_number("targets", self.targets, minimum=1, integer=True)
+        check_count("targets", self.targets)
         if self.loss not in (*LOSSES, "dlr-targeted"):
             raise InputError(f"loss must be one of {[*LOSSES, 'dlr-targeted']}, got {self.loss!r}")
         check_numerics(self.numerics)

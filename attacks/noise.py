@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 
 from nn.backend import array_module, to_device
-from nn.validate import check_batch, check_eps, check_number
+from nn.validate import check_batch, check_count, check_eps
 
 from .ball import project
 from .result import AttackResult
@@ -25,7 +25,7 @@ class UniformNoise:
 
     def __post_init__(self):
         check_eps(self.eps)
-        check_number("draws", self.draws, integer=True)
+        check_count("draws", self.draws)
 
     def __call__(self, model, x, y):
         """x: (N, ...) images in [0, 1], y: (N,) labels, on the model's device -> AttackResult."""

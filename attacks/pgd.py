@@ -13,7 +13,7 @@ import numpy as np
 
 from nn.backend import array_module, to_device
 from nn.numerics import check_numerics
-from nn.validate import check_batch, check_eps, check_number
+from nn.validate import check_batch, check_count, check_eps, check_number
 
 from .ball import project
 from .losses import loss_and_input_gradient, loss_function
@@ -56,8 +56,8 @@ class PGD:
 
     def __post_init__(self):
         check_eps(self.eps)
-        check_number("steps", self.steps, integer=True)
-        check_number("restarts", self.restarts, minimum=1, integer=True)
+        check_count("steps", self.steps)
+        check_count("restarts", self.restarts)
         if self.alpha is not None:
             check_number("alpha", self.alpha, positive=True)
         loss_function(self.loss)

@@ -12,7 +12,7 @@ import dataclasses
 import numpy as np
 
 from nn.backend import array_module, to_device
-from nn.validate import InputError, check_batch, check_eps, check_number
+from nn.validate import InputError, check_batch, check_count, check_eps, check_number
 
 from .ball import project
 from .losses import margin
@@ -38,7 +38,7 @@ class Square:
 
     def __post_init__(self):
         check_eps(self.eps)
-        check_number("n_queries", self.n_queries, minimum=1, integer=True)
+        check_count("n_queries", self.n_queries)
         check_number("p_init", self.p_init, positive=True, maximum=1)
 
     def __call__(self, model, x, y):

@@ -63,6 +63,12 @@ def check_eps(value, name="eps"):
     return value
 
 
+def check_count(name, value):
+    """An iteration count of an attack (steps, restarts, max_iter, n_queries, draws, targets): a whole
+    number >= 1. -> value. A budget of 0 is no attack; ask for that with eps = 0, not a count of 0."""
+    return check_number(name, value, minimum=1, integer=True)
+
+
 def check_images(model, x, name="x", *, unit_range=True, values=True):
     """x must be images the model takes: an array of the model's device (numpy or cupy), its dtype,
     shape (N, *input_shape), and with ``values`` every entry finite and, with ``unit_range`` (the

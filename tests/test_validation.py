@@ -87,7 +87,7 @@ def test_images_that_are_not_images(problem):
     (lambda: PGD(alpha=0.0), "alpha must be positive"),
     (lambda: Square(n_queries=0), "n_queries must be at least 1"),
     (lambda: Square(p_init=2.0), "p_init must be at most 1"),
-    (lambda: UniformNoise(draws=-1), "draws must be at least 0"),
+    (lambda: UniformNoise(draws=-1), "draws must be at least 1"),
     (lambda: TargetedAdam(lr=0), "lr must be positive"),
     (lambda: TargetedAdam(betas=(0.9, 1.0)), r"betas\[1\] must be at most"),
     (lambda: TargetedLBFGS(max_iter=2.5), "max_iter must be a whole number"),
@@ -128,6 +128,19 @@ def test_eps_beyond_the_pixel_range_is_refused_by_every_attack_and_script(tmp_pa
     started = _script("experiments.audit", "--quick", "--eps", "25", "--out", str(tmp_path / "a"))
     _fails_like_a_tool(started, "--eps must be at most 1, got 25")
     assert not (tmp_path / "a").exists()  # refused before anything ran
+
+
+def test_iteration_counts_of_zero_are_refused_with_the_range_named():
+    """A budget of 0 used to pass the checks and then fail inside: ``TargetedLBFGS(max_iter=0)`` raised
+    IndexError (scipy's L-BFGS-B runs one iteration at maxiter 0, the kind of scipy issues 7854 and
+    8372) and ``PGD(eps=0.1, steps=0)`` ZeroDivisionError. Every attack's count is a whole number
+    >= 1 (nn.validate.check_count)."""
+    counts = [(PGD, "steps"), (PGD, "restarts"), (APGD, "steps"), (APGD, "restarts"), (APGD, "targets"),
+              (Square, "n_queries"), (UniformNoise, "draws"), (TargetedAdam, "max_iter"), (TargetedLBFGS, "max_iter")]
+    for make, name in counts:
+        with pytest.raises(InputError, match=f"^{name} must be at least 1, got 0$"):
+            make(**{name: 0})
+        make(**{name: 1})
 
 
 def test_every_attack_and_analysis_checks_its_data(problem):
