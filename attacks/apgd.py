@@ -27,8 +27,9 @@ Where the paper leaves a choice, we take:
   code skips it at w_1);
 * the checkpoints in exact arithmetic (``checkpoints``), and the schedule itself rather than the
   authors' integer approximation of it (the two agree for 100 iterations);
-* the same starts as ``attacks.pgd.PGD`` (uniform in the ball, seeded by (seed, restart), restarts
-  counted on across APGD-T's targets), and a budget of ``steps`` + 1 gradient evaluations per
+* the same starts as ``attacks.pgd.PGD`` (``attacks.pgd.starting_point``: uniform in the ball, seeded
+  by (seed, restart), restarts counted on across APGD-T's targets; restart 0 from x itself when
+  ``random_start`` is False), and a budget of ``steps`` + 1 gradient evaluations per
   restart, PGD's;
 * the returned point, per example, the worst case among all iterates of all restarts
   (``attacks.pgd.merge_worst``): a misclassified iterate beats any that is not, else the highest
@@ -40,13 +41,13 @@ import dataclasses
 
 import numpy as np
 
-from nn.backend import array_module, to_device
+from nn.backend import array_module
 from nn.numerics import check_numerics
 from nn.validate import InputError, check_batch, check_count, check_eps, check_number
 
 from .ball import project
 from .losses import LOSSES, Targeted, loss_and_input_gradient, loss_function
-from .pgd import merge_worst
+from .pgd import merge_worst, starting_point
 from .result import AttackResult
 
 
@@ -80,7 +81,8 @@ def halve(rises, length, rho, halved_before, best_now, best_then):
 @dataclasses.dataclass(frozen=True)
 class APGD:
     """L-inf Auto-PGD: ``steps`` iterations (N_iter) of Algorithm 1 (module docstring) from each of
-    ``restarts`` uniform random starts (x itself when ``random_start`` is False).
+    ``restarts`` uniform random starts, the first (restart 0) from x itself when ``random_start`` is
+    False (``attacks.pgd.starting_point``).
 
     loss: "ce", "dlr" (or "margin"), or "dlr-targeted": APGD-T, ``restarts`` runs toward each of the
     ``targets`` classes of ``target_classes`` (AutoAttack's 9 by default), still an untargeted attack
@@ -153,11 +155,7 @@ class APGD:
             L, g, logits = loss_and_input_gradient(model, x_k, y, loss_fn, numerics=self.numerics, check=False)
             return L, g, logits.argmax(axis=1) != y
 
-        if self.random_start:
-            rng = np.random.default_rng([self.seed, restart])
-            x_k = project(x + to_device(rng.uniform(-self.eps, self.eps, x.shape), xp, x.dtype), x, self.eps)
-        else:
-            x_k = x.copy()
+        x_k = starting_point(x, self.eps, self.seed, restart, self.random_start)
         L, g, fooled = evaluate(x_k)
         out = (x_k, fooled, L)
         x_max, f_max, g_max = x_k, L, g

@@ -2,8 +2,8 @@
 
 x_{k+1} = Proj_{B(x, eps) and [0, 1]}(x_k + alpha * sign(dL/dx (x_k))), maximising an attack loss L
 (cross-entropy or logit margin, ``attacks.losses``) in a chosen numeric mode. Each restart starts at
-a uniform random point of the ball; across steps and restarts every example keeps its worst case:
-the first iterate that is misclassified, else the iterate with the highest loss.
+a uniform random point of the ball (``starting_point``); across steps and restarts every example keeps
+its worst case: the first iterate that is misclassified, else the iterate with the highest loss.
 """
 from __future__ import annotations
 
@@ -18,6 +18,20 @@ from nn.validate import check_batch, check_count, check_eps, check_number
 from .ball import project
 from .losses import loss_and_input_gradient, loss_function
 from .result import AttackResult
+
+
+def starting_point(x, eps, seed, restart, random_start=True):
+    """Where restart number ``restart`` of PGD or APGD starts, the one rule of both: a uniform random
+    point of the ball, x + U(-eps, eps)^D projected onto B(x, eps) and [0, 1] (``attacks.ball.project``),
+    drawn from the generator seeded by (seed, restart). With ``random_start`` False, restart 0 starts at
+    x itself and every other restart still at its random point: both attacks are deterministic from
+    their start, so two restarts from x would be one run done twice.
+    x: (N, ...) -> (N, ...) like x, a new array."""
+    if not random_start and restart == 0:
+        return x.copy()
+    xp = array_module(x)
+    rng = np.random.default_rng([seed, restart])
+    return project(x + to_device(rng.uniform(-eps, eps, x.shape), xp, x.dtype), x, eps)
 
 
 def merge_worst(best, new):
@@ -38,7 +52,8 @@ def merge_worst(best, new):
 @dataclasses.dataclass(frozen=True)
 class PGD:
     """L-inf PGD: ``steps`` sign-gradient steps of size ``alpha`` (default 2.5 eps / steps), from
-    ``restarts`` uniform random starts (the first from x itself when ``random_start`` is False).
+    ``restarts`` uniform random starts, the first from x itself when ``random_start`` is False
+    (``starting_point``).
 
     loss: "ce" or "margin"; numerics: "paper", "float32" or "stable", the arithmetic of the gradient
     (``attacks.losses``).
@@ -79,11 +94,7 @@ class PGD:
         xp = array_module(x)
         loss_fn = loss_function(self.loss)
         alpha = self.alpha if self.alpha is not None else 2.5 * self.eps / self.steps
-        if self.random_start:
-            rng = np.random.default_rng([self.seed, restart])
-            x_k = project(x + to_device(rng.uniform(-self.eps, self.eps, x.shape), xp, x.dtype), x, self.eps)
-        else:
-            x_k = x.copy()
+        x_k = starting_point(x, self.eps, self.seed, restart, self.random_start)
         out_x, out_f = x_k.copy(), xp.zeros(len(x), dtype=bool)
         out_l = xp.full(len(x), -xp.inf, dtype=x.dtype)
         active = xp.arange(len(x))
