@@ -33,7 +33,8 @@ Where the paper leaves a choice, we take:
   restart, PGD's;
 * the returned point, per example, the worst case among all iterates of all restarts
   (``attacks.pgd.merge_worst``): a misclassified iterate beats any that is not, else the highest
-  loss; the search itself follows f_max alone, as the paper's. No early exit.
+  loss; the search itself follows f_max alone, as the paper's. No early exit. An example the model
+  already misclassifies is returned as it is (``attacks.result.AttackResult.of_search``).
 """
 from __future__ import annotations
 
@@ -114,16 +115,16 @@ class APGD:
 
     def __call__(self, model, x, y):
         """x: (N, ...) images in [0, 1], y: (N,) labels, on the model's device -> AttackResult (success:
-        the model misclassifies x_adv; a clean error is kept unless an iterate is also misclassified)."""
+        the model misclassifies x_adv; a clean error is returned as it is)."""
         check_batch(model, x, y)
         xp = array_module(x)
-        best = (x, model.predict(x) != y, xp.full(len(x), -xp.inf, dtype=x.dtype))
+        best = (x, xp.zeros(len(x), dtype=bool), xp.full(len(x), -xp.inf, dtype=x.dtype))  # x, before any restart
         if self.eps > 0:
             targets = self.target_classes(model, x, y) if self.loss == "dlr-targeted" else [None]
             for i, t in enumerate(targets):
                 for r in range(self.restarts):
                     best = merge_worst(best, self.run(model, x, y, restart=i * self.restarts + r, target=t)[0])
-        return AttackResult.of(model, x, best[0], y)
+        return AttackResult.of_search(model, x, best[0], y)
 
     def target_classes(self, model, x, y):
         """APGD-T's targets: per example, the classes other than y ranked 1st to ``targets``-th by the

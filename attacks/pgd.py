@@ -56,8 +56,8 @@ class PGD:
     (``starting_point``).
 
     loss: "ce" or "margin"; numerics: "paper", "float32" or "stable", the arithmetic of the gradient
-    (``attacks.losses``).
-    Examples already misclassified stop early (their iterate is kept).
+    (``attacks.losses``). An iterate the model misclassifies ends its example's run (the iterate is
+    kept); an example the model already misclassifies is returned as it is (``AttackResult.of_search``).
     >>> result = PGD(eps=0.25, steps=100, restarts=5)(model, x, y)
     """
     eps: float = 0.25
@@ -79,15 +79,15 @@ class PGD:
         check_numerics(self.numerics)
 
     def __call__(self, model, x, y):
-        """x: (N, ...) images in [0, 1], y: (N,) labels, on the model's device -> AttackResult; an
-        example the model already misclassifies is returned as it is, fooled."""
+        """x: (N, ...) images in [0, 1], y: (N,) labels, on the model's device -> AttackResult: per
+        example the worst iterate of all restarts (``merge_worst``); a clean error as it is."""
         check_batch(model, x, y)
         xp = array_module(x)
-        best = (x, model.predict(x) != y, xp.full(len(x), -xp.inf, dtype=x.dtype))
+        best = (x, xp.zeros(len(x), dtype=bool), xp.full(len(x), -xp.inf, dtype=x.dtype))  # x, before any restart
         if self.eps > 0:
             for r in range(self.restarts):
                 best = merge_worst(best, self.run(model, x, y, restart=r))
-        return AttackResult.of(model, x, best[0], y)
+        return AttackResult.of_search(model, x, best[0], y)
 
     def run(self, model, x, y, restart=0):
         """One restart. -> (x_adv, fooled, loss) with every example's worst iterate."""

@@ -8,6 +8,14 @@ subclass ``TargetedResult``, with the per-pair records of their search.
 ``success[n]`` is computed from the returned ``x_adv[n]`` itself, ``model.predict(x_adv) != y``
 (targeted: ``== target``), whatever the attack's search saw along the way: an attack cannot report an
 example as fooled by a point the model classifies correctly.
+
+Clean errors, one rule for every attack: an attack that searches the ball for a point the model
+misclassifies (PGD, APGD and APGD-T, Square, uniform noise) returns an example the model already
+misclassifies as it is, x_adv[n] = x[n], fooled: there is nothing to search for
+(``AttackResult.of_search``). FGSM is no search but the paper's one step (eq. 3), taken from every
+example: a clean error that its step corrects is not a success, as in the paper's FGSM accuracy
+(``AttackResult.of``). The targeted attacks stop a pair whose source the model already classifies as
+the target at iteration 0, with the source itself.
 """
 from __future__ import annotations
 
@@ -47,6 +55,14 @@ class AttackResult:
     def of(cls, model, x, x_adv, y):
         """The result for the adversarial inputs x_adv of x: the model's verdict and the norms."""
         return cls(x_adv, model.predict(x_adv) != y, *perturbation_norms(x_adv, x))
+
+    @classmethod
+    def of_search(cls, model, x, x_adv, y):
+        """The result of an attack that searches the ball (module docstring, clean errors): x_adv[n] =
+        x[n] wherever the model misclassifies x[n], then ``of``."""
+        clean_error = model.predict(x) != y  # (N,)
+        xp = array_module(clean_error)
+        return cls.of(model, x, xp.where(clean_error.reshape((-1,) + (1,) * (x.ndim - 1)), x, x_adv), y)
 
     @property
     def robust_accuracy(self):
