@@ -21,13 +21,13 @@ from nn.numerics import FORWARD_NUMERICS, check_numerics
 from nn.validate import InputError, check_batch, check_count, check_number
 
 from .losses import cross_entropy, loss_and_input_gradient
-from .result import TargetedResult, perturbation_norms
+from .result import TargetedResult, perturbation_norms, verdict
 
 
 def _result(model, x0, x_adv, target, **records):
-    """The TargetedResult of x_adv (device) for sources x0: the model's verdict, the norms, the records;
-    on the host."""
-    success = to_host(model.predict(x_adv) == target)
+    """The TargetedResult of x_adv (device) for sources x0: the model's verdict (``attacks.result.verdict``:
+    an InputError where the logits are not finite), the norms, the records; on the host."""
+    success = to_host(verdict(model, x_adv) == target)
     linf, l2 = perturbation_norms(x_adv, x0)
     return TargetedResult(to_host(x_adv), success, to_host(linf), to_host(l2), **records)
 

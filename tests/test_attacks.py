@@ -98,6 +98,25 @@ def test_attacks_that_search_return_clean_errors_as_they_are(mnist_test):
     np.testing.assert_array_equal(r.success, model.predict(r.x_adv) != y)
 
 
+def test_no_attack_presents_nan_as_an_adversarial_image():
+    """With logits beyond float32's range the gradient is NaN, sign(NaN) passed through the projection,
+    and FGSM, PGD and APGD returned images of NaN pixels, some flagged as fooled (the kind of ART issue
+    824, fixed there in PR 883). Every attack raises one InputError naming the non-finite logits
+    (``attacks.result.verdict``); a model whose logits are finite is attacked as before."""
+    model = Sequential.init(build_spec("relu_mlp", depth=0), seed=0)  # flatten, dense(10)
+    huge = Sequential(model.spec, [{k: v * np.float32(3e38) for k, v in p.items()} for p in model.params])
+    x, y = np.full((1, 1, 28, 28), 0.5, np.float32), np.array([3])
+    with np.errstate(all="ignore"):  # the overflow itself
+        assert not np.isfinite(huge.logits(x)).all()
+        for attack in (FGSM(eps=0.1), FGSM(eps=0.1, numerics="stable"), PGD(eps=0.1, steps=3, restarts=1),
+                       APGD(eps=0.1, steps=3), Square(eps=0.1, n_queries=3), UniformNoise(eps=0.1, draws=2),
+                       TargetedAdam(max_iter=3), TargetedLBFGS(max_iter=2)):
+            with pytest.raises(InputError, match=r"logits are not finite .* of the 1 images"):
+                attack(huge, x, y)
+            r = attack(model, x, y)
+            assert np.isfinite(r.x_adv).all() and r.x_adv.min() >= 0 and r.x_adv.max() <= 1, attack
+
+
 def test_every_attack_stays_in_the_float32_ball_the_verifiers_certify(mnist_test):
     """Overshoot in float32: at eps = 0.3 on 200 test images the float32 step x + eps sign(g) lands one
     ulp outside the ball on tens of thousands of pixels; every attack's output must satisfy
