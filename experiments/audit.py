@@ -1,7 +1,7 @@
 """Beyond the paper: a gradient-masking audit of the nine Table 1 models.
 
 For each model, on the first --n-test test images (--n-test-cnn for the CNNs, whose passes cost
-~10x more on a CPU), at eps = 0.25 in L-inf:
+~10x more on a CPU), at L-inf eps = --eps (0.25 by default, the paper's):
 
 * FGSM with the cross-entropy in the paper's numerics (float32 with TensorFlow's flush-to-zero, what
   Table 1 reports), in the stable mode, in float64, and with the logit-margin loss;
