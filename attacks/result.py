@@ -95,10 +95,12 @@ class AttackResult:
     @property
     def robust_accuracy(self):
         """The share of examples the attack did not fool (clean errors that stay errors count as
-        fooled), in [0, 1]. An empty batch has none: InputError."""
-        if len(self.success) == 0:
+        fooled), in [0, 1], computed as a count over N (40 of 1,000 is 0.04, not 1 - 0.96). An empty
+        batch has none: InputError."""
+        n = len(self.success)
+        if n == 0:
             raise InputError("the attack ran on an empty batch (N = 0); robust accuracy is a mean over examples")
-        return 1.0 - float(self.success.mean())
+        return int((~self.success).sum()) / n
 
 
 @dataclasses.dataclass(frozen=True)
