@@ -66,9 +66,13 @@ def pullback_spectrum(J, p):
 
 
 def kl_divergence(p, q):
-    """KL(p || q) = sum_k p_k (log p_k - log q_k) per row, from probabilities.  (N, K) -> (N,)."""
-    xp = array_module(p)
-    return (p * (xp.log(p) - xp.log(q))).sum(axis=1)
+    """KL(p || q) = sum_k p_k (log p_k - log q_k) per row, from probabilities, with 0 log 0 = 0: a class
+    to which p gives no mass adds nothing, whatever q gives it (a float32 softmax rounds many to 0),
+    and a class with p_k > 0 = q_k adds +inf.  p, q: (N, K) arrays or nested lists -> (N,)."""
+    xp = array_module(p, q)
+    p, q = xp.asarray(p), xp.asarray(q)
+    mass = p > 0
+    return (p * (xp.log(xp.where(mass, p, 1)) - xp.log(xp.where(mass, q, 1)))).sum(axis=1)  # 0 (0 - 0) where p_k = 0
 
 
 def interpolation_path(x_a, x_b, n):

@@ -27,12 +27,14 @@ Where the paper leaves a choice, we take:
   code skips it at w_1);
 * the checkpoints in exact arithmetic (``checkpoints``), and the schedule itself rather than the
   authors' integer approximation of it (the two agree for 100 iterations);
-* the same starts as ``attacks.pgd.PGD`` (uniform in the ball, seeded by (seed, restart), restarts
-  counted on across APGD-T's targets), and a budget of ``steps`` + 1 gradient evaluations per
+* the same starts as ``attacks.pgd.PGD`` (``attacks.pgd.starting_point``: uniform in the ball, seeded
+  by (seed, restart), restarts counted on across APGD-T's targets; restart 0 from x itself when
+  ``random_start`` is False), and a budget of ``steps`` + 1 gradient evaluations per
   restart, PGD's;
 * the returned point, per example, the worst case among all iterates of all restarts
   (``attacks.pgd.merge_worst``): a misclassified iterate beats any that is not, else the highest
-  loss; the search itself follows f_max alone, as the paper's. No early exit.
+  loss; the search itself follows f_max alone, as the paper's. No early exit. An example the model
+  already misclassifies is returned as it is (``attacks.result.AttackResult.of_search``).
 """
 from __future__ import annotations
 
@@ -40,13 +42,13 @@ import dataclasses
 
 import numpy as np
 
-from nn.backend import array_module, to_device
+from nn.backend import array_module
 from nn.numerics import check_numerics
-from nn.validate import InputError, check_batch, check_number
+from nn.validate import InputError, check_batch, check_count, check_eps, check_number
 
 from .ball import project
 from .losses import LOSSES, Targeted, loss_and_input_gradient, loss_function
-from .pgd import merge_worst
+from .pgd import merge_worst, starting_point
 from .result import AttackResult
 
 
@@ -80,7 +82,8 @@ def halve(rises, length, rho, halved_before, best_now, best_then):
 @dataclasses.dataclass(frozen=True)
 class APGD:
     """L-inf Auto-PGD: ``steps`` iterations (N_iter) of Algorithm 1 (module docstring) from each of
-    ``restarts`` uniform random starts (x itself when ``random_start`` is False).
+    ``restarts`` uniform random starts, the first (restart 0) from x itself when ``random_start`` is
+    False (``attacks.pgd.starting_point``).
 
     loss: "ce", "dlr" (or "margin"), or "dlr-targeted": APGD-T, ``restarts`` runs toward each of the
     ``targets`` classes of ``target_classes`` (AutoAttack's 9 by default), still an untargeted attack
@@ -100,28 +103,28 @@ class APGD:
     targets: int = 9
 
     def __post_init__(self):
-        check_number("eps", self.eps)
-        check_number("steps", self.steps, integer=True)
-        check_number("restarts", self.restarts, minimum=1, integer=True)
+        check_eps(self.eps)
+        check_count("steps", self.steps)
+        check_count("restarts", self.restarts)
         check_number("momentum", self.momentum, maximum=1)
         check_number("rho", self.rho, maximum=1)
-        check_number("targets", self.targets, minimum=1, integer=True)
+        check_count("targets", self.targets)
         if self.loss not in (*LOSSES, "dlr-targeted"):
             raise InputError(f"loss must be one of {[*LOSSES, 'dlr-targeted']}, got {self.loss!r}")
         check_numerics(self.numerics)
 
     def __call__(self, model, x, y):
         """x: (N, ...) images in [0, 1], y: (N,) labels, on the model's device -> AttackResult (success:
-        the model misclassifies x_adv; a clean error is kept unless an iterate is also misclassified)."""
+        the model misclassifies x_adv; a clean error is returned as it is)."""
         check_batch(model, x, y)
         xp = array_module(x)
-        best = (x, model.predict(x) != y, xp.full(len(x), -xp.inf, dtype=x.dtype))
+        best = (x, xp.zeros(len(x), dtype=bool), xp.full(len(x), -xp.inf, dtype=x.dtype))  # x, before any restart
         if self.eps > 0:
             targets = self.target_classes(model, x, y) if self.loss == "dlr-targeted" else [None]
             for i, t in enumerate(targets):
                 for r in range(self.restarts):
                     best = merge_worst(best, self.run(model, x, y, restart=i * self.restarts + r, target=t)[0])
-        return AttackResult.of(model, x, best[0], y)
+        return AttackResult.of_search(model, x, best[0], y)
 
     def target_classes(self, model, x, y):
         """APGD-T's targets: per example, the classes other than y ranked 1st to ``targets``-th by the
@@ -153,11 +156,7 @@ class APGD:
             L, g, logits = loss_and_input_gradient(model, x_k, y, loss_fn, numerics=self.numerics, check=False)
             return L, g, logits.argmax(axis=1) != y
 
-        if self.random_start:
-            rng = np.random.default_rng([self.seed, restart])
-            x_k = project(x + to_device(rng.uniform(-self.eps, self.eps, x.shape), xp, x.dtype), x, self.eps)
-        else:
-            x_k = x.copy()
+        x_k = starting_point(x, self.eps, self.seed, restart, self.random_start)
         L, g, fooled = evaluate(x_k)
         out = (x_k, fooled, L)
         x_max, f_max, g_max = x_k, L, g

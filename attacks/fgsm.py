@@ -5,7 +5,7 @@ import dataclasses
 
 from nn.backend import array_module
 from nn.numerics import check_numerics
-from nn.validate import check_batch, check_number
+from nn.validate import check_batch, check_eps
 
 from .ball import project
 from .losses import loss_and_input_gradient, loss_function
@@ -34,14 +34,15 @@ class FGSM:
     numerics: str = "float32"
 
     def __post_init__(self):
-        check_number("eps", self.eps)
+        check_eps(self.eps)
         loss_function(self.loss)
         check_numerics(self.numerics)
 
     def __call__(self, model, x, y):
         """x: (N, *input_shape) images (in [0, 1] when ``clip``), y: (N,) true labels, on the model's
-        device -> AttackResult (success: the model misclassifies x_adv; a clean error that the step
-        corrects is not a success, as in the paper's FGSM accuracy)."""
+        device -> AttackResult (success: the model misclassifies x_adv; FGSM steps from every example,
+        and a clean error that the step corrects is not a success, as in the paper's FGSM accuracy:
+        ``attacks.result``)."""
         check_batch(model, x, y, unit_range=self.clip)
         _, g, _ = loss_and_input_gradient(model, x, y, loss_function(self.loss), numerics=self.numerics, check=False)
         return AttackResult.of(model, x, project(self.step(x, g), x, self.eps, self.clip), y)

@@ -2,8 +2,8 @@
 
 x_{k+1} = Proj_{B(x, eps) and [0, 1]}(x_k + alpha * sign(dL/dx (x_k))), maximising an attack loss L
 (cross-entropy or logit margin, ``attacks.losses``) in a chosen numeric mode. Each restart starts at
-a uniform random point of the ball; across steps and restarts every example keeps its worst case:
-the first iterate that is misclassified, else the iterate with the highest loss.
+a uniform random point of the ball (``starting_point``); across steps and restarts every example keeps
+its worst case: the first iterate that is misclassified, else the iterate with the highest loss.
 """
 from __future__ import annotations
 
@@ -13,11 +13,25 @@ import numpy as np
 
 from nn.backend import array_module, to_device
 from nn.numerics import check_numerics
-from nn.validate import check_batch, check_number
+from nn.validate import check_batch, check_count, check_eps, check_number
 
 from .ball import project
 from .losses import loss_and_input_gradient, loss_function
 from .result import AttackResult
+
+
+def starting_point(x, eps, seed, restart, random_start=True):
+    """Where restart number ``restart`` of PGD or APGD starts, the one rule of both: a uniform random
+    point of the ball, x + U(-eps, eps)^D projected onto B(x, eps) and [0, 1] (``attacks.ball.project``),
+    drawn from the generator seeded by (seed, restart). With ``random_start`` False, restart 0 starts at
+    x itself and every other restart still at its random point: both attacks are deterministic from
+    their start, so two restarts from x would be one run done twice.
+    x: (N, ...) -> (N, ...) like x, a new array."""
+    if not random_start and restart == 0:
+        return x.copy()
+    xp = array_module(x)
+    rng = np.random.default_rng([seed, restart])
+    return project(x + to_device(rng.uniform(-eps, eps, x.shape), xp, x.dtype), x, eps)
 
 
 def merge_worst(best, new):
@@ -38,11 +52,12 @@ def merge_worst(best, new):
 @dataclasses.dataclass(frozen=True)
 class PGD:
     """L-inf PGD: ``steps`` sign-gradient steps of size ``alpha`` (default 2.5 eps / steps), from
-    ``restarts`` uniform random starts (the first from x itself when ``random_start`` is False).
+    ``restarts`` uniform random starts, the first from x itself when ``random_start`` is False
+    (``starting_point``).
 
     loss: "ce" or "margin"; numerics: "paper", "float32" or "stable", the arithmetic of the gradient
-    (``attacks.losses``).
-    Examples already misclassified stop early (their iterate is kept).
+    (``attacks.losses``). An iterate the model misclassifies ends its example's run (the iterate is
+    kept); an example the model already misclassifies is returned as it is (``AttackResult.of_search``).
     >>> result = PGD(eps=0.25, steps=100, restarts=5)(model, x, y)
     """
     eps: float = 0.25
@@ -55,35 +70,31 @@ class PGD:
     seed: int = 0
 
     def __post_init__(self):
-        check_number("eps", self.eps)
-        check_number("steps", self.steps, integer=True)
-        check_number("restarts", self.restarts, minimum=1, integer=True)
+        check_eps(self.eps)
+        check_count("steps", self.steps)
+        check_count("restarts", self.restarts)
         if self.alpha is not None:
             check_number("alpha", self.alpha, positive=True)
         loss_function(self.loss)
         check_numerics(self.numerics)
 
     def __call__(self, model, x, y):
-        """x: (N, ...) images in [0, 1], y: (N,) labels, on the model's device -> AttackResult; an
-        example the model already misclassifies is returned as it is, fooled."""
+        """x: (N, ...) images in [0, 1], y: (N,) labels, on the model's device -> AttackResult: per
+        example the worst iterate of all restarts (``merge_worst``); a clean error as it is."""
         check_batch(model, x, y)
         xp = array_module(x)
-        best = (x, model.predict(x) != y, xp.full(len(x), -xp.inf, dtype=x.dtype))
+        best = (x, xp.zeros(len(x), dtype=bool), xp.full(len(x), -xp.inf, dtype=x.dtype))  # x, before any restart
         if self.eps > 0:
             for r in range(self.restarts):
                 best = merge_worst(best, self.run(model, x, y, restart=r))
-        return AttackResult.of(model, x, best[0], y)
+        return AttackResult.of_search(model, x, best[0], y)
 
     def run(self, model, x, y, restart=0):
         """One restart. -> (x_adv, fooled, loss) with every example's worst iterate."""
         xp = array_module(x)
         loss_fn = loss_function(self.loss)
         alpha = self.alpha if self.alpha is not None else 2.5 * self.eps / self.steps
-        if self.random_start:
-            rng = np.random.default_rng([self.seed, restart])
-            x_k = project(x + to_device(rng.uniform(-self.eps, self.eps, x.shape), xp, x.dtype), x, self.eps)
-        else:
-            x_k = x.copy()
+        x_k = starting_point(x, self.eps, self.seed, restart, self.random_start)
         out_x, out_f = x_k.copy(), xp.zeros(len(x), dtype=bool)
         out_l = xp.full(len(x), -xp.inf, dtype=x.dtype)
         active = xp.arange(len(x))

@@ -12,7 +12,7 @@ import dataclasses
 import numpy as np
 
 from nn.backend import array_module, to_device
-from nn.validate import InputError, check_batch, check_number
+from nn.validate import InputError, check_batch, check_count, check_eps, check_number
 
 from .ball import project
 from .losses import margin
@@ -37,22 +37,20 @@ class Square:
     seed: int = 0
 
     def __post_init__(self):
-        check_number("eps", self.eps)
-        check_number("n_queries", self.n_queries, minimum=1, integer=True)
+        check_eps(self.eps)
+        check_count("n_queries", self.n_queries)
         check_number("p_init", self.p_init, positive=True, maximum=1)
 
     def __call__(self, model, x, y):
         """x: (N, C, H, W) images in [0, 1], y: (N,) labels, on the model's device -> AttackResult.
         An example the model already misclassifies is searched like the others (so that the random
-        draws of the others do not depend on it) and, unless the search point fools the model too,
-        returned as it is: fooled, by the model's own verdict."""
+        draws of the others do not depend on it), then returned as it is (``AttackResult.of_search``)."""
         check_batch(model, x, y)
         if x.ndim != 4:
             raise InputError(f"x has shape {tuple(x.shape)}; the Square attack needs images (N, C, H, W)")
         xp = array_module(x)
         N, C, H, W = x.shape
         rng = np.random.default_rng(self.seed)
-        clean_error = model.predict(x) != y
         # start: vertical stripes of +-eps (one sign per column and channel)
         stripes = to_device(rng.choice([-self.eps, self.eps], size=(N, C, 1, W)), xp, x.dtype)
         x_adv = project(x + stripes, x, self.eps)
@@ -78,6 +76,4 @@ class Square:
             x_adv[active[better]] = cand[better]
             m[active[better]] = m_new[better]
             active = active[m[active] >= 0]
-        kept = clean_error & (m >= 0)  # a clean error whose search point the model classifies correctly
-        x_adv[kept] = x[kept]
-        return AttackResult.of(model, x, x_adv, y)
+        return AttackResult.of_search(model, x, x_adv, y)

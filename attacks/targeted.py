@@ -18,16 +18,16 @@ import scipy.optimize
 from nn import softmax
 from nn.backend import array_module, to_device, to_host
 from nn.numerics import FORWARD_NUMERICS, check_numerics
-from nn.validate import InputError, check_batch, check_number
+from nn.validate import InputError, check_batch, check_count, check_number
 
 from .losses import cross_entropy, loss_and_input_gradient
-from .result import TargetedResult, perturbation_norms
+from .result import TargetedResult, perturbation_norms, verdict
 
 
 def _result(model, x0, x_adv, target, **records):
-    """The TargetedResult of x_adv (device) for sources x0: the model's verdict, the norms, the records;
-    on the host."""
-    success = to_host(model.predict(x_adv) == target)
+    """The TargetedResult of x_adv (device) for sources x0: the model's verdict (``attacks.result.verdict``:
+    an InputError where the logits are not finite), the norms, the records; on the host."""
+    success = to_host(verdict(model, x_adv) == target)
     linf, l2 = perturbation_norms(x_adv, x0)
     return TargetedResult(to_host(x_adv), success, to_host(linf), to_host(l2), **records)
 
@@ -106,7 +106,7 @@ class TargetedAdam:
     numerics: str = "float32"
 
     def __post_init__(self):
-        check_number("max_iter", self.max_iter, integer=True)
+        check_count("max_iter", self.max_iter)
         check_number("lr", self.lr, positive=True)
         check_number("adam_eps", self.adam_eps, positive=True)
         check_number("n_curve", self.n_curve, minimum=1, integer=True)
@@ -202,7 +202,7 @@ class TargetedLBFGS:
     numerics: str = "float32"
 
     def __post_init__(self):
-        check_number("max_iter", self.max_iter, integer=True)
+        check_count("max_iter", self.max_iter)
         check_numerics(self.numerics, FORWARD_NUMERICS)
 
     def __call__(self, model, x0, target):

@@ -28,7 +28,7 @@ from experiments.lib.evaluation import aggregate
 from experiments.lib.jobs import command, run_all
 from experiments.lib.recipes import apply_set, select, set_value, table1_recipes
 from experiments.lib.tables import format_table, train_and_evaluate
-from nn.validate import check_number
+from nn.validate import check_eps, check_number
 
 
 def eval_settings(quick, assignments):
@@ -37,7 +37,7 @@ def eval_settings(quick, assignments):
     for a in assignments:
         key, _, raw = a.partition("=")
         ev = set_value(ev, key, key[len("eval."):], raw)
-    check_number("eval.eps", ev["eps"])
+    check_eps(ev["eps"], "eval.eps")
     check_number("eval.n_test", ev["n_test"], minimum=1, maximum=10000, integer=True)
     check_number("eval.batch", ev["batch"], minimum=1, integer=True)
     return ev

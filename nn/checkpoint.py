@@ -18,7 +18,9 @@ import json
 import math
 import numbers
 import os
+import re
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -41,11 +43,44 @@ class NoOptimizerState(CheckpointError):
     """A valid checkpoint of a model alone, asked for its Adam state (``optimizer=True``)."""
 
 
+STALE_SECONDS = 3600  # a temporary file untouched this long belongs to no write in progress
+
+
+def _temp_name(path):
+    """The names ``atomic_write`` gives the temporary files of ``path``: ``.{name}.XXXXXXXX.tmp``
+    (``tempfile.mkstemp``'s 8 random characters), a regular expression matching no other file's."""
+    return re.compile(re.escape(f".{path.name}.") + r"[a-z0-9_]{8}" + re.escape(".tmp"))
+
+
+def remove_stale_temps(path, now=None):
+    """Delete the temporary files of ``path`` that a killed ``atomic_write`` left in its folder (up to a
+    checkpoint's size each): those not modified for ``STALE_SECONDS``. A write in progress, by this
+    process or another one saving the same file, is recent and stays. Called by every ``atomic_write``
+    and ``load_checkpoint`` of ``path``. -> the paths removed."""
+    path = Path(path)
+    now = time.time() if now is None else now
+    pattern, removed = _temp_name(path), []
+    try:
+        candidates = [p for p in path.parent.iterdir() if pattern.fullmatch(p.name)]
+    except FileNotFoundError:  # no folder yet: nothing left behind
+        return removed
+    for p in candidates:
+        try:
+            if now - p.stat().st_mtime > STALE_SECONDS:
+                p.unlink()
+                removed.append(p)
+        except FileNotFoundError:  # removed meanwhile by another reader
+            pass
+    return removed
+
+
 def atomic_write(path, write):
     """Call ``write(file)`` on a temporary file in path's folder, fsync, then rename onto path:
-    a reader sees the old file or the complete new one, never a partial write."""
+    a reader sees the old file or the complete new one, never a partial write. Stale temporary
+    files of path, from writes killed midway, are removed first (``remove_stale_temps``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -81,8 +116,10 @@ def load_checkpoint(path, xp=np, optimizer=False):
 
     Every item the file holds is checked against the spec before anything is built (``_check``):
     an array that is missing, extra, of another shape or dtype, or not finite names itself and the
-    file, whether or not ``optimizer`` asks for the Adam state."""
+    file, whether or not ``optimizer`` asks for the Adam state. Stale temporary files of an interrupted
+    save of path are removed (``remove_stale_temps``)."""
     path = Path(path)
+    remove_stale_temps(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             header = str(z["__meta__"])

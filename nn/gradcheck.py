@@ -12,24 +12,25 @@ from .backend import array_module
 
 
 def numerical_gradient(f, x, h=1e-6):
-    """Gradient of a scalar function f at x by centred differences, perturbing x in place.
+    """Gradient of a scalar function f at x by centred differences, perturbing x in place (and
+    restoring it): grad_i = (f(x + h e_i) - f(x - h e_i)) / (2h).
 
-    f: x -> scalar (float or 0-d array);  x: float64 array (numpy or cupy)  ->  same shape as x.
-    Loops over entries: for the small test networks only.
+    f: x -> scalar (float or 0-d array);  x: float64 array (numpy or cupy) of any memory layout
+    (C or Fortran order, a strided view)  ->  (x.shape), C order. Raises TypeError unless x is float64.
+    Loops over entries by index: for the small test networks only.
     """
     if x.dtype != np.float64:
         raise TypeError(f"finite differences need float64, got {x.dtype}")
     xp = array_module(x)
-    grad = xp.zeros_like(x)
-    flat, gflat = x.reshape(-1), grad.reshape(-1)  # views: x must be contiguous
-    for i in range(flat.size):
-        old = float(flat[i])
-        flat[i] = old + h
+    grad = xp.zeros(x.shape, dtype=x.dtype)
+    for i in np.ndindex(*x.shape):  # indexing x itself, never a reshaped copy of it
+        old = float(x[i])
+        x[i] = old + h
         fp = float(f(x))
-        flat[i] = old - h
+        x[i] = old - h
         fm = float(f(x))
-        flat[i] = old
-        gflat[i] = (fp - fm) / (2 * h)
+        x[i] = old
+        grad[i] = (fp - fm) / (2 * h)
     return grad
 
 

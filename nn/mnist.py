@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .validate import UserError
+from .validate import UserError, check_number
 
 ENV_DIR = "SATNETS_MNIST_DIR"
 ENV_MIRRORS = "SATNETS_MNIST_MIRRORS"
@@ -219,8 +219,11 @@ def load_mnist(data_dir=None, *, n_val=N_VALIDATION, allow_download=True, mirror
     """MNIST as float32 NCHW images in [0, 1] and int64 labels, split three ways.
 
     -> {"train": (x, y), "val": (x, y), "test": (x, y)} with 60000 - n_val, n_val and 10000
-    examples; the validation set is the first n_val training images.
+    examples; the validation set is the first n_val training images. n_val: a whole number in
+    [0, 60000], else an InputError before any file is read.
     """
+    n_train = FILES["train-labels-idx1-ubyte"][1][0]  # 60000
+    n_val = int(check_number("n_val", n_val, integer=True, maximum=n_train))
     raw = load_raw(data_dir, allow_download=allow_download, mirrors=mirrors)
     x = to_float_images(raw["train-images-idx3-ubyte"])
     y = raw["train-labels-idx1-ubyte"].astype(np.int64)

@@ -55,6 +55,10 @@ def adam_update(params, grads, state, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
     eps_t = eps sqrt(1 - beta2^t) (identical to dividing m and v by 1 - beta^t). ``numerics``:
     "float32", or "paper", which flushes the moments' subnormal entries to 0, as TensorFlow's
     flush-to-zero arithmetic does (``nn.numerics``).
+
+    Every parameter and moment is updated in place whatever its memory layout: a C-contiguous array
+    through a 1-D view, any other (Fortran order, a strided view) through a C-order copy written back
+    into it, with the same arithmetic entry by entry.
     """
     check_numerics(numerics, FORWARD_NUMERICS)
     state["t"] += 1
@@ -64,15 +68,19 @@ def adam_update(params, grads, state, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
     eps_t = eps * c2
     for p, g, m, v in zip(params, grads, state["m"], state["v"]):
         for k in p:
-            flat = [a.reshape(-1) for a in (p[k], g[k], m[k], v[k])]  # contiguous 1-D views
+            arrays = (p[k], g[k], m[k], v[k])
+            xp = array_module(arrays[0])
+            flat = [xp.ascontiguousarray(a).reshape(-1) for a in arrays]  # (n,) in C order, a view if a is C-contiguous
             n = flat[0].size
-            xp = array_module(flat[0])
             block = n if xp.__name__ == "cupy" else CPU_BLOCK
             tmp = xp.empty(min(block, n), dtype=flat[0].dtype)
             tiny = smallest_normal(flat[0].dtype) if numerics == "paper" else 0.0
             for s in range(0, n, block):
                 e = min(s + block, n)
                 _adam_block(*(a[s:e] for a in flat), tmp[:e - s], lr_t, eps_t, beta1, beta2, tiny)
+            for i in (0, 2, 3):  # p, m and v; an array that is not C-contiguous was updated as a copy
+                if not arrays[i].flags.c_contiguous:
+                    arrays[i][...] = flat[i].reshape(arrays[i].shape)
 
 
 def step_share(state, beta2=0.999, eps=1e-8):

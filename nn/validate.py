@@ -49,6 +49,26 @@ def check_number(name, value, *, minimum=0.0, positive=False, integer=False, max
     return value
 
 
+def check_eps(value, name="eps"):
+    """An L-inf radius on images in [0, 1]: a real number in [0, 1]. -> value.
+
+    0 is the empty perturbation (the attack returns the clean verdict); at 1 the ball B(x, 1) already
+    holds every image of the pixel box [0, 1]^D (the unbounded attack of a sanity check, the end of
+    the audit's eps sweep), so an eps above 1 names that same set under another number and is refused.
+    The one rule for every attack's eps and every script's --eps."""
+    check_number(name, value)
+    if value > 1:
+        raise InputError(f"{name} must be at most 1, got {value!r}: an L-inf radius on images in [0, 1] "
+                         f"(at {name} = 1 the ball already holds every image)")
+    return value
+
+
+def check_count(name, value):
+    """An iteration count of an attack (steps, restarts, max_iter, n_queries, draws, targets): a whole
+    number >= 1. -> value. A budget of 0 is no attack; ask for that with eps = 0, not a count of 0."""
+    return check_number(name, value, minimum=1, integer=True)
+
+
 def check_images(model, x, name="x", *, unit_range=True, values=True):
     """x must be images the model takes: an array of the model's device (numpy or cupy), its dtype,
     shape (N, *input_shape), and with ``values`` every entry finite and, with ``unit_range`` (the

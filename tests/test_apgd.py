@@ -13,7 +13,7 @@ from attacks import AttackResult
 from attacks.apgd import APGD, checkpoints, halve
 from attacks.ball import box
 from attacks.losses import Targeted, dlr, dlr_scaled, dlr_targeted, dlr_targeted_scaled, loss_and_input_gradient
-from attacks.pgd import PGD
+from attacks.pgd import PGD, starting_point
 from nn import architectures
 from nn.architectures import build_spec
 from nn.backend import to_device, to_host
@@ -203,6 +203,26 @@ def test_restarts_keep_the_per_example_worst_case():
     fooled = attack(model, x, y).success
     np.testing.assert_array_equal(fooled, np.any(runs, axis=0) | (model.predict(x) != y))
     assert 0 < fooled.sum() < len(x)
+
+
+def test_restarts_without_a_random_start_do_not_repeat_each_other():
+    """``PGD(restarts=3, random_start=False)`` ran three identical restarts from x (the kind of ART issue
+    714) though its docstring says only the first starts from x; APGD the same. Now restart 0 starts
+    at x, every other restart at the random point it has with random_start=True
+    (``attacks.pgd.starting_point``): their iterates differ."""
+    model, (x, y) = tiny_models()["relu_mlp"], random_images(seed=1)
+    for make in (lambda rs: PGD(0.1, steps=3, restarts=3, seed=4, random_start=rs),
+                 lambda rs: APGD(0.1, steps=3, restarts=3, seed=4, random_start=rs)):
+        attack, randomised = make(False), make(True)
+
+        def worst(a, r):
+            out = a.run(model, x, y, restart=r)
+            return (out[0] if isinstance(a, APGD) else out)[0]  # APGD.run also returns its curves
+        runs = [worst(attack, r) for r in range(3)]
+        assert not np.array_equal(runs[0], runs[1]) and not np.array_equal(runs[1], runs[2])
+        for r in (1, 2):
+            np.testing.assert_array_equal(runs[r], worst(randomised, r))
+    np.testing.assert_array_equal(starting_point(x, 0.1, 4, 0, random_start=False), x)
 
 
 def test_empty_batch_gives_empty_results():

@@ -1,6 +1,7 @@
 """The experiment scripts run end to end and write their run folders; the benchmark counts FLOPs right."""
 import json
 import os
+import types
 from pathlib import Path
 
 import pytest
@@ -285,3 +286,37 @@ def test_bench_says_when_openblas_is_held_to_a_kernel(monkeypatch, capsys):
     monkeypatch.setattr(bench, "epoch_gflops", lambda spec, xp, steps: (1.0, 1.0))
     bench.main(["--no-torch", "--steps", "1"])
     assert "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE" in capsys.readouterr().out
+
+
+def test_tables_name_the_eps_they_ran_at():
+    """The audit's table footer was a fixed "L-inf eps = 0.25" whatever --eps was (and so was the logit-scale
+    probe's): each names the eps its attacks used. (Found in this project, no public report.)"""
+    from experiments import audit as audit_script, logit_scale
+    row = {"model": "relu_mlp-vanilla", "n": 10, "clean": 90.0, "accuracy": {"fgsm-ce-paper": 50.0}, "worst": 1.0,
+           "strongest": "pgd-ce-paper", "flags": {}}
+    assert "L-inf eps = 0.1;" in audit_script.format_table([row], 0.1)
+    probe = {"model": "relu_mlp-vanilla", "median_margin": 5.0, "scales": [
+        {"scale": 1, "clean": 90.0, "zero_gradient_fraction": 0.0, "accuracy": dict.fromkeys(logit_scale.ATTACKS, 1.0)}]}
+    assert "FGSM at L-inf eps = 0.05;" in logit_scale.format_table([probe], 0.05)
+
+
+def test_benchmark_divides_by_the_count_a_workload_ran(monkeypatch):
+    """The PyTorch comparison's workloads read ``reps`` when they ran, after the loop over architectures
+    had left it at the CNN's 3, while each time was divided by the workload's own count (10 for the
+    MLPs). Now the count is handed to each call and the division uses that same value
+    (``experiments.lib.benchmarks.per_call_times``): on a clock that a fake workload advances by 0.25 s per repetition, one
+    repetition takes 0.25 s whatever the count. (Found in this project, no public report.)"""
+    clock = [0.0]
+    from experiments.lib import benchmarks
+    monkeypatch.setattr(benchmarks, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    ran = []
+
+    def workload(reps):
+        ran.append(reps)
+        clock[0] += 0.25 * reps
+
+    for reps in (10, 3):
+        ran.clear()
+        assert benchmarks.per_call_times({"ours": workload, "torch": workload}, reps, repeats=3, warmup=1) == \
+            {"ours": 0.25, "torch": 0.25}
+        assert ran == [reps] * 8  # (1 warm-up + 3 timed rounds) x 2 workloads, each of reps repetitions

@@ -226,3 +226,20 @@ def test_leading_cotangent_axes(xp):
         stacked = vjp(d, cache)
         for k in range(3):  # also when the layer hands back a transposed memory layout
             np.testing.assert_allclose(to_host(stacked[k]), to_host(vjp(d[k], cache)), rtol=1e-12, atol=1e-12)
+
+
+
+def test_numerical_gradient_of_any_memory_layout(xp):
+    """The finite-difference checker perturbs x itself whatever its layout: for a Fortran-order or
+    strided x it used to perturb a reshaped copy and return zeros (the kind of mxnet PR 3663).
+    d/dz sum z^3 = 3 z^2, and x comes back unchanged."""
+    base = to_device(np.random.default_rng(0).standard_normal((3, 4)), xp)
+    strided = xp.zeros((3, 8))[:, ::2]
+    strided[...] = base
+    for x in (xp.asfortranarray(xp.ones((3, 4))), xp.asfortranarray(base), strided):
+        assert not x.flags.c_contiguous
+        before = to_host(x).copy()
+        num = numerical_gradient(lambda z: float((z ** 3).sum()), x)
+        assert num.shape == x.shape
+        np.testing.assert_allclose(to_host(num), 3 * before ** 2, rtol=1e-7)
+        np.testing.assert_array_equal(to_host(x), before)

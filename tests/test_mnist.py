@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from nn import mnist
+from nn.validate import InputError
 
 LABELS = "t10k-labels-idx1-ubyte"
 
@@ -169,3 +170,15 @@ def test_download_rejects_a_corrupt_mirror(isolated, tmp_path, mnist_dir):
     problem = _one_shape(e.value, mnist.cache_dir() / (LABELS + ".gz"), SUPPLY)
     assert problem.startswith(f"could not be downloaded ({url}{LABELS}.gz: SHA-256 checksum mismatch")
     assert not any(mnist.cache_dir().iterdir())  # nothing unverified is kept
+
+
+def test_n_val_outside_the_training_set_is_refused(mnist_dir, tmp_path):
+    """``load_mnist(n_val=-5000)`` gave 5,000 training and 55,000 validation images (a negative slice)
+    and ``n_val=60001`` an empty training set. n_val is a whole number in [0, 60000], checked before
+    any file is read. (Found in this project, no public report.)"""
+    for bad, message in ((-5000, "at least 0"), (60001, "at most 60000"), (True, "a number"),
+                         (0.5, "a whole number"), ("5000", "a number")):
+        with pytest.raises(InputError, match=f"^n_val must be {message}, got"):
+            mnist.load_mnist(tmp_path / "nowhere", n_val=bad, allow_download=False)
+    data = mnist.load_mnist(mnist_dir, n_val=60000.0, allow_download=False)
+    assert len(data["val"][0]) == 60000 and len(data["train"][0]) == 0

@@ -36,6 +36,29 @@ def test_adam_matches_textbook_formula():
     np.testing.assert_allclose(params[0]["w"], ref, rtol=1e-12, atol=1e-13)
 
 
+def test_adam_updates_parameters_of_any_memory_layout():
+    """A Fortran-order weight (and a strided view of moments) is updated in place exactly as its
+    C-order copy is: the update used to run through ``reshape(-1)``, a copy for such an array, and left
+    the weight and both moments unchanged (the kind of bitsandbytes PR 1187 and DeepSpeed PR 2489)."""
+    rng = np.random.default_rng(0)
+    W = rng.standard_normal((50, 784)).astype(np.float32)
+    g = [{"W": rng.standard_normal(W.shape).astype(np.float32)} for _ in range(3)]
+    layouts = {"C": [{"W": W.copy()}], "F": [{"W": np.asfortranarray(W)}],
+               "strided": [{"W": np.zeros((50, 2 * 784), np.float32)[:, ::2]}]}
+    layouts["strided"][0]["W"][...] = W
+    states = {name: adam_init(params) for name, params in layouts.items()}
+    for step in range(3):
+        g_f = {"W": np.asfortranarray(g[step]["W"])}  # the gradient's layout does not matter either
+        for name, params in layouts.items():
+            adam_update(params, [g[step] if name == "C" else g_f], states[name], lr=1e-2)
+    held = layouts["F"][0]["W"]
+    assert held.flags.f_contiguous and not np.array_equal(held, W)  # updated where it lives
+    for name in ("F", "strided"):
+        np.testing.assert_array_equal(layouts[name][0]["W"], layouts["C"][0]["W"], err_msg=name)
+        for moment in ("m", "v"):
+            np.testing.assert_array_equal(states[name][moment][0]["W"], states["C"][moment][0]["W"])
+
+
 def test_checkpoint_round_trip(tmp_path):
     model = Sequential.init(architectures.cnn(channels=(2, 3), hidden=5, kernel=3, input_shape=[1, 8, 8]), seed=3)
     path = tmp_path / "sub" / "model.npz"

@@ -14,6 +14,7 @@ from analysis import fisher
 from analysis.masking.saturation import log_path_bound
 from attacks.adversarial_training import adversarial_objective
 from attacks import FGSM
+from attacks.apgd import APGD
 from attacks.losses import loss_and_input_gradient
 from attacks.noise import UniformNoise
 from attacks.pgd import PGD
@@ -87,7 +88,7 @@ def test_images_that_are_not_images(problem):
     (lambda: PGD(alpha=0.0), "alpha must be positive"),
     (lambda: Square(n_queries=0), "n_queries must be at least 1"),
     (lambda: Square(p_init=2.0), "p_init must be at most 1"),
-    (lambda: UniformNoise(draws=-1), "draws must be at least 0"),
+    (lambda: UniformNoise(draws=-1), "draws must be at least 1"),
     (lambda: TargetedAdam(lr=0), "lr must be positive"),
     (lambda: TargetedAdam(betas=(0.9, 1.0)), r"betas\[1\] must be at most"),
     (lambda: TargetedLBFGS(max_iter=2.5), "max_iter must be a whole number"),
@@ -103,6 +104,44 @@ def test_images_that_are_not_images(problem):
 def test_bad_numbers_and_names_fail_at_construction(make, message):
     with pytest.raises(UserError, match=message):
         make()
+
+
+def test_eps_beyond_the_pixel_range_is_refused_by_every_attack_and_script(tmp_path):
+    """On images in [0, 1] an L-inf eps of 1 reaches every image: a larger one names the same set under
+    another number. ``experiments.audit --quick --eps 25`` used to run for 95 s and label its table
+    "L-inf eps = 0.25", and ``FGSM(eps=25)`` was accepted. Every attack, verifier and script --eps
+    refuses it (nn.validate.check_eps), and eps = 0 and 1, the ends of the audit's sweep, stay valid.
+    (Found in this project, no public report.)"""
+    from analysis.proofs import crown, ibp, milp
+    makers = [FGSM, PGD, APGD, Square, UniformNoise]
+    for make in makers:
+        for eps in (0.0, 1.0):
+            make(eps=eps)
+        with pytest.raises(InputError, match=r"eps must be at most 1, got 25.*holds every image"):
+            make(eps=25)
+    model = Sequential.init(architectures.mlp("relu", hidden=8, input_shape=[1, 4, 4]), seed=0)
+    x, y = np.full((1, 1, 4, 4), 0.5, np.float32), np.array([0])
+    for verify in (ibp.interval_bounds, crown.linear_bounds, milp.verify_example):
+        with pytest.raises(InputError, match="eps must be at most 1"):
+            verify(model, x, y, 1.5)
+    with pytest.raises(InputError, match=r"eps_values\[1\] must be at most 1"):
+        audit.accuracy_curve(model, x, y, [0.5, 2.0], None)
+    started = _script("experiments.audit", "--quick", "--eps", "25", "--out", str(tmp_path / "a"))
+    _fails_like_a_tool(started, "--eps must be at most 1, got 25")
+    assert not (tmp_path / "a").exists()  # refused before anything ran
+
+
+def test_iteration_counts_of_zero_are_refused_with_the_range_named():
+    """A budget of 0 used to pass the checks and then fail inside: ``TargetedLBFGS(max_iter=0)`` raised
+    IndexError (scipy's L-BFGS-B runs one iteration at maxiter 0, the kind of scipy issues 7854 and
+    8372) and ``PGD(eps=0.1, steps=0)`` ZeroDivisionError. Every attack's count is a whole number
+    >= 1 (nn.validate.check_count)."""
+    counts = [(PGD, "steps"), (PGD, "restarts"), (APGD, "steps"), (APGD, "restarts"), (APGD, "targets"),
+              (Square, "n_queries"), (UniformNoise, "draws"), (TargetedAdam, "max_iter"), (TargetedLBFGS, "max_iter")]
+    for make, name in counts:
+        with pytest.raises(InputError, match=f"^{name} must be at least 1, got 0$"):
+            make(**{name: 0})
+        make(**{name: 1})
 
 
 def test_every_attack_and_analysis_checks_its_data(problem):

@@ -14,7 +14,7 @@ from attacks.losses import loss_and_input_gradient, loss_function
 from nn.backend import to_device, to_host
 from nn.model import Sequential
 from nn.spec import WEIGHT_LAYERS
-from nn.validate import InputError, check_number
+from nn.validate import InputError, check_eps
 
 # Every flag, with the pattern that raises it (accuracies in percentage points).
 FLAG_RULES = {
@@ -67,7 +67,7 @@ def accuracy_curve(model, x, y, eps_values, make_attack):
     at a larger eps does worse than one at a smaller eps.
     """
     for k, e in enumerate(eps_values):  # x and y are checked by the attacks themselves
-        check_number(f"eps_values[{k}]", e)
+        check_eps(e, f"eps_values[{k}]")
     if list(eps_values) != sorted(eps_values):
         raise InputError(f"eps_values must be ascending, got {list(eps_values)}")
     curve, fooled = [], None

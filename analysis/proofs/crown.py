@@ -46,7 +46,7 @@ from analysis.proofs.ibp import SIGMOID_REL, TINY32, U64, _monotone_box, _weight
 from attacks.ball import box
 from nn import layers as L
 from nn.backend import array_module
-from nn.validate import InputError, check_batch, check_number
+from nn.validate import InputError, check_batch, check_eps, check_number
 
 
 @dataclasses.dataclass
@@ -167,7 +167,7 @@ def linear_bounds(model, x, y, eps):
     Memory: (N, 2 n_k, n_{k-1}) float64 per hidden layer; pass batches of tens of examples for the
     paper's width 1000."""
     check_batch(model, x, y)
-    check_number("eps", eps)
+    check_eps(eps)
     weights, acts = _mlp_parts(model)
     xp = model.xp
     N = len(x)

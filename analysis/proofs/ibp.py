@@ -41,7 +41,7 @@ import numpy as np
 from attacks.ball import box
 from nn import layers as L
 from nn.backend import array_module, to_device
-from nn.validate import InputError, check_batch, check_number
+from nn.validate import InputError, check_batch, check_eps, check_number
 
 U32, U64 = 2.0 ** -24, 2.0 ** -53  # unit roundoff of float32 and float64
 SIGMOID_REL = 8 * U32  # float32 sigmoid's relative error bound, with room (exp, add, divide: ~3 ulp)
@@ -111,7 +111,7 @@ def interval_bounds(model, x, y, eps):
     """IBP for the images x (N, *input_shape) in [0, 1] with labels y (N,), at L-inf radius eps.
     -> IntervalBounds (see the module docstring for the formulas and the floating-point margin)."""
     check_batch(model, x, y)
-    check_number("eps", eps)
+    check_eps(eps)
     xp = model.xp
     layers = model.spec["layers"]
     if layers[-1]["type"] != "dense":

@@ -38,7 +38,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from analysis.proofs.crown import _float32_error, _mlp_parts, linear_bounds
 from attacks import ball
 from nn.backend import to_device, to_host
-from nn.validate import InputError, check_batch, check_number
+from nn.validate import InputError, check_batch, check_eps, check_number
 
 VERIFY_MARGIN = 1e-5  # a minimum margin must exceed this (relative to 1 + |terms|) to count as proven
 # HiGHS stops once its best margin and its proven lower bound are within this relative gap: only the
@@ -126,7 +126,7 @@ def verify_example(model, x, y, eps, time_limit=60.0, bounds=None, max_binaries=
     unstable units than this (each doubles the search space; on this CPU about 80 of them take
     5-50 s with the paper's width 1000, and 2,000 make no progress in minutes). -> Verdict."""
     check_batch(model, x, y)
-    check_number("eps", eps)
+    check_eps(eps)
     check_number("time_limit", time_limit, minimum=0)
     if len(x) != 1:
         raise InputError(f"x has {len(x)} examples; verify_example decides one, x of shape (1, ...)")

@@ -1,7 +1,7 @@
 """Beyond the paper: a gradient-masking audit of the nine Table 1 models.
 
 For each model, on the first --n-test test images (--n-test-cnn for the CNNs, whose passes cost
-~10x more on a CPU), at eps = 0.25 in L-inf:
+~10x more on a CPU), at L-inf eps = --eps (0.25 by default, the paper's):
 
 * FGSM with the cross-entropy in the paper's numerics (float32 with TensorFlow's flush-to-zero, what
   Table 1 reports), in the stable mode, in float64, and with the logit-margin loss;
@@ -82,16 +82,18 @@ def audit_model(run, name, model, vanilla, x, y, args):
             "eps": eps_values, "curve": curve, "flags": flags, "seconds": time.perf_counter() - t0}
 
 
-def format_table(rows):
+def format_table(rows, eps):
     """Markdown: one line per audited model (``audit_model``'s rows): clean, Table 1's FGSM, our FGSM in the
-    paper's numerics, the per-example worst case over the suite, the strongest attack and the flags. -> str."""
+    paper's numerics, the per-example worst case over the suite, the strongest attack and the flags; the
+    footer names the suite's eps. -> str."""
     lines = ["| model | n | clean | paper FGSM | our FGSM (paper mode) | worst case | strongest attack | flags |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         lines.append(f"| {r['model']} | {r['n']} | {r['clean']:.1f} | {TABLE1[r['model']][1]:.2f} | "
                      f"{r['accuracy']['fgsm-ce-paper']:.1f} | {r['worst']:.1f} | {r['strongest']} | "
                      f"{', '.join(r['flags']) or '-'} |")
-    return "\n".join(lines) + "\n\n(accuracies in %, L-inf eps = 0.25; worst case: per-example minimum over the suite)\n"
+    return "\n".join(lines) + (f"\n\n(accuracies in %, L-inf eps = {eps:g}; paper FGSM: Table 1's, at eps = 0.25; "
+                               "worst case: per-example minimum over the suite)\n")
 
 
 def main(argv=None):
@@ -138,7 +140,7 @@ def main(argv=None):
         others = [r for m, r in done.items() if m not in models]  # audited before, not asked for now: kept
         write_json(run.path("audit.json"), {"rows": rows + others, "options": vars(args),
                                             "flag_rules": audit.FLAG_RULES, "thresholds": audit.THRESHOLDS})
-    table = format_table(rows)
+    table = format_table(rows, args.eps)
     run.path("audit.md").write_text(table)
     run.log("\n" + table)
 

@@ -64,9 +64,10 @@ def probe(model, x, y, scales, eps, batch):
     return rows
 
 
-def format_table(results):
+def format_table(results, eps):
     """Markdown: per model (``main``'s results), one line per logit scale c: clean accuracy, FGSM accuracy
-    per loss and numerics, and the share of exactly-zero input gradients. -> str."""
+    per loss and numerics, and the share of exactly-zero input gradients; the footer names the eps FGSM
+    ran at. -> str."""
     lines = ["| model | median margin | c | clean | FGSM CE float32 | FGSM CE stable | FGSM CE stable float64 | "
              "FGSM margin | exact-zero gradients |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in results:
@@ -76,7 +77,7 @@ def format_table(results):
             lines.append(f"{head} | {s['scale']:g} | {s['clean']:.1f} | {a['fgsm-ce-float32']:.1f} | "
                          f"{a['fgsm-ce-stable']:.1f} | {a['fgsm-ce-stable-float64']:.1f} | {a['fgsm-margin-stable']:.1f} | "
                          f"{100 * s['zero_gradient_fraction']:.1f} % |")
-    return "\n".join(lines) + "\n\n(accuracies in %, FGSM at L-inf eps = 0.25; c multiplies the logits)\n"
+    return "\n".join(lines) + f"\n\n(accuracies in %, FGSM at L-inf eps = {eps:g}; c multiplies the logits)\n"
 
 
 def main(argv=None):
@@ -104,14 +105,14 @@ def main(argv=None):
                     + ", ".join(f"{k} {v:.1f} %" for k, v in s["accuracy"].items())
                     + f", exact-zero gradients {100 * s['zero_gradient_fraction']:.1f} %")
         write_json(run.path("logit_scale.json"), {"results": results, "options": vars(args)})
-    table = format_table(results)
+    table = format_table(results, args.eps)
     run.path("logit_scale.md").write_text(table)
     run.log("\n" + table)
-    save_figure(run.path("logit_scale.png"), lambda axes: draw(axes[0, 0], results))
+    save_figure(run.path("logit_scale.png"), lambda axes: draw(axes[0, 0], results, args.eps))
     return results
 
 
-def draw(ax, results):
+def draw(ax, results, eps):
     """FGSM accuracy against the logit scale: cross-entropy in paper mode (solid), margin (dashed)."""
     for r in results:
         c = [s["scale"] for s in r["scales"]]
@@ -119,7 +120,7 @@ def draw(ax, results):
         ax.plot(c, [s["accuracy"]["fgsm-margin-stable"] for s in r["scales"]], ls="--", color=line.get_color())
     ax.set_xscale("log", base=2)
     ax.set_xlabel("logit scale c (predictions unchanged)")
-    ax.set_ylabel("FGSM accuracy % (eps = 0.25)")
+    ax.set_ylabel(f"FGSM accuracy % (eps = {eps:g})")
     ax.set_title("cross-entropy, float32 (solid) vs margin loss (dashed)", fontsize=8)
     ax.legend(fontsize=6)
 

@@ -75,10 +75,15 @@ def median_times(fns, repeats=5, warmup=1):
     return {k: float(np.median(v)) for k, v in times.items()}
 
 
+def per_call_times(fns, reps, repeats=5, warmup=1):
+    """{name: median seconds per repetition} of each ``fn(reps)`` of ``fns``: median_times of fn(reps) / that reps."""
+    times = median_times({k: lambda f=f: f(reps) for k, f in fns.items()}, repeats, warmup)
+    return {k: t / reps for k, t in times.items()}
+
+
 def comparison_workloads(xp, device, quick=False):
-    """The workloads of the PyTorch comparison: [(name, satnets fn, torch fn, reps)], each fn running
-    ``reps`` repetitions of one workload on the same weights and the same random MNIST-shaped data, on
-    ``xp`` and on PyTorch's CPU or CUDA (``device`` "gpu"); ``quick``: small models. Needs PyTorch."""
+    """The workloads of the PyTorch comparison: [(name, satnets fn, torch fn, reps)], each fn(reps) running
+    one workload reps times (``per_call_times``) on the same weights and the same random MNIST-shaped data."""
     import torch
 
     from experiments.lib import torch_twin
@@ -104,7 +109,7 @@ def comparison_workloads(xp, device, quick=False):
         ours_train = model.astype(model.dtype)
         state = adam_init(ours_train.params)
 
-        def ours_step(m=ours_train, st=state, d=data["train"]):
+        def ours_step(reps, m=ours_train, st=state, d=data["train"]):
             for _ in range(reps):
                 _, grads, _ = m.loss_and_grads(d[0], d[1], check=False)
                 adam_update(m.params, grads, st)
@@ -113,7 +118,7 @@ def comparison_workloads(xp, device, quick=False):
         tw = torch_twin.twin(model, tdev)
         step = torch_twin.train_step(tw, torch.optim.Adam(tw.parameters(), lr=1e-3))
 
-        def torch_step(d=data["train"], step=step):
+        def torch_step(reps, d=data["train"], step=step):
             for _ in range(reps):
                 step(d[2], d[3])
             sync()
@@ -121,22 +126,22 @@ def comparison_workloads(xp, device, quick=False):
         frozen = torch_twin.freeze(torch_twin.twin(model, tdev))
         tgrad, tjac = torch_twin.input_gradient(frozen), torch_twin.jacobian(frozen)
 
-        def ours_grad(d=data["grad"], m=model):
+        def ours_grad(reps, d=data["grad"], m=model):
             for _ in range(reps):
                 m.loss_and_input_gradient(d[0], d[1])
             synchronize(xp)
 
-        def torch_grad(d=data["grad"], g=tgrad):
+        def torch_grad(reps, d=data["grad"], g=tgrad):
             for _ in range(reps):
                 g(d[2], d[3])
             sync()
 
-        def ours_jac(d=data["jac"], m=model):
+        def ours_jac(reps, d=data["jac"], m=model):
             for _ in range(reps):
                 m.jacobian(d[0])
             synchronize(xp)
 
-        def torch_jac(d=data["jac"], j=tjac):
+        def torch_jac(reps, d=data["jac"], j=tjac):
             for _ in range(reps):
                 j(d[2])
             sync()
@@ -157,8 +162,8 @@ def compare_with_torch(xp, device, quick=False, repeats=5):
     print(f"{'workload':42s} {'satnets ms':>11s} {'PyTorch ms':>11s} {'ratio':>6s}")
     rows = []
     for name, ours, theirs, reps in comparison_workloads(xp, device, quick):
-        t = median_times({"ours": ours, "torch": theirs}, repeats=repeats)
-        rows.append((name, t["ours"] / reps, t["torch"] / reps))
+        t = per_call_times({"ours": ours, "torch": theirs}, reps, repeats=repeats)
+        rows.append((name, t["ours"], t["torch"]))
         print(f"{name:42s} {1e3 * rows[-1][1]:11.2f} {1e3 * rows[-1][2]:11.2f} {rows[-1][1] / rows[-1][2]:6.2f}x")
     return rows
 

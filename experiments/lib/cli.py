@@ -14,7 +14,7 @@ import numpy as np
 
 from experiments.lib import paper
 from experiments.lib import plotting
-from nn.validate import UserError
+from nn.validate import UserError, check_eps
 
 
 def add_common_args(parser: argparse.ArgumentParser):
@@ -39,14 +39,20 @@ def summary(doc):
 def parse(parser, argv=None, quick=None):
     """Parse the command line. ``--quick`` sets the defaults of the options named in ``quick``
     ({dest: value}) and of ``--from`` (Table 1's quick run folder, runs/table1-quick, so that the quick
-    presets chain); an option given explicitly always wins over the preset."""
+    presets chain); an option given explicitly always wins over the preset. ``--eps`` (one radius or
+    several), the L-inf radius of every script that has it, is checked here by ``nn.validate.check_eps``,
+    the rule of the attacks: a radius above 1 is a ``UserError`` before anything runs."""
     pre, _ = parser.parse_known_args(argv)
     if pre.quick:
         defaults = dict(quick or {})
         if "checkpoints" in vars(pre):
             defaults["checkpoints"] = QUICK_TABLE1
         parser.set_defaults(**defaults)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    eps = vars(args).get("eps")
+    for e in eps if isinstance(eps, (list, tuple)) else [] if eps is None else [eps]:
+        check_eps(e, "--eps")
+    return args
 
 
 def count(text):
