@@ -44,6 +44,8 @@ def eval_settings(quick, assignments):
 
 
 def main(argv=None):
+    """Train (or load) and evaluate the chosen models, write the table; with ``--list`` only print one
+    command per model and seed. -> the table's rows (dicts of ``experiments.lib.evaluation``'s numbers)."""
     parser = add_common_args(argparse.ArgumentParser(description=summary(__doc__)))
     parser.add_argument("--only", nargs="*", default=None,
                         help="models: an architecture (cnn), a training (saturated) or <arch>-<training>")

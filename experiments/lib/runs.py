@@ -92,6 +92,7 @@ class Run:
         self.log(f"run folder {self.dir}  device {self.device}  {hardware()}")
 
     def path(self, name):
+        """The path of the file ``name`` inside the run folder."""
         return self.dir / name
 
 

@@ -15,6 +15,8 @@ ROLES = {"paper": "reproduces the paper", "beyond": "goes beyond the paper", "to
 
 @dataclass(frozen=True)
 class Script:
+    """One script: where it lives, what it is for, what it writes."""
+
     module: str  # run as ``python -m <module>``
     role: str  # a key of ROLES
     serves: str  # the paper's claim or the question it answers
