@@ -103,7 +103,8 @@ def command_line(script, argv=None):
 
 
 def git_commit():
-    """The repository's commit (40 hex digits, with ``-dirty`` when tracked files differ from it), or
+    """The repository's commit (40 hex digits), with ``-dirty`` when the code that runs (a tracked
+    ``.py`` file or pyproject.toml) differs from it; documents (README, RESULTS, records) do not count.
     None outside a git checkout (an installed package) or without git."""
     root = Path(__file__).resolve().parents[2]
     try:
@@ -111,8 +112,8 @@ def git_commit():
                               timeout=10)
         if head.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--",
+                                "*.py", "pyproject.toml"], capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return head.stdout.strip() + ("-dirty" if dirty else "")
