@@ -137,7 +137,9 @@ def main(argv=None):
         run.log(f"{name}: clean {row['clean']:.1f} %, FGSM (paper) {row['accuracy']['fgsm-ce-paper']:.1f} %, "
                 f"worst case {row['worst']:.1f} % by {row['strongest']}; zero gradients {row['zero_gradient_fraction']}; "
                 f"eps sweep {[round(a, 1) for a in row['curve']]}; flags {row['flags'] or 'none'} ({row['seconds']:.0f} s)")
-        others = [r for m, r in done.items() if m not in models]  # audited before, not asked for now: kept
+        # audited before or meanwhile by another process on the same folder (other --models), not asked
+        # for now: kept, read again just before writing
+        others = [r for m, r in resumable_rows(run.path("audit.json"), args).items() if m not in models]
         write_json(run.path("audit.json"), {"rows": rows + others, "options": vars(args),
                                             "flag_rules": audit.FLAG_RULES, "thresholds": audit.THRESHOLDS})
     table = format_table(rows, args.eps)
