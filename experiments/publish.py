@@ -44,6 +44,7 @@ def main(argv=None):
                   file=sys.stderr)
         if stale:
             raise SystemExit(1)
+        print(f"every table of {', '.join(rendering.shown(p) for p in rendering.FILES)} is its rendering")
         return stale
     for path in rendering.FILES:
         text = Path(path).read_text()

@@ -291,7 +291,7 @@ def test_bench_says_when_openblas_is_held_to_a_kernel(monkeypatch, capsys):
 def test_tables_name_the_eps_they_ran_at():
     """The audit's table footer was a fixed "L-inf eps = 0.25" whatever --eps was (and so was the logit-scale
     probe's): each names the eps its attacks used. (Found in this project, no public report.)"""
-    from experiments import audit as audit_script, logit_scale
+    from experiments.beyond import audit as audit_script, logit_scale
     row = {"model": "relu_mlp-vanilla", "n": 10, "clean": 90.0, "accuracy": {"fgsm-ce-paper": 50.0}, "worst": 1.0,
            "strongest": "pgd-ce-paper", "flags": {}}
     assert "L-inf eps = 0.1;" in audit_script.format_table([row], 0.1)

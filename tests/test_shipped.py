@@ -29,7 +29,8 @@ def test_a_shipped_model_is_what_its_checksum_and_meta_say(name):
     assert f"{evaluate.sha256(path)}  {name}.npz" in sums
     model, meta = load_checkpoint(path)
     assert model.spec["name"] == name.split("-")[0] and meta["seed"] == 0
-    assert name.split("-")[0] in meta["recipe"] and meta["commit"] and meta["config"]["numerics"] == "paper"
+    assert meta["recipe"]["arch"] == name.split("-")[0] and meta["recipe"]["training"] == "saturated"
+    assert meta["commit"] and meta["command"] and meta["config"]["numerics"] == "paper"
 
 
 def test_a_changed_file_is_refused(tmp_path, monkeypatch):

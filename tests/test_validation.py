@@ -108,7 +108,7 @@ def test_bad_numbers_and_names_fail_at_construction(make, message):
 
 def test_eps_beyond_the_pixel_range_is_refused_by_every_attack_and_script(tmp_path):
     """On images in [0, 1] an L-inf eps of 1 reaches every image: a larger one names the same set under
-    another number. ``experiments.audit --quick --eps 25`` used to run for 95 s and label its table
+    another number. ``experiments.beyond.audit --quick --eps 25`` used to run for 95 s and label its table
     "L-inf eps = 0.25", and ``FGSM(eps=25)`` was accepted. Every attack, verifier and script --eps
     refuses it (nn.validate.check_eps), and eps = 0 and 1, the ends of the audit's sweep, stay valid.
     (Found in this project, no public report.)"""
@@ -126,7 +126,7 @@ def test_eps_beyond_the_pixel_range_is_refused_by_every_attack_and_script(tmp_pa
             verify(model, x, y, 1.5)
     with pytest.raises(InputError, match=r"eps_values\[1\] must be at most 1"):
         audit.accuracy_curve(model, x, y, [0.5, 2.0], None)
-    started = _script("experiments.audit", "--quick", "--eps", "25", "--out", str(tmp_path / "a"))
+    started = _script("experiments.beyond.audit", "--quick", "--eps", "25", "--out", str(tmp_path / "a"))
     _fails_like_a_tool(started, "--eps must be at most 1, got 25")
     assert not (tmp_path / "a").exists()  # refused before anything ran
 

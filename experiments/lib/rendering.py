@@ -55,7 +55,7 @@ def sources(*names):
             parts.append(f"`results/{name}.json`: not published yet (`{MAKES[name]}`, then "
                          f"`python -m experiments.publish --record {name} --from <its run folder>`)")
         else:
-            commit = (r["commit"] or "no git")[:12]
+            commit = (r["commit"] or "no git")[:12] + ("-dirty" if (r["commit"] or "").endswith("-dirty") else "")
             parts.append(f"[`results/{name}.json`](results/{name}.json): `{r['command']}` at {commit}, "
                          f"{r['date'][:10]}, {r['machine']}")
     return "Records: " + "; ".join(parts) + "."
@@ -222,7 +222,7 @@ def render_text(text):
     return MARKER.sub(lambda m: m.group(1) + TABLES[m.group(2)]() + m.group(4), text)
 
 
-def _shown(path):
+def shown(path):
     """A file's path as shown to a reader: relative to the repository where it lies inside it."""
     path = Path(path).resolve()
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
@@ -235,5 +235,5 @@ def differing(files=FILES):
         text = Path(path).read_text()
         for m in MARKER.finditer(text):
             if m.group(3) != TABLES[m.group(2)]():
-                out.append((_shown(path), m.group(2)))
+                out.append((shown(path), m.group(2)))
     return out
