@@ -17,7 +17,8 @@ from nn.validate import check_images, check_number
 
 def fisher_metric_logits(p):
     """G^F = diag(p) - p p^T (eq. 11): the Fisher metric of the categorical output in logit
-    coordinates, equal to the Hessian of the cross-entropy in the logits.  p: (N, K) -> (N, K, K)."""
+    coordinates, equal to the Hessian of the cross-entropy in the logits.
+    p: (N, K) -> (N, K, K)."""
     xp = array_module(p)
     return p[:, :, None] * xp.eye(p.shape[1], dtype=p.dtype) - p[:, :, None] * p[:, None, :]
 
@@ -41,8 +42,8 @@ def pullback_metric(J, p):
 
 
 def length_element(J, p, v):
-    """dl = sqrt(v^T G^in v) = ||A (J v)|| (eq. 13, through eqs. 11-12 in factored form: G^in = J^T A^T A J),
-    per example.  J: (N, K, D), p: (N, K), v: (N, D) or (D,) -> (N,)."""
+    """dl = sqrt(v^T G^in v) = ||A (J v)|| (eq. 13, through eqs. 11-12 in factored form:
+    G^in = J^T A^T A J), per example.  J: (N, K, D), p: (N, K), v: (N, D) or (D,) -> (N,)."""
     xp = array_module(J)
     v = xp.broadcast_to(v, (J.shape[0], J.shape[2]))
     Jv = (J @ v[:, :, None])[:, :, 0]  # (N, K)
@@ -50,8 +51,8 @@ def length_element(J, p, v):
 
 
 def singular_values(M):
-    """Singular values of each (K, D) matrix of M: (N, K, D), descending, from the eigenvalues of the
-    K x K Gram matrix M M^T computed in float64.  -> (N, K).  (Values below ~1e-8 of the largest
+    """Singular values of each (K, D) matrix of M: (N, K, D), descending, from the eigenvalues of
+    the K x K Gram matrix M M^T computed in float64.  -> (N, K).  (Values below ~1e-8 of the largest
     are rounding noise of the squaring.)"""
     xp = array_module(M)
     M = M.astype(xp.float64)
@@ -66,13 +67,15 @@ def pullback_spectrum(J, p):
 
 
 def kl_divergence(p, q):
-    """KL(p || q) = sum_k p_k (log p_k - log q_k) per row, from probabilities, with 0 log 0 = 0: a class
-    to which p gives no mass adds nothing, whatever q gives it (a float32 softmax rounds many to 0),
-    and a class with p_k > 0 = q_k adds +inf.  p, q: (N, K) arrays or nested lists -> (N,)."""
+    """KL(p || q) = sum_k p_k (log p_k - log q_k) per row, from probabilities, with 0 log 0 = 0: a
+    class to which p gives no mass adds nothing, whatever q gives it (a float32 softmax rounds many
+    to 0), and a class with p_k > 0 = q_k adds +inf.  p, q: (N, K) arrays or nested
+    lists -> (N,)."""
     xp = array_module(p, q)
     p, q = xp.asarray(p), xp.asarray(q)
     mass = p > 0
-    return (p * (xp.log(xp.where(mass, p, 1)) - xp.log(xp.where(mass, q, 1)))).sum(axis=1)  # 0 (0 - 0) where p_k = 0
+    # 0 (0 - 0) where p_k = 0
+    return (p * (xp.log(xp.where(mass, p, 1)) - xp.log(xp.where(mass, q, 1)))).sum(axis=1)
 
 
 def interpolation_path(x_a, x_b, n):
@@ -86,7 +89,8 @@ def interpolation_path(x_a, x_b, n):
 
 def path_geometry(model, x_a, x_b, n=200):
     """The whole path in one batched call: probabilities, length element dl/dt = sqrt(v^T G^in v)
-    with v = x_b - x_a, and the singular values of J, at n points of the straight path from x_a to x_b.
+    with v = x_b - x_a, and the singular values of J, at n points of the straight path from x_a to
+    x_b.
 
     x_a, x_b: (*input_shape) on the model's device  ->  dict of host arrays
     t (n,), p (n, K), dl (n,), sv (n, K), and the path length sum(dl) dt (trapezoid).

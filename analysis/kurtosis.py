@@ -7,13 +7,13 @@ flips the decision, in units of the typical input entry mean|w1|, is
 
     R = ||w1||^2 / (||w2 - w1||_1 * mean_i |w1_i|).
 
-(The paper says "scaled by the mean |w1|"; we read it as this division, which makes R dimensionless.)
-For Gaussian entries R -> pi / (2 sqrt 2) ~ 1.11 as D grows; heavier tails at the same variance lower
-the mean absolute entry and raise R.
+(The paper says "scaled by the mean |w1|"; we read it as this division, which makes R
+dimensionless.) For Gaussian entries R -> pi / (2 sqrt 2) ~ 1.11 as D grows; heavier tails at the
+same variance lower the mean absolute entry and raise R.
 
 Pearson type VII entries with excess kurtosis gamma_2 > 0 are a scaled Student-t with
-nu = 4 + 6 / gamma_2 degrees of freedom (density ~ (1 + x^2 / (nu s^2))^(-(nu + 1) / 2)); gamma_2 = 0 is
-the Gaussian limit.
+nu = 4 + 6 / gamma_2 degrees of freedom (density ~ (1 + x^2 / (nu s^2))^(-(nu + 1) / 2));
+gamma_2 = 0 is the Gaussian limit.
 """
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ from nn.backend import to_host
 
 
 def pearson7_nu(gamma2):
-    """Degrees of freedom nu = 4 + 6 / gamma_2 of the Student-t with excess kurtosis gamma_2 = 6 / (nu - 4)."""
+    """Degrees of freedom nu = 4 + 6 / gamma_2 of the Student-t with excess kurtosis
+    gamma_2 = 6 / (nu - 4)."""
     if gamma2 <= 0:
         raise ValueError(f"Pearson VII needs excess kurtosis > 0, got {gamma2} (0 is the Gaussian)")
     return 4.0 + 6.0 / gamma2
@@ -56,13 +57,14 @@ def unit_rows(w):
 
 
 def robustness_ratio(w1, w2):
-    """R = ||w1||^2 / (||w2 - w1||_1 * mean|w1|) per row (see the module docstring).  (M, D) -> (M,)."""
+    """R = ||w1||^2 / (||w2 - w1||_1 * mean|w1|) per row (see the module docstring).
+    (M, D) -> (M,)."""
     return (w1 ** 2).sum(axis=1) / (np.abs(w2 - w1).sum(axis=1) * np.abs(w1).mean(axis=1))
 
 
 def ratio_statistics(sample, dim=20000, draws=100, seed=0):
-    """R for ``draws`` pairs of independent unit-norm vectors with entries from ``sample(size, rng)``.
-    -> (mean, standard deviation) over the draws."""
+    """R for ``draws`` pairs of independent unit-norm vectors with entries from
+    ``sample(size, rng)``. -> (mean, standard deviation) over the draws."""
     rng = np.random.default_rng(seed)
     w1 = unit_rows(sample((draws, dim), rng))
     w2 = unit_rows(sample((draws, dim), rng))

@@ -1,7 +1,7 @@
 """Eq. 9: representational dissimilarity matrices (Figures 3 and 7).
 
-d(a, b) = (1 / n) sum_i (phi(h_i^{l,a}) - phi(h_i^{l,b}))^2 for the n units of layer l, over a set of
-images sorted by class; and the summary of a layer, mean between-class dissimilarity over mean
+d(a, b) = (1 / n) sum_i (phi(h_i^{l,a}) - phi(h_i^{l,b}))^2 for the n units of layer l, over a set
+of images sorted by class; and the summary of a layer, mean between-class dissimilarity over mean
 within-class dissimilarity (> 1 when classes separate).
 """
 from __future__ import annotations
@@ -34,8 +34,8 @@ def rdm(r):
     the layer's phi(h) flattened)  ->  D: (M, M), symmetric, zero diagonal, nonnegative.
 
     Through the Gram matrix, ||r_a||^2 + ||r_b||^2 - 2 r_a . r_b, in float64: one (M, n) x (n, M)
-    product instead of M^2 difference vectors. Rounding leaves errors of ~1e-16 (||r_a||^2 / n) where two
-    different rows are identical, and tiny negatives, which are clipped to 0.
+    product instead of M^2 difference vectors. Rounding leaves errors of ~1e-16 (||r_a||^2 / n)
+    where two different rows are identical, and tiny negatives, which are clipped to 0.
     """
     xp = array_module(r)
     r = r.reshape(len(r), math.prod(r.shape[1:])).astype(xp.float64)  # not -1: M may be 0

@@ -14,8 +14,8 @@ from nn.penalty import saturated_fraction  # noqa: F401  (the definition used in
 
 
 def excess_kurtosis(w):
-    """gamma_2 = m_4 / m_2^2 - 3 with central moments m_k = mean (w - mean w)^k (the population, i.e.
-    biased, estimator; its bias is O(1/n), negligible for a layer's ~10^5-10^6 weights).
+    """gamma_2 = m_4 / m_2^2 - 3 with central moments m_k = mean (w - mean w)^k (the population,
+    i.e. biased, estimator; its bias is O(1/n), negligible for a layer's ~10^5-10^6 weights).
 
     w: any shape, numpy or cupy  ->  float. Computed in float64 on the host.
     """
@@ -30,8 +30,9 @@ def excess_kurtosis(w):
 
 
 def histogram(values, edges):
-    """Counts of ``values`` (any shape, numpy or cupy) in the bins ``edges`` (B + 1,); values outside
-    the range are clipped into the end bins so that every value is counted.  -> (B,) int64."""
+    """Counts of ``values`` (any shape, numpy or cupy) in the bins ``edges`` (B + 1,); values
+    outside the range are clipped into the end bins so that every value is counted.  -> (B,)
+    int64."""
     v = np.clip(to_host(values, np.float64).ravel(), edges[0], edges[-1])
     return np.histogram(v, bins=edges)[0]
 

@@ -17,9 +17,11 @@ def adversarial_loss_and_grads(model, x, x_adv, y, alpha=0.5, numerics="float32"
     N = x.shape[0]
     if N == 0:
         raise InputError("x is an empty batch (N = 0); eq. 4's loss is a mean over examples")
-    w = xp.concatenate([xp.full((N,), alpha / N, dtype=x.dtype), xp.full((N,), (1 - alpha) / N, dtype=x.dtype)])
-    loss, grads, logits = model.loss_and_grads(xp.concatenate([x, x_adv]), xp.concatenate([y, y]), weights=w,
-                                               numerics=numerics, check=False)  # the training batches were checked once
+    w = xp.concatenate([xp.full((N,), alpha / N, dtype=x.dtype),
+                        xp.full((N,), (1 - alpha) / N, dtype=x.dtype)])
+    # the training batches were checked once
+    loss, grads, logits = model.loss_and_grads(xp.concatenate([x, x_adv]), xp.concatenate([y, y]),
+                                               weights=w, numerics=numerics, check=False)
     return loss, grads, logits[:N]
 
 
@@ -30,6 +32,7 @@ def adversarial_objective(alpha=0.5, eps=0.25):
     check_number("alpha", alpha, maximum=1)
 
     def objective(model, x, y, step, numerics="float32"):
-        _, g, _ = loss_and_input_gradient(model, x, y, check=False)  # FGSM's gradient (eq. 3), numpy's float32
+        # FGSM's gradient (eq. 3), numpy's float32
+        _, g, _ = loss_and_input_gradient(model, x, y, check=False)
         return adversarial_loss_and_grads(model, x, attack.step(x, g), y, alpha, numerics)
     return objective

@@ -15,16 +15,16 @@ from .result import AttackResult
 @dataclasses.dataclass(frozen=True)
 class FGSM:
     """x_adv = clip(x + eps * sign(dC/dx), 0, 1) with the true label y  (eq. 3), projected onto the
-    closed ball |x_adv - x| <= eps in the image's dtype (``attacks.ball.project``: the float32 sum can
-    overshoot eps by one ulp; the projection moves such pixels back by that ulp).
+    closed ball |x_adv - x| <= eps in the image's dtype (``attacks.ball.project``: the float32 sum
+    can overshoot eps by one ulp; the projection moves such pixels back by that ulp).
 
     ``clip`` keeps the adversarial image in the pixel range [0, 1] (the paper does not say whether
     it clipped; ``clip=False`` turns it off). sign(0) = 0: a pixel whose gradient is exactly zero,
     as it is in float32 for a saturated network, does not move at all.
     ``loss`` ("ce", the paper's, or "margin") and ``numerics`` ("paper", "float32" or "stable": the
     arithmetic of the gradient, ``attacks.losses``) are for the gradient-masking audit; the defaults
-    are the paper's attack in numpy's float32, and ``numerics="paper"`` is the paper's exact numerics
-    (TensorFlow's flush-to-zero).
+    are the paper's attack in numpy's float32, and ``numerics="paper"`` is the paper's exact
+    numerics (TensorFlow's flush-to-zero).
 
     >>> result = FGSM(eps=0.25)(model, x, y)
     """
@@ -39,12 +39,13 @@ class FGSM:
         check_numerics(self.numerics)
 
     def __call__(self, model, x, y):
-        """x: (N, *input_shape) images (in [0, 1] when ``clip``), y: (N,) true labels, on the model's
-        device -> AttackResult (success: the model misclassifies x_adv; FGSM steps from every example,
-        and a clean error that the step corrects is not a success, as in the paper's FGSM accuracy:
-        ``attacks.result``)."""
+        """x: (N, *input_shape) images (in [0, 1] when ``clip``), y: (N,) true labels, on the
+        model's device -> AttackResult (success: the model misclassifies x_adv; FGSM steps from
+        every example, and a clean error that the step corrects is not a success, as in the paper's
+        FGSM accuracy: ``attacks.result``)."""
         check_batch(model, x, y, unit_range=self.clip)
-        _, g, _ = loss_and_input_gradient(model, x, y, loss_function(self.loss), numerics=self.numerics, check=False)
+        _, g, _ = loss_and_input_gradient(model, x, y, loss_function(self.loss),
+                                          numerics=self.numerics, check=False)
         return AttackResult.of(model, x, project(self.step(x, g), x, self.eps, self.clip), y)
 
     def step(self, x, g):

@@ -40,12 +40,13 @@ from nn.validate import InputError, check_batch
 
 
 def cross_entropy(z, y, numerics="float32"):
-    """C_n = -log p_{y_n}(z_n) and dC_n/dz_n = p_n - onehot(y_n).   z: (N, K), y: (N,) -> (N,), (N, K).
+    """C_n = -log p_{y_n}(z_n) and dC_n/dz_n = p_n - onehot(y_n).
+    z: (N, K), y: (N,) -> (N,), (N, K).
 
     ``numerics`` (the module docstring): "paper" flushes p to zero below float32's smallest normal
-    number (TensorFlow's numerics); "stable" multiplies out the scaled form of ``cross_entropy_scaled``,
-    exp(s_n) d_n, whose true class's entry is -(1 - p_y) to full relative precision, never the exact 0
-    that p_y - 1 rounds to.
+    number (TensorFlow's numerics); "stable" multiplies out the scaled form of
+    ``cross_entropy_scaled``, exp(s_n) d_n, whose true class's entry is -(1 - p_y) to full relative
+    precision, never the exact 0 that p_y - 1 rounds to.
     """
     xp = array_module(z)
     if check_numerics(numerics) == "stable":
@@ -56,11 +57,12 @@ def cross_entropy(z, y, numerics="float32"):
 
 
 def margin(z, y, numerics="float32"):
-    """M_n = max_{j != y_n} z_{n,j} - z_{n,y_n}, dM_n/dz_n = e_{j*} - e_{y_n} (j* the first maximiser).
+    """M_n = max_{j != y_n} z_{n,j} - z_{n,y_n}, dM_n/dz_n = e_{j*} - e_{y_n}
+    (j* the first maximiser).
 
     M_n > 0 exactly when the network misclassifies x_n (ties aside). The same in every numerics mode
-    (a difference of two logits, a gradient of 0 and +-1: nothing to round or flush); ``numerics`` is
-    checked and otherwise unused, so that every loss of ``LOSSES`` is called alike.
+    (a difference of two logits, a gradient of 0 and +-1: nothing to round or flush); ``numerics``
+    is checked and otherwise unused, so that every loss of ``LOSSES`` is called alike.
     z: (N, K), y: (N,) -> M: (N,), dM/dz: (N, K).
     """
     check_numerics(numerics)
@@ -81,14 +83,15 @@ def dlr(z, y, numerics="float32"):
     ``margin`` max_{j != y} z_j - z_y (= -(z_y - max_{j != y} z_j)) and D_n = z_pi1 - z_pi3 + 1e-12,
     pi_n the classes sorted by decreasing logit;
 
-        dDLR_n/dz_n = (e_{j*} - e_y - DLR_n (e_pi1 - e_pi3)) / D_n     (quotient rule, j* the runner-up)
+        dDLR_n/dz_n = (e_{j*} - e_y - DLR_n (e_pi1 - e_pi3)) / D_n
+        (quotient rule, j* the runner-up)
 
-    (``_dlr_parts``). DLR > 0 exactly when the margin is, and a common shift or positive factor of the
-    logits leaves it unchanged (the 1e-12 aside). Off ties it is smooth; at a tie (of the runner-up,
-    of pi1 or of pi3) the gradient is that of one of the pieces, as for ``margin``. Where y is pi3 the
-    ratio is 1 - 1e-12 / D, flat: its gradient rounds to 0 in float32. The same in every numerics mode
-    (ratios of logit differences, no exponential to round or flush); ``numerics`` is checked only.
-    z: (N, K) with K >= 3, y: (N,) -> DLR: (N,), dDLR/dz: (N, K).
+    (``_dlr_parts``). DLR > 0 exactly when the margin is, and a common shift or positive factor of
+    the logits leaves it unchanged (the 1e-12 aside). Off ties it is smooth; at a tie (of the
+    runner-up, of pi1 or of pi3) the gradient is that of one of the pieces, as for ``margin``. Where
+    y is pi3 the ratio is 1 - 1e-12 / D, flat: its gradient rounds to 0 in float32. The same in
+    every numerics mode (ratios of logit differences, no exponential to round or flush);
+    ``numerics`` is checked only. z: (N, K) with K >= 3, y: (N,) -> DLR: (N,), dDLR/dz: (N, K).
     """
     check_numerics(numerics)
     L, g, D = _dlr_parts(z, y)
@@ -115,11 +118,13 @@ def _dlr_parts(z, y, target=None):
     z: (N, K), y and target: (N,) -> (N,), (N, K), (N,)."""
     xp = array_module(z)
     N, K = z.shape
-    # D = sum_i c_i z_{pi_i} + 1e-12 over (rank i, c_i): z_pi1 - z_pi3, or z_pi1 - (z_pi3 + z_pi4) / 2
+    # D = sum_i c_i z_{pi_i} + 1e-12 over (rank i, c_i): z_pi1 - z_pi3, or
+    # z_pi1 - (z_pi3 + z_pi4) / 2
     terms = ((0, 1.0), (2, -1.0)) if target is None else ((0, 1.0), (2, -0.5), (3, -0.5))
     if K < len(terms) + 1:
         name = "dlr" if target is None else "targeted dlr"
-        raise InputError(f"the {name} loss needs at least {len(terms) + 1} classes, the logits have {K}")
+        raise InputError(f"the {name} loss needs at least {len(terms) + 1} classes, "
+                         f"the logits have {K}")
     rows = xp.arange(N)
     if target is None:
         num, g = margin(z, y)  # num = z_j* - z_y: (N,), g = e_j* - e_y: (N, K)
@@ -150,8 +155,8 @@ def margin_scaled(z, y):
 
 
 def dlr_scaled(z, y):
-    """DLR_n and dDLR_n/dz_n = exp(s_n) d_n with max_k |d_{n,k}| = 1: d_n = g_n / |g_n|_max and s_n =
-    log |g_n|_max - log D_n (``dlr``; s_n = -log D_n where g_n is exactly 0)."""
+    """DLR_n and dDLR_n/dz_n = exp(s_n) d_n with max_k |d_{n,k}| = 1: d_n = g_n / |g_n|_max and
+    s_n = log |g_n|_max - log D_n (``dlr``; s_n = -log D_n where g_n is exactly 0)."""
     return _ratio_scaled(*_dlr_parts(z, y))
 
 
@@ -169,8 +174,9 @@ def _ratio_scaled(L, g, D):
 
 
 class Targeted:
-    """A targeted loss (``dlr_targeted``) bound to its targets, t: (N,), and called like the losses of
-    ``LOSSES``, (z, y, numerics) -> (L, dL/dz), with its scaled form as ``.scaled``: for APGD-T."""
+    """A targeted loss (``dlr_targeted``) bound to its targets, t: (N,), and called like the losses
+    of ``LOSSES``, (z, y, numerics) -> (L, dL/dz), with its scaled form as ``.scaled``: for
+    APGD-T."""
 
     def __init__(self, target):
         self.target = target
@@ -187,7 +193,8 @@ SCALED = {cross_entropy: cross_entropy_scaled, margin: margin_scaled, dlr: dlr_s
 
 
 def loss_function(name):
-    """The attack loss called ``name`` ("ce", "margin" or "dlr"), or an InputError naming the choices."""
+    """The attack loss called ``name`` ("ce", "margin" or "dlr"), or an InputError naming the
+    choices."""
     try:
         return LOSSES[name]
     except (KeyError, TypeError):
@@ -195,8 +202,8 @@ def loss_function(name):
 
 
 def scaled_input_gradient(model, x, labels, loss=cross_entropy, *, check=True):
-    """The "stable" mode: per-example loss L_n, its input gradient as a direction dx_n (max |dx_n| = 1)
-    and log-magnitude s_n with dL_n/dx_n = exp(s_n) dx_n, and the logits.
+    """The "stable" mode: per-example loss L_n, its input gradient as a direction dx_n
+    (max |dx_n| = 1) and log-magnitude s_n with dL_n/dx_n = exp(s_n) dx_n, and the logits.
 
     x: (N, *input_shape) -> (L: (N,), dx: like x, s: (N,), logits: (N, K)). One forward pass and one
     scaled backward pass (``nn.model.backward_scaled``); dx is 0 only where the exact gradient is.
@@ -211,8 +218,10 @@ def scaled_input_gradient(model, x, labels, loss=cross_entropy, *, check=True):
     return value, dx, s, logits
 
 
-def loss_and_input_gradient(model, x, labels, loss=cross_entropy, *, numerics="float32", check=True):
-    """Per-example loss L_n(h^D(x_n), labels_n), its analytic input gradient dL_n/dx_n, and the logits.
+def loss_and_input_gradient(model, x, labels, loss=cross_entropy, *,
+                            numerics="float32", check=True):
+    """Per-example loss L_n(h^D(x_n), labels_n), its analytic input gradient dL_n/dx_n, and the
+    logits.
 
     x: (N, *input_shape) in the model's dtype and device  ->  (L: (N,), dx: like x, logits: (N, K)).
     One forward and one backward pass in ``numerics`` ("paper", "float32" or "stable"; the module

@@ -34,7 +34,8 @@ class UniformNoise:
         rng = np.random.default_rng(self.seed)
         x_adv, fooled = x.copy(), xp.zeros(len(x), dtype=bool)
         for _ in range(self.draws):
-            cand = project(x + to_device(rng.uniform(-self.eps, self.eps, x.shape), xp, x.dtype), x, self.eps)
+            cand = project(x + to_device(rng.uniform(-self.eps, self.eps, x.shape), xp, x.dtype),
+                           x, self.eps)
             new = (model.predict(cand) != y) & ~fooled
             x_adv[new] = cand[new]
             fooled = fooled | new

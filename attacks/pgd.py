@@ -1,9 +1,11 @@
-"""Projected gradient descent in the L-inf ball (Madry et al. 2018), with random starts and restarts.
+"""Projected gradient descent in the L-inf ball (Madry et al. 2018), with random starts and
+restarts.
 
 x_{k+1} = Proj_{B(x, eps) and [0, 1]}(x_k + alpha * sign(dL/dx (x_k))), maximising an attack loss L
 (cross-entropy or logit margin, ``attacks.losses``) in a chosen numeric mode. Each restart starts at
-a uniform random point of the ball (``starting_point``); across steps and restarts every example keeps
-its worst case: the first iterate that is misclassified, else the iterate with the highest loss.
+a uniform random point of the ball (``starting_point``); across steps and restarts every example
+keeps its worst case: the first iterate that is misclassified, else the iterate with the highest
+loss.
 """
 from __future__ import annotations
 
@@ -21,11 +23,12 @@ from .result import AttackResult
 
 
 def starting_point(x, eps, seed, restart, random_start=True):
-    """Where restart number ``restart`` of PGD or APGD starts, the one rule of both: a uniform random
-    point of the ball, x + U(-eps, eps)^D projected onto B(x, eps) and [0, 1] (``attacks.ball.project``),
-    drawn from the generator seeded by (seed, restart). With ``random_start`` False, restart 0 starts at
-    x itself and every other restart still at its random point: both attacks are deterministic from
-    their start, so two restarts from x would be one run done twice.
+    """Where restart number ``restart`` of PGD or APGD starts, the one rule of both: a uniform
+    random point of the ball, x + U(-eps, eps)^D projected onto B(x, eps) and [0, 1]
+    (``attacks.ball.project``), drawn from the generator seeded by (seed, restart). With
+    ``random_start`` False, restart 0 starts at x itself and every other restart still at its random
+    point: both attacks are deterministic from their start, so two restarts from x would be one run
+    done twice.
     x: (N, ...) -> (N, ...) like x, a new array."""
     if not random_start and restart == 0:
         return x.copy()
@@ -37,8 +40,8 @@ def starting_point(x, eps, seed, restart, random_start=True):
 def merge_worst(best, new):
     """Per example, keep the worse case for the model of two attack outcomes.
 
-    Each outcome is (x_adv (N, ...), fooled (N,) bool, loss (N,)); a fooled example beats an unfooled
-    one, and between two of the same kind the higher loss wins (the earlier one on ties).
+    Each outcome is (x_adv (N, ...), fooled (N,) bool, loss (N,)); a fooled example beats an
+    unfooled one, and between two of the same kind the higher loss wins (the earlier one on ties).
     -> the merged outcome.
     """
     xp = array_module(best[0])
@@ -57,7 +60,8 @@ class PGD:
 
     loss: "ce" or "margin"; numerics: "paper", "float32" or "stable", the arithmetic of the gradient
     (``attacks.losses``). An iterate the model misclassifies ends its example's run (the iterate is
-    kept); an example the model already misclassifies is returned as it is (``AttackResult.of_search``).
+    kept); an example the model already misclassifies is returned as it is
+    (``AttackResult.of_search``).
     >>> result = PGD(eps=0.25, steps=100, restarts=5)(model, x, y)
     """
     eps: float = 0.25
@@ -83,7 +87,8 @@ class PGD:
         example the worst iterate of all restarts (``merge_worst``); a clean error as it is."""
         check_batch(model, x, y)
         xp = array_module(x)
-        best = (x, xp.zeros(len(x), dtype=bool), xp.full(len(x), -xp.inf, dtype=x.dtype))  # x, before any restart
+        # x, before any restart
+        best = (x, xp.zeros(len(x), dtype=bool), xp.full(len(x), -xp.inf, dtype=x.dtype))
         if self.eps > 0:
             for r in range(self.restarts):
                 best = merge_worst(best, self.run(model, x, y, restart=r))
@@ -100,7 +105,8 @@ class PGD:
         active = xp.arange(len(x))
         x0, ya = x, y
         for k in range(self.steps + 1):
-            L, g, logits = loss_and_input_gradient(model, x_k, ya, loss_fn, numerics=self.numerics, check=False)
+            L, g, logits = loss_and_input_gradient(model, x_k, ya, loss_fn,
+                                                   numerics=self.numerics, check=False)
             fooled = logits.argmax(axis=1) != ya
             better = fooled | (L > out_l[active])
             out_x[active[better]] = x_k[better]

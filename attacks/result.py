@@ -6,8 +6,8 @@ Every attack is built with its hyperparameters and called with the data,
 subclass ``TargetedResult``, with the per-pair records of their search.
 
 ``success[n]`` is computed from the returned ``x_adv[n]`` itself, ``model.predict(x_adv) != y``
-(targeted: ``== target``), whatever the attack's search saw along the way: an attack cannot report an
-example as fooled by a point the model classifies correctly (``verdict``).
+(targeted: ``== target``), whatever the attack's search saw along the way: an attack cannot report
+an example as fooled by a point the model classifies correctly (``verdict``).
 
 Clean errors, one rule for every attack: an attack that searches the ball for a point the model
 misclassifies (PGD, APGD and APGD-T, Square, uniform noise) returns an example the model already
@@ -45,18 +45,20 @@ def verdict(model, x, name="x_adv"):
     if bool(bad.any()):
         i = int(xp.flatnonzero(bad)[0])
         row, nan_pixels = z[i], int(xp.isnan(pixels[i]).sum())
-        raise InputError(f"the model's logits are not finite (beyond {z.dtype}'s range, or NaN) at {int(bad.sum())} "
-                         f"of the {len(x)} images {name}: {name}[{i}] has {int(xp.isinf(row).sum())} inf and "
-                         f"{int(xp.isnan(row).sum())} NaN logits of {row.size}"
-                         + (f" and {nan_pixels} NaN pixels (a step along a NaN gradient)" if nan_pixels else "")
-                         + "; an attack has no gradient and no verdict there (scale the weights down, or cast the "
-                           "model to float64)")
+        raise InputError(f"the model's logits are not finite (beyond {z.dtype}'s range, or NaN) at "
+                         f"{int(bad.sum())} of the {len(x)} images {name}: {name}[{i}] has "
+                         f"{int(xp.isinf(row).sum())} inf and {int(xp.isnan(row).sum())} NaN "
+                         f"logits of {row.size}"
+                         + (f" and {nan_pixels} NaN pixels (a step along a NaN gradient)"
+                            if nan_pixels else "")
+                         + "; an attack has no gradient and no verdict there (scale the weights "
+                           "down, or cast the model to float64)")
     return z.argmax(axis=1)
 
 
 def perturbation_norms(x_adv, x):
-    """||x_adv_n - x_n|| in the L-inf and L2 norms, the difference taken in float64 (as ``attacks.ball``
-    measures it: a float32 difference would round up to float32(eps) > eps).
+    """||x_adv_n - x_n|| in the L-inf and L2 norms, the difference taken in float64 (as
+    ``attacks.ball`` measures it: a float32 difference would round up to float32(eps) > eps).
     (N, ...) -> ((N,), (N,)) float64, on x's device."""
     d = x_adv.astype(np.float64) - x.astype(np.float64)
     d = d.reshape(len(x), math.prod(x.shape[1:]))  # not -1: N may be 0
@@ -67,8 +69,8 @@ def perturbation_norms(x_adv, x):
 class AttackResult:
     """An untargeted attack on N examples; arrays on the device of its inputs.
 
-    x_adv: (N, *input_shape), the adversarial inputs, in the inputs' dtype, inside the ball the attack
-      was given (``attacks.ball.project``).
+    x_adv: (N, *input_shape), the adversarial inputs, in the inputs' dtype, inside the ball the
+      attack was given (``attacks.ball.project``).
     success: (N,) bool, the model misclassifies x_adv[n] (``model.predict(x_adv) != y``).
     linf, l2: (N,) float64, ||x_adv[n] - x[n]|| in the two norms.
     """
@@ -85,12 +87,13 @@ class AttackResult:
 
     @classmethod
     def of_search(cls, model, x, x_adv, y):
-        """The result of an attack that searches the ball (module docstring, clean errors): x_adv[n] =
-        x[n] wherever the model misclassifies x[n], then ``of``. InputError where the logits at x or
-        at x_adv are not finite (``verdict``)."""
+        """The result of an attack that searches the ball (module docstring, clean errors):
+        x_adv[n] = x[n] wherever the model misclassifies x[n], then ``of``. InputError where the
+        logits at x or at x_adv are not finite (``verdict``)."""
         clean_error = verdict(model, x, "x") != y  # (N,)
         xp = array_module(clean_error)
-        return cls.of(model, x, xp.where(clean_error.reshape((-1,) + (1,) * (x.ndim - 1)), x, x_adv), y)
+        return cls.of(model, x,
+                      xp.where(clean_error.reshape((-1,) + (1,) * (x.ndim - 1)), x, x_adv), y)
 
     @property
     def robust_accuracy(self):
@@ -99,7 +102,8 @@ class AttackResult:
         batch has none: InputError."""
         n = len(self.success)
         if n == 0:
-            raise InputError("the attack ran on an empty batch (N = 0); robust accuracy is a mean over examples")
+            raise InputError("the attack ran on an empty batch (N = 0); "
+                             "robust accuracy is a mean over examples")
         return int((~self.success).sum()) / n
 
 
@@ -112,7 +116,8 @@ class TargetedResult(AttackResult):
     linf, l2: (P,) float64, ||x_adv[p] - x_source[p]||.
     iterations: (P,) int, the iteration of success (0: the source itself), or the iterations run.
     evaluations: (P,) int, forward/backward passes used.
-    curve: (P, K) the loss C(x, y_T) at the iterations ``curve_iters`` (K,); NaN after a pair stopped.
+    curve: (P, K) the loss C(x, y_T) at the iterations ``curve_iters`` (K,); NaN after a pair
+    stopped.
     stop: list of P strings, why each pair stopped ("target reached", "budget", or scipy's message).
     """
     iterations: np.ndarray = None
@@ -123,7 +128,8 @@ class TargetedResult(AttackResult):
 
     @property
     def robust_accuracy(self):
-        """None: a targeted attack's failures are not robustness (the model may still err elsewhere)."""
+        """None: a targeted attack's failures are not robustness (the model may still err
+        elsewhere)."""
         return None
 
     def arrays(self):
@@ -136,5 +142,6 @@ class TargetedResult(AttackResult):
         """Success count, and median iterations / distances over the successful pairs."""
         s = self.success
         med = (lambda a: float(np.median(a[s]))) if s.any() else (lambda a: None)
-        return {"pairs": int(s.size), "success": int(s.sum()), "median_iterations": med(self.iterations),
+        return {"pairs": int(s.size), "success": int(s.sum()),
+                "median_iterations": med(self.iterations),
                 "median_l2": med(self.l2), "median_linf": med(self.linf)}

@@ -1,8 +1,8 @@
 """The Square attack (Andriushchenko et al. 2020), L-inf: a gradient-free random search.
 
 Each query changes one random square window of the perturbation to a random corner of the eps-ball
-(+-eps per channel) and keeps the change if the logit margin z_y - max_{j != y} z_j went down. It uses
-only forward passes, so vanishing or masked gradients cannot stop it: if it beats the gradient
+(+-eps per channel) and keeps the change if the logit margin z_y - max_{j != y} z_j went down. It
+uses only forward passes, so vanishing or masked gradients cannot stop it: if it beats the gradient
 attacks, the gradients were misleading (Carlini et al. 2019).
 """
 from __future__ import annotations
@@ -21,7 +21,8 @@ from .result import AttackResult
 
 def square_fraction(i, n_queries, p_init):
     """The fraction p of pixels in the window at query i: p_init halved at the fixed fractions
-    (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000) / 10000 of the budget (the paper's schedule)."""
+    (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000) / 10000 of the budget (the paper's
+    schedule)."""
     marks = np.array([10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000]) / 10000 * n_queries
     return p_init / 2 ** int((i > marks).sum())
 
@@ -44,10 +45,12 @@ class Square:
     def __call__(self, model, x, y):
         """x: (N, C, H, W) images in [0, 1], y: (N,) labels, on the model's device -> AttackResult.
         An example the model already misclassifies is searched like the others (so that the random
-        draws of the others do not depend on it), then returned as it is (``AttackResult.of_search``)."""
+        draws of the others do not depend on it), then returned as it is
+        (``AttackResult.of_search``)."""
         check_batch(model, x, y)
         if x.ndim != 4:
-            raise InputError(f"x has shape {tuple(x.shape)}; the Square attack needs images (N, C, H, W)")
+            raise InputError(f"x has shape {tuple(x.shape)}; the Square attack needs images "
+                             "(N, C, H, W)")
         xp = array_module(x)
         N, C, H, W = x.shape
         rng = np.random.default_rng(self.seed)

@@ -25,8 +25,9 @@ from .result import TargetedResult, perturbation_norms, verdict
 
 
 def _result(model, x0, x_adv, target, **records):
-    """The TargetedResult of x_adv (device) for sources x0: the model's verdict (``attacks.result.verdict``:
-    an InputError where the logits are not finite), the norms, the records; on the host."""
+    """The TargetedResult of x_adv (device) for sources x0: the model's verdict
+    (``attacks.result.verdict``: an InputError where the logits are not finite), the norms, the
+    records; on the host."""
     success = to_host(verdict(model, x_adv) == target)
     linf, l2 = perturbation_norms(x_adv, x0)
     return TargetedResult(to_host(x_adv), success, to_host(linf), to_host(l2), **records)
@@ -47,22 +48,26 @@ def confidence(model, x, y, batch=1000):
     out = []
     for i in range(0, max(len(x), 1), batch):  # one empty slice when N = 0: an empty result
         z = to_host(model.logits(x[i:i + batch]), np.float64)
-        out.append(np.take_along_axis(softmax.log_softmax_stable(z), to_host(y[i:i + batch])[:, None], 1)[:, 0])
+        out.append(np.take_along_axis(softmax.log_softmax_stable(z),
+                                      to_host(y[i:i + batch])[:, None], 1)[:, 0])
     return np.concatenate(out)
 
 
 def select_sources(model, x, y, n_classes=10, batch=1000):
     """For each class c, the index of the correctly classified example of class c with the lowest
-    and the highest log p_c (section 7).  -> {"least": (n_classes,), "most": (n_classes,)} host ints.
+    and the highest log p_c (section 7).  -> {"least": (n_classes,), "most": (n_classes,)} host
+    ints.
     """
     logp = confidence(model, x, y, batch)  # checks x, y
     y_host = to_host(y)
-    pred = np.concatenate([to_host(model.predict(x[i:i + batch])) for i in range(0, max(len(x), 1), batch)])
+    pred = np.concatenate([to_host(model.predict(x[i:i + batch]))
+                           for i in range(0, max(len(x), 1), batch)])
     least, most = [], []
     for c in range(n_classes):
         idx = np.flatnonzero((y_host == c) & (pred == c))
         if idx.size == 0:
-            raise InputError(f"the model classifies no example of class {c} correctly; section 7 needs one per class")
+            raise InputError(f"the model classifies no example of class {c} correctly; "
+                             "section 7 needs one per class")
         least.append(idx[np.argmin(logp[idx])])
         most.append(idx[np.argmax(logp[idx])])
     return {"least": np.array(least), "most": np.array(most)}
@@ -95,7 +100,8 @@ class TargetedAdam:
     kept), so late iterations cost only the pairs still running. A pair whose gradient is exactly 0
     (float32 saturation) never moves: m = v = 0 gives a zero step. ``n_curve``: about as many
     log-spaced iterations at which the loss is recorded. ``numerics``: "float32", or "paper", the
-    paper's numerics (``attacks.losses``; not "stable", whose gradient has no size for Adam's moments).
+    paper's numerics (``attacks.losses``; not "stable", whose gradient has no size for Adam's
+    moments).
     >>> result = TargetedAdam(max_iter=1000, lr=0.01)(model, x0, target)
     """
     max_iter: int = 1000
@@ -132,7 +138,8 @@ class TargetedAdam:
         x, t_a = x0.copy(), target.copy()
         m, v = xp.zeros_like(x0), xp.zeros_like(x0)
         for it in range(max_iter + 1):
-            C, g, logits = loss_and_input_gradient(model, x, t_a, cross_entropy, numerics=self.numerics, check=False)
+            C, g, logits = loss_and_input_gradient(model, x, t_a, cross_entropy,
+                                                   numerics=self.numerics, check=False)
             if it in rec_pos:
                 curve[active, rec_pos[it]] = to_host(C)
             hit = to_host(logits.argmax(axis=1) == t_a)
@@ -153,8 +160,8 @@ class TargetedAdam:
             step = (lr / (1 - b1 ** (it + 1))) * m / (xp.sqrt(v / (1 - b2 ** (it + 1))) + eps)
             x = xp.clip(x - step, 0.0, 1.0)
         return _result(model, x0, x_final, target, iterations=iterations,
-                       evaluations=np.minimum(iterations, max_iter) + 1, curve=curve, curve_iters=rec,
-                       stop=["target reached" if s else "budget" for s in reached])
+                       evaluations=np.minimum(iterations, max_iter) + 1, curve=curve,
+                       curve_iters=rec, stop=["target reached" if s else "budget" for s in reached])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,7 +187,8 @@ def lbfgs_objective(model, target_class, shape, numerics="float32"):
 
     def fun(v):
         x = to_device(v.reshape(shape), xp, model.dtype)
-        C, g, logits = loss_and_input_gradient(model, x, t, cross_entropy, numerics=numerics, check=False)
+        C, g, logits = loss_and_input_gradient(model, x, t, cross_entropy,
+                                               numerics=numerics, check=False)
         last["logits"], last["x"] = logits, x
         return float(C[0]), to_host(g, np.float64).ravel()
 
@@ -190,9 +198,10 @@ def lbfgs_objective(model, target_class, shape, numerics="float32"):
 @dataclasses.dataclass(frozen=True)
 class TargetedLBFGS:
     """Minimise C(x, y_T) over the box [0, 1] with ``scipy.optimize.minimize(method="L-BFGS-B",
-    jac=True)``, one pair at a time (scipy is not batched), stopping at the first evaluated point the
-    network classifies as y_T; at most ``max_iter`` L-BFGS iterations per pair. ``numerics``: "float32",
-    or "paper", the paper's numerics (``attacks.losses``; not "stable": L-BFGS needs the gradient's size).
+    jac=True)``, one pair at a time (scipy is not batched), stopping at the first evaluated point
+    the network classifies as y_T; at most ``max_iter`` L-BFGS iterations per pair. ``numerics``:
+    "float32", or "paper", the paper's numerics (``attacks.losses``; not "stable": L-BFGS needs the
+    gradient's size).
 
     iterations counts L-BFGS iterations: success during iteration k (its line search included) is
     recorded as k, the source itself as 0. curve[p, k] is the loss after iteration k.
@@ -241,8 +250,9 @@ class TargetedLBFGS:
                 curve[p, 0] = f0
                 if int(last["logits"].argmax()) == t_host[p]:
                     raise _Reached(to_host(last["x"]))
-                res = scipy.optimize.minimize(counted, v0, jac=True, method="L-BFGS-B", bounds=bounds,
-                                              callback=callback, options={"maxiter": max_iter})
+                res = scipy.optimize.minimize(counted, v0, jac=True, method="L-BFGS-B",
+                                              bounds=bounds, callback=callback,
+                                              options={"maxiter": max_iter})
                 x_adv[p] = res.x.reshape(shape[1:]).astype(x_adv.dtype)
                 iterations[p] = state["it"]
                 stop.append(str(res.message))
@@ -252,4 +262,5 @@ class TargetedLBFGS:
                 stop.append("target reached")
             evaluations[p] = state["evals"] + 1
         return _result(model, x0, to_device(x_adv, model.xp), target, iterations=iterations,
-                       evaluations=evaluations, curve=curve, curve_iters=np.arange(max_iter + 1), stop=stop)
+                       evaluations=evaluations, curve=curve,
+                       curve_iters=np.arange(max_iter + 1), stop=stop)

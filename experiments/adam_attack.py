@@ -1,6 +1,6 @@
 """Section 7: the targeted attack by Adam on the input, on the 10 x 10 source x target grid.
 
-    python -m experiments.adam_attack                          # six Table 1 models, 10,000 iterations
+    python -m experiments.adam_attack                     # six Table 1 models, 10,000 iterations
     python -m experiments.adam_attack --max-iter 100000 --device gpu
     python -m experiments.adam_attack --models cnn-saturated --lr 0.005
 

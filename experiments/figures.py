@@ -1,6 +1,7 @@
 """Redraw the paper's figures in the paper's layouts from the raw data the experiments saved.
 
-    python -m experiments.figures                      # from runs/weights, runs/rdm, runs/fisher_path
+    python -m experiments.figures                      # from runs/weights, runs/rdm,
+                                                         runs/fisher_path
     python -m experiments.figures --out docs/figures   # the PNGs of RESULTS.md's gallery
 
 Reads only the run folders (no model is loaded, nothing is recomputed) and writes into --out:
@@ -10,17 +11,19 @@ Reads only the run folders (no model is loaded, nothing is recomputed) and write
 * fig2-preactivations.png: Figure 2, the pre-activation histograms per layer of the vanilla sigmoid
   MLP, the saturated sigmoid MLP and the saturated ReLU MLP (``experiments.weights``);
 * fig3-rdm-<arch>.png: Figures 3 and 7, the RDMs per layer (eq. 9), vanilla above saturated, each
-  divided by its maximum and drawn on one colour scale, ticks at the class blocks (``experiments.rdm``);
+  divided by its maximum and drawn on one colour scale, ticks at the class blocks
+  (``experiments.rdm``);
 * fig4-fisher-<arch>.png: Figure 4, for each class pair the length element dl/dt, the softmax
   trajectory and the Jacobian's singular values (log axis), vanilla above saturated
   (``experiments.fisher_path``);
 * fig6-kurtosis.png: Figure 6, the linear read-out's robustness ratio against the weights' excess
   kurtosis, Pearson VII and the learned layers (``experiments.kurtosis_linear``);
 * fig-audit-eps.png (beyond the paper): robust accuracy against eps under the audit's per-example
-  worst PGD, one panel per architecture, vanilla / adversarial / saturated (``experiments.beyond.audit``);
+  worst PGD, one panel per architecture, vanilla / adversarial / saturated
+  (``experiments.beyond.audit``);
 * fig-logit-scale.png (beyond the paper): FGSM accuracy against the logit scale c, cross-entropy in
-  the paper's float32 numerics beside the scale-free margin loss, and the share of exactly-zero input
-  gradients (``experiments.beyond.logit_scale``).
+  the paper's float32 numerics beside the scale-free margin loss, and the share of exactly-zero
+  input gradients (``experiments.beyond.logit_scale``).
 
 A figure whose data are missing is skipped with a line saying which command makes them. Needs the
 ``plots`` extra; without matplotlib nothing is drawn and the command says so.
@@ -49,21 +52,26 @@ def _load(path):
         return {k: z[k] for k in z.files}
 
 def main(argv=None):
-    """Redraw the figures from the run folders into --out (and section 7's grids into the --grids folders).
-    -> the paths written (str; [] without matplotlib)."""
+    """Redraw the figures from the run folders into --out (and section 7's grids into the --grids
+    folders). -> the paths written (str; [] without matplotlib)."""
     parser = argparse.ArgumentParser(description=summary(__doc__))
-    folders = {"weights": "weights", "rdm": "rdm", "fisher": "fisher_path", "kurtosis": "kurtosis_linear",
+    folders = {"weights": "weights", "rdm": "rdm", "fisher": "fisher_path",
+               "kurtosis": "kurtosis_linear",
                "audit": "audit", "logit_scale": "logit_scale", "out": "figures"}
     for dest, script in folders.items():
         parser.add_argument("--" + dest.replace("_", "-"), default=f"runs/{script}",
-                            help=f"folder of experiments.{script} (default runs/{script}[-quick])"
-                            if dest != "out" else "where the PNGs go (default runs/figures[-quick])")
+                            help=(f"folder of experiments.{script} (default runs/{script}[-quick])"
+                                  if dest != "out"
+                                  else "where the PNGs go (default runs/figures[-quick])"))
     parser.add_argument("--grids", nargs="*", default=[], metavar="FOLDER",
-                        help="also redraw section 7's grids (Figures 5 and 8) into these folders of "
-                             "python -m experiments.lbfgs_grid / experiments.adam_attack")
-    parser.add_argument("--quick", action="store_true", help="read and write the quick presets' folders")
-    parser.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
-    args = parse(parser, argv, quick={dest: f"runs/{script}-quick" for dest, script in folders.items()})
+                        help="also redraw section 7's grids (Figures 5 and 8) into these folders "
+                             "of python -m experiments.lbfgs_grid / experiments.adam_attack")
+    parser.add_argument("--quick", action="store_true",
+                        help="read and write the quick presets' folders")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error instead of one line")
+    args = parse(parser, argv,
+                 quick={dest: f"runs/{script}-quick" for dest, script in folders.items()})
     for folder in args.grids:
         check_run_folder(folder, "--grids", "python -m experiments.lbfgs_grid")
     out = Path(args.out)
@@ -95,12 +103,14 @@ def main(argv=None):
                 figure4(paths, arch, out / f"fig4-fisher-{arch}.png")
     k = _load(Path(args.kurtosis) / "ratios.json")
     if k is None:
-        missing.append(f"Figure 6: no {args.kurtosis}/ratios.json (python -m experiments.kurtosis_linear)")
+        missing.append(f"Figure 6: no {args.kurtosis}/ratios.json (python -m "
+                       "experiments.kurtosis_linear)")
     else:
         figure6(k, out / "fig6-kurtosis.png")
     audit = _load(Path(args.audit) / "audit.json")
     if audit is None:
-        missing.append(f"the audit's eps curves: no {args.audit}/audit.json (python -m experiments.beyond.audit)")
+        missing.append(f"the audit's eps curves: no {args.audit}/audit.json (python -m "
+                       "experiments.beyond.audit)")
     else:
         figure_audit(audit, out / "fig-audit-eps.png")
     ls = _load(Path(args.logit_scale) / "logit_scale.json")

@@ -20,7 +20,8 @@ import numpy as np
 from analysis.fisher import path_geometry
 from attacks.targeted import select_sources
 from experiments.lib import presets
-from experiments.lib.cli import add_checkpoint_args, add_common_args, about, cli, summary, parse, count, load_models
+from experiments.lib.cli import (add_checkpoint_args, add_common_args, about, cli, summary, parse,
+                                 count, load_models)
 from experiments.lib.runs import Run, write_json
 from experiments.lib.plotting import save_figure
 from nn.backend import to_device
@@ -32,23 +33,27 @@ PAIRS = ((1, 7), (3, 7), (6, 9), (0, 6))
 
 
 def summarise(g):
-    """The headline numbers of one path, ``g`` = ``analysis.fisher.path_geometry``'s dict (dl (n,), sv (n, K),
-    length): -> {"length", "dl_peak_over_median", "dl_median", "dl_max", "sv_max": floats;
-    "inflated_singular_values": int, how many of the K singular values exceed 10 times their median along the path}."""
+    """The headline numbers of one path, ``g`` = ``analysis.fisher.path_geometry``'s dict (dl (n,),
+    sv (n, K), length): -> {"length", "dl_peak_over_median", "dl_median", "dl_max", "sv_max":
+    floats; "inflated_singular_values": int, how many of the K singular values exceed 10 times their
+    median along the path}."""
     dl, sv = g["dl"], g["sv"]
     med = np.median(sv, axis=0)
-    return {"length": g["length"], "dl_peak_over_median": float(dl.max() / max(np.median(dl), 1e-300)),
+    return {"length": g["length"],
+            "dl_peak_over_median": float(dl.max() / max(np.median(dl), 1e-300)),
             "dl_median": float(np.median(dl)), "dl_max": float(dl.max()),
             "inflated_singular_values": int((sv.max(axis=0) > 10 * np.maximum(med, 1e-300)).sum()),
             "sv_max": float(sv.max())}
 
 
 def main(argv=None):
-    """Measure dl/dt and the Jacobian's singular values along the paths between the most confident test
-    images of each class pair in PAIRS (eqs. 10-13); write paths.json, paths.npz and fisher_path.png.
-    -> {model: {"<a>-<b>": ``summarise``'s dict}}."""
-    parser = add_checkpoint_args(add_common_args(argparse.ArgumentParser(description=summary(__doc__))), MODELS)
-    parser.add_argument("--points", type=count, default=200, help="points along each path (default 200)")
+    """Measure dl/dt and the Jacobian's singular values along the paths between the most confident
+    test images of each class pair in PAIRS (eqs. 10-13); write paths.json, paths.npz and
+    fisher_path.png. -> {model: {"<a>-<b>": ``summarise``'s dict}}."""
+    parser = add_checkpoint_args(add_common_args(argparse.ArgumentParser(
+        description=summary(__doc__))), MODELS)
+    parser.add_argument("--points", type=count, default=200,
+                        help="points along each path (default 200)")
     args = parse(parser, argv, quick=presets.OPTIONS["fisher_path"])
     run = Run("fisher_path", args)
     models = load_models(args, run.xp, dtype=np.float64)
@@ -60,7 +65,8 @@ def main(argv=None):
             most = select_sources(model, to_device(x64, run.xp), to_device(y, run.xp))["most"]
             paths[name] = {}
             for a, b in PAIRS:
-                g = path_geometry(model, to_device(x64[most[a]], run.xp), to_device(x64[most[b]], run.xp), args.points)
+                g = path_geometry(model, to_device(x64[most[a]], run.xp),
+                                  to_device(x64[most[b]], run.xp), args.points)
                 key = f"{a}-{b}"
                 paths[name][key] = summarise(g)
                 for k in ("t", "p", "dl", "sv"):

@@ -1,19 +1,21 @@
 """Table 1: clean and FGSM test accuracy of nine models, {sigmoid MLP, ReLU MLP, CNN} x
 {vanilla, adversarial (eq. 4), saturated (eqs. 6-8)}, beside the paper's numbers.
 
-    python -m experiments.table1                  # the nine models of experiments.lib.paper (RESULTS.md)
-    python -m experiments.table1 --jobs 2         # two models at a time, one core each
-    python -m experiments.table1 --quick          # smoke preset: small models, minutes on 2 CPUs
+    python -m experiments.table1             # the nine models of experiments.lib.paper (RESULTS.md)
+    python -m experiments.table1 --jobs 2    # two models at a time, one core each
+    python -m experiments.table1 --quick     # smoke preset: small models, minutes on 2 CPUs
     python -m experiments.table1 --only cnn-saturated --set cnn-saturated.method.lam_max=1e-4
-    python -m experiments.table1 --only relu_mlp --seeds 0 1 2      # each cell mean +- std over seeds
-    python -m experiments.table1 --only saturated control --seeds 0 1 2   # the saturated models and their controls
-    python -m experiments.table1 --list           # one command per model, for a scheduler
+    python -m experiments.table1 --only relu_mlp --seeds 0 1 2   # each cell mean +- std over seeds
+    python -m experiments.table1 --only saturated control --seeds 0 1 2   # the saturated models
+                                                                            and their controls
+    python -m experiments.table1 --list      # one command per model, for a scheduler
 
-Each model (``experiments.lib.recipes``) is trained once into the run folder (default runs/table1[-quick])
-as <arch>-<training>.npz and reused, resumed or continued by its recipe (``experiments.lib.store``).
-FGSM: eps = 0.25 with the true label, images clipped to [0, 1], with the input gradient in each
-numerics mode: paper (float32 with TensorFlow's flush-to-zero), float32 (numpy's) and stable
-(``experiments.lib.evaluation``). Writes config.json (the recipes among it), table.json, table.md and log.txt.
+Each model (``experiments.lib.recipes``) is trained once into the run folder
+(default runs/table1[-quick]) as <arch>-<training>.npz and reused, resumed or continued by its
+recipe (``experiments.lib.store``). FGSM: eps = 0.25 with the true label, images clipped to [0, 1],
+with the input gradient in each numerics mode: paper (float32 with TensorFlow's flush-to-zero),
+float32 (numpy's) and stable (``experiments.lib.evaluation``). Writes config.json (the recipes among
+it), table.json, table.md and log.txt.
 """
 from __future__ import annotations
 
@@ -32,7 +34,8 @@ from nn.validate import check_eps, check_number
 
 
 def eval_settings(quick, assignments):
-    """The evaluation's settings (``paper.EVAL``, ``presets.EVAL``) with ``--set eval.<key>=value``."""
+    """The evaluation's settings (``paper.EVAL``, ``presets.EVAL``) with
+    ``--set eval.<key>=value``."""
     ev = {**paper.EVAL, **(presets.EVAL if quick else {})}
     for a in assignments:
         key, _, raw = a.partition("=")
@@ -44,23 +47,29 @@ def eval_settings(quick, assignments):
 
 
 def main(argv=None):
-    """Train (or load) and evaluate the chosen models, write the table; with ``--list`` only print one
-    command per model and seed. -> the table's rows (dicts of ``experiments.lib.evaluation``'s numbers)."""
+    """Train (or load) and evaluate the chosen models, write the table; with ``--list`` only print
+    one command per model and seed. -> the table's rows (dicts of ``experiments.lib.evaluation``'s
+    numbers)."""
     parser = add_common_args(argparse.ArgumentParser(description=summary(__doc__)))
     parser.add_argument("--only", nargs="*", default=None,
-                        help="models: an architecture (cnn), a training (saturated) or <arch>-<training>")
+                        help="models: an architecture (cnn), a training (saturated) or "
+                             "<arch>-<training>")
     parser.add_argument("--seeds", nargs="+", type=int, default=None,
-                        help="train every model once per seed and report mean +- std (default: --seed alone)")
+                        help="train every model once per seed and report mean +- std (default: "
+                             "--seed alone)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         help="change a recipe, --set <models>.<arch|train|method>.<key>=<value> "
-                             "(experiments.lib.recipes), or the evaluation, --set eval.<key>=<value>")
+                        "(experiments.lib.recipes), or the evaluation, --set eval.<key>=<value>")
     parser.add_argument("--sweep", default="runs/sweep",
                         help="sweep folder whose snapshots stand in for models of the same recipe "
-                             "(default runs/sweep, with --quick runs/sweep-quick; 'none' to always train)")
+                             "(default runs/sweep, with --quick runs/sweep-quick; "
+                             "'none' to always train)")
     parser.add_argument("--controls", action="store_true",
                         help="also each saturated model's control: its recipe without the penalty")
-    parser.add_argument("--jobs", type=count, default=1, help="models trained at a time, one core each")
-    parser.add_argument("--list", action="store_true", help="print one command per model and seed, run nothing")
+    parser.add_argument("--jobs", type=count, default=1,
+                        help="models trained at a time, one core each")
+    parser.add_argument("--list", action="store_true",
+                        help="print one command per model and seed, run nothing")
     args = parse(parser, argv, quick=presets.OPTIONS["table1"])
     seeds = args.seeds or [args.seed]
     if len(set(seeds)) != len(seeds):
@@ -70,37 +79,45 @@ def main(argv=None):
         if not a.startswith("eval."):
             recipes = apply_set(recipes, a)
     ev = eval_settings(args.quick, [a for a in args.overrides if a.startswith("eval.")])
-    asked = any(paper.CONTROL in o for o in args.only or [])  # --only control, --only relu_mlp-control
+    # --only control, --only relu_mlp-control
+    asked = any(paper.CONTROL in o for o in args.only or [])
     names = select([n for n in recipes if asked or n in paper.MODELS], args.only)
     if args.controls:  # each chosen saturated model's control, after the paper's models
         names += [n.replace("-saturated", f"-{paper.CONTROL}") for n in names
-                  if n.endswith("-saturated") and n.replace("-saturated", f"-{paper.CONTROL}") not in names]
+                  if n.endswith("-saturated")
+                  and n.replace("-saturated", f"-{paper.CONTROL}") not in names]
     for n in names:
         recipes[n].check()
     if args.list:  # commands only, on stdout: nothing is run or logged
         sweep = args.sweep if args.sweep == "none" else Path(args.sweep).resolve()
-        opts = ["--out", run_dir("table1", args).resolve(), *(["--quick"] if args.quick else []), "--sweep", sweep,
-                *(x for a in args.overrides for x in ("--set", a))]
+        opts = ["--out", run_dir("table1", args).resolve(), *(["--quick"] if args.quick else []),
+                "--sweep", sweep, *(x for a in args.overrides for x in ("--set", a))]
         for n in names:
             for s in seeds:
                 print(command("table1", "--only", n, "--seeds", s, *opts, data_dir=args.data_dir))
         return []
     run = Run("table1", args, recipes={n: recipes[n].as_dict() for n in names})
-    tasks = [{"recipe": recipes[n].as_dict(), "seed": s, "folder": str(run.dir), "data_dir": args.data_dir,
-              "sweep": None if args.sweep == "none" else args.sweep, "device": run.device, "eval": ev}
+    tasks = [{"recipe": recipes[n].as_dict(), "seed": s, "folder": str(run.dir),
+              "data_dir": args.data_dir,
+              "sweep": None if args.sweep == "none" else args.sweep,
+              "device": run.device, "eval": ev}
              for n in names for s in seeds]
     t0 = time.perf_counter()
-    results = run_all(train_and_evaluate, tasks, args.jobs, cost=[recipes[n].cost() for n in names for _ in seeds])
+    results = run_all(train_and_evaluate, tasks, args.jobs,
+                      cost=[recipes[n].cost() for n in names for _ in seeds])
     rows = []
     for i, n in enumerate(names):
         per_seed = results[i * len(seeds):(i + 1) * len(seeds)]
         clean, fgsm = paper.TABLE1.get(n, (None, None))  # the controls are ours
-        rows.append({"model": n, **aggregate(per_seed), "n_seeds": len(seeds), "seeds": seeds, "per_seed": per_seed,
-                     "paper_clean": clean, "paper_fgsm": fgsm, "arch_kwargs": recipes[n].arch_kwargs})
+        rows.append({"model": n, **aggregate(per_seed), "n_seeds": len(seeds), "seeds": seeds,
+                     "per_seed": per_seed,
+                     "paper_clean": clean, "paper_fgsm": fgsm,
+                     "arch_kwargs": recipes[n].arch_kwargs})
     table, wall = format_table(rows), time.perf_counter() - t0
-    run.log("\n" + table + f"\nwall time {wall:.0f} s on {hardware()}, device {run.device}, seeds {seeds}, "
-                           f"jobs {args.jobs}")
-    write_json(run.path("table.json"), {"rows": rows, "seeds": seeds, "device": run.device, "hardware": hardware(),
+    run.log("\n" + table + f"\nwall time {wall:.0f} s on {hardware()}, device {run.device}, "
+                           f"seeds {seeds}, jobs {args.jobs}")
+    write_json(run.path("table.json"), {"rows": rows, "seeds": seeds, "device": run.device,
+                                        "hardware": hardware(),
                                         "wall_seconds": wall, "jobs": args.jobs, "eval": ev})
     run.path("table.md").write_text(table)
     return rows

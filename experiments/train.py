@@ -1,14 +1,14 @@
 """Train and evaluate one model of Table 1 by its recipe (``experiments.lib.recipes``).
 
-    python -m experiments.train relu_mlp-vanilla                  # the recipe of experiments.lib.paper
-    python -m experiments.train cnn-vanilla --quick               # the quick preset, about a minute on a CPU
+    python -m experiments.train relu_mlp-vanilla       # the recipe of experiments.lib.paper
+    python -m experiments.train cnn-vanilla --quick    # the quick preset, about a minute on a CPU
     python -m experiments.train relu_mlp-saturated --set relu_mlp-saturated.method.lam_max=0
     python -m experiments.train sigmoid_mlp-vanilla --device gpu --set all.train.epochs=30
 
-Writes into the run folder (default runs/train-<model>[-quick]): recipe.json, log.txt, model.npz (the
-checkpoint, rewritten atomically after every epoch; the same command resumes or continues it) and
-metrics.json (clean test accuracy and the training history). Table 1 trains the same models the same
-way (``experiments.lib.store``) and adds the FGSM columns.
+Writes into the run folder (default runs/train-<model>[-quick]): recipe.json, log.txt, model.npz
+(the checkpoint, rewritten atomically after every epoch; the same command resumes or continues it)
+and metrics.json (clean test accuracy and the training history). Table 1 trains the same models the
+same way (``experiments.lib.store``) and adds the FGSM columns.
 """
 from __future__ import annotations
 
@@ -35,7 +35,8 @@ def main(argv=None):
     for a in args.overrides:
         recipes = apply_set(recipes, a)
     recipe = recipes[args.model].check()
-    run = Run("train", args, default_dir=f"runs/train-{args.model}", recipes={args.model: recipe.as_dict()})
+    run = Run("train", args, default_dir=f"runs/train-{args.model}",
+              recipes={args.model: recipe.as_dict()})
     write_json(run.path("recipe.json"), {"recipe": recipe.as_dict(), "seed": args.seed})
     data = load_mnist(args.data_dir)
     model, meta = train_or_load(recipe, args.seed, run.path("model.npz"), data, run.xp, run.log)
@@ -43,9 +44,10 @@ def main(argv=None):
     history = meta.get("history", [])
     seconds = sum(h.get("seconds", 0.0) for h in history)
     run.log(f"{args.model}: test accuracy {100 * test_acc:.2f} %  (train time {seconds:.0f} s)")
-    write_json(run.path("metrics.json"), {"model": args.model, "test_acc": test_acc, "train_seconds": seconds,
-                                          "val_acc": history[-1]["val_acc"] if history else None,
-                                          "hardware": hardware(), "device": run.device, "history": history})
+    write_json(run.path("metrics.json"),
+               {"model": args.model, "test_acc": test_acc, "train_seconds": seconds,
+                "val_acc": history[-1]["val_acc"] if history else None,
+                "hardware": hardware(), "device": run.device, "history": history})
     return test_acc
 
 

@@ -30,7 +30,8 @@ def mlp(activation="relu", hidden=1000, depth=2, input_shape=MNIST_SHAPE):
     init = "he" if activation == "relu" else "glorot"
     layers = [{"type": "flatten"}]
     for _ in range(depth):
-        layers += [{"type": "dense", "units": _size("hidden", hidden), "init": init}, {"type": activation}]
+        layers += [{"type": "dense", "units": _size("hidden", hidden), "init": init},
+                   {"type": activation}]
     layers.append({"type": "dense", "units": N_CLASSES, "init": "glorot"})
     return {"name": f"{activation}_mlp", "input_shape": list(input_shape), "layers": layers}
 
@@ -39,9 +40,11 @@ def cnn(channels=(32, 64), hidden=1024, kernel=5, input_shape=MNIST_SHAPE):
     """The CNN of the paper's Table 2."""
     layers = []
     for c in channels:
-        layers += [{"type": "conv2d", "channels": _size("channels", c), "kernel": _size("kernel", kernel), "init": "he"},
+        layers += [{"type": "conv2d", "channels": _size("channels", c),
+                    "kernel": _size("kernel", kernel), "init": "he"},
                    {"type": "relu"}, {"type": "maxpool2d"}]
-    layers += [{"type": "flatten"}, {"type": "dense", "units": _size("hidden", hidden), "init": "he"},
+    layers += [{"type": "flatten"},
+               {"type": "dense", "units": _size("hidden", hidden), "init": "he"},
                {"type": "relu"}, {"type": "dense", "units": N_CLASSES, "init": "glorot"}]
     return {"name": "cnn", "input_shape": list(input_shape), "layers": layers}
 

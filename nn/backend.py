@@ -107,8 +107,8 @@ def retain_freed_memory(limit=1 << 30) -> bool:
     By default glibc serves every allocation above 32 MB with a fresh mmap and unmaps it on free,
     so the CNN's im2col buffers (80 MB at batch 128) are page-faulted in anew at every training
     step: numpy has no caching allocator of its own. Keeping them cuts a CPU training epoch of
-    the CNN from 65 to 51 s on the 2-core reference machine (``python -m experiments.tools.bench`` with
-    and without ``--no-retain``; docs/performance.md, Speed of a training epoch). Process-wide,
+    the CNN from 65 to 51 s on the 2-core reference machine (``python -m experiments.tools.bench``
+    with and without ``--no-retain``; docs/performance.md, Speed of a training epoch). Process-wide,
     and the process keeps its peak memory; a no-op returning False off glibc (macOS, Windows, musl)
     and on the GPU, where cupy's memory pool already does this.
     """
@@ -119,6 +119,7 @@ def retain_freed_memory(limit=1 << 30) -> bool:
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(_M_MMAP_THRESHOLD, int(limit)) and libc.mallopt(_M_TRIM_THRESHOLD, 2 * int(limit)))
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, int(limit))
+                    and libc.mallopt(_M_TRIM_THRESHOLD, 2 * int(limit)))
     except (OSError, AttributeError):
         return False

@@ -32,7 +32,8 @@ from .spec import SpecError, param_shapes
 from .validate import UserError
 
 FORMAT = "satnets-checkpoint/1"
-FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))  # the dtypes a model's parameters may have
+# the dtypes a model's parameters may have
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 class CheckpointError(UserError, ValueError):
@@ -53,10 +54,10 @@ def _temp_name(path):
 
 
 def remove_stale_temps(path, now=None):
-    """Delete the temporary files of ``path`` that a killed ``atomic_write`` left in its folder (up to a
-    checkpoint's size each): those not modified for ``STALE_SECONDS``. A write in progress, by this
-    process or another one saving the same file, is recent and stays. Called by every ``atomic_write``
-    and ``load_checkpoint`` of ``path``. -> the paths removed."""
+    """Delete the temporary files of ``path`` that a killed ``atomic_write`` left in its folder (up
+    to a checkpoint's size each): those not modified for ``STALE_SECONDS``. A write in progress, by
+    this process or another one saving the same file, is recent and stays. Called by every
+    ``atomic_write`` and ``load_checkpoint`` of ``path``. -> the paths removed."""
     path = Path(path)
     now = time.time() if now is None else now
     pattern, removed = _temp_name(path), []
@@ -116,8 +117,8 @@ def load_checkpoint(path, xp=np, optimizer=False):
 
     Every item the file holds is checked against the spec before anything is built (``_check``):
     an array that is missing, extra, of another shape or dtype, or not finite names itself and the
-    file, whether or not ``optimizer`` asks for the Adam state. Stale temporary files of an interrupted
-    save of path are removed (``remove_stale_temps``)."""
+    file, whether or not ``optimizer`` asks for the Adam state. Stale temporary files of an
+    interrupted save of path are removed (``remove_stale_temps``)."""
     path = Path(path)
     remove_stale_temps(path)
     try:
@@ -138,16 +139,19 @@ def load_checkpoint(path, xp=np, optimizer=False):
     if not optimizer:
         return model, meta
     if "adam_t" not in meta:
-        raise NoOptimizerState(f"{path}: holds no optimizer state (train's checkpoints do; this is a model only)")
+        raise NoOptimizerState(f"{path}: holds no optimizer state (train's checkpoints do; "
+                               "this is a model only)")
     state = {"t": meta["adam_t"],
-             **{m: [{k: to_device(arrays[f"{ADAM}{m}.layer{i}.{k}"], xp) for k in p} for i, p in enumerate(shapes)]
+             **{m: [{k: to_device(arrays[f"{ADAM}{m}.layer{i}.{k}"], xp) for k in p}
+                    for i, p in enumerate(shapes)]
                 for m in ("m", "v")}}
     return model, meta, state
 
 
 def _misfit(path, name, problem):
     """The one message of a checkpoint item that does not fit the spec: the file, the item, what is
-    wrong, e.g. ``run/train.npz: adam.m.layer1.W has shape (60, 784); the spec expects (50, 784)``."""
+    wrong, e.g.
+    ``run/train.npz: adam.m.layer1.W has shape (60, 784); the spec expects (50, 784)``."""
     return CheckpointError(f"{path}: {name} {problem}")
 
 
@@ -157,12 +161,13 @@ def _whole(value):
 
 
 def _check(path, meta, arrays):
-    """Check every item of a checkpoint against its spec; -> the spec's parameter shapes, a list (one
-    per layer) of {name: shape}.
+    """Check every item of a checkpoint against its spec; -> the spec's parameter shapes, a list
+    (one per layer) of {name: shape}.
 
     - the spec describes a valid network;
     - the arrays are exactly the spec's parameters ``layer{i}.{k}``, plus, if the file holds an Adam
-      state (any ``adam.`` array or ``adam_t``), both moments ``adam.m.`` / ``adam.v.`` of every one;
+      state (any ``adam.`` array or ``adam_t``), both moments ``adam.m.`` / ``adam.v.`` of every
+      one;
     - each has the shape the spec gives its parameter, the model's dtype (that of the readout's
       weight, float32 or float64), and only finite entries; ``adam.v`` (a mean of g^2) none below 0;
     - ``adam_t`` is a whole number >= 0; a ``train_state`` has whole epoch and step >= 0, a finite
@@ -177,29 +182,34 @@ def _check(path, meta, arrays):
     want = {f"layer{i}.{k}": shape for i, p in enumerate(shapes) for k, shape in p.items()}
     adam = "adam_t" in meta or any(k.startswith(ADAM) for k in arrays)
     if adam:
-        want.update({f"{ADAM}{m}.{name}": shape for m in ("m", "v") for name, shape in list(want.items())})
+        want.update({f"{ADAM}{m}.{name}": shape for m in ("m", "v")
+                     for name, shape in list(want.items())})
     for name, shape in want.items():
         if name not in arrays:
             raise _misfit(path, name, f"is missing; the spec expects an array of shape {shape}")
     extra = sorted(set(arrays) - set(want))
     if extra:
-        raise _misfit(path, ", ".join(extra), ("is" if len(extra) == 1 else "are") + " not in the spec (its arrays: "
+        raise _misfit(path, ", ".join(extra),
+                      ("is" if len(extra) == 1 else "are") + " not in the spec (its arrays: "
                       + ", ".join(want) + ")")
     readout = f"layer{len(shapes) - 1}.W"
     dtype = arrays[readout].dtype
     if dtype not in FLOAT_DTYPES:
-        raise _misfit(path, readout, f"has dtype {dtype}; a model's parameters are float32 or float64")
+        raise _misfit(path, readout,
+                      f"has dtype {dtype}; a model's parameters are float32 or float64")
     for name, shape in want.items():
         a = arrays[name]
         if tuple(a.shape) != shape:
             raise _misfit(path, name, f"has shape {tuple(a.shape)}; the spec expects {shape}")
         if a.dtype != dtype:
-            raise _misfit(path, name, f"has dtype {a.dtype}; the model's is {dtype} (that of {readout})")
+            raise _misfit(path, name,
+                          f"has dtype {a.dtype}; the model's is {dtype} (that of {readout})")
         bad = a.size - int(np.count_nonzero(np.isfinite(a)))
         if bad:
             raise _misfit(path, name, f"has {bad} NaN or infinite entries of {a.size}")
         if name.startswith(f"{ADAM}v.") and (a < 0).any():
-            raise _misfit(path, name, f"has {int((a < 0).sum())} negative entries; Adam's second moment is >= 0")
+            raise _misfit(path, name, f"has {int((a < 0).sum())} negative entries; "
+                                      "Adam's second moment is >= 0")
     if adam and not _whole(meta.get("adam_t")):
         got = f"is {meta['adam_t']!r}" if "adam_t" in meta else "is missing"
         raise _misfit(path, "adam_t", f"{got}; Adam's step count is a whole number >= 0")
@@ -209,17 +219,20 @@ def _check(path, meta, arrays):
 
 
 def _check_train_state(path, ts):
-    """``nn.train``'s TrainState fields as saved: epoch, step, lr and the shuffling generator's state."""
+    """``nn.train``'s TrainState fields as saved: epoch, step, lr and the shuffling generator's
+    state."""
     if not isinstance(ts, dict):
         raise _misfit(path, "train_state", f"is {ts!r}; expected a dict of epoch, step, lr and rng")
     for key in ("epoch", "step"):
         if not _whole(ts.get(key)):
-            raise _misfit(path, f"train_state.{key}", f"is {ts.get(key)!r}; expected a whole number >= 0")
+            raise _misfit(path, f"train_state.{key}",
+                          f"is {ts.get(key)!r}; expected a whole number >= 0")
     lr = ts.get("lr")
     if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr) or lr <= 0:
         raise _misfit(path, "train_state.lr", f"is {lr!r}; expected a finite learning rate > 0")
     state = ts.get("rng")
-    kind = getattr(np.random, str(state.get("bit_generator")), None) if isinstance(state, dict) else None
+    kind = (getattr(np.random, str(state.get("bit_generator")), None)
+            if isinstance(state, dict) else None)
     try:
         if not (isinstance(kind, type) and issubclass(kind, np.random.BitGenerator)):
             raise ValueError("no numpy bit generator named")

@@ -1,5 +1,5 @@
-"""Conv2D as a forward/backward pair (``nn.layers``' contract): stride 1, "same" zero padding, through
-im2col. ``W``: (out_ch, in_ch, kh, kw), images NCHW.
+"""Conv2D as a forward/backward pair (``nn.layers``' contract): stride 1, "same" zero padding,
+through im2col. ``W``: (out_ch, in_ch, kh, kw), images NCHW.
 
 im2col and col2im copy strided slices, one per kernel offset (25 for a 5x5 kernel), as Chainer's
 ``utils/conv.py`` does: the same code on numpy and cupy, no ``np.add.at`` and no writes through

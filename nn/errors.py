@@ -6,4 +6,5 @@ The experiment scripts print a ``UserError`` as one line and exit with status 2
 
 
 class UserError(Exception):
-    """An error in what the user gave: its message says what was wrong and, where it can, what to do."""
+    """An error in what the user gave: its message says what was wrong and, where it can, what to
+    do."""

@@ -16,8 +16,8 @@ def numerical_gradient(f, x, h=1e-6):
     restoring it): grad_i = (f(x + h e_i) - f(x - h e_i)) / (2h).
 
     f: x -> scalar (float or 0-d array);  x: float64 array (numpy or cupy) of any memory layout
-    (C or Fortran order, a strided view)  ->  (x.shape), C order. Raises TypeError unless x is float64.
-    Loops over entries by index: for the small test networks only.
+    (C or Fortran order, a strided view)  ->  (x.shape), C order. Raises TypeError unless x is
+    float64. Loops over entries by index: for the small test networks only.
     """
     if x.dtype != np.float64:
         raise TypeError(f"finite differences need float64, got {x.dtype}")

@@ -31,7 +31,8 @@ import numpy as np
 
 from .backend import array_module
 from .numerics import FORWARD_NUMERICS, check_numerics, exp_flushed, log_sigmoid_prime
-from .conv import conv2d_backward, conv2d_forward, conv2d_param_grads, conv2d_vjp, col2im, im2col  # noqa: F401
+from .conv import (conv2d_backward, conv2d_forward, conv2d_param_grads, conv2d_vjp,  # noqa: F401
+                   col2im, im2col)
 
 # ---------------------------------------------------------------------------------------------
 # Dense
@@ -106,7 +107,8 @@ def maxpool2d_backward(dy, masks):
     to_memory = (k + 1, k + 2, k + 3, *range(k), k)  # (..., N, C, h, w) -> (C, h, w, ..., N)
     to_logical = (*range(3, 3 + k), 3 + k, 0, 1, 2)  # and back
     dy = xp.ascontiguousarray(dy.transpose(to_memory)).transpose(to_logical)
-    dx = xp.empty((C, 2 * h, 2 * w, *lead, N), dtype=dy.dtype).transpose(to_logical)  # (..., N, C, H, W)
+    # (..., N, C, H, W)
+    dx = xp.empty((C, 2 * h, 2 * w, *lead, N), dtype=dy.dtype).transpose(to_logical)
     for (i, j), m in zip(_WINDOW, masks):
         xp.multiply(dy, m, out=dx[..., i::2, j::2])
     return dx
@@ -128,8 +130,9 @@ def relu_maxpool2d_forward(h):
 def relu_maxpool2d_backward(dy, masks):
     """dL/dh of ``relu_maxpool2d_forward``: ``maxpool2d_backward`` with its masks, which hold the
     ReLU's 1[max > 0] too. The same gradient, tie for tie, as ``relu_backward`` after
-    ``maxpool2d_backward`` (a window whose maximum is <= 0 passes nothing back: every relu(h) in it is
-    0 with derivative 0, as ``relu_forward`` decides at 0).  dy: (..., N, C, H/2, W/2) -> (..., N, C, H, W).
+    ``maxpool2d_backward`` (a window whose maximum is <= 0 passes nothing back: every relu(h) in it
+    is 0 with derivative 0, as ``relu_forward`` decides at 0).  dy: (..., N, C, H/2, W/2) -> (...,
+    N, C, H, W).
     """
     return maxpool2d_backward(dy, masks)
 
@@ -160,10 +163,10 @@ def sigmoid(h, numerics="float32"):
     to 1, e <= 2^-24, i.e. from h = 24 ln 2 ~ 16.64 on (``SIGMOID_ONE``), while for negative h it
     stays a tiny positive number (~exp(h)) until h < -103.97 (``EXP_UNDERFLOW``).
 
-    ``numerics="paper"``: sigma(h) flushed to zero, e = ``exp_flushed(-|h|)``, never asking exp for a
-    subnormal. The same bits as ``flush_subnormals(sigmoid(h))``: where e would be subnormal, 1 + e is
-    1 either way, and y = e / (1 + e) is that subnormal (flushed: 0) or 0 / 1 = 0; where e is normal,
-    y = e / (1 + e) is normal too (it is e itself once 1 + e rounds to 1).
+    ``numerics="paper"``: sigma(h) flushed to zero, e = ``exp_flushed(-|h|)``, never asking exp for
+    a subnormal. The same bits as ``flush_subnormals(sigmoid(h))``: where e would be subnormal,
+    1 + e is 1 either way, and y = e / (1 + e) is that subnormal (flushed: 0) or 0 / 1 = 0; where e
+    is normal, y = e / (1 + e) is normal too (it is e itself once 1 + e rounds to 1).
     """
     xp = array_module(h)
     a = -xp.abs(h)
@@ -176,7 +179,8 @@ def sigmoid_forward(h, numerics="float32"):
 
     ``numerics``: "float32" or "paper" (``nn.numerics``). "paper" flushes subnormals to zero, as
     TensorFlow computed it: y = e^h is subnormal in float32 for -103.97 < h < -87.34 and becomes
-    exactly 0 there (``sigmoid(h, "paper")``, deciding from h), and so does the backward's y (1 - y).
+    exactly 0 there (``sigmoid(h, "paper")``, deciding from h), and so does the backward's y
+    (1 - y).
     """
     y = sigmoid(h, check_numerics(numerics, FORWARD_NUMERICS))
     return y, (h, y)
@@ -195,7 +199,8 @@ def sigmoid_backward(dy, cache):
 
 
 def sigmoid_backward_scaled(dy, cache, log_scale):
-    """The sigmoid's backward in scaled form: dL/dh = exp(log_scale) * d with no factor underflowing.
+    """The sigmoid's backward in scaled form: dL/dh = exp(log_scale) * d with no factor
+    underflowing.
 
     dy: (..., N, n) direction of the upstream gradient, log_scale: (..., N) its log-magnitude
     (dL/dy = exp(log_scale) dy). Each entry's log-magnitude log|dy| + log sigma'(h)

@@ -56,8 +56,9 @@ class MNISTError(UserError, RuntimeError):
     """MNIST files missing, corrupt or not downloadable. Every message has one shape, made here and
     nowhere else: ``<full path>: <what is wrong>. <what to do>``, e.g. ::
 
-        /data/mnist/t10k-labels-idx1-ubyte.gz: file is truncated (10007 bytes, expected 10008). Delete
-        it to download again (a verified copy goes into ~/.cache/satnets/mnist), or replace it with a good copy.
+        /data/mnist/t10k-labels-idx1-ubyte.gz: file is truncated (10007 bytes, expected 10008).
+        Delete it to download again (a verified copy goes into ~/.cache/satnets/mnist), or replace
+        it with a good copy.
 
     (the arguments stay in ``args``, so the error survives pickling across processes)."""
 
@@ -134,7 +135,8 @@ def _decode(data: bytes, name: str) -> np.ndarray:
     arr = _parse_idx(data, name)
     sha = hashlib.sha256(data).hexdigest()
     if sha != FILES[name][2]:
-        raise _Corrupt(f"SHA-256 checksum mismatch (got {sha}, expected {FILES[name][2]}); the file is corrupt")
+        raise _Corrupt(f"SHA-256 checksum mismatch (got {sha}, expected {FILES[name][2]}); "
+                       "the file is corrupt")
     return arr
 
 
@@ -198,7 +200,8 @@ def load_raw(data_dir=None, *, allow_download=True, mirrors=None) -> dict[str, n
     for name in FILES:
         path = find_file(name, dirs)
         if path is None:
-            looked = ", ".join(str(d.absolute()) + ("" if d.is_dir() else " (no such folder)") for d in dirs)
+            looked = ", ".join(str(d.absolute()) + ("" if d.is_dir() else " (no such folder)")
+                               for d in dirs)
             if not allow_download:
                 raise MNISTError(f"{name}(.gz)", f"not found in {looked}", _supply_remedy())
             try:

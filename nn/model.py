@@ -59,7 +59,8 @@ def layer_plan(layers):
     as itself."""
     plan, i = [], 0
     while i < len(layers):
-        if layers[i]["type"] == "relu" and i + 1 < len(layers) and layers[i + 1]["type"] == "maxpool2d":
+        if (layers[i]["type"] == "relu" and i + 1 < len(layers)
+                and layers[i + 1]["type"] == "maxpool2d"):
             plan.append(("relu_maxpool2d", i + 1))
             i += 2
         else:
@@ -74,8 +75,8 @@ def forward(spec, params, x, numerics="float32"):
     x: (N, *input_shape)  ->  (logits (N, 10), caches, hs (list of pre-activations h^l, the output
     of every weight layer, logits last)). caches: one (type, i, cache) per layer run, what
     ``backward`` and ``backward_scaled`` walk. ``numerics`` ("float32" or "paper", ``nn.numerics``):
-    "paper" flushes to zero where subnormals arise in the forward pass, the sigmoid's outputs (weight
-    layers and ReLU only combine values they are given).
+    "paper" flushes to zero where subnormals arise in the forward pass, the sigmoid's outputs
+    (weight layers and ReLU only combine values they are given).
     """
     check_numerics(numerics, FORWARD_NUMERICS)
     caches, hs = [], []
@@ -87,26 +88,29 @@ def forward(spec, params, x, numerics="float32"):
     return x, caches, hs
 
 
-def backward(spec, caches, dlogits, dhs=None, *, param_grads=True, input_grad=False, numerics="float32"):
+def backward(spec, caches, dlogits, dhs=None, *, param_grads=True, input_grad=False,
+             numerics="float32"):
     """Reverse-mode pass: walk the caches of ``forward`` backwards from dL/dlogits.
 
     dlogits: (..., N, 10); leading axes are extra cotangents and need ``param_grads=False``.
     dhs: optional list (one per weight layer, like ``hs``) of extra gradients dL/dh^l added at each
     pre-activation (the saturating penalty's); entries may be None.
-    -> (dx or None, grads: list of {name: array} per spec layer, empty when ``param_grads`` is False).
-    Gradients below the first weight layer are skipped unless ``input_grad``: training never needs
-    them. sigma' is the paper's y (1 - y), exactly 0 in float32 from h = 16.64 on (``nn.numerics``).
-    ``numerics``: "float32", or "paper", which flushes every backward product to zero below the
-    smallest normal number, as TensorFlow did; parameter gradients are products of flushed factors
-    and are not flushed again (Adam flushes its moments, ``nn.optim``). The stable mode's input
-    gradient is ``backward_scaled``.
+    -> (dx or None, grads: list of {name: array} per spec layer, empty when ``param_grads`` is
+    False). Gradients below the first weight layer are skipped unless ``input_grad``: training never
+    needs them. sigma' is the paper's y (1 - y), exactly 0 in float32 from h = 16.64 on
+    (``nn.numerics``). ``numerics``: "float32", or "paper", which flushes every backward product to
+    zero below the smallest normal number, as TensorFlow did; parameter gradients are products of
+    flushed factors and are not flushed again (Adam flushes its moments, ``nn.optim``). The stable
+    mode's input gradient is ``backward_scaled``.
     """
-    check_numerics(numerics, FORWARD_NUMERICS, "numerics (backward; the stable mode is backward_scaled)")
+    check_numerics(numerics, FORWARD_NUMERICS,
+                   "numerics (backward; the stable mode is backward_scaled)")
     flush = flush_subnormals if numerics == "paper" else _unchanged
     grads = [{} for _ in spec["layers"]]
     first_weight = min(j for j, (t, _, _) in enumerate(caches) if t in WEIGHT_LAYERS)
     d = dlogits
-    k = sum(t in WEIGHT_LAYERS for t, _, _ in caches)  # index of the next weight layer, counting down
+    # index of the next weight layer, counting down
+    k = sum(t in WEIGHT_LAYERS for t, _, _ in caches)
     for j in range(len(caches) - 1, -1, -1):
         t, i, cache = caches[j]
         if t in WEIGHT_LAYERS:
@@ -114,7 +118,8 @@ def backward(spec, caches, dlogits, dhs=None, *, param_grads=True, input_grad=Fa
             if dhs is not None and dhs[k] is not None:
                 d = flush(d + dhs[k])
             if param_grads:
-                grads[i] = _PARAM_GRADS[t](d, cache)  # from flushed factors; Adam flushes its moments
+                # from flushed factors; Adam flushes its moments
+                grads[i] = _PARAM_GRADS[t](d, cache)
         if j <= first_weight and not input_grad:
             return None, grads  # nothing below has parameters
         d = flush(_VJP[t](d, cache))
@@ -125,8 +130,8 @@ def backward_scaled(caches, d, log_scale):
     """The input gradient in scaled form, for any depth of saturation: dL/dx = exp(log_scale) * dx.
 
     d: (..., N, 10) direction of dL/dlogits, log_scale: (..., N) its log-magnitude (e.g. from
-    ``softmax.cross_entropy_backward_scaled``). Walks the caches of ``forward`` like ``backward`` (input
-    gradient only; the forward pass in "float32", the caches then hold nothing flushed),
+    ``softmax.cross_entropy_backward_scaled``). Walks the caches of ``forward`` like ``backward``
+    (input gradient only; the forward pass in "float32", the caches then hold nothing flushed),
     with sigmoid' applied in log form (``L.sigmoid_backward_scaled``) and each example's signal
     rescaled to max |d| = 1 after every layer, its log-magnitude added to log_scale: no factor
     underflows or overflows wherever the exact derivative is nonzero, in float32 as in float64,
@@ -140,7 +145,8 @@ def backward_scaled(caches, d, log_scale):
             continue
         d = _VJP[t](d, cache)
         n = log_scale.ndim  # the leading axes (..., N) index examples
-        s = xp.abs(d).reshape(d.shape[:n] + (math.prod(d.shape[n:]),)).max(axis=-1)  # (..., N); not -1: N may be 0
+        # (..., N); not -1: N may be 0
+        s = xp.abs(d).reshape(d.shape[:n] + (math.prod(d.shape[n:]),)).max(axis=-1)
         ok = s > 0
         s = xp.where(ok, s, 1)
         d = d / s.reshape(s.shape + (1,) * (d.ndim - n))
@@ -190,11 +196,13 @@ class Sequential:
 
     def astype(self, dtype):
         """A copy of the model with every parameter cast (float64 for checks and analysis)."""
-        return Sequential(self.spec, [{k: v.astype(dtype) for k, v in p.items()} for p in self.params])
+        return Sequential(self.spec, [{k: v.astype(dtype) for k, v in p.items()}
+                                      for p in self.params])
 
     def to(self, xp):
         """A copy of the model with its parameters in the array module ``xp``."""
-        return Sequential(self.spec, [{k: to_device(v, xp) for k, v in p.items()} for p in self.params])
+        return Sequential(self.spec, [{k: to_device(v, xp) for k, v in p.items()}
+                                      for p in self.params])
 
     def _check_input(self, x):
         """Shape, dtype and device of x (O(1): the model's methods run inside attacks' loops; the
@@ -224,15 +232,16 @@ class Sequential:
         L = sum_n w_n C_n + R(h^1, ..., h^D), with w_n = 1/N by default (the batch mean).
         weights: optional (N,) per-example weights w_n (adversarial training, eq. 4, uses them).
         penalty: optional function hs -> (R, dR/dhs) (the saturating penalty, eqs. 6-8).
-        numerics: "float32", or "paper": flush-to-zero in the forward and backward passes (TensorFlow's
-        numerics, ``nn.numerics``).
+        numerics: "float32", or "paper": flush-to-zero in the forward and backward passes
+        (TensorFlow's numerics, ``nn.numerics``).
         check: the labels are checked (``nn.validate``); training's objectives pass False, their
         batches come from data that ``nn.train.train`` checked once.
         -> (L as a 0-d array, grads: list of {name: array}, logits).
         An empty batch is refused (InputError): the loss and the penalty are means over examples.
         """
         if len(x) == 0:
-            raise InputError("x is an empty batch (N = 0); the training loss is a mean over examples and has none")
+            raise InputError("x is an empty batch (N = 0); the training loss is a mean over "
+                             "examples and has none")
         logits, caches, hs = self.forward(x, numerics)
         if check:
             check_labels(self, y, len(x))
@@ -268,8 +277,8 @@ class Sequential:
         """v^T J for each example: cotangent v (N, 10) on the logits -> (N, *input_shape)."""
         logits, caches, _ = self.forward(x)
         if tuple(getattr(v, "shape", ())) != tuple(logits.shape):
-            raise InputError(f"v has shape {tuple(getattr(v, 'shape', ()))}; expected {tuple(logits.shape)}, "
-                             "one cotangent per example on the logits")
+            raise InputError(f"v has shape {tuple(getattr(v, 'shape', ()))}; expected "
+                             f"{tuple(logits.shape)}, one cotangent per example on the logits")
         dx, _ = backward(self.spec, caches, v, param_grads=False, input_grad=True)
         return dx
 

@@ -1,6 +1,7 @@
 """The numerics modes, and the float32 arithmetic that the paper's results depend on.
 
-One keyword, ``numerics=``, names the arithmetic of a gradient wherever one is computed (``NUMERICS``):
+One keyword, ``numerics=``, names the arithmetic of a gradient wherever one is computed
+(``NUMERICS``):
 
 * ``"paper"``: float32 as TensorFlow computed it for the paper: the derivatives y (1 - y) of the
   sigmoid and p - onehot(y) of the cross-entropy, which round to exactly 0 in saturation, with
@@ -18,12 +19,13 @@ here that tests/test_numerics.py recomputes from the code's own arithmetic:
 
 * **Rounding to 1.** The code's sigma(h) = 1 / (1 + e), e = exp(-h) (``nn.layers.sigmoid``), is
   exactly 1.0 once 1 + e rounds to 1, e <= 2^-24: from h = 24 ln 2 ~ 16.64 on (``SIGMOID_ONE``;
-  a correctly rounded sigma would reach 1 only past 25 ln 2 ~ 17.33). There the paper's y (1 - y) and
-  the penalty's s (1 - s) are exactly 0. Likewise p_y rounds to 1, and p_y - 1 is exactly 0, once the
-  other classes' share sum_{j != y} exp(z_j - z_y) is at most 2^-24 (one runner-up: a logit margin of
-  16.64, ``P_Y_ONE_MARGIN``) where the largest logit is 0; the log-softmax rounds z_y + log-sum-exp
-  where it keeps the rounding of recorded numbers, so a larger largest logit brings it earlier
-  (``nn.softmax.log_softmax``: from 14.44 for logits (d, 0), from 11.09 for top logits of 500 and more).
+  a correctly rounded sigma would reach 1 only past 25 ln 2 ~ 17.33). There the paper's y (1 - y)
+  and the penalty's s (1 - s) are exactly 0. Likewise p_y rounds to 1, and p_y - 1 is exactly 0,
+  once the other classes' share sum_{j != y} exp(z_j - z_y) is at most 2^-24 (one runner-up: a logit
+  margin of 16.64, ``P_Y_ONE_MARGIN``) where the largest logit is 0; the log-softmax rounds
+  z_y + log-sum-exp where it keeps the rounding of recorded numbers, so a larger largest logit
+  brings it earlier (``nn.softmax.log_softmax``: from 14.44 for logits (d, 0), from 11.09 for top
+  logits of 500 and more).
 * **Underflow.** float32's smallest normal number is 2^-126 ~ e^-87.34 (``LOG_SMALLEST_NORMAL``),
   its smallest subnormal 2^-149 ~ e^-103.28 (``LOG_SMALLEST_SUBNORMAL``), and exp(-a) rounds to 0
   once it is below half of that, a > 150 ln 2 ~ 103.97 (``EXP_UNDERFLOW``). So sigma(h) for h <
@@ -34,11 +36,11 @@ here that tests/test_numerics.py recomputes from the code's own arithmetic:
   operands also make CPU arithmetic many times slower.
 
 **On the GPU the hardware flushes.** CuPy compiles every kernel with ``-ftz=true``
-(``cupy/cuda/compiler.py``), as TensorFlow's GPU kernels were: float32 results below 2^-126 are 0 and
-subnormal operands are read as 0 (measured with CuPy 14 on an NVIDIA H200: exp(-90) -> 0, 2^-130
-times 1 -> 0). There the "float32" mode cannot keep subnormals and computes, in every elementwise step,
-what "paper" computes; ``flushes_subnormals`` measures it, and ``experiments.lib.evaluation`` reports no
-float32 numbers on such a device rather than the paper's under another name.
+(``cupy/cuda/compiler.py``), as TensorFlow's GPU kernels were: float32 results below 2^-126 are 0
+and subnormal operands are read as 0 (measured with CuPy 14 on an NVIDIA H200: exp(-90) -> 0, 2^-130
+times 1 -> 0). There the "float32" mode cannot keep subnormals and computes, in every elementwise
+step, what "paper" computes; ``flushes_subnormals`` measures it, and ``experiments.lib.evaluation``
+reports no float32 numbers on such a device rather than the paper's under another name.
 
 ``flush_subnormals`` emulates flush-to-zero where subnormals arise in a network (each layer's output
 and each backward product in the "paper" mode, ``nn.model.forward`` and ``nn.model.backward``). It
@@ -47,11 +49,12 @@ flushed, which differs from hardware flush-to-zero only when many subnormal prod
 normal number.
 
 ``exp_flushed`` is exp followed by that flush, bit for bit, deciding from the argument first: exp is
-never asked for a subnormal result, which some x86 processors compute many times more slowly (numpy's
-exp of 25,600 float32 arguments took 200 us at -90 against 16 us at -50 or -105 on an Intel Xeon, while
-on an AMD EPYC with AVX-512 it takes as long at every argument; a deeply saturated network has units
-all across that band). The paper's numerics use it wherever an exp's result is flushed (the sigmoid's forward,
-the cross-entropy's p), and ``log_sigmoid_prime`` in every mode, as its result is the same either way.
+never asked for a subnormal result, which some x86 processors compute many times more slowly
+(numpy's exp of 25,600 float32 arguments took 200 us at -90 against 16 us at -50 or -105 on an Intel
+Xeon, while on an AMD EPYC with AVX-512 it takes as long at every argument; a deeply saturated
+network has units all across that band). The paper's numerics use it wherever an exp's result is
+flushed (the sigmoid's forward, the cross-entropy's p), and ``log_sigmoid_prime`` in every mode, as
+its result is the same either way.
 
 ``log_sigmoid_prime`` is the sigmoid's derivative in log form, which never underflows; the scaled
 backward pass of ``nn.model.backward_scaled`` carries each example's signal as a direction and a
@@ -74,10 +77,12 @@ FORWARD_NUMERICS = ("paper", "float32")  # the modes of a forward pass, of train
 # float32 thresholds, in units of the argument (h, or a logit margin); tests/test_numerics.py finds
 # each from the code's arithmetic
 SIGMOID_ONE = 24 * math.log(2)  # ~16.64: sigmoid(h) == 1.0 exactly for float32 h >= this
-P_Y_ONE_MARGIN = 24 * math.log(2)  # ~16.64: p_y == 1.0 from this margin on (one runner-up, largest logit 0)
+# ~16.64: p_y == 1.0 from this margin on (one runner-up, largest logit 0)
+P_Y_ONE_MARGIN = 24 * math.log(2)
 LOG_SMALLEST_NORMAL = -126 * math.log(2)  # ~ -87.34: log of 2^-126
 LOG_SMALLEST_SUBNORMAL = -149 * math.log(2)  # ~ -103.28: log of 2^-149
-FTZ_UNDERFLOW = -LOG_SMALLEST_NORMAL  # ~87.34: exp(-a) is subnormal, so 0 under flush-to-zero, for a > this
+# ~87.34: exp(-a) is subnormal, so 0 under flush-to-zero, for a > this
+FTZ_UNDERFLOW = -LOG_SMALLEST_NORMAL
 EXP_UNDERFLOW = 150 * math.log(2)  # ~103.97: exp(-a) rounds to 0 in float32 for a > this
 
 
@@ -88,16 +93,18 @@ def check_numerics(numerics, allowed=NUMERICS, name="numerics"):
         return numerics
     why = ""
     if numerics == "stable":
-        why = ("; 'stable' is the scaled input gradient (nn.model.backward_scaled), a direction without its "
-               "size: no mode of a forward pass, of training, of Adam or of an attack that needs the size")
-    raise InputError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {numerics!r}{why}")
+        why = ("; 'stable' is the scaled input gradient (nn.model.backward_scaled), "
+               "a direction without its size: no mode of a forward pass, of training, "
+               "of Adam or of an attack that needs the size")
+    raise InputError(f"{name} must be one of {', '.join(map(repr, allowed))}, "
+                     f"got {numerics!r}{why}")
 
 
 def upgrade_settings(d):
-    """A settings dict (a ``TrainConfig``'s, an objective's) written before the numerics had one name, in
-    today's words: ``"ftz": true / false`` -> ``"numerics": "paper" / "float32"``, the penalty's
-    ``"derivative": "paper" / "stable"`` -> ``"autodiff" / "closed_form"``. Today's dicts pass
-    unchanged. The one place where the old words are read. -> a new dict."""
+    """A settings dict (a ``TrainConfig``'s, an objective's) written before the numerics had one
+    name, in today's words: ``"ftz": true / false`` -> ``"numerics": "paper" / "float32"``, the
+    penalty's ``"derivative": "paper" / "stable"`` -> ``"autodiff" / "closed_form"``. Today's dicts
+    pass unchanged. The one place where the old words are read. -> a new dict."""
     d = dict(d)
     if "ftz" in d:
         ftz = d.pop("ftz")
@@ -118,11 +125,12 @@ def smallest_normal(dtype):
 def flushes_subnormals(xp):
     """True where the array module's float32 arithmetic flushes subnormals to zero (CuPy: every
     kernel is compiled with ``-ftz=true``), False where it keeps them (numpy). Measured once per
-    module, not assumed: exp(-90) (subnormal, ~8.2e-40) and 2^-130 * 1 in float32 must both be nonzero
-    for False. xp: numpy or cupy -> bool."""
+    module, not assumed: exp(-90) (subnormal, ~8.2e-40) and 2^-130 * 1 in float32 must both be
+    nonzero for False. xp: numpy or cupy -> bool."""
     if xp.__name__ not in _FLUSHES:
         e = to_host(xp.exp(to_device(np.array([-90.0], np.float32), xp)))
-        one = to_host(to_device(np.array([2.0 ** -130], np.float32), xp) * to_device(np.ones(1, np.float32), xp))
+        one = to_host(to_device(np.array([2.0 ** -130], np.float32), xp)
+                      * to_device(np.ones(1, np.float32), xp))
         _FLUSHES[xp.__name__] = bool(e[0] == 0 or one[0] == 0)
     return _FLUSHES[xp.__name__]
 
@@ -131,8 +139,8 @@ _FLUSHES = {}  # array module name -> flushes_subnormals' answer
 
 
 def flush_subnormals(a):
-    """a with every entry of magnitude below the dtype's smallest normal number replaced by exactly 0
-    (flush-to-zero, TensorFlow's float32 setting). Normal numbers, zeros, infinities and NaN pass
+    """a with every entry of magnitude below the dtype's smallest normal number replaced by exactly
+    0 (flush-to-zero, TensorFlow's float32 setting). Normal numbers, zeros, infinities and NaN pass
     unchanged. a: any float array -> a new array of the same shape and dtype."""
     xp = array_module(a)
     return a * (xp.abs(a) >= smallest_normal(a.dtype))  # NaN * False stays NaN, as it should
@@ -147,8 +155,9 @@ def log_sigmoid_prime(h):
     """
     xp = array_module(h)
     a = xp.abs(h)
-    # exp_flushed: where exp(-a) would be subnormal (a > 87.34 in float32, a > 708 in float64), 2 log1p(e)
-    # is far below half an ulp of a, so -a - 2 log1p(e) rounds to -a with e subnormal or 0 alike: the same bits
+    # exp_flushed: where exp(-a) would be subnormal (a > 87.34 in float32, a > 708 in float64), 2
+    # log1p(e) is far below half an ulp of a, so -a - 2 log1p(e) rounds to -a with e subnormal or 0
+    # alike: the same bits
     return -a - 2 * xp.log1p(exp_flushed(-a))
 
 
@@ -161,12 +170,12 @@ _DECIDE_FIRST = [True]  # False inside ``exp_then_flush``
 
 
 def exp_normal_floor(xp, dtype):
-    """The smallest float32 a whose exp(a), as ``xp.exp`` computes it, is a normal number (>= 2^-126):
-    the float32 next to -87.34 (log 2^-126, ``LOG_SMALLEST_NORMAL``). Found once per array module
-    from the exp of every float32 in [-88, -87] (131,073 numbers), which must be subnormal below it
-    and normal from it on, and exactly 0 at those below it moved 1000 lower (what ``exp_flushed``
-    computes). None for other dtypes, or for an exp that is not monotone there: ``exp_flushed`` then
-    computes exp and flushes."""
+    """The smallest float32 a whose exp(a), as ``xp.exp`` computes it, is a normal number
+    (>= 2^-126): the float32 next to -87.34 (log 2^-126, ``LOG_SMALLEST_NORMAL``). Found once per
+    array module from the exp of every float32 in [-88, -87] (131,073 numbers), which must be
+    subnormal below it and normal from it on, and exactly 0 at those below it moved 1000 lower (what
+    ``exp_flushed`` computes). None for other dtypes, or for an exp that is not monotone there:
+    ``exp_flushed`` then computes exp and flushes."""
     key = (xp.__name__, np.dtype(dtype).name)
     if key not in _EXP_FLOORS:
         _EXP_FLOORS[key] = _find_exp_normal_floor(xp) if np.dtype(dtype) == np.float32 else None
@@ -174,8 +183,10 @@ def exp_normal_floor(xp, dtype):
 
 
 def _find_exp_normal_floor(xp):
-    lo, hi = np.array([-88, -87], np.float32).view(np.int32)  # negative floats: larger bits, larger magnitude
-    a = np.arange(lo, hi - 1, -1, dtype=np.int32).view(np.float32)  # every float32 from -88 up to -87
+    # negative floats: larger bits, larger magnitude
+    lo, hi = np.array([-88, -87], np.float32).view(np.int32)
+    # every float32 from -88 up to -87
+    a = np.arange(lo, hi - 1, -1, dtype=np.int32).view(np.float32)
     normal = to_host(xp.exp(to_device(a, xp))) >= smallest_normal(np.float32)
     i = int(normal.argmax())
     moved = to_host(xp.exp(to_device(a[:i] - np.float32(1000), xp)))
@@ -190,20 +201,22 @@ def exp_flushed(a):
     Arguments below ``exp_normal_floor`` (where exp(a) < 2^-126, which the flush makes 0) are moved
     1000 lower first, where exp is exactly 0 on its fast path; every other argument, NaN and the
     infinities included, goes to exp unchanged (a - 0 = a). Other dtypes than float32, and inside
-    ``exp_then_flush``: exp, then ``flush_subnormals``. a: any float array -> a new array, same shape
-    and dtype.
+    ``exp_then_flush``: exp, then ``flush_subnormals``. a: any float array -> a new array, same
+    shape and dtype.
     """
     xp = array_module(a)
     floor = exp_normal_floor(xp, a.dtype) if _DECIDE_FIRST[0] else None
     if floor is None:
         return flush_subnormals(xp.exp(a))
-    return xp.exp(a - xp.multiply(a < floor, 1000, dtype=a.dtype))  # 1000 lower where exp(a) would be flushed
+    # 1000 lower where exp(a) would be flushed
+    return xp.exp(a - xp.multiply(a < floor, 1000, dtype=a.dtype))
 
 
 @contextlib.contextmanager
 def exp_then_flush():
-    """Within this block ``exp_flushed`` computes exp, then flushes: the same bits by the plain path, as
-    every exp was flushed before it decided from the argument (for benchmarks and tests)."""
+    """Within this block ``exp_flushed`` computes exp, then flushes: the same bits by the plain
+    path, as every exp was flushed before it decided from the argument (for benchmarks and
+    tests)."""
     before = _DECIDE_FIRST[0]
     _DECIDE_FIRST[0] = False
     try:

@@ -45,7 +45,8 @@ def _adam_block(p, g, m, v, tmp, lr_t, eps_t, beta1, beta2, tiny=0.0):
     p -= tmp
 
 
-def adam_update(params, grads, state, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, numerics="float32"):
+def adam_update(params, grads, state, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+                numerics="float32"):
     """One Adam step, in place on ``params`` and ``state``:
 
         m <- beta1 m + (1 - beta1) g,   v <- beta2 v + (1 - beta2) g^2,
@@ -57,8 +58,8 @@ def adam_update(params, grads, state, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
     flush-to-zero arithmetic does (``nn.numerics``).
 
     Every parameter and moment is updated in place whatever its memory layout: a C-contiguous array
-    through a 1-D view, any other (Fortran order, a strided view) through a C-order copy written back
-    into it, with the same arithmetic entry by entry.
+    through a 1-D view, any other (Fortran order, a strided view) through a C-order copy written
+    back into it, with the same arithmetic entry by entry.
     """
     check_numerics(numerics, FORWARD_NUMERICS)
     state["t"] += 1
@@ -70,7 +71,8 @@ def adam_update(params, grads, state, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
         for k in p:
             arrays = (p[k], g[k], m[k], v[k])
             xp = array_module(arrays[0])
-            flat = [xp.ascontiguousarray(a).reshape(-1) for a in arrays]  # (n,) in C order, a view if a is C-contiguous
+            # (n,) in C order, a view if a is C-contiguous
+            flat = [xp.ascontiguousarray(a).reshape(-1) for a in arrays]
             n = flat[0].size
             block = n if xp.__name__ == "cupy" else CPU_BLOCK
             tmp = xp.empty(min(block, n), dtype=flat[0].dtype)
@@ -78,7 +80,8 @@ def adam_update(params, grads, state, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
             for s in range(0, n, block):
                 e = min(s + block, n)
                 _adam_block(*(a[s:e] for a in flat), tmp[:e - s], lr_t, eps_t, beta1, beta2, tiny)
-            for i in (0, 2, 3):  # p, m and v; an array that is not C-contiguous was updated as a copy
+            # p, m and v; an array that is not C-contiguous was updated as a copy
+            for i in (0, 2, 3):
                 if not arrays[i].flags.c_contiguous:
                     arrays[i][...] = flat[i].reshape(arrays[i].shape)
 
@@ -88,10 +91,11 @@ def step_share(state, beta2=0.999, eps=1e-8):
 
         s = sqrt(v_hat) / (sqrt(v_hat) + eps),   v_hat = v / (1 - beta2^t),
 
-    so that ``adam_update``'s step is s * lr * m_hat / sqrt(v_hat): s ~ 1 where the gradient's running
-    RMS sqrt(v_hat) is far above eps, s ~ sqrt(v_hat) / eps (the step shrinks with the gradient) where it
-    is far below, 0 where v is 0. state: ``adam_init``'s, after at least one step. -> list of {name:
-    float64 host array shaped like the parameter}, values in [0, 1). Raises ValueError before any step."""
+    so that ``adam_update``'s step is s * lr * m_hat / sqrt(v_hat): s ~ 1 where the gradient's
+    running RMS sqrt(v_hat) is far above eps, s ~ sqrt(v_hat) / eps (the step shrinks with the
+    gradient) where it is far below, 0 where v is 0. state: ``adam_init``'s, after at least one
+    step. -> list of {name: float64 host array shaped like the parameter}, values in [0, 1). Raises
+    ValueError before any step."""
     if state["t"] < 1:
         raise ValueError("Adam's state has taken no step yet (t = 0): v_hat is undefined")
     c2 = math.sqrt(1.0 - beta2 ** state["t"])

@@ -12,23 +12,23 @@ Batch convention (the paper does not say): ``batch="mean"`` (default) averages R
 of a batch, like the cross-entropy it is added to, so lambda does not change meaning with the batch
 size; ``batch="sum"`` sums it (lambda then weighs 128 x more at batch 128).
 
-Unit convention (the paper does not say either): ``units="sum"`` (default) sums phi over the units of
-a layer, as eq. 6 is written; ``units="mean"`` averages over each layer's units instead (what
+Unit convention (the paper does not say either): ``units="sum"`` (default) sums phi over the units
+of a layer, as eq. 6 is written; ``units="mean"`` averages over each layer's units instead (what
 ``tf.reduce_mean`` of each layer's penalty gives), so a layer's weight in R is lambda / n_l and the
 10-unit readout's units weigh 100 x more each than those of a 1000-unit hidden layer.
 
 Derivative (``derivative=``) of the sigmoid penalty: ``"closed_form"`` (default) computes phi and
 phi' from e = exp(-|h|), phi = e / (1 + e)^2, nonzero in float32 until |h| > 103.97
-(``nn.numerics.EXP_UNDERFLOW``); ``"autodiff"`` is what TensorFlow's autodiff computes from a rounded
-sigma, s = sigma(h): phi = s (1 - s), phi' = s (1 - s)(1 - 2 s), both exactly 0 once s rounds to 1
-(from h = 16.64 on in float32, ``nn.numerics.SIGMOID_ONE``), so units past that point feel no push
-at all.
+(``nn.numerics.EXP_UNDERFLOW``); ``"autodiff"`` is what TensorFlow's autodiff computes from a
+rounded sigma, s = sigma(h): phi = s (1 - s), phi' = s (1 - s)(1 - 2 s), both exactly 0 once s
+rounds to 1 (from h = 16.64 on in float32, ``nn.numerics.SIGMOID_ONE``), so units past that point
+feel no push at all.
 
 Flush-to-zero: the penalty takes no numerics, and phi and phi' keep their subnormal values (87.34 <
 |h| < 103.97) in the paper's numerics too; ``nn.model.backward`` adds dR/dh to the backward signal
-and flushes the sum. Flushing phi first (``nn.numerics.exp_flushed``) would change training's bits at
-the readout: a logit of 90 beside a top logit of 170 has a normal cross-entropy gradient p_j / N of
-1.4e-37 (N = 128), which its subnormal dR/dz (-1.1e-42 at lambda 1.74, units="mean") moves by 99
+and flushes the sum. Flushing phi first (``nn.numerics.exp_flushed``) would change training's bits
+at the readout: a logit of 90 beside a top logit of 170 has a normal cross-entropy gradient p_j / N
+of 1.4e-37 (N = 128), which its subnormal dR/dz (-1.1e-42 at lambda 1.74, units="mean") moves by 99
 ulps. (A hidden sigmoid unit there passes no gradient in the paper's numerics, its y (1 - y) is
 exactly 0.) So phi alone still asks exp for subnormal results, as it always did.
 """
@@ -90,8 +90,8 @@ def saturating_penalty(hs, kinds, lam, units="sum", batch="mean", derivative="cl
     b = 1/N (``batch="mean"``) or 1 (``batch="sum"``).
 
     hs: list of pre-activations, each (N, ...); kinds: one name of PHI_KINDS (or None: no penalty
-    on that layer) per entry of hs; derivative: "closed_form" or "autodiff" (see the module docstring).
-    ->  (R as a 0-d array, list of dR/dh^l or None).
+    on that layer) per entry of hs; derivative: "closed_form" or "autodiff" (see the module
+    docstring). ->  (R as a 0-d array, list of dR/dh^l or None).
     """
     if len(kinds) != len(hs):
         raise ValueError(f"{len(kinds)} penalty kinds for {len(hs)} weight layers")
@@ -108,7 +108,8 @@ def saturating_penalty(hs, kinds, lam, units="sum", batch="mean", derivative="cl
         if kind not in PHI:
             raise ValueError(f"unknown penalty kind {kind!r}; expected one of {PHI_KINDS} or None")
         phi, dphi = phis[kind](h)
-        scale = lam * (1 / N if batch == "mean" else 1) * (1 if units == "sum" else N / h.size)  # h.size = N * n_l
+        # h.size = N * n_l
+        scale = lam * (1 / N if batch == "mean" else 1) * (1 if units == "sum" else N / h.size)
         total = total + phi.sum() * scale
         dhs.append(dphi * scale)
     return total, dhs
@@ -135,7 +136,8 @@ def lambda_schedule(step, lam_max, lam_step):
     return min(lam_max, step * lam_step)
 
 
-def saturating_objective(kinds, lam_max, lam_step, units="sum", batch="mean", derivative="closed_form"):
+def saturating_objective(kinds, lam_max, lam_step, units="sum", batch="mean",
+                         derivative="closed_form"):
     """The training objective of the saturated networks: mean cross-entropy + R (eqs. 6-8) with
     lambda = lambda_schedule(step). -> objective(model, x, y, step, numerics="float32") for
     ``nn.train.train``."""
@@ -151,7 +153,8 @@ def saturating_objective(kinds, lam_max, lam_step, units="sum", batch="mean", de
     def objective(model, x, y, step, numerics="float32"):
         lam = lambda_schedule(step, lam_max, lam_step)
         return model.loss_and_grads(x, y, numerics=numerics, check=False,
-                                    penalty=lambda hs: saturating_penalty(hs, kinds, lam, units, batch, derivative))
+                                    penalty=lambda hs: saturating_penalty(hs, kinds, lam, units,
+                                                                          batch, derivative))
     return objective
 
 

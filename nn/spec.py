@@ -69,12 +69,15 @@ def _layer_shape(i, layer, shape):
     if t not in LAYER_TYPES:
         raise SpecError(f"layer {i}: unknown type {t!r}; expected one of {LAYER_TYPES}")
     for field in ("units", "channels", "kernel"):
-        if field in layer and (isinstance(layer[field], bool) or not isinstance(layer[field], numbers.Integral)
+        if field in layer and (isinstance(layer[field], bool)
+                               or not isinstance(layer[field], numbers.Integral)
                                or layer[field] < 1):
-            raise SpecError(f"layer {i}: {field} must be a positive whole number, got {layer[field]!r}")
+            raise SpecError(f"layer {i}: {field} must be a positive whole number, "
+                            f"got {layer[field]!r}")
     if t == "dense":
         if len(shape) != 1:
-            raise SpecError(f"layer {i}: dense needs a flat input, got shape {shape}; add a flatten")
+            raise SpecError(f"layer {i}: dense needs a flat input, got shape {shape}; "
+                            "add a flatten")
         shape = (int(layer["units"]),)
     elif t == "conv2d":
         if len(shape) != 3:
@@ -146,4 +149,5 @@ def check_params(spec, params):
             raise SpecError(f"layer {i}: parameters {sorted(p)}, spec expects {sorted(e)}")
         for name, shape in e.items():
             if tuple(p[name].shape) != shape:
-                raise SpecError(f"layer {i} {name}: shape {tuple(p[name].shape)}, spec expects {shape}")
+                raise SpecError(f"layer {i} {name}: shape {tuple(p[name].shape)}, "
+                                f"spec expects {shape}")

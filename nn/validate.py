@@ -52,20 +52,21 @@ def check_number(name, value, *, minimum=0.0, positive=False, integer=False, max
 def check_eps(value, name="eps"):
     """An L-inf radius on images in [0, 1]: a real number in [0, 1]. -> value.
 
-    0 is the empty perturbation (the attack returns the clean verdict); at 1 the ball B(x, 1) already
-    holds every image of the pixel box [0, 1]^D (the unbounded attack of a sanity check, the end of
-    the audit's eps sweep), so an eps above 1 names that same set under another number and is refused.
-    The one rule for every attack's eps and every script's --eps."""
+    0 is the empty perturbation (the attack returns the clean verdict); at 1 the ball B(x, 1)
+    already holds every image of the pixel box [0, 1]^D (the unbounded attack of a sanity check, the
+    end of the audit's eps sweep), so an eps above 1 names that same set under another number and is
+    refused. The one rule for every attack's eps and every script's --eps."""
     check_number(name, value)
     if value > 1:
-        raise InputError(f"{name} must be at most 1, got {value!r}: an L-inf radius on images in [0, 1] "
-                         f"(at {name} = 1 the ball already holds every image)")
+        raise InputError(f"{name} must be at most 1, got {value!r}: an L-inf radius on images in "
+                         f"[0, 1] (at {name} = 1 the ball already holds every image)")
     return value
 
 
 def check_count(name, value):
-    """An iteration count of an attack (steps, restarts, max_iter, n_queries, draws, targets): a whole
-    number >= 1. -> value. A budget of 0 is no attack; ask for that with eps = 0, not a count of 0."""
+    """An iteration count of an attack (steps, restarts, max_iter, n_queries, draws, targets): a
+    whole number >= 1. -> value. A budget of 0 is no attack; ask for that with eps = 0, not a count
+    of 0."""
     return check_number(name, value, minimum=1, integer=True)
 
 
@@ -75,10 +76,11 @@ def check_images(model, x, name="x", *, unit_range=True, values=True):
     attacks' pixel box), in [0, 1]. -> x."""
     xp = model.xp
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-        raise InputError(f"{name} must be an array of shape (N, {_shape(model)}), got {type(x).__name__}")
+        raise InputError(f"{name} must be an array of shape (N, {_shape(model)}), "
+                         f"got {type(x).__name__}")
     if array_module(x) is not xp:
-        raise InputError(f"{name} is a {type(x).__module__.split('.')[0]} array but the model lives on "
-                         f"{xp.__name__}; move it with nn.backend.to_device")
+        raise InputError(f"{name} is a {type(x).__module__.split('.')[0]} array but the model "
+                         f"lives on {xp.__name__}; move it with nn.backend.to_device")
     want = tuple(model.spec["input_shape"])
     if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want:
         raise InputError(f"{name} has shape {tuple(x.shape)}; expected (N, {_shape(model)})")
@@ -92,7 +94,8 @@ def check_images(model, x, name="x", *, unit_range=True, values=True):
         if unit_range:
             lo, hi = float(x.min()), float(x.max())
             if lo < 0 or hi > 1:
-                raise InputError(f"{name} has pixels in [{lo:g}, {hi:g}]; the attacks work on images in [0, 1]")
+                raise InputError(f"{name} has pixels in [{lo:g}, {hi:g}]; "
+                                 "the attacks work on images in [0, 1]")
     return x
 
 
@@ -104,8 +107,8 @@ def check_labels(model, y, n, name="y", n_classes=None):
     if not hasattr(y, "shape") or not hasattr(y, "dtype"):
         raise InputError(f"{name} must be an integer array of shape ({n},), got {type(y).__name__}")
     if array_module(y) is not xp:
-        raise InputError(f"{name} is a {type(y).__module__.split('.')[0]} array but the model lives on "
-                         f"{xp.__name__}; move it with nn.backend.to_device")
+        raise InputError(f"{name} is a {type(y).__module__.split('.')[0]} array but the model "
+                         f"lives on {xp.__name__}; move it with nn.backend.to_device")
     if tuple(y.shape) != (n,):
         raise InputError(f"{name} has shape {tuple(y.shape)}; expected ({n},), one label per image")
     if not np.issubdtype(y.dtype, np.integer):
@@ -113,8 +116,8 @@ def check_labels(model, y, n, name="y", n_classes=None):
     if n:
         lo, hi = int(y.min()), int(y.max())
         if lo < 0 or hi >= K:
-            raise InputError(f"{name} has labels in [{lo}, {hi}]; the model has {K} classes, so labels lie in "
-                             f"[0, {K - 1}]")
+            raise InputError(f"{name} has labels in [{lo}, {hi}]; the model has {K} classes, "
+                             f"so labels lie in [0, {K - 1}]")
     return y
 
 

@@ -26,8 +26,8 @@ def xp(request):
 @pytest.fixture(scope="session")
 def mnist_dir():
     """The MNIST folder, found as the loader finds it (``nn.mnist``): $SATNETS_MNIST_DIR, else
-    ../shared/data/mnist beside the repository (CI's copy), else the per-user cache, downloaded there
-    from the public mirrors if it is not there yet."""
+    ../shared/data/mnist beside the repository (CI's copy), else the per-user cache, downloaded
+    there from the public mirrors if it is not there yet."""
     from nn.mnist import ENV_DIR, cache_dir, load_mnist
     for d in (os.environ.get(ENV_DIR), REPO.parent / "shared" / "data" / "mnist"):
         if d and Path(d).is_dir():

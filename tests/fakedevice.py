@@ -1,5 +1,5 @@
-"""A stand-in for CuPy that keeps its arrays on a pretend device: the host/device discipline of a GPU
-run, checked on the CPU. Test infrastructure, not an array library: the arithmetic is
+"""A stand-in for CuPy that keeps its arrays on a pretend device: the host/device discipline of a
+GPU run, checked on the CPU. Test infrastructure, not an array library: the arithmetic is
 numpy's; what it adds are CuPy's refusals.
 
 ``module()`` returns a module object that the tests install as ``sys.modules["cupy"]``, so that
@@ -8,8 +8,8 @@ script puts on the "gpu" is a ``DeviceArray``. Like CuPy, and unlike numpy, it r
 
 * a host array (a numpy ndarray of one or more dimensions) as an operand of a device ufunc or an
   argument of a device function (``xp.where(host_mask, ...)``): TypeError;
-* ``np.asarray`` / ``np.array`` / ``np.ascontiguousarray`` of a device array, and ``xp.asarray`` of a
-  host array, anywhere but in ``nn.backend`` (the one module that moves data): TypeError;
+* ``np.asarray`` / ``np.array`` / ``np.ascontiguousarray`` of a device array, and ``xp.asarray`` of
+  a host array, anywhere but in ``nn.backend`` (the one module that moves data): TypeError;
 * a numpy function applied to a device array (``np.concatenate(device_arrays)``) unless CuPy
   implements that function (``real_names``, read from the installed CuPy): TypeError.
 
@@ -23,7 +23,8 @@ import types
 
 import numpy as np
 
-_NUMPY_CONVERTERS = {name: getattr(np, name) for name in ("asarray", "array", "ascontiguousarray", "asanyarray")}
+_NUMPY_CONVERTERS = {name: getattr(np, name)
+                     for name in ("asarray", "array", "ascontiguousarray", "asanyarray")}
 MOVERS = ("nn.backend",)  # modules allowed to move arrays between host and device
 
 
@@ -40,9 +41,11 @@ class DeviceArray(np.ndarray):
 
     def __array_function__(self, func, types_, args, kwargs):
         if func.__name__ not in real_names():
-            raise TypeError(f"numpy.{func.__name__} applied to a device array; CuPy does not dispatch it")
+            raise TypeError(f"numpy.{func.__name__} applied to a device array; "
+                            "CuPy does not dispatch it")
         _refuse_host(_flat(args) + _flat(tuple(kwargs.values())), f"numpy.{func.__name__}")
-        return _on_device(func(*_host_views(args), **{k: _host_views(v) for k, v in kwargs.items()}))
+        return _on_device(func(*_host_views(args),
+                               **{k: _host_views(v) for k, v in kwargs.items()}))
 
     def get(self):
         """To the host, as cupy.ndarray.get does."""
@@ -87,8 +90,8 @@ def _guard_numpy_converter(name):
 
     def guarded(a, *args, **kwargs):
         if isinstance(a, DeviceArray) and _caller_module() not in MOVERS:
-            raise TypeError(f"np.{name} of a device array outside nn.backend (CuPy: implicit conversion to a "
-                            f"NumPy array is not allowed)")
+            raise TypeError(f"np.{name} of a device array outside nn.backend (CuPy: "
+                            "implicit conversion to a NumPy array is not allowed)")
         return convert(a, *args, **kwargs)
     return guarded
 
@@ -98,9 +101,11 @@ def _device_function(name, fn):
         if name in ("asarray", "array", "ascontiguousarray"):
             host = [a for a in args[:1] if type(a) is np.ndarray and a.ndim > 0]
             if host and _caller_module() not in MOVERS:
-                raise TypeError(f"xp.{name} of a host array outside nn.backend: an unmarked host-to-device copy")
+                raise TypeError(f"xp.{name} of a host array outside nn.backend: "
+                                "an unmarked host-to-device copy")
             return _on_device(np.ascontiguousarray(_host_views(args[0]), *args[1:], **kwargs)
-                              if name == "ascontiguousarray" else fn(_host_views(args[0]), *args[1:], **kwargs))
+                              if name == "ascontiguousarray" else fn(_host_views(args[0]),
+                                                                     *args[1:], **kwargs))
         _refuse_host(args + tuple(kwargs.values()), f"xp.{name}")
         return _on_device(fn(*_host_views(args), **{k: _host_views(v) for k, v in kwargs.items()}))
     call.__name__ = name

@@ -7,12 +7,13 @@ from nn.model import Sequential
 
 
 def tiny_models():
-    """A ReLU MLP, a sigmoid MLP whose units saturate (weights x 8: exactly-zero float32 gradients in
-    the paper's mode) and a CNN, on 8x8 images. -> {arch: Sequential}."""
+    """A ReLU MLP, a sigmoid MLP whose units saturate (weights x 8: exactly-zero float32 gradients
+    in the paper's mode) and a CNN, on 8x8 images. -> {arch: Sequential}."""
     relu = Sequential.init(architectures.mlp("relu", hidden=16, input_shape=[1, 8, 8]), seed=0)
     sig = Sequential.init(architectures.mlp("sigmoid", hidden=16, input_shape=[1, 8, 8]), seed=1)
     sig = Sequential(sig.spec, [{k: v * np.float32(8) for k, v in p.items()} for p in sig.params])
-    cnn = Sequential.init(architectures.cnn(channels=(2, 3), hidden=8, input_shape=[1, 8, 8]), seed=2)
+    cnn = Sequential.init(architectures.cnn(channels=(2, 3), hidden=8, input_shape=[1, 8, 8]),
+                          seed=2)
     return {"relu_mlp": relu, "sigmoid_mlp": sig, "cnn": cnn}
 
 

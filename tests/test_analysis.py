@@ -29,7 +29,8 @@ def test_rdm_identical_representations_zero_and_symmetric(xp):
     r = to_device(rng.standard_normal((6, 5)), xp)
     D = to_host(rdm.rdm(xp.concatenate([r, r])))
     assert np.allclose(D, D.T) and (D >= 0).all() and (np.diag(D) == 0).all()
-    np.testing.assert_allclose(np.diag(D[:6, 6:]), 0, atol=1e-14)  # a row against its copy (Gram rounding)
+    # a row against its copy (Gram rounding)
+    np.testing.assert_allclose(np.diag(D[:6, 6:]), 0, atol=1e-14)
     np.testing.assert_allclose(D[:6, 6:], D[:6, :6], atol=1e-12)
     brute = ((to_host(r)[:, None] - to_host(r)[None]) ** 2).mean(axis=2)
     np.testing.assert_allclose(D[:6, :6], brute, atol=1e-12)
@@ -39,10 +40,13 @@ def test_between_within_ratio():
     labels = np.array([0, 0, 1, 1])
     r = np.array([[0.0], [0.1], [1.0], [1.1]])
     D = rdm.rdm(r)
-    # between: d(0,2), d(0,3), d(1,2), d(1,3) = 1, 1.21, 0.81, 1 (both ordered pairs, same mean); within: 0.01
-    assert rdm.between_within_ratio(D, labels) == pytest.approx(np.mean([1.0, 1.21, 0.81, 1.0]) / 0.01)
+    # between: d(0,2), d(0,3), d(1,2), d(1,3) = 1, 1.21, 0.81, 1 (both ordered pairs, same mean);
+    # within: 0.01
+    assert rdm.between_within_ratio(D, labels) == pytest.approx(np.mean([1.0, 1.21, 0.81, 1.0])
+                                                                / 0.01)
     idx = rdm.sample_per_class(np.repeat(np.arange(10), 5), 3)
-    assert len(idx) == 30 and (np.repeat(np.arange(10), 5)[idx] == np.repeat(np.arange(10), 3)).all()
+    assert len(idx) == 30 and (np.repeat(np.arange(10), 5)[idx]
+                               == np.repeat(np.arange(10), 3)).all()
 
 
 def test_fisher_metric_is_the_cross_entropy_hessian(xp):
@@ -50,11 +54,13 @@ def test_fisher_metric_is_the_cross_entropy_hessian(xp):
     z = to_device(rng.standard_normal((3, 10)), xp)
     y = to_device(rng.integers(0, 10, 3), xp)
     G = fisher.fisher_metric_logits(softmax.softmax(z))
-    for n in range(3):  # the Hessian row by row: finite differences of the analytic gradient p - e_y
+    # the Hessian row by row: finite differences of the analytic gradient p - e_y
+    for n in range(3):
         def grad_k(zn, k):
             zz = z.copy()
             zz[n] = zn
-            return softmax.cross_entropy_backward(xp.ones(3), softmax.cross_entropy_forward(zz, y)[1])[n, k]
+            return softmax.cross_entropy_backward(xp.ones(3),
+                                                  softmax.cross_entropy_forward(zz, y)[1])[n, k]
         for k in range(10):
             num = numerical_gradient(lambda zn: grad_k(zn, k), z[n].copy())
             assert rel_error(G[n, k], num) < 1e-7
@@ -63,7 +69,8 @@ def test_fisher_metric_is_the_cross_entropy_hessian(xp):
 
 
 def _small(xp, act="sigmoid"):
-    model = Sequential.init(architectures.mlp(act, hidden=12, input_shape=[1, 4, 4]), seed=0, dtype=np.float64, xp=xp)
+    model = Sequential.init(architectures.mlp(act, hidden=12, input_shape=[1, 4, 4]), seed=0,
+                            dtype=np.float64, xp=xp)
     x = to_device(np.random.default_rng(3).uniform(0, 1, (2, 1, 4, 4)), xp)
     return model, x
 
@@ -90,11 +97,13 @@ def test_low_rank_spectrum_equals_dense(xp):
     p = softmax.softmax(model.logits(x))
     J = model.jacobian(x)
     low = to_host(fisher.pullback_spectrum(J, p))
-    dense = np.sort(np.linalg.eigvalsh(to_host(fisher.pullback_metric(J, p))), axis=1)[:, ::-1][:, :10]
+    dense = np.sort(np.linalg.eigvalsh(to_host(fisher.pullback_metric(J, p))),
+                    axis=1)[:, ::-1][:, :10]
     np.testing.assert_allclose(low, dense, atol=1e-12 * dense.max())
     sv = to_host(fisher.singular_values(J))
     exact = np.linalg.svd(to_host(J), compute_uv=False)
-    np.testing.assert_allclose(sv, exact, atol=1e-7 * exact.max())  # the Gram route: ~sqrt(eps) floor
+    # the Gram route: ~sqrt(eps) floor
+    np.testing.assert_allclose(sv, exact, atol=1e-7 * exact.max())
     big = exact > 1e-3 * exact.max()
     np.testing.assert_allclose(sv[big], exact[big], rtol=1e-10)
 
@@ -135,8 +144,8 @@ def test_empirical_sampler_reproduces_the_distribution():
 
 
 def test_kl_divergence_takes_0_log_0_as_0():
-    """KL([1, 0] || [.5, .5]) was NaN (0 log 0 computed as 0 * -inf), and KL(p || p) was NaN in 196 of
-    200 rows of a confident float32 softmax, whose small probabilities round to 0. (Found in this
+    """KL([1, 0] || [.5, .5]) was NaN (0 log 0 computed as 0 * -inf), and KL(p || p) was NaN in 196
+    of 200 rows of a confident float32 softmax, whose small probabilities round to 0. (Found in this
     project, no public report; 0 log 0 = 0 is the convention of scipy.special.rel_entr.)"""
     assert fisher.kl_divergence([[1, 0]], [[.5, .5]]).tolist() == [pytest.approx(np.log(2))]
     z = np.random.default_rng(0).standard_normal((200, 10)).astype(np.float32) * 40

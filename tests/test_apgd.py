@@ -1,7 +1,8 @@
-"""APGD (Croce & Hein 2020, Algorithm 1, ``attacks.apgd``) and its DLR loss (``attacks.losses.dlr``):
-the loss's derivatives against centred differences in float64, the checkpoint schedule against the
-paper's formula, the monotone best loss, the step halving where the loss stalls, the ball, the
-verdict, the empty batch, and the strength against PGD on the same budget."""
+"""APGD (Croce & Hein 2020, Algorithm 1, ``attacks.apgd``) and its DLR loss
+(``attacks.losses.dlr``): the loss's derivatives against centred differences in float64, the
+checkpoint schedule against the paper's formula, the monotone best loss, the step halving where the
+loss stalls, the ball, the verdict, the empty batch, and the strength against PGD on the same
+budget."""
 import json
 from fractions import Fraction
 import math
@@ -35,8 +36,9 @@ def _gaps(z, y):
 
 
 def test_dlr_value_and_logit_gradient_against_finite_differences():
-    """DLR = -(z_y - max_{i != y} z_i) / (z_pi1 - z_pi3 + 1e-12) and its analytic dDLR/dz, with the true
-    class ranked 1st, 2nd, 3rd and 6th (each a different case of the quotient rule), in float64."""
+    """DLR = -(z_y - max_{i != y} z_i) / (z_pi1 - z_pi3 + 1e-12) and its analytic dDLR/dz, with the
+    true class ranked 1st, 2nd, 3rd and 6th (each a different case of the quotient rule), in
+    float64."""
     rng = np.random.default_rng(0)
     z = rng.normal(0, 3, (8, 10))
     order = np.argsort(-z, axis=1)
@@ -45,7 +47,8 @@ def test_dlr_value_and_logit_gradient_against_finite_differences():
     L, dz = dlr(z, y)
     s = -np.sort(-z, axis=1)
     runner_up = np.where(np.arange(10) == y[:, None], -np.inf, z).max(axis=1)
-    np.testing.assert_allclose(L, -(z[np.arange(8), y] - runner_up) / (s[:, 0] - s[:, 2] + 1e-12), rtol=1e-15)
+    np.testing.assert_allclose(L, -(z[np.arange(8), y] - runner_up) / (s[:, 0] - s[:, 2] + 1e-12),
+                               rtol=1e-15)
     assert ((L > 0) == (order[:, 0] != y)).all()  # positive exactly when misclassified
     num = numerical_gradient(lambda zz: dlr(zz, y)[0].sum(), z.copy())
     assert rel_error(dz, num) < 1e-8
@@ -53,7 +56,8 @@ def test_dlr_value_and_logit_gradient_against_finite_differences():
     # a shift and a positive factor of the logits change neither the loss nor, up to the factor, dz
     L2, dz2 = dlr(4.0 * z + 7.0, y)
     np.testing.assert_allclose(L2, L, rtol=1e-10)
-    np.testing.assert_allclose(4.0 * dz2, dz, rtol=1e-9, atol=1e-12)  # the 1e-12 aside (y third: ~1e-12 / D^2)
+    # the 1e-12 aside (y third: ~1e-12 / D^2)
+    np.testing.assert_allclose(4.0 * dz2, dz, rtol=1e-9, atol=1e-12)
     # the scaled form: exp(s) d == dz, max |d| = 1
     Ls, d, log_s = dlr_scaled(z, y)
     np.testing.assert_array_equal(Ls, L)
@@ -64,8 +68,9 @@ def test_dlr_value_and_logit_gradient_against_finite_differences():
 
 
 def test_targeted_dlr_value_and_logit_gradient_against_finite_differences():
-    """DLR_t = -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2 + 1e-12) and its dDLR_t/dz, for targets and
-    true classes at several ranks (the pieces of D among them), in float64; t = y is flat at 0."""
+    """DLR_t = -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2 + 1e-12) and its dDLR_t/dz, for targets
+    and true classes at several ranks (the pieces of D among them), in float64; t = y is flat at
+    0."""
     rng = np.random.default_rng(1)
     z = rng.normal(0, 3, (8, 10))
     order = np.argsort(-z, axis=1)
@@ -75,7 +80,8 @@ def test_targeted_dlr_value_and_logit_gradient_against_finite_differences():
     assert _gaps(z, y) > 1e-3
     L, dz = dlr_targeted(z, y, t)
     s = -np.sort(-z, axis=1)
-    np.testing.assert_allclose(L, -(z[rows, y] - z[rows, t]) / (s[:, 0] - (s[:, 2] + s[:, 3]) / 2 + 1e-12), rtol=1e-14)
+    np.testing.assert_allclose(L, -(z[rows, y] - z[rows, t])
+                               / (s[:, 0] - (s[:, 2] + s[:, 3]) / 2 + 1e-12), rtol=1e-14)
     assert L[-1] == 0 and (dz[-1] == 0).all()
     num = numerical_gradient(lambda zz: dlr_targeted(zz, y, t)[0].sum(), z.copy())
     assert rel_error(dz, num) < 1e-8
@@ -86,22 +92,26 @@ def test_targeted_dlr_value_and_logit_gradient_against_finite_differences():
 
 
 def test_dlr_input_gradient_against_finite_differences(xp):
-    """The DLR's and the targeted DLR's input gradients through the model's backward (float64) against
-    centred differences, and the stable mode's direction against them; a ReLU and a sigmoid MLP."""
+    """The DLR's and the targeted DLR's input gradients through the model's backward (float64)
+    against centred differences, and the stable mode's direction against them; a ReLU and a sigmoid
+    MLP."""
     for act, seed in (("relu", 0), ("sigmoid", 1)):
         model = Sequential.init(architectures.mlp(act, hidden=10, input_shape=[1, 4, 4]), seed=seed,
                                 dtype=np.float64, xp=xp)
-        model = Sequential(model.spec, [{k: v * 3 for k, v in p.items()} for p in model.params])  # spread logits
+        # spread logits
+        model = Sequential(model.spec, [{k: v * 3 for k, v in p.items()} for p in model.params])
         rng = np.random.default_rng(seed)
         x, y = to_device(rng.uniform(0, 1, (6, 1, 4, 4)), xp), to_device(rng.integers(0, 10, 6), xp)
         assert _gaps(to_host(model.logits(x)), to_host(y)) > 1e-4
         for loss in (dlr, Targeted((y + 3) % 10)):
             _, g, _ = loss_and_input_gradient(model, x, y, loss)
-            num = numerical_gradient(lambda xx: loss_and_input_gradient(model, xx, y, loss)[0].sum(), x)
+            num = numerical_gradient(lambda xx: loss_and_input_gradient(model, xx, y,
+                                                                        loss)[0].sum(), x)
             assert rel_error(g, num) < 1e-7, act
             _, d, _ = loss_and_input_gradient(model, x, y, loss, numerics="stable")
             g = to_host(g).reshape(6, -1)
-            np.testing.assert_allclose(to_host(d).reshape(6, -1), g / np.abs(g).max(axis=1, keepdims=True), rtol=1e-9)
+            np.testing.assert_allclose(to_host(d).reshape(6, -1),
+                                       g / np.abs(g).max(axis=1, keepdims=True), rtol=1e-9)
 
 
 def test_checkpoints_follow_the_papers_formula():
@@ -116,14 +126,15 @@ def test_checkpoints_follow_the_papers_formula():
 
 
 def test_halve_is_condition_1_or_condition_2():
-    """Condition 1: fewer than rho * length rises; condition 2: not halved at the last checkpoint and
-    f_max not risen since."""
+    """Condition 1: fewer than rho * length rises; condition 2: not halved at the last checkpoint
+    and f_max not risen since."""
     rises = np.array([14, 15, 20, 20, 20])
     halved_before = np.array([False, False, False, True, False])
     best_now, best_then = np.array([2.0, 2.0, 1.0, 1.0, 1.5]), np.array([1.0, 1.0, 1.0, 1.0, 1.0])
     # length 20, rho 0.75: 14 < 15 (cond. 1); 15 is not < 15; f_max flat and not halved (cond. 2);
     # f_max flat but halved last time; f_max risen
-    assert halve(rises, 20, 0.75, halved_before, best_now, best_then).tolist() == [True, False, True, False, False]
+    assert halve(rises, 20, 0.75, halved_before, best_now,
+                 best_then).tolist() == [True, False, True, False, False]
 
 
 def _zero_gradient_model():
@@ -140,8 +151,11 @@ def test_step_halves_at_every_checkpoint_where_the_loss_stalls():
     eps, steps = 0.1, 100
     (x_adv, _, _), curves = APGD(eps, steps=steps, random_start=False).run(model, x, y)
     W = [0, 22, 41, 57, 70, 80, 87, 93, 99]
-    halvings = np.array([sum(0 < w <= k for w in W) for k in range(steps + 1)])  # checkpoints passed by k
-    np.testing.assert_array_equal(curves["eta"], np.broadcast_to((2 * eps * 0.5 ** halvings)[:, None], (steps + 1, 6)))
+    # checkpoints passed by k
+    halvings = np.array([sum(0 < w <= k for w in W) for k in range(steps + 1)])
+    np.testing.assert_array_equal(curves["eta"],
+                                  np.broadcast_to((2 * eps * 0.5 ** halvings)[:, None],
+                                                  (steps + 1, 6)))
     np.testing.assert_array_equal(x_adv, x)  # sign(0) = 0: nothing moved
     assert (curves["loss"] == curves["loss"][0]).all()
 
@@ -158,7 +172,8 @@ def test_eta_changes_only_at_checkpoints_and_the_best_loss_is_monotone():
             np.testing.assert_array_equal(c["best"], np.maximum.accumulate(c["loss"], axis=0))
             ratio = c["eta"][1:] / c["eta"][:-1]
             assert set(np.unique(ratio)) <= {0.5, 1.0}
-            changed = np.flatnonzero((ratio != 1).any(axis=1)) + 1  # rows k whose eta differs from k - 1's
+            # rows k whose eta differs from k - 1's
+            changed = np.flatnonzero((ratio != 1).any(axis=1)) + 1
             assert set(changed) <= set(checkpoints(40)), changed
             assert len(changed) > 0  # the test bites: some example halved
             np.testing.assert_array_equal(out_loss[~fooled], c["best"][-1][~fooled])
@@ -176,8 +191,10 @@ def test_success_is_the_models_verdict_on_the_returned_inputs(mode):
         for loss in LOSSES:
             r = APGD(0.1, steps=6, restarts=2, loss=loss, targets=2, **kw)(model, x, y)
             assert type(r) is AttackResult and r.x_adv.dtype == x.dtype and r.success.dtype == bool
-            np.testing.assert_array_equal(r.success, model.predict(r.x_adv) != y, err_msg=f"{arch} {loss}")
-            assert (r.success >= clean_error).all()  # a clean error is never traded for a correct point
+            np.testing.assert_array_equal(r.success, model.predict(r.x_adv) != y,
+                                          err_msg=f"{arch} {loss}")
+            # a clean error is never traded for a correct point
+            assert (r.success >= clean_error).all()
             d = (r.x_adv.astype(np.float64) - x.astype(np.float64)).reshape(len(x), -1)
             np.testing.assert_array_equal(r.linf, np.abs(d).max(axis=1))
 
@@ -206,7 +223,8 @@ def test_restarts_keep_the_per_example_worst_case():
 
 
 def test_restarts_without_a_random_start_do_not_repeat_each_other():
-    """``PGD(restarts=3, random_start=False)`` ran three identical restarts from x (the kind of ART issue
+    """``PGD(restarts=3, random_start=False)`` ran three identical restarts from x (the kind of ART
+    issue
     714) though its docstring says only the first starts from x; APGD the same. Now restart 0 starts
     at x, every other restart at the random point it has with random_start=True
     (``attacks.pgd.starting_point``): their iterates differ."""
@@ -227,7 +245,8 @@ def test_restarts_without_a_random_start_do_not_repeat_each_other():
 
 def test_empty_batch_gives_empty_results():
     for arch in ("relu_mlp", "cnn"):
-        model = Sequential.init(build_spec(arch, **({"channels": (2, 3)} if arch == "cnn" else {}), hidden=8))
+        model = Sequential.init(build_spec(arch, **({"channels": (2, 3)} if arch == "cnn" else {}),
+                                           hidden=8))
         x, y = np.zeros((0, 1, 28, 28), np.float32), np.zeros(0, np.int64)
         for kw, loss in zip(MODES.values(), LOSSES):
             r = APGD(0.1, steps=3, restarts=2, loss=loss, targets=2, **kw)(model, x, y)
@@ -241,8 +260,10 @@ def test_empty_batch_gives_empty_results():
 
 
 def test_settings_are_checked_at_construction():
-    for bad, match in (({"eps": -0.1}, "eps"), ({"steps": 2.5}, "steps"), ({"restarts": 0}, "restarts"),
-                       ({"momentum": 1.5}, "momentum"), ({"rho": -1}, "rho"), ({"loss": "hinge"}, "loss"),
+    for bad, match in (({"eps": -0.1}, "eps"), ({"steps": 2.5}, "steps"),
+                       ({"restarts": 0}, "restarts"),
+                       ({"momentum": 1.5}, "momentum"), ({"rho": -1}, "rho"),
+                       ({"loss": "hinge"}, "loss"),
                        ({"numerics": "float64"}, "numerics"), ({"targets": 0}, "targets")):
         with pytest.raises(InputError, match=match):
             APGD(**bad)
@@ -254,7 +275,8 @@ def test_target_classes_are_the_runners_up_of_the_clean_logits():
     """APGD-T's targets: per example, the classes but y in decreasing order of the clean logits."""
     model, (x, y) = tiny_models()["cnn"], random_images()
     z = model.logits(x)
-    targets = np.stack(APGD(0.1, loss="dlr-targeted", targets=9).target_classes(model, x, y), axis=1)  # (N, 9)
+    targets = np.stack(APGD(0.1, loss="dlr-targeted", targets=9).target_classes(model, x, y),
+                       axis=1)  # (N, 9)
     assert (targets != y[:, None]).all() and (np.sort(targets, axis=1) == np.sort(
         np.stack([np.delete(np.arange(10), c) for c in y]), axis=1)).all()
     ranked = np.take_along_axis(z, targets, axis=1)
@@ -273,10 +295,10 @@ def test_apgd_is_at_least_as_strong_as_pgd_on_the_same_budget(small_mnist_models
 
 
 def test_against_torchattacks_apgd_on_the_same_weights(small_mnist_models, mnist_test):
-    """Where PyTorch and torchattacks are installed: our APGD's robust accuracy (CE, DLR; targeted DLR
-    against their APGDT) is at most theirs + 1 point on the same weights (the torch twin,
-    ``experiments.lib.torch_twin``). Measured on 1,000 images at eps 0.05, 0.1 and 0.25: within 0.3 points
-    of theirs, either way, in all 18 cells."""
+    """Where PyTorch and torchattacks are installed: our APGD's robust accuracy (CE, DLR; targeted
+    DLR against their APGDT) is at most theirs + 1 point on the same weights (the torch twin,
+    ``experiments.lib.torch_twin``). Measured on 1,000 images at eps 0.05, 0.1 and 0.25: within 0.3
+    points of theirs, either way, in all 18 cells."""
     torch = pytest.importorskip("torch")
     torchattacks = pytest.importorskip("torchattacks")
     from experiments.lib import torch_twin
@@ -285,9 +307,11 @@ def test_against_torchattacks_apgd_on_the_same_weights(small_mnist_models, mnist
         tw = torch_twin.freeze(torch_twin.twin(model))
         for loss in LOSSES:
             if loss == "dlr-targeted":
-                attack = torchattacks.APGDT(tw, norm="Linf", eps=0.1, steps=100, n_restarts=1, seed=0, n_classes=10)
+                attack = torchattacks.APGDT(tw, norm="Linf", eps=0.1, steps=100, n_restarts=1,
+                                            seed=0, n_classes=10)
             else:
-                attack = torchattacks.APGD(tw, norm="Linf", eps=0.1, steps=100, n_restarts=1, loss=loss, seed=0)
+                attack = torchattacks.APGD(tw, norm="Linf", eps=0.1, steps=100, n_restarts=1,
+                                           loss=loss, seed=0)
             adv = attack(torch.from_numpy(x), torch.from_numpy(y))
             theirs = float((tw(adv).argmax(1).numpy() == y).mean())
             ours = APGD(0.1, steps=100, loss=loss)(model, x, y).robust_accuracy
@@ -295,8 +319,9 @@ def test_against_torchattacks_apgd_on_the_same_weights(small_mnist_models, mnist
 
 
 def test_runs_on_a_separate_device(monkeypatch):
-    """Every array of the attack stays on the model's device (``tests/fakedevice.py``: CuPy's refusals
-    of host/device mixing, on the CPU); needs the installed CuPy only for the names it implements."""
+    """Every array of the attack stays on the model's device (``tests/fakedevice.py``: CuPy's
+    refusals of host/device mixing, on the CPU); needs the installed CuPy only for the names it
+    implements."""
     pytest.importorskip("cupy")
     from tests import fakedevice
     fakedevice.install(monkeypatch)
@@ -307,24 +332,31 @@ def test_runs_on_a_separate_device(monkeypatch):
     x, y = to_device(x, device), to_device(y, device)
     for kw in MODES.values():
         r = APGD(0.1, steps=4, restarts=2, loss="dlr", **kw)(model, x, y)
-        assert isinstance(r.x_adv, fakedevice.DeviceArray) and isinstance(r.success, fakedevice.DeviceArray)
+        assert isinstance(r.x_adv, fakedevice.DeviceArray) and isinstance(r.success,
+                                                                          fakedevice.DeviceArray)
         np.testing.assert_array_equal(to_host(r.success), to_host(model.predict(r.x_adv) != y))
 
 
-def test_the_torchattacks_comparison_writes_each_cell_and_reuses_it(small_mnist_models, mnist_dir, tmp_path):
-    """``experiments.tools.apgd_torchattacks`` end to end on a small model: one cell per eps and loss, ours
-    within the allowed point of torchattacks', the table written; a rerun reuses every cell."""
+def test_the_torchattacks_comparison_writes_each_cell_and_reuses_it(small_mnist_models,
+                                                                    mnist_dir, tmp_path):
+    """``experiments.tools.apgd_torchattacks`` end to end on a small model: one cell per eps and
+    loss, ours within the allowed point of torchattacks', the table written; a rerun reuses every
+    cell."""
     pytest.importorskip("torch")
     pytest.importorskip("torchattacks")
     from experiments.tools import apgd_torchattacks
     folder, _ = small_mnist_models
-    argv = ["--from", str(folder), "--models", "relu_mlp-vanilla", "--eps", "0.1", "--losses", "ce", "dlr",
-            "--steps", "20", "--n-test", "200", "--data-dir", str(mnist_dir), "--out", str(tmp_path / "cmp")]
+    argv = ["--from", str(folder), "--models", "relu_mlp-vanilla", "--eps", "0.1",
+            "--losses", "ce", "dlr",
+            "--steps", "20", "--n-test", "200", "--data-dir", str(mnist_dir), "--out",
+            str(tmp_path / "cmp")]
     cells = apgd_torchattacks.main(argv)
     assert [(c["eps"], c["loss"]) for c in cells] == [(0.1, "ce"), (0.1, "dlr")]
     assert all(c["ours"] <= c["theirs"] + apgd_torchattacks.TOLERANCE for c in cells), cells
-    assert "| relu_mlp-vanilla | 0.1 | dlr | 0 |" in (tmp_path / "cmp" / "apgd_torchattacks.md").read_text()
-    assert apgd_torchattacks.main(argv) == cells  # the same cells, their timings included: nothing re-run
+    assert "| relu_mlp-vanilla | 0.1 | dlr | 0 |" in (tmp_path / "cmp"
+                                                      / "apgd_torchattacks.md").read_text()
+    # the same cells, their timings included: nothing re-run
+    assert apgd_torchattacks.main(argv) == cells
     other = [a if a != "0.1" else "0.05" for a in argv]
     other = other[:other.index("--losses") + 1] + ["ce"] + other[other.index("--steps"):]
     apgd_torchattacks.main(other)  # another radius adds its cell beside the first run's
@@ -332,7 +364,8 @@ def test_the_torchattacks_comparison_writes_each_cell_and_reuses_it(small_mnist_
     assert sorted((c["eps"], c["loss"]) for c in saved) == [(0.05, "ce"), (0.1, "ce"), (0.1, "dlr")]
 
 
-def test_the_torchattacks_comparison_says_what_to_install(small_mnist_models, monkeypatch, tmp_path):
+def test_the_torchattacks_comparison_says_what_to_install(small_mnist_models,
+                                                          monkeypatch, tmp_path):
     """Without PyTorch the script stops at once with the install line, not an ImportError."""
     from experiments.lib import torch_twin
     from experiments.tools import apgd_torchattacks

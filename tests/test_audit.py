@@ -15,8 +15,9 @@ from nn.model import Sequential
 
 
 def _one_unit(xp, h_value, dtype=np.float32):
-    """x (2x2) -> h = w . x (one sigmoid unit) -> logits (a h, 0, ..., 0): a hand-built saturated unit
-    with h = h_value at x = 1/2 everywhere. Returns the model, x, y and the exact dC/dx (float64)."""
+    """x (2x2) -> h = w . x (one sigmoid unit) -> logits (a h, 0, ..., 0): a hand-built saturated
+    unit with h = h_value at x = 1/2 everywhere. Returns the model, x, y and the exact dC/dx
+    (float64)."""
     spec = {"name": "unit", "input_shape": [1, 2, 2],
             "layers": [{"type": "flatten"}, {"type": "dense", "units": 1}, {"type": "sigmoid"},
                        {"type": "dense", "units": 10}]}
@@ -32,7 +33,8 @@ def _one_unit(xp, h_value, dtype=np.float32):
     dz = p.copy()
     dz[0] -= 1  # y = 0
     e = np.exp(-abs(h_value))
-    exact = (dz @ a[:, 0]) * e / (1 + e) ** 2 * w  # dC/dx = (p - e_y) . a * sigma'(h) * w (s (1 - s) cancels)
+    # dC/dx = (p - e_y) . a * sigma'(h) * w (s (1 - s) cancels)
+    exact = (dz @ a[:, 0]) * e / (1 + e) ** 2 * w
     return model, to_device(x, xp, dtype), to_device(np.array([0]), xp), exact
 
 
@@ -55,25 +57,29 @@ def test_stable_mode_survives_where_paper_mode_is_exactly_zero(xp):
     _, g_stable, _ = loss_and_input_gradient(model, x, y, cross_entropy, numerics="stable")
     assert (to_host(g_paper) == 0).all()  # the float32 saturation: exactly zero
     assert (to_host(g_stable) != 0).all()
-    np.testing.assert_allclose(_gradient(model, x, y), exact, rtol=1e-4)  # and it is the true derivative
+    # and it is the true derivative
+    np.testing.assert_allclose(_gradient(model, x, y), exact, rtol=1e-4)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_stable_mode_direction_at_any_depth(xp, dtype):
-    """A unit at h = 200: sigma'(200) = e^-200 underflows in float32 (and the gradient e^-200 * ... has
-    no float32 value at all), yet the scaled mode gives the exact direction and log-magnitude."""
+    """A unit at h = 200: sigma'(200) = e^-200 underflows in float32 (and the gradient e^-200 * ...
+    has no float32 value at all), yet the scaled mode gives the exact direction and
+    log-magnitude."""
     model, x, y, _ = _one_unit(xp, h_value=200.0, dtype=dtype)
     _, d, s, _ = scaled_input_gradient(model, x, y, cross_entropy)
     w = np.array([1.0, 2.0, -0.5, 1.5]) * 100.0
     p = np.exp(np.r_[4.0, np.zeros(9)] - 4.0)
     p /= p.sum()  # sigma(200) = 1: logits (4, 0, ..., 0)
-    coef = (p[0] - 1) * 4.0  # dC/dh = (p - e_y) . a * sigma'(h), sigma'(h) = e^-200 / (1 + e^-200)^2
+    # dC/dh = (p - e_y) . a * sigma'(h), sigma'(h) = e^-200 / (1 + e^-200)^2
+    coef = (p[0] - 1) * 4.0
     log_exact = np.log(abs(coef)) - 200.0 + np.log(np.abs(w))  # log |dC/dx|, per pixel
     direction = -np.sign(w)  # coef < 0
-    np.testing.assert_allclose(to_host(d, np.float64).ravel(), direction * np.exp(log_exact - log_exact.max()),
-                               rtol=1e-5)
+    np.testing.assert_allclose(to_host(d, np.float64).ravel(),
+                               direction * np.exp(log_exact - log_exact.max()), rtol=1e-5)
     np.testing.assert_allclose(float(to_host(s, np.float64)[0]), log_exact.max(), rtol=1e-6)
-    assert (to_host(loss_and_input_gradient(model, x, y, cross_entropy)[1]) == 0).all()  # the paper's: 0
+    # the paper's: 0
+    assert (to_host(loss_and_input_gradient(model, x, y, cross_entropy)[1]) == 0).all()
     assert audit.zero_gradient(model, x, y).tolist() == [True]
     assert audit.zero_gradient(model, x, y, numerics="stable").tolist() == [False]
     # FGSM does not move in the paper's mode, and moves every pixel in the stable one
@@ -82,9 +88,11 @@ def test_stable_mode_direction_at_any_depth(xp, dtype):
 
 
 def _small(xp, act="relu", n=6, seed=0):
-    model = Sequential.init(architectures.mlp(act, hidden=10, input_shape=[1, 4, 4]), seed=seed, dtype=np.float64, xp=xp)
+    model = Sequential.init(architectures.mlp(act, hidden=10, input_shape=[1, 4, 4]), seed=seed,
+                            dtype=np.float64, xp=xp)
     rng = np.random.default_rng(seed)
-    return model, to_device(rng.uniform(0, 1, (n, 1, 4, 4)), xp), to_device(rng.integers(0, 10, n), xp)
+    return (model, to_device(rng.uniform(0, 1, (n, 1, 4, 4)), xp),
+            to_device(rng.integers(0, 10, n), xp))
 
 
 def test_margin_loss_and_its_input_gradient(xp):
@@ -93,7 +101,8 @@ def test_margin_loss_and_its_input_gradient(xp):
     z = to_host(model.logits(x))
     other = np.where(np.arange(10) == to_host(y)[:, None], -np.inf, z)
     np.testing.assert_allclose(to_host(M), other.max(1) - z[np.arange(len(z)), to_host(y)])
-    assert np.sort(np.abs(np.diff(np.sort(other, 1), axis=1)[:, -1])).min() > 1e-4  # no near-tie: differentiable
+    # no near-tie: differentiable
+    assert np.sort(np.abs(np.diff(np.sort(other, 1), axis=1)[:, -1])).min() > 1e-4
     _, g, _ = loss_and_input_gradient(model, x, y, margin)
     num = numerical_gradient(lambda xx: loss_and_input_gradient(model, xx, y, margin)[0].sum(), x)
     assert rel_error(g, num) < 1e-7
@@ -106,10 +115,12 @@ def test_pgd_stays_in_the_ball_and_the_box(xp):
     for loss in ("ce", "margin"):
         r = PGD(eps=0.1, steps=10, restarts=2, loss=loss)(model, x, y)
         x_adv, fooled = r.x_adv, r.success
-        assert np.abs(to_host(x_adv, np.float64) - to_host(x, np.float64)).max() <= 0.1  # no float32 overshoot
+        # no float32 overshoot
+        assert np.abs(to_host(x_adv, np.float64) - to_host(x, np.float64)).max() <= 0.1
         assert to_host(x_adv).min() >= 0 and to_host(x_adv).max() <= 1
         pred = to_host(model.predict(x_adv))
-        np.testing.assert_array_equal(to_host(fooled), pred != to_host(y))  # the kept iterate is the one judged
+        # the kept iterate is the one judged
+        np.testing.assert_array_equal(to_host(fooled), pred != to_host(y))
 
 
 def test_restarts_keep_the_per_example_worst_case():
@@ -124,14 +135,16 @@ def test_restarts_keep_the_per_example_worst_case():
     a = (np.zeros((3, 1)), np.array([False, True, False]), np.array([1.0, 0.0, 2.0]))
     b = (np.ones((3, 1)), np.array([True, False, False]), np.array([0.0, 5.0, 2.0]))
     mx, mf, ml = merge_worst(a, b)
-    assert mx[:, 0].tolist() == [1, 0, 0] and mf.tolist() == [True, True, False] and ml.tolist() == [0, 0, 2]
+    assert mx[:, 0].tolist() == [1, 0, 0] and mf.tolist() == [True, True,
+                                                              False] and ml.tolist() == [0, 0, 2]
 
 
 def test_uniform_noise_stays_in_the_ball():
     model, x, y = _small(np)
     r = UniformNoise(eps=0.2, draws=5)(model, x, y)
     x_adv, fooled = r.x_adv, r.success
-    assert np.abs(x_adv.astype(np.float64) - x).max() <= 0.2 and x_adv.min() >= 0 and x_adv.max() <= 1
+    assert np.abs(x_adv.astype(np.float64)
+                  - x).max() <= 0.2 and x_adv.min() >= 0 and x_adv.max() <= 1
     np.testing.assert_array_equal(fooled, model.predict(x_adv) != y)
 
 
@@ -143,7 +156,8 @@ def test_square_attack_fools_a_small_trained_network(small_mnist_models, mnist_t
     r = Square(eps=0.25, n_queries=300)(model, x, y)
     x_adv, fooled = r.x_adv, r.success
     assert clean > 85 and audit.accuracy(fooled) < clean - 40
-    assert np.abs(x_adv.astype(np.float64) - x).max() <= 0.25 and x_adv.min() >= 0 and x_adv.max() <= 1
+    assert np.abs(x_adv.astype(np.float64)
+                  - x).max() <= 0.25 and x_adv.min() >= 0 and x_adv.max() <= 1
     np.testing.assert_array_equal(fooled, model.predict(x_adv) != y)
 
 
@@ -157,7 +171,8 @@ def test_eps_sweep_matches_the_closed_form_on_a_linear_model():
     W[0], W[1] = rng.standard_normal(D), rng.standard_normal(D)
     b = np.full(10, -1e3)  # classes 2-9 never win
     b[:2] = 0
-    spec = {"name": "linear", "input_shape": [1, 4, 4], "layers": [{"type": "flatten"}, {"type": "dense", "units": 10}]}
+    spec = {"name": "linear", "input_shape": [1, 4, 4],
+            "layers": [{"type": "flatten"}, {"type": "dense", "units": 10}]}
     model = Sequential(spec, [{}, {"W": W, "b": b}])
     x = 0.5 + rng.uniform(-0.05, 0.05, (400, 1, 4, 4))  # far from the box edges for eps <= 0.45
     y = model.predict(x)
@@ -166,45 +181,63 @@ def test_eps_sweep_matches_the_closed_form_on_a_linear_model():
     eps_star = np.abs(h[:, 0] - h[:, 1]) / w_diff
     eps_values = np.linspace(0, 1.01, 9) * eps_star.max()  # the last one just past the largest eps*
     curve = audit.accuracy_curve(model, x, y, eps_values,
-                                 lambda e: PGD(eps=e, steps=3, restarts=1, loss="margin", random_start=False))
+                                 lambda e: PGD(eps=e, steps=3, restarts=1, loss="margin",
+                                               random_start=False))
     expected = [100.0 * (eps_star > e).mean() for e in eps_values]
-    np.testing.assert_allclose(curve, expected, atol=100 / 400 + 1e-9)  # a tie at the boundary at most
+    # a tie at the boundary at most
+    np.testing.assert_allclose(curve, expected, atol=100 / 400 + 1e-9)
     assert all(a >= b for a, b in zip(curve, curve[1:])) and curve[0] == 100 and curve[-1] == 0
 
 
 def test_eps_curve_accumulates_fooled_examples():
-    """An attack that fools example 0 only at the small eps still counts it fooled at the larger one."""
+    """An attack that fools example 0 only at the small eps still counts it fooled at the larger
+    one."""
     outcomes = {0.1: [True, False], 0.2: [False, True]}
     curve = audit.accuracy_curve(None, None, None, [0.1, 0.2],
-                                 lambda e: lambda m, x, y: AttackResult(None, np.array(outcomes[e]), None, None))
+                                 lambda e: lambda m, x, y: AttackResult(None, np.array(outcomes[e]),
+                                                                        None, None))
     assert curve == [50.0, 0.0]
     with pytest.raises(ValueError, match="ascending"):
         audit.accuracy_curve(None, None, None, [0.2, 0.1], None)
 
 
 def test_flags():
-    vanilla = {"fgsm-ce-paper": 3.0, "pgd-ce-paper": 0.0, "pgd-ce-stable": 0.0, "square": 2.0, "noise": 97.0}
-    assert audit.flags(vanilla, worst=0.0, zero_grad_paper=0.0, curve=[98, 0, 0], eps_values=[0, 0.25, 0.5]) == {}
-    cnn_like = {"fgsm-ce-paper": 28.0, "pgd-ce-paper": 0.0, "pgd-ce-stable": 0.0, "square": 20.0, "noise": 99.0}
-    assert audit.flags(cnn_like, worst=0.0, zero_grad_paper=0.0) == {}  # FGSM > PGD is normal, not masking
-    fgsm_trained = {"fgsm-ce-paper": 90.0, "pgd-ce-paper": 4.0, "pgd-ce-stable": 3.0, "square": 60.0, "noise": 99.0}
+    vanilla = {"fgsm-ce-paper": 3.0, "pgd-ce-paper": 0.0, "pgd-ce-stable": 0.0,
+               "square": 2.0, "noise": 97.0}
+    assert audit.flags(vanilla, worst=0.0, zero_grad_paper=0.0, curve=[98, 0, 0],
+                       eps_values=[0, 0.25, 0.5]) == {}
+    cnn_like = {"fgsm-ce-paper": 28.0, "pgd-ce-paper": 0.0, "pgd-ce-stable": 0.0,
+                "square": 20.0, "noise": 99.0}
+    # FGSM > PGD is normal, not masking
+    assert audit.flags(cnn_like, worst=0.0, zero_grad_paper=0.0) == {}
+    fgsm_trained = {"fgsm-ce-paper": 90.0, "pgd-ce-paper": 4.0, "pgd-ce-stable": 3.0,
+                    "square": 60.0, "noise": 99.0}
     assert set(audit.flags(fgsm_trained, worst=2.0, zero_grad_paper=0.0)) == {"gradient_masking"}
     masked = {"fgsm-ce-paper": 90.0, "pgd-ce-paper": 88.0, "pgd-ce-stable": 5.0, "square": 3.0,
               "transfer": 40.0, "noise": 96.0}
-    f = audit.flags(masked, worst=1.0, zero_grad_paper=0.6, curve=[99, 80, 30], eps_values=[0, 0.25, 0.5])
-    assert set(f) == {"gradient_masking", "zero_gradients", "stable_mode_stronger", "eps_sweep_not_zero"}
-    f = audit.flags({"fgsm-ce-paper": 50.0, "pgd-ce-paper": 60.0, "square": 10.0, "transfer": 20.0, "noise": 40.0},
+    f = audit.flags(masked, worst=1.0, zero_grad_paper=0.6, curve=[99, 80, 30],
+                    eps_values=[0, 0.25, 0.5])
+    assert set(f) == {"gradient_masking", "zero_gradients", "stable_mode_stronger",
+                      "eps_sweep_not_zero"}
+    f = audit.flags({"fgsm-ce-paper": 50.0, "pgd-ce-paper": 60.0, "square": 10.0,
+                     "transfer": 20.0, "noise": 40.0},
                     worst=9.0, zero_grad_paper=0.0)
-    assert {"single_step_stronger", "gradient_free_stronger", "transfer_stronger", "noise_stronger"} <= set(f)
+    assert {"single_step_stronger", "gradient_free_stronger", "transfer_stronger",
+            "noise_stronger"} <= set(f)
     # APGD counts as iterative and as a gradient attack of its numerics
-    f = audit.flags({"fgsm-ce-paper": 50.0, "pgd-ce-paper": 60.0, "apgd-ce-paper": 52.0, "noise": 90.0},
+    f = audit.flags({"fgsm-ce-paper": 50.0, "pgd-ce-paper": 60.0,
+                     "apgd-ce-paper": 52.0, "noise": 90.0},
                     worst=45.0, zero_grad_paper=0.0)
     assert f == {}  # FGSM 50 % is not 5 points below APGD's 52 %
     f = audit.flags({"fgsm-ce-paper": 95.0, "pgd-ce-paper": 94.0, "apgd-dlr-stable": 2.0,
-                     "apgd-dlr-targeted-stable": 1.0, "noise": 99.0}, worst=1.0, zero_grad_paper=0.0)
-    assert set(f) == {"gradient_masking", "stable_mode_stronger"} and "1.0 %" in f["stable_mode_stronger"]
+                     "apgd-dlr-targeted-stable": 1.0, "noise": 99.0}, worst=1.0,
+                    zero_grad_paper=0.0)
+    assert set(f) == {"gradient_masking",
+                      "stable_mode_stronger"} and "1.0 %" in f["stable_mode_stronger"]
     w = audit.worst_case({"a": np.array([True, False, False]), "b": np.array([False, False, True])})
-    assert w["accuracy"] == pytest.approx(100 / 3) and w["strongest"] == "a" and w["unique"] == {"a": 1, "b": 1}
+    assert w["accuracy"] == pytest.approx(100
+                                          / 3) and w["strongest"] == "a" and w["unique"] == {"a": 1,
+                                                                                             "b": 1}
 
 
 def test_scale_logits_changes_no_prediction_but_zeroes_the_float32_cross_entropy_gradient(
@@ -232,9 +265,11 @@ def test_scale_logits_changes_no_prediction_but_zeroes_the_float32_cross_entropy
     assert zero_big[saturated].all() and not zero.any()
     only_float32 = saturated & (c * lead < 700)  # exp(-700) is still a normal float64
     assert only_float32.sum() > 10
-    assert not audit.zero_gradient(big.astype(np.float64), x.astype(np.float64), y, numerics="stable")[only_float32].any()
+    assert not audit.zero_gradient(big.astype(np.float64), x.astype(np.float64), y,
+                                   numerics="stable")[only_float32].any()
     r_small, r_big = FGSM(0.25)(model, x, y), FGSM(0.25)(big, x, y)
-    np.testing.assert_array_equal(r_big.x_adv[saturated], x[saturated])  # sign(0) = 0: nothing moves
+    # sign(0) = 0: nothing moves
+    np.testing.assert_array_equal(r_big.x_adv[saturated], x[saturated])
     assert r_big.success[saturated].sum() < r_small.success[saturated].sum() / 10
     with pytest.raises(ValueError, match="positive"):
         audit.scale_logits(model, 0.0)
@@ -248,7 +283,8 @@ def test_permuted_units_compute_the_same_function(xp, arch):
     if arch == "mlp":
         spec, shape = architectures.mlp("sigmoid", hidden=12), (5, 1, 28, 28)
     else:
-        spec, shape = architectures.cnn(channels=(4, 5), hidden=6, kernel=3, input_shape=[1, 8, 8]), (5, 1, 8, 8)
+        spec, shape = architectures.cnn(channels=(4, 5), hidden=6, kernel=3,
+                                        input_shape=[1, 8, 8]), (5, 1, 8, 8)
     model = Sequential.init(spec, seed=0, dtype=np.float64, xp=xp)
     other = audit.permute_units(model, seed=3)  # no layer's permutation is the identity
     x = to_device(np.random.default_rng(0).random(shape), xp)
@@ -262,4 +298,5 @@ def test_permuted_units_compute_the_same_function(xp, arch):
         w0, w1 = to_host(model.params[i]["W"]), to_host(other.params[i]["W"])
         assert not np.array_equal(w1, w0)
         np.testing.assert_array_equal(np.sort(w1, axis=None), np.sort(w0, axis=None))
-    np.testing.assert_array_equal(to_host(other.params[weights[-1]]["b"]), to_host(model.params[weights[-1]]["b"]))
+    np.testing.assert_array_equal(to_host(other.params[weights[-1]]["b"]),
+                                  to_host(model.params[weights[-1]]["b"]))

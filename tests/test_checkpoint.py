@@ -1,6 +1,7 @@
 """Loading a checkpoint checks every item it holds against its spec (nn.checkpoint._check): an array
-of another shape or dtype, a non-finite entry, a missing or extra array, a bad step count or generator
-state raises CheckpointError naming the item and the file, with or without the optimizer state."""
+of another shape or dtype, a non-finite entry, a missing or extra array, a bad step count or
+generator state raises CheckpointError naming the item and the file, with or without the optimizer
+state."""
 import json
 import os
 import re
@@ -18,8 +19,8 @@ from nn.train import TrainConfig, resume_state, train
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A checkpoint written by ``train``: a 784-50-50-10 ReLU MLP after one epoch on 64 random images,
-    with its Adam state and train_state (so layer1.W and its moments are (50, 784))."""
+    """A checkpoint written by ``train``: a 784-50-50-10 ReLU MLP after one epoch on 64 random
+    images, with its Adam state and train_state (so layer1.W and its moments are (50, 784))."""
     rng = np.random.default_rng(0)
     data = {"train": (rng.random((64, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, 64))}
     path = tmp_path_factory.mktemp("ckpt") / "train.npz"
@@ -62,34 +63,42 @@ CASES = {
                    "layer1.W has 1 NaN or infinite entries of 39200"),
     "infinite bias": (lambda p: {"layer3.b": _with(p, "layer3.b", 0, -np.inf)}, None,
                       "layer3.b has 1 NaN or infinite entries of 50"),
-    "float64 bias in a float32 model": (lambda p: {"layer1.b": _array(p, "layer1.b").astype(np.float64)}, None,
-                                        "layer1.b has dtype float64; the model's is float32 (that of layer5.W)"),
-    "float64 moment": (lambda p: {"adam.v.layer3.W": _array(p, "adam.v.layer3.W").astype(np.float64)}, None,
+    "float64 bias in a float32 "
+    "model": (lambda p: {"layer1.b": _array(p, "layer1.b").astype(np.float64)}, None,
+                                        "layer1.b has dtype float64; the model's is float32 (that "
+                                        "of layer5.W)"),
+    "float64 "
+    "moment": (lambda p: {"adam.v.layer3.W": _array(p, "adam.v.layer3.W").astype(np.float64)}, None,
                        "adam.v.layer3.W has dtype float64; the model's is float32"),
     "integer readout": (lambda p: {"layer5.W": _array(p, "layer5.W").astype(np.int32)}, None,
                         "layer5.W has dtype int32; a model's parameters are float32 or float64"),
     "missing moment": ({"adam.v.layer1.b": None}, None,
                        "adam.v.layer1.b is missing; the spec expects an array of shape (50,)"),
-    "NaN first moment": (lambda p: {"adam.m.layer5.b": _with(p, "adam.m.layer5.b", 2, np.nan)}, None,
-                         "adam.m.layer5.b has 1 NaN or infinite entries of 10"),
-    "infinite second moment": (lambda p: {"adam.v.layer3.W": _with(p, "adam.v.layer3.W", (0, 0), np.inf)}, None,
+    "NaN first moment": (lambda p: {"adam.m.layer5.b": _with(p, "adam.m.layer5.b", 2, np.nan)},
+                         None, "adam.m.layer5.b has 1 NaN or infinite entries of 10"),
+    "infinite second "
+    "moment": (lambda p: {"adam.v.layer3.W": _with(p, "adam.v.layer3.W", (0, 0), np.inf)}, None,
                                "adam.v.layer3.W has 1 NaN or infinite entries of 2500"),
-    "negative second moment": (lambda p: {"adam.v.layer1.W": _with(p, "adam.v.layer1.W", (1, 1), -1e-3)}, None,
+    "negative second "
+    "moment": (lambda p: {"adam.v.layer1.W": _with(p, "adam.v.layer1.W", (1, 1), -1e-3)}, None,
                                "adam.v.layer1.W has 1 negative entries"),
     "array not in the spec": ({"adam.m.layer0.W": np.zeros((1,), np.float32)}, None,
                               "adam.m.layer0.W is not in the spec"),
-    "step count not whole": (None, {"adam_t": 1.5}, "adam_t is 1.5; Adam's step count is a whole number >= 0"),
+    "step count not whole": (None, {"adam_t": 1.5},
+                             "adam_t is 1.5; Adam's step count is a whole number >= 0"),
     "step count missing": (None, {"adam_t": None}, "adam_t is missing"),
     "negative training step": (None, lambda m: {"train_state": {**m["train_state"], "step": -1}},
                                "train_state.step is -1; expected a whole number >= 0"),
     "NaN learning rate": (None, lambda m: {"train_state": {**m["train_state"], "lr": float("nan")}},
                           "train_state.lr is nan; expected a finite learning rate > 0"),
     "generator state of another kind": (
-        None, lambda m: {"train_state": {**m["train_state"], "rng": {**m["train_state"]["rng"], "bit_generator": "os"}}},
+        None, lambda m: {"train_state": {**m["train_state"], "rng": {**m["train_state"]["rng"],
+                                                                     "bit_generator": "os"}}},
         "train_state.rng is not a generator state"),
     "generator state not whole": (
         None, lambda m: {"train_state": {**m["train_state"],
-                                         "rng": {**m["train_state"]["rng"], "state": {"state": 1.5, "inc": 3}}}},
+                                         "rng": {**m["train_state"]["rng"],
+                                                 "state": {"state": 1.5, "inc": 3}}}},
         "train_state.rng is not a generator state"),
 }
 
@@ -136,15 +145,16 @@ def test_a_good_checkpoint_loads_whole(trained, xp):
             for k, v in p.items():
                 np.testing.assert_array_equal(to_host(v), z[f"layer{i}.{k}"])
                 for m in ("m", "v"):
-                    np.testing.assert_array_equal(to_host(state[m][i][k]), z[f"adam.{m}.layer{i}.{k}"])
+                    np.testing.assert_array_equal(to_host(state[m][i][k]),
+                                                  z[f"adam.{m}.layer{i}.{k}"])
     assert state["t"] == meta["adam_t"] == meta["train_state"]["step"] == 4
 
 
 def test_save_and_load_remove_stale_temporary_files(tmp_path):
     """A checkpoint write killed midway left its temporary file (up to 64 MB) beside the checkpoint
     forever. The next save or load of that checkpoint removes its own stale ones (untouched for an
-    hour); a recent one, maybe a write in progress, and other files' stay. (Found in this project, no
-    public report.)"""
+    hour); a recent one, maybe a write in progress, and other files' stay. (Found in this project,
+    no public report.)"""
     model = Sequential.init(architectures.mlp("relu", hidden=4, input_shape=[1, 2, 2]), seed=0)
     path = tmp_path / "m.npz"
 

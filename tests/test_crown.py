@@ -24,7 +24,8 @@ def _deep(xp, activation, seed=0, scale=3.0):
 
 
 def _cases(xp):
-    return [_problem(xp, "relu_mlp"), _problem(xp, "sigmoid_mlp"), _deep(xp, "relu"), _deep(xp, "sigmoid"),
+    return [_problem(xp, "relu_mlp"), _problem(xp, "sigmoid_mlp"), _deep(xp, "relu"),
+            _deep(xp, "sigmoid"),
             _problem(xp, "sigmoid_mlp", scale=30.0)]  # saturated: |h| in the tens
 
 

@@ -2,8 +2,8 @@
 CuPy, with the arguments used, and every ndarray method the code calls exists on cupy.ndarray.
 
 CuPy imports without a GPU (only creating arrays needs one), so this runs wherever the ``gpu`` extra
-is installed, CI included; it skips where cupy is not installed. It reads the source (``ast``), so it
-covers every call site, also those no CPU test reaches. What it cannot see: host/device crossings
+is installed, CI included; it skips where cupy is not installed. It reads the source (``ast``), so
+it covers every call site, also those no CPU test reaches. What it cannot see: host/device crossings
 through numpy functions applied to device arrays (``np.asarray(device_array)``), which need arrays
 that refuse the conversion (``tests/test_separate_device.py``).
 
@@ -34,7 +34,8 @@ def _trees():
 
 
 def _chain(node):
-    """'xp.linalg.eigvalsh' for the attribute chain of node, or None if it is not rooted at a name."""
+    """'xp.linalg.eigvalsh' for the attribute chain of node, or None if it is not rooted at a
+    name."""
     parts = []
     while isinstance(node, ast.Attribute):
         parts.append(node.attr)
@@ -50,10 +51,12 @@ def xp_uses():
     for path, tree in _trees():
         calls = {id(n.func): n for n in ast.walk(tree) if isinstance(n, ast.Call)}
         for node in ast.walk(tree):
-            if isinstance(node, ast.Attribute) and not isinstance(getattr(node, "parent", None), ast.Attribute):
+            if isinstance(node, ast.Attribute) and not isinstance(getattr(node, "parent", None),
+                                                                  ast.Attribute):
                 chain = _chain(node)
                 if chain and chain.split(".")[0] == "xp":
-                    uses.setdefault(chain, []).append((f"{path}:{node.lineno}", calls.get(id(node))))
+                    uses.setdefault(chain, []).append((f"{path}:{node.lineno}",
+                                                       calls.get(id(node))))
     return uses
 
 
@@ -65,7 +68,8 @@ def _resolve(chain):
 
 
 def test_the_scan_finds_the_calls_it_should():
-    """The scan itself: it sees nested names and keyword arguments (a scan that finds nothing proves nothing)."""
+    """The scan itself: it sees nested names and keyword arguments (a scan that finds nothing proves
+    nothing)."""
     uses = xp_uses()
     assert {"xp.where", "xp.clip", "xp.linalg.eigvalsh", "xp.exp"} <= set(uses)
     assert any(call is not None and call.keywords for sites in uses.values() for _, call in sites)
@@ -98,15 +102,17 @@ def test_every_xp_name_exists_in_cupy_with_the_arguments_used():
 
 
 def test_every_ndarray_method_called_exists_on_cupy_arrays():
-    """Any ``<expr>.m(...)`` where m is a numpy.ndarray method must be a cupy.ndarray method too (the
-    code does not know statically which expressions are arrays; names of other objects' methods that
-    numpy arrays lack are not looked at)."""
+    """Any ``<expr>.m(...)`` where m is a numpy.ndarray method must be a cupy.ndarray method too
+    (the code does not know statically which expressions are arrays; names of other objects' methods
+    that numpy arrays lack are not looked at)."""
     called = {}
     for path, tree in _trees():
         for node in ast.walk(tree):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
                 called.setdefault(node.func.attr, f"{path}:{node.lineno}")
     numpy_methods = {m for m in dir(np.ndarray) if not m.startswith("_")}
-    assert {"reshape", "astype", "sum"} <= set(called) & numpy_methods  # the scan sees array methods
-    missing = {m: where for m, where in called.items() if m in numpy_methods and not hasattr(cupy.ndarray, m)}
+    # the scan sees array methods
+    assert {"reshape", "astype", "sum"} <= set(called) & numpy_methods
+    missing = {m: where for m, where in called.items() if m in numpy_methods
+               and not hasattr(cupy.ndarray, m)}
     assert not missing, f"numpy.ndarray methods that cupy.ndarray lacks: {missing}"

@@ -11,7 +11,8 @@ from nn.model import Sequential
 
 def _linear_model(xp):
     """A one-layer network h = W x + b on 2x2 'images': its cross-entropy gradient is known."""
-    spec = {"name": "linear", "input_shape": [1, 2, 2], "layers": [{"type": "flatten"}, {"type": "dense", "units": 10}]}
+    spec = {"name": "linear", "input_shape": [1, 2, 2],
+            "layers": [{"type": "flatten"}, {"type": "dense", "units": 10}]}
     W = np.zeros((10, 4))
     W[0] = [1.0, -1.0, 2.0, -3.0]  # logit 0 only
     return Sequential(spec, [{}, {"W": to_device(W, xp), "b": to_device(np.zeros(10), xp)}])
@@ -22,15 +23,16 @@ def test_fgsm_hand_computed(xp):
     model = _linear_model(xp)
     x = to_device(np.array([[[[0.5, 0.5], [0.1, 0.9]]]]), xp)
     r = FGSM(eps=0.25)(model, x, to_device(np.array([0]), xp))
-    np.testing.assert_allclose(to_host(r.x_adv), [[[[0.25, 0.75], [0.0, 1.0]]]])  # two pixels clipped
+    # two pixels clipped
+    np.testing.assert_allclose(to_host(r.x_adv), [[[[0.25, 0.75], [0.0, 1.0]]]])
     r = FGSM(eps=0.25, clip=False)(model, x, to_device(np.array([0]), xp))
     np.testing.assert_allclose(to_host(r.x_adv), [[[[0.25, 0.75], [-0.15, 1.15]]]])
 
 
 def _small_problem(xp, activation, side, n, seed):
     """A float64 MLP on side x side images, with n random images in [0, 1] and labels."""
-    model = Sequential.init(architectures.mlp(activation, hidden=8, input_shape=[1, side, side]), seed=0,
-                            dtype=np.float64, xp=xp)
+    model = Sequential.init(architectures.mlp(activation, hidden=8, input_shape=[1, side, side]),
+                            seed=0, dtype=np.float64, xp=xp)
     rng = np.random.default_rng(seed)
     return (model, to_device(rng.uniform(0, 1, (n, 1, side, side)), xp),
             to_device(rng.integers(0, 10, n), xp))
@@ -57,9 +59,11 @@ def test_adversarial_training_gradient(xp):
     x_adv = FGSM(eps=0.25)(model, x, y).x_adv
     loss, grads, logits = adversarial_loss_and_grads(model, x, x_adv, y, alpha=0.3)
     C = lambda xx: model.loss_and_input_gradient(xx, y)[0]  # noqa: E731
-    np.testing.assert_allclose(float(loss), float(0.3 * C(x).mean() + 0.7 * C(x_adv).mean()), rtol=1e-12)
+    np.testing.assert_allclose(float(loss),
+                               float(0.3 * C(x).mean() + 0.7 * C(x_adv).mean()), rtol=1e-12)
     assert logits.shape == (4, 10)
     for i, p in enumerate(model.params):
         for k, v in p.items():
-            num = numerical_gradient(lambda _: adversarial_loss_and_grads(model, x, x_adv, y, 0.3)[0], v)
+            num = numerical_gradient(lambda _: adversarial_loss_and_grads(model, x,
+                                                                          x_adv, y, 0.3)[0], v)
             assert rel_error(grads[i][k], num) < 1e-7

@@ -14,7 +14,8 @@ from nn.model import Sequential
 
 def _small_conv(activation="relu"):
     return {"name": "small_cnn", "input_shape": [1, 6, 6], "layers": [
-        {"type": "conv2d", "channels": 3, "kernel": 3, "init": "he"}, {"type": activation}, {"type": "maxpool2d"},
+        {"type": "conv2d", "channels": 3, "kernel": 3, "init": "he"}, {"type": activation},
+        {"type": "maxpool2d"},
         {"type": "flatten"}, {"type": "dense", "units": 7, "init": "he"}, {"type": activation},
         {"type": "dense", "units": 10}]}
 
@@ -38,7 +39,8 @@ def _problem(xp, name, n=6, seed=0, scale=3.0):
 
 
 def _points_in_ball(x, eps, rng, k):
-    """k random points, k random corners of the ball intersected with [0, 1] (per image): (k, N, ...)."""
+    """k random points, k random corners of the ball intersected with [0, 1]
+    (per image): (k, N, ...)."""
     lo, hi = (to_host(a) for a in box(x, eps))
     inside = lo + (hi - lo) * rng.uniform(0, 1, (k,) + lo.shape)
     corners = np.where(rng.uniform(size=(k,) + lo.shape) < 0.5, lo, hi)
@@ -81,22 +83,26 @@ def test_bounds_are_tight_at_eps_zero(xp):
 
 def test_a_larger_ball_never_gives_tighter_bounds(xp):
     model, x, y = _problem(xp, "sigmoid_mlp")
-    lowers = [to_host(interval_bounds(model, x, y, eps).diff_lower) for eps in (0.0, 0.01, 0.05, 0.2)]
+    lowers = [to_host(interval_bounds(model, x, y, eps).diff_lower)
+              for eps in (0.0, 0.01, 0.05, 0.2)]
     for a, b in zip(lowers, lowers[1:]):
         assert (b <= a).all()
 
 
 def test_a_hand_computed_bound():
-    """One input pixel, h = 2 x - 1, relu, readout z = (h, -h), so z_0 - z_1 = 2 relu(h); eps = 0.15.
-    x = 0.65: x' in [0.5, 0.8], h in [0, 0.6], z_0 - z_1 in [0, 1.2]: lower bound 0, not verified.
-    x = 0.8: x' in [0.65, 0.95], h in [0.3, 0.9], lower bound 0.6. x = 0.95: x' in [0.8, 1] (clipped
-    to the pixel box), h in [0.6, 1], lower bound 1.2."""
-    spec = {"name": "tiny", "input_shape": [1, 1, 1], "layers": [{"type": "flatten"}, {"type": "dense", "units": 1},
-                                                                 {"type": "relu"}, {"type": "dense", "units": 2}]}
+    """One input pixel, h = 2 x - 1, relu, readout z = (h, -h), so z_0 - z_1 = 2 relu(h);
+    eps = 0.15. x = 0.65: x' in [0.5, 0.8], h in [0, 0.6], z_0 - z_1 in [0, 1.2]: lower bound 0, not
+    verified. x = 0.8: x' in [0.65, 0.95], h in [0.3, 0.9], lower bound 0.6. x = 0.95: x' in
+    [0.8, 1] (clipped to the pixel box), h in [0.6, 1], lower bound 1.2."""
+    spec = {"name": "tiny", "input_shape": [1, 1, 1],
+            "layers": [{"type": "flatten"}, {"type": "dense", "units": 1},
+                       {"type": "relu"}, {"type": "dense", "units": 2}]}
     f32 = lambda a: np.array(a, np.float32)  # noqa: E731
-    model = Sequential(spec, [{}, {"W": f32([[2.0]]), "b": f32([-1.0])}, {}, {"W": f32([[1.0], [-1.0]]),
+    model = Sequential(spec, [{}, {"W": f32([[2.0]]), "b": f32([-1.0])}, {},
+                              {"W": f32([[1.0], [-1.0]]),
                                                                             "b": f32([0.0, 0.0])}])
-    b = interval_bounds(model, f32([0.65, 0.8, 0.95]).reshape(3, 1, 1, 1), np.array([0, 0, 0]), 0.15)
+    b = interval_bounds(model, f32([0.65, 0.8, 0.95]).reshape(3, 1, 1, 1),
+                        np.array([0, 0, 0]), 0.15)
     np.testing.assert_allclose(b.pre[0][0].ravel(), [0.0, 0.3, 0.6], atol=1e-6)
     np.testing.assert_allclose(b.pre[0][1].ravel(), [0.6, 0.9, 1.0], atol=1e-6)
     np.testing.assert_allclose(b.diff_lower[:, 1], [0.0, 0.6, 1.2], atol=1e-6)
@@ -104,7 +110,8 @@ def test_a_hand_computed_bound():
 
 
 def test_verified_examples_are_never_fooled(xp):
-    """On a network whose examples IBP can prove at a small eps, PGD fools none of the proven ones."""
+    """On a network whose examples IBP can prove at a small eps, PGD fools none of the proven
+    ones."""
     model, x, y = _problem(xp, "relu_mlp", n=200, seed=3, scale=1.0)
     eps = 0.02
     proven = to_host(interval_bounds(model, x, y, eps).verified)

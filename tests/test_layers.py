@@ -49,9 +49,11 @@ def test_conv2d(xp):
 
 
 def test_conv2d_matches_direct_sum(xp):
-    """im2col convolution equals the definition, a plain sum over kernel offsets of a padded image."""
+    """im2col convolution equals the definition, a plain sum over kernel offsets of a padded
+    image."""
     rng = np.random.default_rng(2)
-    x, W, b = rng.standard_normal((2, 3, 6, 5)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
+    x, W, b = (rng.standard_normal((2, 3, 6, 5)), rng.standard_normal((4, 3, 3, 3)),
+               rng.standard_normal(4))
     xpad = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
     want = np.zeros((2, 4, 6, 5)) + b[None, :, None, None]
     for i in range(3):
@@ -88,7 +90,8 @@ def test_maxpool_ties_go_to_first_maximum(xp):
 def test_relu_maxpool_fused_finite_differences(xp):
     rng = np.random.default_rng(30)
     x = _untied(xp, rng, (2, 3, 4, 6))  # about half the windows have a negative maximum
-    _check_layer(xp, L.relu_maxpool2d_forward, lambda d, c: (L.relu_maxpool2d_backward(d, c),), [x], rng)
+    _check_layer(xp, L.relu_maxpool2d_forward,
+                 lambda d, c: (L.relu_maxpool2d_backward(d, c),), [x], rng)
 
 
 def test_relu_maxpool_fused_equals_the_pair_tie_for_tie(xp):
@@ -119,7 +122,8 @@ def test_sigmoid(xp):
     rng = np.random.default_rng(5)
     h = _rand(xp, rng, 4, 6) * 3
     _check_layer(xp, L.sigmoid_forward, lambda d, c: (L.sigmoid_backward(d, c),), [h], rng)
-    _check_layer(xp, L.sigmoid_forward, lambda d, c: (_unscaled(L.sigmoid_backward_scaled, d, c),), [h], rng)
+    _check_layer(xp, L.sigmoid_forward,
+                 lambda d, c: (_unscaled(L.sigmoid_backward_scaled, d, c),), [h], rng)
 
 
 def _unscaled(backward_scaled, d, cache):
@@ -134,7 +138,8 @@ def test_sigmoid_is_stable_and_saturates_in_float32(xp):
     y = L.sigmoid(h)
     assert not np.isnan(to_host(y)).any()
     y_host = to_host(y)
-    np.testing.assert_allclose(y_host[1:6], 1 / (1 + np.exp(-to_host(h)[1:6].astype(np.float64))), rtol=1e-6)
+    np.testing.assert_allclose(y_host[1:6],
+                               1 / (1 + np.exp(-to_host(h)[1:6].astype(np.float64))), rtol=1e-6)
     assert y_host[0] == 0.0 and y_host[1] > 0.0  # small tail kept (denormal down to ~exp(-103))
     assert y_host[-2] == 1.0  # rounds to exactly 1 from h = 16.64 on (nn.numerics.SIGMOID_ONE) ...
     dh = to_host(L.sigmoid_backward(xp.ones_like(y), (h, y)))
@@ -142,22 +147,26 @@ def test_sigmoid_is_stable_and_saturates_in_float32(xp):
 
 
 def test_scaled_sigmoid_derivative_agrees_where_the_paper_one_does_not_round_to_zero(xp):
-    h = to_device(np.array([-90.0, -30.0, -5.0, -0.5, 0.0, 0.7, 4.0, 12.0, 16.0, 18.0, 30.0, 90.0], np.float32), xp)
+    h = to_device(np.array([-90.0, -30.0, -5.0, -0.5, 0.0, 0.7, 4.0, 12.0, 16.0, 18.0, 30.0, 90.0],
+                           np.float32), xp)
     y, cache = L.sigmoid_forward(h)
     one = xp.ones((1, len(h)), dtype=h.dtype)
     default = to_host(L.sigmoid_backward(one[0], cache))
     d, s = L.sigmoid_backward_scaled(one, cache, xp.zeros(1, dtype=h.dtype))
-    scaled = to_host(d[0], np.float64) * np.exp(to_host(s, np.float64)[0])  # in float64: no underflow
+    # in float64: no underflow
+    scaled = to_host(d[0], np.float64) * np.exp(to_host(s, np.float64)[0])
     h64 = to_host(h).astype(np.float64)
     exact = np.exp(-np.abs(h64)) / (1 + np.exp(-np.abs(h64))) ** 2
     kept = np.ones(len(exact), bool)
     if flushes_subnormals(xp):  # the GPU: a direction's entries below 2^-126 of its largest are 0
         kept = exact >= np.finfo(np.float32).tiny * exact.max()
         assert (scaled[~kept] == 0).all() and (~kept).sum() == 2  # h = -90 and 90
-    np.testing.assert_allclose(scaled[kept], exact[kept], rtol=1e-5)  # float32's precision of log sigma' (to |.| = 90)
+    # float32's precision of log sigma' (to |.| = 90)
+    np.testing.assert_allclose(scaled[kept], exact[kept], rtol=1e-5)
     small = np.abs(to_host(h)) < 5  # where 1 - y keeps full precision the two forms agree
     np.testing.assert_allclose(default[small], scaled[small], rtol=1e-5)  # 1 - y loses ~eps/(1 - y)
-    assert (default[to_host(h) > 17] == 0).all() and (scaled[kept] > 0).all()  # and only the scaled one survives
+    # and only the scaled one survives
+    assert (default[to_host(h) > 17] == 0).all() and (scaled[kept] > 0).all()
 
 
 def test_scaled_cross_entropy_gradient(xp):
@@ -166,12 +175,15 @@ def test_scaled_cross_entropy_gradient(xp):
     y = to_device(rng.integers(0, 7, 5), xp)
     w = _rand(xp, rng, 5)
     C, cache = softmax.cross_entropy_forward(z, y, "stable")
-    np.testing.assert_allclose(to_host(C), to_host(softmax.cross_entropy_forward(z, y)[0]), rtol=1e-12)
-    num = numerical_gradient(lambda zz: (softmax.cross_entropy_forward(zz, y, "stable")[0] * w).sum(), z)
+    np.testing.assert_allclose(to_host(C),
+                               to_host(softmax.cross_entropy_forward(z, y)[0]), rtol=1e-12)
+    num = numerical_gradient(lambda zz: (softmax.cross_entropy_forward(zz, y,
+                                                                       "stable")[0] * w).sum(), z)
     d, s = softmax.cross_entropy_backward_scaled(cache)
     assert rel_error(d * xp.exp(s)[:, None] * w[:, None], num) < TOL
     assert (to_host(xp.abs(d).max(axis=1)) == 1).all()
-    # a confident float32 network: z_y leads by 20 > 16.64, so 1 - p_y rounds to 0 in the paper's form
+    # a confident float32 network: z_y leads by 20 > 16.64, so 1 - p_y rounds to 0 in the paper's
+    # form
     z = to_device(np.array([[20.0, 0.0, 0.0]], np.float32), xp)
     y = to_device(np.array([0]), xp)
     one = xp.ones(1, dtype=xp.float32)
@@ -180,7 +192,8 @@ def test_scaled_cross_entropy_gradient(xp):
     d, s = softmax.cross_entropy_backward_scaled(cache_s)
     assert d_default[0, 0] == 0.0 and float(C_s[0]) > 0
     np.testing.assert_allclose(to_host(d)[0], [-1.0, 0.5, 0.5], rtol=1e-6)
-    np.testing.assert_allclose(to_host(s)[0], np.log(2) - 20.0, rtol=1e-6)  # exp(s) d = (-2, 1, 1) e^-20
+    # exp(s) d = (-2, 1, 1) e^-20
+    np.testing.assert_allclose(to_host(s)[0], np.log(2) - 20.0, rtol=1e-6)
 
 
 def test_relu(xp):
@@ -216,8 +229,9 @@ def test_leading_cotangent_axes(xp):
     """Each vjp applied to K stacked cotangents equals K separate calls (what the Jacobian uses)."""
     rng = np.random.default_rng(8)
     x, W, b = _rand(xp, rng, 2, 3, 4, 4), _rand(xp, rng, 5, 3, 3, 3), _rand(xp, rng, 5)
-    cases = [(L.conv2d_forward(x, W, b), L.conv2d_vjp), (L.maxpool2d_forward(_untied(xp, rng, (2, 3, 4, 4))),
-                                                         L.maxpool2d_backward),
+    cases = [(L.conv2d_forward(x, W, b), L.conv2d_vjp),
+             (L.maxpool2d_forward(_untied(xp, rng, (2, 3, 4, 4))),
+              L.maxpool2d_backward),
              (L.flatten_forward(x), L.flatten_backward), (L.sigmoid_forward(x), L.sigmoid_backward),
              (L.relu_forward(x), L.relu_backward),
              (L.relu_maxpool2d_forward(_untied(xp, rng, (2, 3, 4, 4))), L.relu_maxpool2d_backward)]
@@ -225,7 +239,8 @@ def test_leading_cotangent_axes(xp):
         d = _rand(xp, rng, 3, *out.shape)
         stacked = vjp(d, cache)
         for k in range(3):  # also when the layer hands back a transposed memory layout
-            np.testing.assert_allclose(to_host(stacked[k]), to_host(vjp(d[k], cache)), rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(to_host(stacked[k]), to_host(vjp(d[k], cache)),
+                                       rtol=1e-12, atol=1e-12)
 
 
 

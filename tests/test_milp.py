@@ -1,5 +1,6 @@
 """Exact MILP verification of ReLU MLPs: its verdict matches exhaustive enumeration of
-the activation patterns on a tiny network; counterexamples are real; verified examples resist PGD."""
+the activation patterns on a tiny network; counterexamples are real; verified examples resist
+PGD."""
 import itertools
 
 import numpy as np
@@ -16,7 +17,8 @@ from nn.validate import InputError
 
 
 def _tiny(seed):
-    """784 inputs would make enumeration hopeless: 3 inputs, two hidden layers of 3 ReLUs (64 patterns)."""
+    """784 inputs would make enumeration hopeless: 3 inputs, two hidden layers of 3 ReLUs
+    (64 patterns)."""
     spec = architectures.mlp("relu", hidden=3, input_shape=[1, 1, 3])
     model = Sequential.init(spec, seed=seed)
     return Sequential(model.spec, [{k: v * 2.0 for k, v in p.items()} for p in model.params])
@@ -65,7 +67,8 @@ def test_milp_matches_enumeration():
                 if abs(exact) < 1e-4:
                     continue  # on the decision boundary: float rounding may go either way
                 v = verify_example(model, x[i:i + 1], y[i:i + 1], eps, time_limit=30)
-                assert v.status == ("verified" if exact > 0 else "falsified"), (seed, i, eps, exact, v)
+                assert v.status == ("verified" if exact > 0 else "falsified"), (seed,
+                                                                                i, eps, exact, v)
                 verdicts[v.status] += 1
                 if v.status == "falsified":
                     xc = v.counterexample
@@ -87,7 +90,8 @@ def test_verified_examples_resist_pgd_and_the_milp_beats_crown():
     eps = 0.1
     crown = linear_bounds(model, x, y, eps).verified
     fooled = PGD(eps, steps=50, restarts=3, loss="margin", numerics="stable")(model, x, y).success
-    statuses = [verify_example(model, x[i:i + 1], y[i:i + 1], eps, time_limit=30).status for i in range(12)]
+    statuses = [verify_example(model, x[i:i + 1], y[i:i + 1], eps, time_limit=30).status
+                for i in range(12)]
     for i, s in enumerate(statuses):
         assert s != "unknown"
         if s == "verified":

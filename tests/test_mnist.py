@@ -48,7 +48,8 @@ def _one_shape(error, path, remedy):
 def test_good_files(mnist_dir):
     data = mnist.load_mnist(mnist_dir, allow_download=False)
     (xtr, ytr), (xva, yva), (xte, yte) = data["train"], data["val"], data["test"]
-    assert xtr.shape == (55000, 1, 28, 28) and xva.shape == (5000, 1, 28, 28) and xte.shape == (10000, 1, 28, 28)
+    assert xtr.shape == (55000, 1, 28, 28) and xva.shape == (5000, 1, 28,
+                                                             28) and xte.shape == (10000, 1, 28, 28)
     assert xtr.dtype == np.float32 and 0.0 == xte.min() and xte.max() == 1.0
     counts = np.bincount(np.concatenate([ytr, yva]), minlength=10)
     assert counts.tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -95,7 +96,8 @@ def test_unreadable_file_is_an_error(tmp_path):
     path.mkdir()  # a folder where the file should be: cannot be read
     with pytest.raises(mnist.MNISTError) as e:
         mnist.read_idx(path, LABELS)
-    assert "cannot be read" in _one_shape(e.value, path, "Make it a readable file, or delete it to download again")
+    assert "cannot be read" in _one_shape(e.value, path,
+                                          "Make it a readable file, or delete it to download again")
 
 
 def test_missing_folder_is_named(isolated, monkeypatch):
@@ -105,8 +107,8 @@ def test_missing_folder_is_named(isolated, monkeypatch):
     with pytest.raises(mnist.MNISTError) as e:
         mnist.load_raw(given, allow_download=False)
     problem = _one_shape(e.value, "train-images-idx3-ubyte(.gz)", SUPPLY)
-    assert problem == (f"not found in {given} (no such folder), {isolated / 'also-missing'} (no such folder), "
-                       f"{mnist.cache_dir()} (no such folder)")
+    assert problem == (f"not found in {given} (no such folder), {isolated / 'also-missing'} "
+                       f"(no such folder), {mnist.cache_dir()} (no such folder)")
     assert str(mnist.cache_dir()) in e.value.remedy and mnist.ENV_DIR in e.value.remedy
 
 
@@ -122,8 +124,10 @@ def test_missing_files_without_network(isolated):
         mnist.load_raw(isolated / "empty", mirrors=[mirror])
     msg = str(e.value)
     problem = _one_shape(e.value, "train-images-idx3-ubyte(.gz)", SUPPLY)
-    assert problem.startswith(f"not found in {isolated / 'empty'} (no such folder), {mnist.cache_dir()} (no such folder), and "
-                              f"{mnist.cache_dir() / 'train-images-idx3-ubyte.gz'} could not be downloaded")
+    assert problem.startswith(f"not found in {isolated / 'empty'} (no such folder), "
+                              f"{mnist.cache_dir()} (no such folder), "
+                              f"and {mnist.cache_dir() / 'train-images-idx3-ubyte.gz'} could not "
+                              "be downloaded")
     assert mirror in msg and mnist.ENV_DIR in msg
     with pytest.raises(mnist.MNISTError, match="not found in"):
         mnist.load_raw(isolated / "empty", allow_download=False)
@@ -153,7 +157,8 @@ def test_download_from_local_server(isolated, local_mirror, monkeypatch, mnist_d
     bad = f"http://127.0.0.1:{_closed_port()}/"  # the first mirror fails, the second serves
     monkeypatch.setenv(mnist.ENV_MIRRORS, bad + "," + local_mirror)
     raw = mnist.load_raw()
-    assert sorted(p.name for p in mnist.cache_dir().iterdir()) == sorted(n + ".gz" for n in mnist.FILES)
+    assert sorted(p.name for p in mnist.cache_dir().iterdir()) == sorted(n + ".gz"
+                                                                         for n in mnist.FILES)
     np.testing.assert_array_equal(raw[LABELS], mnist.read_idx(mnist_dir / (LABELS + ".gz"), LABELS))
     # a second load reads the cache, with no server at all
     monkeypatch.setenv(mnist.ENV_MIRRORS, bad)
@@ -168,14 +173,15 @@ def test_download_rejects_a_corrupt_mirror(isolated, tmp_path, mnist_dir):
         with pytest.raises(mnist.MNISTError) as e:
             mnist.download(LABELS, mnist.cache_dir(), [url])
     problem = _one_shape(e.value, mnist.cache_dir() / (LABELS + ".gz"), SUPPLY)
-    assert problem.startswith(f"could not be downloaded ({url}{LABELS}.gz: SHA-256 checksum mismatch")
+    assert problem.startswith(f"could not be downloaded ({url}{LABELS}.gz: "
+                              "SHA-256 checksum mismatch")
     assert not any(mnist.cache_dir().iterdir())  # nothing unverified is kept
 
 
 def test_n_val_outside_the_training_set_is_refused(mnist_dir, tmp_path):
-    """``load_mnist(n_val=-5000)`` gave 5,000 training and 55,000 validation images (a negative slice)
-    and ``n_val=60001`` an empty training set. n_val is a whole number in [0, 60000], checked before
-    any file is read. (Found in this project, no public report.)"""
+    """``load_mnist(n_val=-5000)`` gave 5,000 training and 55,000 validation images (a negative
+    slice) and ``n_val=60001`` an empty training set. n_val is a whole number in [0, 60000], checked
+    before any file is read. (Found in this project, no public report.)"""
     for bad, message in ((-5000, "at least 0"), (60001, "at most 60000"), (True, "a number"),
                          (0.5, "a whole number"), ("5000", "a number")):
         with pytest.raises(InputError, match=f"^n_val must be {message}, got"):

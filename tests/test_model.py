@@ -18,7 +18,8 @@ def small_mlp(act):
     return architectures.mlp(act, hidden=7, input_shape=[1, 4, 4])
 
 
-SPECS = {"sigmoid_mlp": lambda: small_mlp("sigmoid"), "relu_mlp": lambda: small_mlp("relu"), "cnn": small_cnn}
+SPECS = {"sigmoid_mlp": lambda: small_mlp("sigmoid"), "relu_mlp": lambda: small_mlp("relu"),
+         "cnn": small_cnn}
 
 
 def _setup(xp, name, n=3, seed=0):
@@ -44,7 +45,8 @@ def _off_kinks(model, x):
     for layer, p in zip(model.spec["layers"], model.params):
         if layer["type"] == "maxpool2d":
             N, C, H, W = a.shape
-            win = to_host(a).reshape(N, C, H // 2, 2, W // 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(-1, 4)
+            win = to_host(a).reshape(N, C, H // 2, 2, W // 2, 2).transpose(0, 1, 2, 4, 3,
+                                                                           5).reshape(-1, 4)
             top2 = np.sort(win, axis=1)[:, -2:]
             live = top2[:, 1] > 0
             assert (top2[live, 1] - top2[live, 0]).min() > 1e-4
@@ -93,8 +95,10 @@ def test_input_gradient(xp, name):
     np.testing.assert_allclose(to_host(model.input_gradient(x, y)), to_host(dx))
     _, d, s, _ = scaled_input_gradient(model, x, y, cross_entropy)
     xp_ = model.xp
-    assert rel_error(d * xp_.exp(s).reshape(-1, 1, 1, 1), num) < TOL  # the stable mode: direction x scale
-    assert np.allclose(to_host(xp_.abs(d).reshape(len(d), -1).max(axis=1)), 1.0)  # unit max-norm directions
+    # the stable mode: direction x scale
+    assert rel_error(d * xp_.exp(s).reshape(-1, 1, 1, 1), num) < TOL
+    # unit max-norm directions
+    assert np.allclose(to_host(xp_.abs(d).reshape(len(d), -1).max(axis=1)), 1.0)
     _, dx_stable, _ = loss_and_input_gradient(model, x, y, cross_entropy, numerics="stable")
     np.testing.assert_array_equal(to_host(dx_stable), to_host(d))
 
@@ -113,7 +117,8 @@ def test_jacobian_adjoint(xp, name):
     np.testing.assert_allclose(lhs, rhs, rtol=1e-7)
     J = model.jacobian(x)  # the batched Jacobian agrees with the same products
     np.testing.assert_allclose(to_host(np.einsum("nk,nkd->nd", to_host(v), to_host(J))),
-                               to_host(model.vjp(x, v)).reshape(x.shape[0], -1), rtol=1e-10, atol=1e-12)
+                               to_host(model.vjp(x, v)).reshape(x.shape[0], -1),
+                               rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
@@ -124,7 +129,8 @@ def test_jacobian_direct(xp, name):
     J = model.jacobian(x)
     N, K = 2, 10
     assert J.shape == (N, K, x[0].size)
-    num = np.stack([to_host(numerical_gradient(lambda xx: model.logits(xx)[:, k].sum(), x)).reshape(N, -1)
+    num = np.stack([to_host(numerical_gradient(lambda xx: model.logits(xx)[:, k].sum(),
+                                               x)).reshape(N, -1)
                     for k in range(K)], axis=1)  # (N, K, D): examples are independent
     assert rel_error(to_host(J), num) < TOL
 
@@ -136,7 +142,8 @@ def test_bad_inputs_are_named():
     with pytest.raises(TypeError, match="float32"):
         model.logits(np.zeros((3, 1, 4, 4), np.float32))
     with pytest.raises(S.SpecError, match="layer 1"):
-        S.layer_shapes({"input_shape": [1, 4, 4], "layers": [{"type": "flatten"}, {"type": "dense"}]})
+        S.layer_shapes({"input_shape": [1, 4, 4],
+                        "layers": [{"type": "flatten"}, {"type": "dense"}]})
     with pytest.raises(S.SpecError, match="unknown type"):
         S.layer_shapes({"input_shape": [784], "layers": [{"type": "softplus"}]})
     with pytest.raises(S.SpecError, match="shape"):

@@ -1,6 +1,6 @@
 """nn.numerics: the numerics modes, flush-to-zero (TensorFlow's float32 setting), the scaled stable
-backward, the float32 thresholds the docs state (each recomputed here from the code's arithmetic), and
-log-softmax computed shift-first, so that a common offset of the logits changes nothing."""
+backward, the float32 thresholds the docs state (each recomputed here from the code's arithmetic),
+and log-softmax computed shift-first, so that a common offset of the logits changes nothing."""
 import numpy as np
 import pytest
 
@@ -10,8 +10,10 @@ from nn import layers as L
 from nn import softmax
 from nn.backend import to_device, to_host
 from nn.model import Sequential, backward
-from nn.numerics import (flushes_subnormals, EXP_UNDERFLOW, FTZ_UNDERFLOW, LOG_SMALLEST_NORMAL, LOG_SMALLEST_SUBNORMAL, NUMERICS,
-                         P_Y_ONE_MARGIN, SIGMOID_ONE, check_numerics, exp_flushed, exp_normal_floor, exp_then_flush,
+from nn.numerics import (flushes_subnormals, EXP_UNDERFLOW, FTZ_UNDERFLOW, LOG_SMALLEST_NORMAL,
+                         LOG_SMALLEST_SUBNORMAL, NUMERICS,
+                         P_Y_ONE_MARGIN, SIGMOID_ONE, check_numerics, exp_flushed, exp_normal_floor,
+                         exp_then_flush,
                          flush_subnormals, log_sigmoid_prime, smallest_normal, upgrade_settings)
 from nn.optim import adam_init, adam_update, step_share
 from nn.penalty import SIGMOID_SATURATION, phi_sigmoid, phi_sigmoid_autodiff
@@ -21,8 +23,10 @@ from nn.validate import InputError
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_flush_zeroes_exactly_the_subnormals(xp, dtype):
     tiny = np.finfo(dtype).tiny
-    sub = np.array([tiny / 2, -tiny / 3, np.finfo(dtype).smallest_subnormal, tiny * (1 - np.finfo(dtype).eps)], dtype)
-    normal = np.array([tiny, -tiny, 1.0, -3e-30 if dtype == np.float32 else -3e-300, np.inf, -np.inf, 0.0], dtype)
+    sub = np.array([tiny / 2, -tiny / 3, np.finfo(dtype).smallest_subnormal,
+                    tiny * (1 - np.finfo(dtype).eps)], dtype)
+    normal = np.array([tiny, -tiny, 1.0, -3e-30 if dtype == np.float32 else -3e-300, np.inf,
+                       -np.inf, 0.0], dtype)
     a = to_device(np.concatenate([sub, normal]), xp)
     assert (np.abs(to_host(a)[:4]) < tiny).all() and (to_host(a)[:4] != 0).all()  # really subnormal
     out = to_host(flush_subnormals(a))
@@ -43,8 +47,8 @@ def test_log_sigmoid_prime_is_finite_where_sigma_prime_underflows():
 
 
 def _deep_sigmoid_model(xp, scale):
-    """784-8-8-10 sigmoid MLP whose weights are multiplied by ``scale``: a large scale drives units deep
-    into saturation, |h| in the tens to hundreds."""
+    """784-8-8-10 sigmoid MLP whose weights are multiplied by ``scale``: a large scale drives units
+    deep into saturation, |h| in the tens to hundreds."""
     model = Sequential.init(architectures.mlp("sigmoid", hidden=8), seed=0, xp=xp)
     params = [{k: v * scale for k, v in p.items()} for p in model.params]
     return Sequential(model.spec, params)
@@ -52,8 +56,8 @@ def _deep_sigmoid_model(xp, scale):
 
 def test_paper_numerics_flush_only_subnormals_forward_and_backward(xp):
     """In the paper's numerics every intermediate is flushed where it arises: no subnormal is left
-    anywhere, and every value that is normal in float32 is unchanged (to the bit) wherever its inputs
-    were."""
+    anywhere, and every value that is normal in float32 is unchanged (to the bit) wherever its
+    inputs were."""
     model = _deep_sigmoid_model(xp, 60.0)
     x = to_device(np.random.default_rng(0).random((64, 1, 28, 28)), xp, np.float32)
     y = to_device(np.random.default_rng(1).integers(0, 10, 64), xp)
@@ -93,7 +97,8 @@ def test_adam_in_the_paper_numerics_flushes_decaying_moments():
         for _ in range(850):  # 1e-4 * 0.9^850 ~ 1e-43: subnormal
             adam_update(params, [{"w": np.zeros(3, np.float32)}], state, numerics=numerics)
         out[numerics] = state["m"][0]["w"]
-    assert (out["float32"] != 0).all() and (np.abs(out["float32"]) < np.finfo(np.float32).tiny).all()
+    assert (out["float32"] != 0).all() and (np.abs(out["float32"])
+                                            < np.finfo(np.float32).tiny).all()
     assert (out["paper"] == 0).all()
 
 
@@ -109,7 +114,8 @@ def test_scaled_backward_matches_float64_direction_where_float32_underflows(xp):
     paper = to_host(loss_and_input_gradient(model, x, y, cross_entropy)[1]).reshape(32, -1)
     zero = np.abs(paper).max(axis=1) == 0
     assert zero.sum() >= 4  # these examples have an exactly-zero float32 gradient
-    assert (to_host(s64) < np.log(np.finfo(np.float32).tiny)).any()  # some are below float32's range
+    # some are below float32's range
+    assert (to_host(s64) < np.log(np.finfo(np.float32).tiny)).any()
     d32, d64 = to_host(d32, np.float64).reshape(32, -1), to_host(d64).reshape(32, -1)
     np.testing.assert_allclose(d32, d64, atol=1e-4)
     np.testing.assert_allclose(to_host(s32, np.float64), to_host(s64), rtol=1e-4)
@@ -134,18 +140,21 @@ def test_one_keyword_names_the_three_modes():
     for mode in NUMERICS:
         assert check_numerics(mode) == mode
     for bad in ("ftz", "float64", "tf", True, None):
-        with pytest.raises(InputError, match=r"numerics must be one of 'paper', 'float32', 'stable', got"):
+        with pytest.raises(InputError, match=r"numerics must be one of 'paper', 'float32', "
+                                             r"'stable', got"):
             check_numerics(bad)
     model = _deep_sigmoid_model(np, 1.0)
     x, y = np.zeros((2, 1, 28, 28), np.float32), np.arange(2)
-    for call in (lambda: model.forward(x, numerics="stable"), lambda: model.loss_and_grads(x, y, numerics="stable"),
-                 lambda: adam_update(model.params, model.loss_and_grads(x, y)[1], adam_init(model.params),
-                                     numerics="stable"),
+    for call in (lambda: model.forward(x, numerics="stable"),
+                 lambda: model.loss_and_grads(x, y, numerics="stable"),
+                 lambda: adam_update(model.params, model.loss_and_grads(x, y)[1],
+                                     adam_init(model.params), numerics="stable"),
                  lambda: L.sigmoid_forward(x, "stable")):
         with pytest.raises(InputError, match="got 'stable'; 'stable' is the scaled input gradient"):
             call()
     _, caches, _ = model.forward(x)
-    with pytest.raises(InputError, match=r"numerics \(backward; the stable mode is backward_scaled\)"):
+    with pytest.raises(InputError,
+                       match=r"numerics \(backward; the stable mode is backward_scaled\)"):
         backward(model.spec, caches, np.zeros((2, 10), np.float32), numerics="stable")
     with pytest.raises(InputError, match="numerics must be one of"):
         loss_and_input_gradient(model, x, y, numerics="ftz")
@@ -165,10 +174,12 @@ def test_old_settings_map_to_the_new_words_in_one_place():
 
 
 def _first_true(pred, lo, hi):
-    """The smallest float32 t in [lo, hi] with pred(t), for pred false at lo, true at hi and monotone."""
+    """The smallest float32 t in [lo, hi] with pred(t), for pred false at lo, true at hi and
+    monotone."""
     lo, hi = np.float32(lo), np.float32(hi)
     assert not pred(lo) and pred(hi)
-    a, b = (int(i) for i in np.array([lo, hi]).view(np.int32))  # positive floats: bit patterns ordered like them
+    # positive floats: bit patterns ordered like them
+    a, b = (int(i) for i in np.array([lo, hi]).view(np.int32))
     while b - a > 1:
         mid = (a + b) // 2
         if pred(np.array(mid, np.int32).view(np.float32)):
@@ -188,8 +199,9 @@ def _one(h):
 
 
 def test_sigma_rounds_to_one_from_24_ln_2():
-    """sigma(h) == 1 exactly, and with it the paper's y (1 - y) and the autodiff penalty s (1 - s) == 0,
-    from h = 24 ln 2 ~ 16.64 on (``SIGMOID_ONE``): sigmoid(16.64) is 1.0, sigmoid(16.6) is not."""
+    """sigma(h) == 1 exactly, and with it the paper's y (1 - y) and the autodiff penalty s
+    (1 - s) == 0, from h = 24 ln 2 ~ 16.64 on (``SIGMOID_ONE``): sigmoid(16.64) is 1.0,
+    sigmoid(16.6) is not."""
     assert f"{SIGMOID_ONE:.2f}" == "16.64"
     sigma_one = _first_true(lambda h: L.sigmoid(_one(h))[0] == 1, 10, 30)
     assert _near(sigma_one, SIGMOID_ONE)
@@ -208,12 +220,15 @@ def test_underflow_thresholds():
     sigma'(a) and the penalty's phi, p_j at a margin a, each in the mode that computes it."""
     assert (f"{EXP_UNDERFLOW:.2f}", f"{FTZ_UNDERFLOW:.2f}") == ("103.97", "87.34")
     assert (f"{LOG_SMALLEST_SUBNORMAL:.2f}", f"{LOG_SMALLEST_NORMAL:.2f}") == ("-103.28", "-87.34")
-    assert np.log(np.finfo(np.float32).smallest_subnormal) == pytest.approx(LOG_SMALLEST_SUBNORMAL, rel=1e-12)
+    assert np.log(np.finfo(np.float32).smallest_subnormal) == pytest.approx(LOG_SMALLEST_SUBNORMAL,
+                                                                            rel=1e-12)
     assert np.log(smallest_normal(np.float32)) == pytest.approx(LOG_SMALLEST_NORMAL, rel=1e-12)
     assert _near(_first_true(lambda a: L.sigmoid(_one(-a))[0] == 0, 50, 200), EXP_UNDERFLOW)
-    assert _near(_first_true(lambda a: L.sigmoid_forward(_one(-a), "paper")[0][0] == 0, 50, 200), FTZ_UNDERFLOW)
+    assert _near(_first_true(lambda a: L.sigmoid_forward(_one(-a), "paper")[0][0] == 0, 50, 200),
+                 FTZ_UNDERFLOW)
     assert _near(_first_true(lambda a: phi_sigmoid(_one(a))[0][0] == 0, 50, 200), EXP_UNDERFLOW)
-    assert _near(_first_true(lambda a: np.exp(log_sigmoid_prime(_one(a)))[0] == 0, 50, 200), EXP_UNDERFLOW)
+    assert _near(_first_true(lambda a: np.exp(log_sigmoid_prime(_one(a)))[0] == 0, 50, 200),
+                 EXP_UNDERFLOW)
 
     def p_j(a, numerics):  # the runner-up's entry p_j of dC/dz at a logit margin a
         z = np.array([[0.0, -a]], np.float32)
@@ -223,16 +238,17 @@ def test_underflow_thresholds():
 
 
 def test_p_y_rounds_to_one():
-    """p_y == 1 (and p_y - 1 == 0 exactly) once the runner-up trails by 24 ln 2 ~ 16.64 where the top
-    logit is 0 (``P_Y_ONE_MARGIN``), as sigma does and as TensorFlow's 1 / (1 + sum e) does. The
-    unshifted rounding the log-softmax keeps for recorded numbers (``nn.softmax.log_normalise``) also
-    rounds the log-sum-exp into a larger top logit: for logits (d, 0), from d = 14.44 on."""
+    """p_y == 1 (and p_y - 1 == 0 exactly) once the runner-up trails by 24 ln 2 ~ 16.64 where the
+    top logit is 0 (``P_Y_ONE_MARGIN``), as sigma does and as TensorFlow's 1 / (1 + sum e) does. The
+    unshifted rounding the log-softmax keeps for recorded numbers (``nn.softmax.log_normalise``)
+    also rounds the log-sum-exp into a larger top logit: for logits (d, 0), from d = 14.44 on."""
     def p_y(z):
         return np.exp(softmax.log_softmax(np.array([z], np.float32)))[0, 0]
     assert f"{P_Y_ONE_MARGIN:.2f}" == "16.64"
     assert _near(_first_true(lambda d: p_y([0.0, -d]) == 1, 10, 30), P_Y_ONE_MARGIN)
     assert f"{_first_true(lambda d: p_y([d, 0.0]) == 1, 10, 30):.2f}" == "14.44"
-    for top in (500.0, 1000.0, 1e4):  # where L < 2^-16 keeps the unshifted rounding (nn.softmax.LSE_KEPT_ULPS)
+    # where L < 2^-16 keeps the unshifted rounding (nn.softmax.LSE_KEPT_ULPS)
+    for top in (500.0, 1000.0, 1e4):
         assert f"{_first_true(lambda d: p_y([top + d, top]) == 1, 5, 30):.2f}" == "11.09"
     z = np.array([[0.0, -17.0]], np.float32)
     assert cross_entropy(z, np.array([0]), numerics="paper")[1][0, 0] == 0  # p_y - 1
@@ -240,26 +256,28 @@ def test_p_y_rounds_to_one():
 
 
 def test_saturation_count_threshold():
-    """``nn.penalty.SIGMOID_SATURATION`` (15.9) is where the closed-form sigma'(h) falls below float32's
-    machine epsilon 2^-23, 23 ln 2 ~ 15.94, rounded down as every reported saturated fraction counted it."""
+    """``nn.penalty.SIGMOID_SATURATION`` (15.9) is where the closed-form sigma'(h) falls below
+    float32's machine epsilon 2^-23, 23 ln 2 ~ 15.94, rounded down as every reported saturated
+    fraction counted it."""
     h = np.array([SIGMOID_SATURATION, 23 * np.log(2) + 0.01])
     below = phi_sigmoid(h)[0] < np.finfo(np.float32).eps
     assert below.tolist() == [False, True] and SIGMOID_SATURATION == round(23 * np.log(2), 1)
 
 
-PROSE = ["nn/layers.py", "nn/numerics.py", "nn/penalty.py", "analysis/masking/saturation.py", "analysis/masking/audit.py",
-         "attacks/losses.py"]
+PROSE = ["nn/layers.py", "nn/numerics.py", "nn/penalty.py", "analysis/masking/saturation.py",
+         "analysis/masking/audit.py", "attacks/losses.py"]
 
 
 def test_the_prose_states_the_thresholds_the_code_has():
-    """Every threshold-like number these modules' docstrings and comments state (14-18, 85-106: where
-    sigma or p_y rounds to 1, where values underflow) is one of the thresholds the tests above recompute
-    from the code, so that prose and arithmetic cannot drift apart."""
+    """Every threshold-like number these modules' docstrings and comments state (14-18, 85-106:
+    where sigma or p_y rounds to 1, where values underflow) is one of the thresholds the tests above
+    recompute from the code, so that prose and arithmetic cannot drift apart."""
     import io
     import re
     import tokenize
     from pathlib import Path
-    allowed = {f"{v:.2f}" for v in (SIGMOID_ONE, P_Y_ONE_MARGIN, EXP_UNDERFLOW, FTZ_UNDERFLOW, -LOG_SMALLEST_SUBNORMAL,
+    allowed = {f"{v:.2f}" for v in (SIGMOID_ONE, P_Y_ONE_MARGIN, EXP_UNDERFLOW, FTZ_UNDERFLOW,
+                                    -LOG_SMALLEST_SUBNORMAL,
                                     25 * np.log(2), 23 * np.log(2))} | {"14.44", "15.9"}
     root = Path(__file__).resolve().parents[1]
     for name in PROSE:
@@ -297,14 +315,16 @@ def test_cross_entropy_with_a_huge_common_offset(xp, numerics, dtype, case):
     M, dM = margin(z, y, numerics=numerics)
     assert float(M[0]) == 0 and to_host(dM).tolist()[0].count(1.0) == 1
     uniform = np.full((1, len(dz_want)), 1 / len(dz_want))
-    np.testing.assert_allclose(to_host(softmax.softmax(z)), uniform, rtol=1e-6)  # the Fisher metric's p
+    # the Fisher metric's p
+    np.testing.assert_allclose(to_host(softmax.softmax(z)), uniform, rtol=1e-6)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_any_offset_leaves_log_softmax_and_the_losses_exact(xp, dtype):
-    """Logits z + c for offsets c from 2^-3 to 2^39 of either sign: log p, C and dC/dz in every mode are
-    those of the exact log-softmax of the logits given, within the rounding the unshifted form keeps for
-    recorded numbers (``nn.softmax.LSE_KEPT_ULPS`` epsilons of log p) and a few of the result's ulps."""
+    """Logits z + c for offsets c from 2^-3 to 2^39 of either sign: log p, C and dC/dz in every mode
+    are those of the exact log-softmax of the logits given, within the rounding the unshifted form
+    keeps for recorded numbers (``nn.softmax.LSE_KEPT_ULPS`` epsilons of log p) and a few of the
+    result's ulps."""
     rng = np.random.default_rng(0)
     z = rng.standard_normal((6, 10)) * 8
     y = np.arange(6)
@@ -313,7 +333,10 @@ def test_any_offset_leaves_log_softmax_and_the_losses_exact(xp, dtype):
         for sign in (1, -1):
             zc = (z + sign * c).astype(dtype)  # the logits given, whatever their rounding
             exact = zc.astype(np.longdouble)
-            exact = (exact - exact.max(1, keepdims=True)) - np.log(np.exp(exact - exact.max(1, keepdims=True)).sum(
+            exact = (exact
+                     - exact.max(1, keepdims=True)) - np.log(np.exp(exact
+                                                                    - exact.max(1,
+                                                                                keepdims=True)).sum(
                 1, keepdims=True))
             atol = 2 * tol + 4 * float(np.spacing(dtype(np.abs(exact).max())))
             got = to_host(softmax.log_softmax(to_device(zc, xp)))
@@ -321,13 +344,16 @@ def test_any_offset_leaves_log_softmax_and_the_losses_exact(xp, dtype):
             dz_exact = np.exp(exact) - (np.arange(10) == y[:, None])
             for numerics in NUMERICS:
                 C, dz = cross_entropy(to_device(zc, xp), to_device(y, xp), numerics=numerics)
-                np.testing.assert_allclose(to_host(C), -exact[np.arange(6), y].astype(np.float64), rtol=0, atol=atol)
-                np.testing.assert_allclose(to_host(dz), dz_exact.astype(np.float64), rtol=0, atol=atol)
+                np.testing.assert_allclose(to_host(C), -exact[np.arange(6), y].astype(np.float64),
+                                           rtol=0, atol=atol)
+                np.testing.assert_allclose(to_host(dz), dz_exact.astype(np.float64),
+                                           rtol=0, atol=atol)
 
 
 def test_only_the_gpu_flushes_subnormals(xp):
-    """numpy keeps float32 subnormals; CuPy compiles its kernels with -ftz=true (measured on an H200), so
-    there exp(-90) is 0 and the "float32" sigmoid is the paper's, bit for bit, from -1000 to 1000."""
+    """numpy keeps float32 subnormals; CuPy compiles its kernels with -ftz=true (measured on an
+    H200), so there exp(-90) is 0 and the "float32" sigmoid is the paper's, bit for bit, from -1000
+    to 1000."""
     gpu = xp.__name__ == "cupy"
     assert flushes_subnormals(xp) == gpu
     h = to_device(np.linspace(-1000, 1000, 200_001, dtype=np.float32), xp)
@@ -337,7 +363,8 @@ def test_only_the_gpu_flushes_subnormals(xp):
 
 def test_adam_step_share_is_what_epsilon_leaves_of_the_step():
     """A constant gradient g has v_hat = g^2 after any number of steps, so epsilon leaves
-    |g| / (|g| + eps) of the normalised step: a half where |g| = eps, all where |g| >> eps, none at 0."""
+    |g| / (|g| + eps) of the normalised step: a half where |g| = eps, all where |g| >> eps, none at
+    0."""
     params = [{"W": np.zeros(3, np.float32)}]
     g = [{"W": np.array([1e-8, 1.0, 0.0], np.float32)}]
     state = adam_init(params)
@@ -346,7 +373,8 @@ def test_adam_step_share_is_what_epsilon_leaves_of_the_step():
     for _ in range(5):
         adam_update(params, g, state, eps=1e-8)
     s = step_share(state, eps=1e-8)[0]["W"]
-    np.testing.assert_allclose(s, [np.float32(1e-8) / (np.float32(1e-8) + 1e-8), 1 / (1 + 1e-8), 0.0], rtol=1e-6)
+    np.testing.assert_allclose(s, [np.float32(1e-8) / (np.float32(1e-8) + 1e-8), 1 / (1 + 1e-8),
+                                   0.0], rtol=1e-6)
     assert s[0] == pytest.approx(0.5, rel=1e-6)
 
 
@@ -354,17 +382,19 @@ def test_adam_step_share_is_what_epsilon_leaves_of_the_step():
 
 def _every_float32(lo, hi):
     """Every float32 from lo up to hi, both negative."""
-    a, b = np.array([lo, hi], np.float32).view(np.int32)  # negative floats: larger magnitude, larger bits
+    # negative floats: larger magnitude, larger bits
+    a, b = np.array([lo, hi], np.float32).view(np.int32)
     return np.arange(a, b - 1, -1, dtype=np.int32).view(np.float32)
 
 
 def _arguments(xp, dtype=np.float32):
-    """-1000..1000, dense in -110..-80 and 80..110, every float32 in [-88, -87], zeros, infinities, NaN,
-    the largest float32 and the smallest normal one; a multiple of 10 long."""
+    """-1000..1000, dense in -110..-80 and 80..110, every float32 in [-88, -87], zeros, infinities,
+    NaN, the largest float32 and the smallest normal one; a multiple of 10 long."""
     band = np.linspace(-110, -80, 1_000_001)
     tiny, big = np.finfo(np.float32).tiny, np.finfo(np.float32).max
     special = [0.0, -0.0, np.inf, -np.inf, np.nan, big, -big, tiny, -tiny]
-    a = np.concatenate([np.linspace(-1000, 1000, 200_001), band, -band, _every_float32(-88, -87), special])
+    a = np.concatenate([np.linspace(-1000, 1000, 200_001), band, -band,
+                        _every_float32(-88, -87), special])
     a = np.concatenate([a, np.zeros(-len(a) % 10)])
     return to_device(a.astype(np.float32).astype(dtype), xp)  # float32 arguments, in float64 too
 
@@ -374,15 +404,18 @@ def _same_bits(got, want):
     assert got.dtype == want.dtype and got.shape == want.shape
     unsigned = {4: np.uint32, 8: np.uint64}[got.dtype.itemsize]
     differ = got.view(unsigned) != want.view(unsigned)
-    assert not differ.any(), f"{differ.sum()} of {differ.size} differ, e.g. at {np.flatnonzero(differ)[:5]}"
+    assert not differ.any(), (f"{differ.sum()} of {differ.size} differ, e.g. "
+                              f"at {np.flatnonzero(differ)[:5]}")
 
 
 def test_the_threshold_comes_from_the_codes_own_exp(xp):
-    """exp_normal_floor: exp(a) is a normal float32 exactly for a >= T (T next to -87.34, log 2^-126),
-    found from xp's exp; on every argument of the sweep, not only in the window it was found in."""
+    """exp_normal_floor: exp(a) is a normal float32 exactly for a >= T
+    (T next to -87.34, log 2^-126), found from xp's exp; on every argument of the sweep, not only in
+    the window it was found in."""
     T = exp_normal_floor(xp, np.float32)
     if T is None and xp is not np:
-        pytest.skip("this device's exp is not monotone near the threshold: exp_flushed computes exp, then flushes")
+        pytest.skip("this device's exp is not monotone near the threshold: exp_flushed computes "
+                    "exp, then flushes")
     assert T is not None and T.dtype == np.float32
     assert abs(-T - FTZ_UNDERFLOW) <= 2 * np.spacing(np.float32(FTZ_UNDERFLOW))
     a = _arguments(xp)

@@ -9,10 +9,12 @@ from experiments.lib.scripts import module
 
 # script -> (module whose main parses, {option: (quick value, a value given explicitly)})
 CASES = {
-    "audit": ("beyond.audit", {"n_test": (100, 7), "n_test_cnn": (50, 7), "pgd_steps": (10, 3), "restarts": (2, 3),
+    "audit": ("beyond.audit", {"n_test": (100, 7), "n_test_cnn": (50, 7), "pgd_steps": (10, 3),
+                               "restarts": (2, 3),
                         "square_queries": (50, 9), "sweep_steps": (5, 3)}),
     "logit_scale": ("beyond.logit_scale", {"n_test": (200, 7), "n_test_cnn": (50, 7)}),
-    "verify": ("beyond.verify", {"n_test": (100, 7), "sweep_steps": (5, 3), "milp_max": (3, 2), "milp_time": (5.0, 2.5)}),
+    "verify": ("beyond.verify", {"n_test": (100, 7), "sweep_steps": (5, 3), "milp_max": (3, 2),
+                                 "milp_time": (5.0, 2.5)}),
     "fisher_path": ("fisher_path", {"points": (20, 5)}),
     "kurtosis_linear": ("kurtosis_linear", {"draws": (10, 3)}),
     "rdm": ("rdm", {"per_class": (10, 4)}),
@@ -46,7 +48,8 @@ def test_quick_sets_defaults_and_explicit_options_win(monkeypatch, script):
         flag = "--" + dest.replace("_", "-")
         explicit = _parsed(monkeypatch, script, parser_module, ["--quick", flag, str(given)])
         assert getattr(explicit, dest) == given, f"{script} --quick {flag} {given} was ignored"
-    if "checkpoints" in vars(quick):  # the quick presets chain: they read what table1 --quick writes
+    # the quick presets chain: they read what table1 --quick writes
+    if "checkpoints" in vars(quick):
         assert quick.checkpoints == common.QUICK_TABLE1
         plain = _parsed(monkeypatch, script, parser_module, [])
         assert plain.checkpoints == common.TABLE1

@@ -69,7 +69,8 @@ def test_penalty_is_a_batch_mean():
 
 
 def test_unit_mean_weighs_each_layer_by_its_width():
-    """units="mean": lambda * sum_l mean_i phi, so a 3-unit and a 2-unit layer of ones give 2 lambda."""
+    """units="mean": lambda * sum_l mean_i phi, so a 3-unit and a 2-unit layer of ones give 2
+    lambda."""
     h = [np.ones((4, 3)), np.ones((4, 2))]
     R, dhs = saturating_penalty(h, ["linear", "linear"], 2.0, units="mean")
     assert float(R) == 2.0 * 2
@@ -103,7 +104,8 @@ def test_autodiff_penalty_derivative_equals_the_closed_form_until_sigma_rounds(x
     h = 24 ln 2 (float32, ``nn.numerics.SIGMOID_ONE``) or 53 ln 2 (float64) on, where 1 + exp(-h)
     rounds to 1."""
     cutoff = SIGMOID_ONE if dtype == np.float32 else 53 * np.log(2)
-    grid = np.r_[-np.geomspace(0.01, 60, 40), np.geomspace(0.01, 60, 40), cutoff * (1 + np.r_[-1e-6, 1e-6])]
+    grid = np.r_[-np.geomspace(0.01, 60, 40), np.geomspace(0.01, 60, 40),
+                 cutoff * (1 + np.r_[-1e-6, 1e-6])]
     h = xp.asarray(grid, dtype=dtype)
     phi_s, d_s = PHI["sigmoid"](h)
     phi_p, d_p = PHI_AUTODIFF["sigmoid"](h)
@@ -111,9 +113,11 @@ def test_autodiff_penalty_derivative_equals_the_closed_form_until_sigma_rounds(x
     assert (rounds == (to_host(h) >= cutoff)).all()
     assert (to_host(phi_p)[rounds] == 0).all() and (to_host(d_p)[rounds] == 0).all()
     assert (to_host(phi_s) > 0).all()  # the stable one never rounds to 0 in this range
-    # 1 - s loses relative precision ~eps / (1 - s) near the cutoff: compare where that is below 1e-3
+    # 1 - s loses relative precision ~eps / (1 - s) near the cutoff: compare where that is below
+    # 1e-3
     ok = ~rounds & (to_host(h) < cutoff - 7)
     np.testing.assert_allclose(to_host(phi_p)[ok], to_host(phi_s)[ok], rtol=1e-3)
     np.testing.assert_allclose(to_host(d_p)[ok], to_host(d_s)[ok], rtol=1e-3, atol=0)
-    with pytest.raises(ValueError, match="penalty derivative 'paper'"):  # the old word for "autodiff"
+    # the old word for "autodiff"
+    with pytest.raises(ValueError, match="penalty derivative 'paper'"):
         saturating_penalty([h[None]], ["sigmoid"], 1.0, derivative="paper")

@@ -1,6 +1,6 @@
 """Every published table is a rendering of a record: the render check passes on the repository, a
-table edited by hand fails it, and a record carries the command, commit and machine of the run folder
-it was made from, never a number typed."""
+table edited by hand fails it, and a record carries the command, commit and machine of the run
+folder it was made from, never a number typed."""
 import json
 
 import pytest
@@ -17,9 +17,11 @@ def test_every_table_is_its_rendering():
 
 def test_a_table_edited_by_hand_fails_the_check(tmp_path, monkeypatch):
     page = tmp_path / "page.md"
-    page.write_text("text\n<!-- rendered: index -->\n" + rendering.index() + "<!-- /rendered -->\nmore\n")
+    page.write_text("text\n<!-- rendered: index -->\n" + rendering.index()
+                    + "<!-- /rendered -->\nmore\n")
     assert rendering.differing([page]) == []
-    page.write_text(page.read_text().replace("| `python -m experiments.table1` |", "| `python -m experiments.table2` |"))
+    page.write_text(page.read_text().replace("| `python -m experiments.table1` |",
+                                             "| `python -m experiments.table2` |"))
     assert rendering.differing([page]) == [(str(page), "index")]
     page.write_text(rendering.render_text(page.read_text()))
     assert rendering.differing([page]) == [] and page.read_text().startswith("text\n") and page.read_text().endswith("more\n")
@@ -29,14 +31,18 @@ def _table1_run(folder):
     """A run folder as ``experiments.table1`` leaves it: config.json and table.json."""
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({
-        "script": "experiments.table1", "command": "python -m experiments.table1 --jobs 2", "options": {"device": None},
-        "commit": "0123456789abcdef", "date": "2026-12-07T06:00:00+0000", "machine": "a CPU, 2 cores, x86_64",
-        "numpy": "2.4.6", "blas": "openblas"}))
-    row = {"model": "relu_mlp-saturated", "clean_acc": 0.9789, "fgsm_paper": 0.9557, "fgsm_float32": 0.9486,
-           "fgsm_stable": 0.047, "zero_grad_paper": 0.953, "margin_q": [1, 2, 437.6, 4, 5], "n_seeds": 1, "seeds": [0],
+        "script": "experiments.table1", "command": "python -m experiments.table1 --jobs 2",
+        "options": {"device": None},
+        "commit": "0123456789abcdef", "date": "2026-12-07T06:00:00+0000",
+        "machine": "a CPU, 2 cores, x86_64", "numpy": "2.4.6", "blas": "openblas"}))
+    row = {"model": "relu_mlp-saturated", "clean_acc": 0.9789, "fgsm_paper": 0.9557,
+           "fgsm_float32": 0.9486,
+           "fgsm_stable": 0.047, "zero_grad_paper": 0.953, "margin_q": [1, 2, 437.6, 4, 5],
+           "n_seeds": 1, "seeds": [0],
            "per_seed": [], "arch_kwargs": {"hidden": 200}, "not_published": 1}
     (folder / "table.json").write_text(json.dumps({"rows": [row], "seeds": [0], "device": "cpu",
-                                                   "wall_seconds": 4101.0, "eval": {"n_test": 10000}}))
+                                                   "wall_seconds": 4101.0,
+                                                   "eval": {"n_test": 10000}}))
 
 
 def test_a_record_is_the_run_folders_numbers_and_provenance(tmp_path, monkeypatch):

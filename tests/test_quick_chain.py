@@ -18,9 +18,10 @@ CHAIN = [
     ("rdm", [], "runs/rdm-quick/rdm.npz", True),
     ("fisher_path", [], "runs/fisher_path-quick/paths.npz", True),
     ("kurtosis_linear", ["--dim", "500"], "runs/kurtosis_linear-quick/ratios.json", True),
-    ("audit", ["--models", "relu_mlp-vanilla", "relu_mlp-saturated"], "runs/audit-quick/audit.json", True),
-    ("logit_scale", ["--models", "relu_mlp-saturated", "--scales", "1", "8"], "runs/logit_scale-quick/logit_scale.json",
-     True),
+    ("audit", ["--models", "relu_mlp-vanilla", "relu_mlp-saturated"],
+     "runs/audit-quick/audit.json", True),
+    ("logit_scale", ["--models", "relu_mlp-saturated", "--scales", "1", "8"],
+     "runs/logit_scale-quick/logit_scale.json", True),
     ("verify", ["--models", "relu_mlp-saturated"], "runs/verify-quick/verify.json", True),
     ("lbfgs_grid", ["--models", "relu_mlp-saturated"], "runs/lbfgs_grid-quick/summary.json", True),
     ("figures", [], None, True),
@@ -36,16 +37,20 @@ def _table1(path):
     rows = {r["model"]: r for r in json.loads(path.read_text())["rows"]}
     assert len(rows) == 9
     for r in rows.values():
-        assert 0.3 < r["clean_acc"] <= 1.0, r["model"]  # every quick model beats chance (0.1) by far
-        assert all(_share(r[k]) for k in ("fgsm_paper", "fgsm_float32", "fgsm_stable", "zero_grad_paper"))
+        # every quick model beats chance (0.1) by far
+        assert 0.3 < r["clean_acc"] <= 1.0, r["model"]
+        assert all(_share(r[k]) for k in ("fgsm_paper", "fgsm_float32", "fgsm_stable",
+                                          "zero_grad_paper"))
         assert r["n_seeds"] == 1 and len(r["per_seed"]) == 1
 
 
 def _weights(path):
     stats = json.loads(path.read_text())
-    assert {"sigmoid_mlp-vanilla", "sigmoid_mlp-saturated", "relu_mlp-vanilla", "relu_mlp-saturated"} <= set(stats)
+    assert {"sigmoid_mlp-vanilla", "sigmoid_mlp-saturated", "relu_mlp-vanilla",
+            "relu_mlp-saturated"} <= set(stats)
     for s in stats.values():
-        assert len(s["weights"]) == len(s["preactivations"]) == 3  # one per layer of a 2-hidden-layer MLP
+        # one per layer of a 2-hidden-layer MLP
+        assert len(s["weights"]) == len(s["preactivations"]) == 3
 
 
 def _rdm(path):
@@ -77,7 +82,8 @@ def _audit(path):
     for r in json.loads(path.read_text())["rows"]:
         acc = r["accuracy"]
         assert all(0 <= v <= 100 for v in acc.values())
-        assert r["worst"] <= min(acc.values()) and r["worst"] <= r["clean"]  # the worst case over every attack
+        # the worst case over every attack
+        assert r["worst"] <= min(acc.values()) and r["worst"] <= r["clean"]
 
 
 def _logit_scale(path):
@@ -87,7 +93,8 @@ def _logit_scale(path):
 
 def _verify(path):
     for r in json.loads(path.read_text())["rows"]:
-        assert all(v <= a for v, a in zip(r["verified"], r["attacked"]))  # a proof never beats an attack
+        # a proof never beats an attack
+        assert all(v <= a for v, a in zip(r["verified"], r["attacked"]))
         assert all(c == 0 for c in r["contradictions"])
 
 
@@ -101,8 +108,10 @@ def _sweep(path):
         assert _share(r["clean_acc"]) and _share(r["fgsm_paper"]) and _share(r["zero_grad_paper"])
 
 
-CHECKS = {"table1": _table1, "weights": _weights, "rdm": _rdm, "fisher_path": _fisher, "kurtosis_linear": _kurtosis,
-          "audit": _audit, "logit_scale": _logit_scale, "verify": _verify, "lbfgs_grid": _grid, "sweep": _sweep}
+CHECKS = {"table1": _table1, "weights": _weights, "rdm": _rdm, "fisher_path": _fisher,
+          "kurtosis_linear": _kurtosis,
+          "audit": _audit, "logit_scale": _logit_scale, "verify": _verify, "lbfgs_grid": _grid,
+          "sweep": _sweep}
 
 
 @pytest.fixture
@@ -114,7 +123,8 @@ def no_matplotlib(monkeypatch):
 
 
 @pytest.mark.slow
-def test_quick_presets_chain_without_matplotlib(tmp_path, mnist_dir, monkeypatch, capsys, no_matplotlib):
+def test_quick_presets_chain_without_matplotlib(tmp_path, mnist_dir, monkeypatch,
+                                                capsys, no_matplotlib):
     plotting.SKIPPED_FIGURES.clear()  # what earlier tests' direct main() calls left
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("SATNETS_MNIST_DIR", str(mnist_dir))

@@ -64,7 +64,8 @@ def resolve(name):
 
 
 def github_anchor(heading):
-    """The anchor GitHub gives a markdown heading: lower case, punctuation dropped, spaces -> '-'."""
+    """The anchor GitHub gives a markdown heading: lower case, punctuation dropped,
+    spaces -> '-'."""
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
@@ -124,19 +125,22 @@ def test_a_misspelled_name_fails():
 
 def test_the_library_snippet_runs_as_written(mnist_dir):
     """The README's "Use it as a library" block, pasted into a fresh interpreter at the repository
-    root: it loads a shipped model, runs FGSM and APGD in two numerics and prints each robust accuracy,
-    a count over N (500 images: at most three decimals, no float noise like 0.040000000000000036)."""
+    root: it loads a shipped model, runs FGSM and APGD in two numerics and prints each robust
+    accuracy, a count over N (500 images: at most three decimals, no float noise like
+    0.040000000000000036)."""
     import os
     import subprocess
     import sys
     text = (ROOT / "README.md").read_text()
     start = text.index("```python", text.index("## Use it as a library")) + len("```python")
     code = text[start:text.index("```", start)]
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "SATNETS_MNIST_DIR": str(mnist_dir)})
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "SATNETS_MNIST_DIR": str(mnist_dir)})
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert [l.rsplit(" ", 1)[0] for l in lines] == ["FGSM paper", "APGD paper", "FGSM stable", "APGD stable"]
+    assert [l.rsplit(" ", 1)[0] for l in lines] == ["FGSM paper", "APGD paper",
+                                                    "FGSM stable", "APGD stable"]
     values = [l.rsplit(" ", 1)[1] for l in lines]
     assert all(0 <= float(v) <= 1 and len(v.split(".")[-1]) <= 3 for v in values), values
-    assert float(values[0]) > 0.5 > float(values[3])  # the masking: FGSM in the paper's numerics fails, APGD does not
+    # the masking: FGSM in the paper's numerics fails, APGD does not
+    assert float(values[0]) > 0.5 > float(values[3])

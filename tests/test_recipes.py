@@ -1,5 +1,5 @@
-"""Recipes name models: the paper's facts build them, --set changes them in one dialect, and model_key
-alone decides identity (Table 1, the sweep and resuming agree on it)."""
+"""Recipes name models: the paper's facts build them, --set changes them in one dialect, and
+model_key alone decides identity (Table 1, the sweep and resuming agree on it)."""
 import pytest
 
 from experiments.lib import grids, paper
@@ -22,10 +22,12 @@ def test_table1_recipes_come_from_the_papers_facts():
 
 def test_defaults_are_filled_so_equal_models_compare_equal():
     a = Recipe.make("relu_mlp", "vanilla", {"hidden": 30}, {"epochs": 2})
-    b = Recipe.make("relu_mlp", "vanilla", {"hidden": 30, "depth": 2}, {"epochs": 2, "lr": 1e-3, "batch_size": 128})
+    b = Recipe.make("relu_mlp", "vanilla", {"hidden": 30, "depth": 2},
+                    {"epochs": 2, "lr": 1e-3, "batch_size": 128})
     assert a == b and model_key(a, 0) == model_key(b, 0)
     assert model_key(a, 0) != model_key(a, 1)  # the seed is part of a model
-    assert model_key(a, 0) == model_key(a.replace("train", epochs=7), 0)  # epochs are not: a run continues
+    # epochs are not: a run continues
+    assert model_key(a, 0) == model_key(a.replace("train", epochs=7), 0)
     assert model_key(a, 0) != model_key(a.replace("train", lr=0.5), 0)
 
 
@@ -51,21 +53,25 @@ def test_set_dialect_addresses_models_architectures_and_trainings():
 def test_select_picks_by_model_architecture_or_training():
     names = list(paper.MODELS)
     assert select(names, ["cnn"]) == ["cnn-vanilla", "cnn-adversarial", "cnn-saturated"]
-    assert select(names, ["saturated", "relu_mlp-vanilla"]) == ["sigmoid_mlp-saturated", "relu_mlp-vanilla",
-                                                                "relu_mlp-saturated", "cnn-saturated"]
+    assert select(names, ["saturated", "relu_mlp-vanilla"]) == ["sigmoid_mlp-saturated",
+                                                                "relu_mlp-vanilla",
+                                                                "relu_mlp-saturated",
+                                                                "cnn-saturated"]
     assert select(names, None) == names
     with pytest.raises(SettingError, match="--only: unknown mlp"):
         select(names, ["mlp"])
 
 
 def test_table1_saturated_models_are_sweep_runs():
-    """Each saturated model of Table 1, and each control, is a run of the sweep, snapshotted at its epochs
-    (a milestone or the run's last), so the sweep's training serves Table 1; the quick presets agree too."""
+    """Each saturated model of Table 1, and each control, is a run of the sweep, snapshotted at its
+    epochs (a milestone or the run's last), so the sweep's training serves Table 1; the quick
+    presets agree too."""
     for grid, recipes in (("all", table1_recipes()), ("quick", table1_recipes(quick=True))):
         names = [f"{a}-{t}" for a in paper.ARCHS for t in ("saturated", paper.CONTROL)]
         for name in names if grid == "all" else ["sigmoid_mlp-saturated"]:
             recipe = recipes[name]
-            runs = [r for r in grids.GRIDS[grid] if model_key(r.recipe, r.seed) == model_key(recipe, 0)]
+            runs = [r for r in grids.GRIDS[grid]
+                    if model_key(r.recipe, r.seed) == model_key(recipe, 0)]
             assert any(recipe.epochs in grids.MILESTONES and r.recipe.epochs >= recipe.epochs
                        or r.recipe.epochs == recipe.epochs for r in runs), name
 
@@ -81,7 +87,8 @@ def test_sweep_grid_all_holds_every_run_once_and_settings_reach_the_recipe():
     linear = grids.sweep_run(arch="relu_mlp", readout="linear")
     assert linear.recipe.method["kinds"] == ["relu", "relu", "linear"]
     assert grids.sweep_run(arch="relu_mlp").recipe.method["kinds"] == ["relu"] * 3
-    assert grids.short_label(linear.settings) == "readout linear"  # the architecture is the figure's row
+    # the architecture is the figure's row
+    assert grids.short_label(linear.settings) == "readout linear"
     assert grids.short_label(grids.sweep_run(lr=3e-3).settings) == "lr 0.003"
 
 

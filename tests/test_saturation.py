@@ -1,4 +1,5 @@
-"""The prediction of exactly-zero float32 input gradients from depths and margins (analysis.masking.saturation)."""
+"""The prediction of exactly-zero float32 input gradients from depths and margins
+(analysis.masking.saturation)."""
 import numpy as np
 import pytest
 
@@ -23,12 +24,14 @@ def test_path_bound_predicts_the_zero_gradients(numerics):
     assert 0.03 < zero.mean() < 0.5  # a mix of zero and nonzero gradients
     assert (predicted == zero).mean() >= 0.99
     by_margin = margin_predicts_zero(model, x, y, numerics=numerics)
-    assert (by_margin <= zero).all() and by_margin.sum() < zero.sum()  # the margin explains a part only
+    # the margin explains a part only
+    assert (by_margin <= zero).all() and by_margin.sum() < zero.sum()
     if numerics == "paper":
         assert (bound[~predicted] >= LOG_SMALLEST_NORMAL).all()
 
 
 def test_path_bound_rejects_a_cnn():
-    model = Sequential.init(architectures.cnn(channels=(2,), hidden=4, kernel=3, input_shape=[1, 8, 8]))
+    model = Sequential.init(architectures.cnn(channels=(2,), hidden=4, kernel=3,
+                                              input_shape=[1, 8, 8]))
     with pytest.raises(ValueError, match="MLPs"):
         log_path_bound(model, np.zeros((1, 1, 8, 8), np.float32), np.zeros(1, int))

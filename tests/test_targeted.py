@@ -12,7 +12,8 @@ from nn.model import Sequential
 def _model(xp=np, dtype=np.float64, seed=0):
     """A small random ReLU MLP on 6x6 images, its first layer centred on the pixel 0.5 so that its
     predictions spread over all ten classes."""
-    model = Sequential.init(architectures.mlp("relu", hidden=32, input_shape=[1, 6, 6]), seed=seed, dtype=dtype, xp=xp)
+    model = Sequential.init(architectures.mlp("relu", hidden=32, input_shape=[1, 6, 6]), seed=seed,
+                            dtype=dtype, xp=xp)
     model.params[1]["b"][...] = -0.5 * model.params[1]["W"].sum(axis=1)
     return model
 
@@ -63,7 +64,8 @@ def test_source_already_the_target_is_success_at_iteration_0(attack):
 
 
 def test_adam_attack_does_not_move_with_exactly_zero_gradient():
-    """The float32-saturation failure: a network whose input gradient is exactly 0 stalls at the source."""
+    """The float32-saturation failure: a network whose input gradient is exactly 0 stalls at the
+    source."""
     model, x, _ = _problem(np)
     model.params[1]["W"][...] = 0  # the first layer ignores the input: dC/dx = 0, logits constant
     t = (model.predict(x) + 1) % 10

@@ -38,8 +38,9 @@ def test_adam_matches_textbook_formula():
 
 def test_adam_updates_parameters_of_any_memory_layout():
     """A Fortran-order weight (and a strided view of moments) is updated in place exactly as its
-    C-order copy is: the update used to run through ``reshape(-1)``, a copy for such an array, and left
-    the weight and both moments unchanged (the kind of bitsandbytes PR 1187 and DeepSpeed PR 2489)."""
+    C-order copy is: the update used to run through ``reshape(-1)``, a copy for such an array, and
+    left the weight and both moments unchanged (the kind of bitsandbytes PR 1187 and DeepSpeed PR
+    2489)."""
     rng = np.random.default_rng(0)
     W = rng.standard_normal((50, 784)).astype(np.float32)
     g = [{"W": rng.standard_normal(W.shape).astype(np.float32)} for _ in range(3)]
@@ -60,7 +61,8 @@ def test_adam_updates_parameters_of_any_memory_layout():
 
 
 def test_checkpoint_round_trip(tmp_path):
-    model = Sequential.init(architectures.cnn(channels=(2, 3), hidden=5, kernel=3, input_shape=[1, 8, 8]), seed=3)
+    model = Sequential.init(architectures.cnn(channels=(2, 3), hidden=5, kernel=3,
+                                              input_shape=[1, 8, 8]), seed=3)
     path = tmp_path / "sub" / "model.npz"
     save_checkpoint(path, model, config={"lr": 0.1})
     loaded, meta = load_checkpoint(path)
@@ -84,7 +86,8 @@ def test_checkpoint_errors(tmp_path):
     meta = json.loads(str(arrays["__meta__"]))
     meta["spec"]["layers"][1]["units"] = 5  # spec no longer matches the weights
     np.savez(tmp_path / "bad.npz", **{**arrays, "__meta__": np.array(json.dumps(meta))})
-    with pytest.raises(CheckpointError, match=r"bad.npz: layer1.W has shape \(4, 4\); the spec expects \(5, 4\)"):
+    with pytest.raises(CheckpointError, match=r"bad.npz: layer1.W has shape \(4, 4\); "
+                                              r"the spec expects \(5, 4\)"):
         load_checkpoint(tmp_path / "bad.npz")
 
 
@@ -113,7 +116,8 @@ def test_nan_stops_training_and_keeps_last_good_checkpoint(mnist, tmp_path):
         return (loss * np.nan if step >= 8 else loss), grads, logits
 
     lines = []
-    with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 2, step 8.*last good checkpoint"):
+    with pytest.raises(TrainingDiverged,
+                       match=r"loss became nan at epoch 2, step 8.*last good checkpoint"):
         train(model, mnist, TrainConfig(epochs=3, max_train=1000), objective=objective,
               log=lines.append, checkpoint=ckpt)
     loaded, meta = load_checkpoint(ckpt)
@@ -139,8 +143,8 @@ def test_end_to_end_mnist(mnist, tmp_path):
 
 def test_retain_freed_memory_takes_effect_on_glibc_and_nowhere_else():
     """The allocator setting the CPU scripts apply (large numpy temporaries reused between steps):
-    mallopt accepts it on Linux with glibc; elsewhere it is a no-op that says so. (Its speed effect is
-    a benchmark figure, RESULTS.md, not a test.)"""
+    mallopt accepts it on Linux with glibc; elsewhere it is a no-op that says so. (Its speed effect
+    is a benchmark figure, RESULTS.md, not a test.)"""
     import platform
     from nn.backend import retain_freed_memory
     glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
@@ -149,14 +153,16 @@ def test_retain_freed_memory_takes_effect_on_glibc_and_nowhere_else():
 
 @pytest.mark.parametrize("numerics", ["float32", "paper"])
 def test_resume_equals_an_uninterrupted_run(mnist, tmp_path, numerics):
-    """A run interrupted after epoch 2 of 3 and resumed from its checkpoint ends bit for bit where an
-    uninterrupted run ends: parameters, Adam's moments, lambda's schedule position, the shuffling."""
+    """A run interrupted after epoch 2 of 3 and resumed from its checkpoint ends bit for bit where
+    an uninterrupted run ends: parameters, Adam's moments, lambda's schedule position, the
+    shuffling."""
     spec = architectures.mlp("sigmoid", hidden=16)
     cfg = TrainConfig(epochs=3, max_train=1000, seed=3, lr_decay=0.9, numerics=numerics)
     objective = saturating_objective(["sigmoid"] * 3, 1.74, 0.05, units="mean")
     quiet = lambda line: None  # noqa: E731
     straight = Sequential.init(spec, seed=3)
-    full = train(straight, mnist, cfg, objective=objective, log=quiet, checkpoint=tmp_path / "a.npz")
+    full = train(straight, mnist, cfg, objective=objective, log=quiet,
+                 checkpoint=tmp_path / "a.npz")
 
     class Stop(Exception):
         pass
@@ -169,7 +175,8 @@ def test_resume_equals_an_uninterrupted_run(mnist, tmp_path, numerics):
               checkpoint=tmp_path / "b.npz", after_epoch=interrupt)
     model, state, meta = resume_state(tmp_path / "b.npz", cfg, np)
     assert (state.epoch, state.step) == (2, 16) and meta["complete"] is False
-    resumed = train(model, mnist, cfg, objective=objective, log=quiet, checkpoint=tmp_path / "b.npz", resume=state)
+    resumed = train(model, mnist, cfg, objective=objective, log=quiet,
+                    checkpoint=tmp_path / "b.npz", resume=state)
     for pa, pb in zip(straight.params, model.params):
         for k in pa:
             np.testing.assert_array_equal(pa[k], pb[k])
@@ -184,28 +191,32 @@ def test_resume_equals_an_uninterrupted_run(mnist, tmp_path, numerics):
     assert [{k: v for k, v in h.items() if k not in timing} for h in full] == \
         [{k: v for k, v in h.items() if k not in timing} for h in resumed]
     # another run's settings, or no checkpoint at all: nothing to resume
-    assert resume_state(tmp_path / "b.npz", TrainConfig(epochs=3, max_train=1000, seed=4), np) is None
+    assert resume_state(tmp_path / "b.npz",
+                        TrainConfig(epochs=3, max_train=1000, seed=4), np) is None
     assert resume_state(tmp_path / "none.npz", cfg, np) is None
     # a finished run extends: more epochs continue from the last one
     longer = dataclasses.replace(cfg, epochs=4)
     model, state, _ = resume_state(tmp_path / "b.npz", longer, np)
-    assert state.epoch == 3 and len(train(model, mnist, longer, objective=objective, log=quiet, resume=state)) == 4
+    assert state.epoch == 3 and len(train(model, mnist, longer, objective=objective, log=quiet,
+                                          resume=state)) == 4
     # a slow run is checkpointed by time as well: every epoch here, though checkpoint_every is 100
     saved = []
-    train(Sequential.init(spec, seed=3), mnist, cfg, objective=objective, log=quiet, checkpoint=tmp_path / "c.npz",
-          checkpoint_every=100, checkpoint_seconds=0.0,
-          after_epoch=lambda m, rec: saved.append(resume_state(tmp_path / "c.npz", cfg, np)[1].epoch))
+    train(Sequential.init(spec, seed=3), mnist, cfg, objective=objective, log=quiet,
+          checkpoint=tmp_path / "c.npz", checkpoint_every=100, checkpoint_seconds=0.0,
+          after_epoch=lambda m, rec: saved.append(resume_state(tmp_path / "c.npz",
+                                                               cfg, np)[1].epoch))
     assert saved == [1, 2, 3]
 
 
 @pytest.mark.parametrize("ftz, numerics", [(True, "paper"), (False, "float32")])
 def test_a_checkpoint_of_the_ftz_spelling_resumes(mnist, tmp_path, ftz, numerics):
-    """Checkpoints written before the numerics had one name hold ``"ftz": true / false`` in their config:
-    they resume under ``numerics="paper" / "float32"`` and under nothing else (``TrainConfig.from_dict``)."""
+    """Checkpoints written before the numerics had one name hold ``"ftz": true / false`` in their
+    config: they resume under ``numerics="paper" / "float32"`` and under nothing else
+    (``TrainConfig.from_dict``)."""
     cfg = TrainConfig(epochs=2, max_train=300, numerics=numerics)
     path = tmp_path / "old.npz"
-    train(Sequential.init(architectures.mlp("relu", hidden=8)), mnist, dataclasses.replace(cfg, epochs=1),
-          log=lambda line: None, checkpoint=path)
+    train(Sequential.init(architectures.mlp("relu", hidden=8)), mnist,
+          dataclasses.replace(cfg, epochs=1), log=lambda line: None, checkpoint=path)
     with np.load(path) as f:
         arrays = {k: f[k] for k in f.files}
     meta = json.loads(str(arrays["__meta__"]))
@@ -221,7 +232,8 @@ def test_a_checkpoint_of_the_ftz_spelling_resumes(mnist, tmp_path, ftz, numerics
 
 
 def test_train_config_refuses_the_stable_mode():
-    with pytest.raises(ValueError, match="numerics must be one of 'paper', 'float32', got 'stable'; 'stable' is the"):
+    with pytest.raises(ValueError, match="numerics must be one of 'paper', 'float32', "
+                                         "got 'stable'; 'stable' is the"):
         TrainConfig(numerics="stable")
     with pytest.raises(ValueError, match="numerics must be one of 'paper', 'float32', got True"):
         TrainConfig(numerics=True)

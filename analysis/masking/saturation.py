@@ -13,12 +13,12 @@ and the activations' derivatives. In float32 a factor is exactly 0 where
   are ``nn.numerics``'s.
 
 ``log_path_bound`` follows the backward pass in the max-plus algebra: instead of sum_j a_j W_ji it
-keeps max_j (log|a_j| + log|W_ji|), the log-magnitude of the largest single path term, and it applies
-the float32 rules above at every stage (a stage's entries below the floor become -inf, i.e. exactly
-0). An example whose bound is -inf at the input is *predicted* to have an exactly-zero gradient. The
-prediction ignores sums of many sub-floor terms that reach the floor together and cancellations;
-comparing it with the measured zero gradients says how far the two mechanisms (margin, depth) explain
-them.
+keeps max_j (log|a_j| + log|W_ji|), the log-magnitude of the largest single path term, and it
+applies the float32 rules above at every stage (a stage's entries below the floor become -inf, i.e.
+exactly 0). An example whose bound is -inf at the input is *predicted* to have an exactly-zero
+gradient. The prediction ignores sums of many sub-floor terms that reach the floor together and
+cancellations; comparing it with the measured zero gradients says how far the two mechanisms
+(margin, depth) explain them.
 """
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ from nn.backend import to_device, to_host
 from nn.layers import sigmoid
 from nn.model import Sequential
 from nn.softmax import log_softmax_stable
-from nn.numerics import FORWARD_NUMERICS, LOG_SMALLEST_NORMAL, LOG_SMALLEST_SUBNORMAL, check_numerics
+from nn.numerics import (FORWARD_NUMERICS, LOG_SMALLEST_NORMAL, LOG_SMALLEST_SUBNORMAL,
+                         check_numerics)
 from nn.validate import InputError, check_batch
 
 
@@ -55,8 +56,8 @@ def log_path_bound(model, x, y, numerics="paper", dtype=np.float32):
 
     model: an MLP (flatten, dense, sigmoid / relu, ..., dense); x: (N, 1, 28, 28), y: (N,) (host or
     device). numerics: "paper" (the floor is the smallest normal number, TensorFlow's flush-to-zero)
-    or "float32" (the smallest subnormal). -> (N,) float64: -inf where the gradient is predicted to be
-    exactly 0.
+    or "float32" (the smallest subnormal). -> (N,) float64: -inf where the gradient is predicted to
+    be exactly 0.
     """
     check_numerics(numerics, FORWARD_NUMERICS)
     layers = model.spec["layers"]
@@ -85,7 +86,8 @@ def log_path_bound(model, x, y, numerics="paper", dtype=np.float32):
                 W = to_host(model.params[i]["W"], np.float64)  # (out, in)
                 a = _floor(_maxplus(a, np.log(np.abs(W))), floor)
             elif t == "sigmoid":
-                s = sigmoid(h_of[i - 1].astype(dtype)).astype(np.float64)  # the paper's rounded sigma
+                # the paper's rounded sigma
+                s = sigmoid(h_of[i - 1].astype(dtype)).astype(np.float64)
                 a = _floor(a + np.log(s) + np.log1p(-s), floor)  # log y (1 - y): -inf where y = 1
             elif t == "relu":
                 a = np.where(h_of[i - 1] > 0, a, -np.inf)
@@ -102,7 +104,8 @@ def margin_predicts_zero(model, x, y, numerics="paper"):
     logp = log_softmax_stable(logits)
     y = to_host(y)
     other = np.where(np.arange(logp.shape[1]) == y[:, None], -np.inf, logp)
-    return other.max(axis=1) < (LOG_SMALLEST_NORMAL if numerics == "paper" else LOG_SMALLEST_SUBNORMAL)
+    return other.max(axis=1) < (LOG_SMALLEST_NORMAL if numerics == "paper"
+                                else LOG_SMALLEST_SUBNORMAL)
 
 
 def saturated_sigmoid_mlp(x, hidden=200, lo=60.0, hi=1000.0, seed=0):
@@ -111,10 +114,12 @@ def saturated_sigmoid_mlp(x, hidden=200, lo=60.0, hi=1000.0, seed=0):
     that the median of its |h| over the images x (N, 1, 28, 28) is log-uniform in [lo, hi]. Its
     sigma'(h) = y (1 - y) is then exactly 0 in float32 wherever |h| > 16.64 (y rounds to 1) or
     y (1 - y) < 2^-149. -> Sequential (float32)."""
-    model, rng, a = Sequential.init(mlp("sigmoid", hidden=hidden), seed=seed), np.random.default_rng(seed), x
+    model, rng, a = (Sequential.init(mlp("sigmoid", hidden=hidden), seed=seed),
+                     np.random.default_rng(seed), x)
     for p in model.params[1::2]:  # the dense layers
         h = a.reshape(len(a), -1) @ p["W"].T + p["b"]  # (N, n_out)
-        c = np.exp(rng.uniform(math.log(lo), math.log(hi), h.shape[1])).astype(np.float32) / np.median(abs(h), 0)
+        c = (np.exp(rng.uniform(math.log(lo), math.log(hi), h.shape[1])).astype(np.float32)
+             / np.median(abs(h), 0))
         p["W"] *= c[:, None]
         p["b"] *= c
         a = sigmoid(h * c)

@@ -19,21 +19,22 @@ used are never looser than IBP's.
 Relaxations (elementwise, on [l, u]):
 
 * ReLU: off (u <= 0): 0 <= a <= 0; on (l >= 0): h <= a <= h; unstable: the upper line is the chord
-  u (h - l) / (u - l); the lower line is h if u >= -l, else 0 (CROWN's adaptive choice, the smaller area).
+  u (h - l) / (u - l); the lower line is h if u >= -l, else 0 (CROWN's adaptive choice, the smaller
+  area).
 * sigmoid: both lines parallel to the chord, slope k = (sigma(u) - sigma(l)) / (u - l), shifted to
   touch the curve: beta_lo = min and beta_hi = max of sigma(h) - k h over [l, u], taken over the
-  endpoints and the points where sigma'(h) = k, h = +-log(s / (1 - s)) with s = (1 + sqrt(1 - 4k)) / 2.
-  Sound wherever l <= u, on either side of 0 or across it; in a saturated network both lines are
-  nearly flat.
+  endpoints and the points where sigma'(h) = k, h = +-log(s / (1 - s)) with
+  s = (1 + sqrt(1 - 4k)) / 2. Sound wherever l <= u, on either side of 0 or across it; in a
+  saturated network both lines are nearly flat.
 
-Soundness in floating point (as in ``analysis.proofs.ibp``): the bounds must hold for the float32 network.
-Its weight layer k computes W a + b + e^k with |e^k| <= delta^k = gamma^32_{n+1} (|W| max(|l|, |u|)
-+ |b|) (Higham's dot-product bound, n inputs per unit, on the layer's input box), so back-substitution
-adds -|Lam| delta^k at each weight layer; its sigmoid is within 8 u sigma + 2^-126 of the exact one
-(``analysis.proofs.ibp.SIGMOID_REL``, flush-to-zero), so beta_lo and beta_hi are widened by that. The bounds
-are computed in float64; their own rounding (relative ~1e-13 for these sizes) is covered by widening
-each bound by gamma^64_n of the sum of the absolute values of its terms, n the total fan-in of the
-chain (first order: errors of errors are left out).
+Soundness in floating point (as in ``analysis.proofs.ibp``): the bounds must hold for the float32
+network. Its weight layer k computes W a + b + e^k with |e^k| <= delta^k = gamma^32_{n+1} (|W|
+max(|l|, |u|) + |b|) (Higham's dot-product bound, n inputs per unit, on the layer's input box), so
+back-substitution adds -|Lam| delta^k at each weight layer; its sigmoid is within 8 u sigma + 2^-126
+of the exact one (``analysis.proofs.ibp.SIGMOID_REL``, flush-to-zero), so beta_lo and beta_hi are
+widened by that. The bounds are computed in float64; their own rounding (relative ~1e-13 for these
+sizes) is covered by widening each bound by gamma^64_n of the sum of the absolute values of its
+terms, n the total fan-in of the chain (first order: errors of errors are left out).
 """
 from __future__ import annotations
 
@@ -42,7 +43,8 @@ import math
 
 import numpy as np
 
-from analysis.proofs.ibp import SIGMOID_REL, TINY32, U64, _monotone_box, _weight_box, float32_error, gamma
+from analysis.proofs.ibp import (SIGMOID_REL, TINY32, U64, _monotone_box, _weight_box,
+                                 float32_error, gamma)
 from attacks.ball import box
 from nn import layers as L
 from nn.backend import array_module
@@ -63,13 +65,15 @@ class LinearBounds:
 
 
 def relu_relaxation(lo, hi):
-    """Lines enclosing relu on [lo, hi] (elementwise, (N, n) each) -> (alpha_lo, beta_lo, alpha_hi, beta_hi)."""
+    """Lines enclosing relu on [lo, hi] (elementwise, (N, n) each) -> (alpha_lo, beta_lo, alpha_hi,
+    beta_hi)."""
     xp = array_module(lo)
     on, off = lo >= 0, hi <= 0
     unstable = ~(on | off)
     width = xp.where(unstable, hi - lo, 1.0)
     alpha_hi = xp.where(on, 1.0, xp.where(unstable, hi / width, 0.0))
-    beta_hi = xp.where(unstable, -lo * hi / width + 4 * U64 * (hi - lo), 0.0)  # + the chord's float64 rounding
+    # + the chord's float64 rounding
+    beta_hi = xp.where(unstable, -lo * hi / width + 4 * U64 * (hi - lo), 0.0)
     alpha_lo = xp.where(on | (unstable & (hi >= -lo)), 1.0, 0.0)
     return alpha_lo, xp.zeros_like(lo), alpha_hi, beta_hi
 
@@ -88,8 +92,10 @@ def sigmoid_relaxation(lo, hi):
     root = xp.sqrt(1 - 4 * k)
     one_minus_s = 2 * k / (1 + root)  # 1 - s without cancellation, s = (1 + root) / 2
     with np.errstate(divide="ignore"):  # numpy's switch; cupy does not warn
-        tangent = xp.log((1 + root) / 2) - xp.log(one_minus_s)  # sigma'(+-tangent) = k, +inf at k = 0
-    cands = [lo, hi, xp.clip(tangent, lo, hi), xp.clip(-tangent, lo, hi)]  # clipped points are endpoints
+        # sigma'(+-tangent) = k, +inf at k = 0
+        tangent = xp.log((1 + root) / 2) - xp.log(one_minus_s)
+    # clipped points are endpoints
+    cands = [lo, hi, xp.clip(tangent, lo, hi), xp.clip(-tangent, lo, hi)]
     vals = [L.sigmoid(c) - k * c for c in cands]
     beta_lo = xp.minimum(xp.minimum(vals[0], vals[1]), xp.minimum(vals[2], vals[3]))
     beta_hi = xp.maximum(xp.maximum(vals[0], vals[1]), xp.maximum(vals[2], vals[3]))
@@ -110,8 +116,8 @@ def _mlp_parts(model):
         params = model.params
     if (len(types) % 2 != 1 or any(t != "dense" for t in types[::2])
             or any(t not in RELAXATIONS for t in types[1::2])):
-        raise InputError("linear relaxation bounds need an MLP: flatten, then dense and relu/sigmoid layers "
-                         f"alternating, a dense readout; got layers {types}")
+        raise InputError("linear relaxation bounds need an MLP: flatten, then dense and "
+                         f"relu/sigmoid layers alternating, a dense readout; got layers {types}")
     weights = [(p["W"].astype(np.float64), p["b"].astype(np.float64)) for p in params[::2]]
     return weights, types[1::2]
 
@@ -126,12 +132,14 @@ def mlp_activations(model):
 
 
 def _float32_error(W, b, lo, hi):
-    """``analysis.proofs.ibp.float32_error`` of a dense layer. W: (m, n), lo/hi: (N, n) -> (N, m)."""
+    """``analysis.proofs.ibp.float32_error`` of a dense layer. W: (m, n),
+    lo/hi: (N, n) -> (N, m)."""
     return float32_error("dense", lo, hi, W, b)
 
 
 def backsubstitute(Lam, c, k, weights, relax, deltas, x_box):
-    """Lower bound of f = Lam a^k + c over the input box, a^k the output of hidden layer k (a^0 = x).
+    """Lower bound of f = Lam a^k + c over the input box, a^k the output of hidden layer k
+    (a^0 = x).
 
     Lam: (N, m, n_k), c: (N, m). relax[j]: the lines of activation j (1-based, as (N, n_j) arrays);
     deltas[j]: the float32 error bound of weight layer j; x_box: (lo, hi) of x, (N, n_0).
@@ -171,12 +179,14 @@ def linear_bounds(model, x, y, eps):
     weights, acts = _mlp_parts(model)
     xp = model.xp
     N = len(x)
-    x_box = box(x.reshape(N, math.prod(x.shape[1:])), eps)  # the attacks' ball (attacks.ball); N may be 0
+    # the attacks' ball (attacks.ball); N may be 0
+    x_box = box(x.reshape(N, math.prod(x.shape[1:])), eps)
     relax, deltas, boxes = {}, {}, []
     a_lo, a_hi = x_box
     for k, (W, b) in enumerate(weights[:-1], start=1):
         deltas[k] = _float32_error(W, b, a_lo, a_hi)
-        lo, hi = _weight_box("dense", a_lo, a_hi, W, b)  # IBP's (widened) box of h^k from the previous box
+        # IBP's (widened) box of h^k from the previous box
+        lo, hi = _weight_box("dense", a_lo, a_hi, W, b)
         if k > 1:  # CROWN's box of h^k: lower bounds of +h^k and -h^k, in one pass
             Lam = xp.broadcast_to(xp.concatenate([W, -W])[None], (N, 2 * W.shape[0], W.shape[1]))
             c = xp.broadcast_to(xp.concatenate([b, -b])[None], (N, 2 * W.shape[0]))
@@ -196,7 +206,8 @@ def linear_bounds(model, x, y, eps):
     # IBP's bound on the same last box, for the intersection
     m, r = (a_lo + a_hi) / 2, (a_hi - a_lo) / 2
     ibp = (xp.einsum("nkd,nd->nk", Lam, m) + c - xp.einsum("nkd,nd->nk", xp.abs(Lam), r)
-           - gamma(W.shape[1] + 2, U64) * (xp.einsum("nkd,nd->nk", xp.abs(Lam), xp.abs(m) + r) + xp.abs(c)))
+           - gamma(W.shape[1] + 2, U64) * (xp.einsum("nkd,nd->nk", xp.abs(Lam), xp.abs(m) + r)
+                                           + xp.abs(c)))
     lower = xp.maximum(crown, ibp)
     lower[rows, y] = xp.inf
     return LinearBounds(boxes, lower, (lower > 0).all(axis=1))
@@ -210,7 +221,8 @@ def verified_fraction(model, x, y, eps, batch=25):
         raise InputError("x is an empty batch (N = 0); a verified fraction is a mean over examples")
     n = 0
     for i in range(0, len(x), batch):
-        xb, yb = to_device(x[i:i + batch], model.xp, model.dtype), to_device(y[i:i + batch], model.xp)
+        xb, yb = (to_device(x[i:i + batch], model.xp, model.dtype),
+                  to_device(y[i:i + batch], model.xp))
         n += int(linear_bounds(model, xb, yb, eps).verified.sum())
     return n / len(x)
 

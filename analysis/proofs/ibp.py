@@ -3,8 +3,8 @@
 
 Every attack gives an upper bound on robust accuracy; a verified example is a lower bound. For an
 image x with label y the set of inputs is the L-inf ball intersected with the pixel box,
-B = {x' : |x' - x|_inf <= eps} and [0, 1]^D, itself a box [l^0, u^0] = [max(x - eps, 0), min(x + eps, 1)]
-(``attacks.ball``: the same set the attacks project onto).
+B = {x' : |x' - x|_inf <= eps} and [0, 1]^D, itself a box [l^0, u^0] = [max(x - eps, 0),
+min(x + eps, 1)] (``attacks.ball``: the same set the attacks project onto).
 Each layer maps a box [l, u] to a box that contains the image of every point of it:
 
 * weight layer h = W a + b (dense, eq. 1, or conv2d): with centre m = (l + u) / 2 and radius
@@ -44,12 +44,14 @@ from nn.backend import array_module, to_device
 from nn.validate import InputError, check_batch, check_eps, check_number
 
 U32, U64 = 2.0 ** -24, 2.0 ** -53  # unit roundoff of float32 and float64
-SIGMOID_REL = 8 * U32  # float32 sigmoid's relative error bound, with room (exp, add, divide: ~3 ulp)
+# float32 sigmoid's relative error bound, with room (exp, add, divide: ~3 ulp)
+SIGMOID_REL = 8 * U32
 TINY32 = 2.0 ** -126  # float32's smallest normal number: flush-to-zero sets values below it to 0
 
 
 def gamma(n, u):
-    """gamma_n = n u / (1 - n u): the relative error bound of an n-term floating-point dot product."""
+    """gamma_n = n u / (1 - n u): the relative error bound of an n-term floating-point dot
+    product."""
     return n * u / (1 - n * u)
 
 
@@ -82,26 +84,30 @@ def float32_error(t, lo, hi, W, b):
 
 
 def _weight_box(t, lo, hi, W, b):
-    """The widened box of h = W a + b over a in [lo, hi] (see the module docstring). -> (lower, upper)."""
+    """The widened box of h = W a + b over a in [lo, hi] (see the module
+    docstring). -> (lower, upper)."""
     xp = array_module(lo)
     m, r = (lo + hi) / 2, (hi - lo) / 2
     absW, zero = xp.abs(W), xp.zeros_like(b)
     n = math.prod(W.shape[1:]) + 1  # terms per unit: the inputs and the bias
     centre = _affine(t, m, W, b)
     radius = _affine(t, r, absW, zero)
-    delta = float32_error(t, lo, hi, W, b) + gamma(n, U64) * (_affine(t, xp.abs(m) + r, absW, xp.abs(b)))
+    delta = (float32_error(t, lo, hi, W, b)
+             + gamma(n, U64) * (_affine(t, xp.abs(m) + r, absW, xp.abs(b))))
     return centre - radius - delta, centre + radius + delta
 
 
 def _monotone_box(t, lo, hi):
-    """[f(lo), f(hi)] for a monotone layer f (relu, sigmoid, maxpool2d, flatten), widened for sigmoid."""
+    """[f(lo), f(hi)] for a monotone layer f (relu, sigmoid, maxpool2d, flatten), widened for
+    sigmoid."""
     if t == "relu":
         xp = array_module(lo)
         return xp.maximum(lo, 0.0), xp.maximum(hi, 0.0)
     if t == "sigmoid":
         xp = array_module(lo)
         s_lo, s_hi = L.sigmoid(lo), L.sigmoid(hi)
-        return xp.maximum(s_lo * (1 - SIGMOID_REL) - TINY32, 0.0), xp.minimum(s_hi * (1 + SIGMOID_REL), 1.0)
+        return (xp.maximum(s_lo * (1 - SIGMOID_REL) - TINY32, 0.0),
+                xp.minimum(s_hi * (1 + SIGMOID_REL), 1.0))
     if t == "maxpool2d":
         return L.maxpool2d_forward(lo)[0], L.maxpool2d_forward(hi)[0]
     return L.flatten_forward(lo)[0], L.flatten_forward(hi)[0]
@@ -125,7 +131,8 @@ def interval_bounds(model, x, y, eps):
             pre.append((lo, hi))
         else:
             lo, hi = _monotone_box(t, lo, hi)
-    W, b = model.params[-1]["W"].astype(np.float64), model.params[-1]["b"].astype(np.float64)  # (K, n), (K,)
+    # (K, n), (K,)
+    W, b = model.params[-1]["W"].astype(np.float64), model.params[-1]["b"].astype(np.float64)
     Wy, by = W[y], b[y]  # (N, n), (N,)
     dW = Wy[:, None, :] - W[None]  # (N, K, n): rows W_y - W_j
     m, r = (lo + hi) / 2, (hi - lo) / 2  # (N, n)
@@ -136,7 +143,8 @@ def interval_bounds(model, x, y, eps):
     # float32 error of z_y and of z_j (each one dot product), and float64 error of the bound itself
     delta = gamma(n, U32) * (reach[xp.arange(len(y)), y][:, None] + reach) + gamma(n + 1, U64) * (
         xp.einsum("nkd,nd->nk", xp.abs(dW), xp.abs(m) + r) + xp.abs(by)[:, None] + xp.abs(b)[None])
-    lower = xp.einsum("nkd,nd->nk", dW, m) + (by[:, None] - b[None]) - xp.einsum("nkd,nd->nk", xp.abs(dW), r)
+    lower = (xp.einsum("nkd,nd->nk", dW, m) + (by[:, None] - b[None])
+             - xp.einsum("nkd,nd->nk", xp.abs(dW), r))
     lower = lower - delta
     lower[xp.arange(len(y)), y] = xp.inf
     return IntervalBounds(pre, lower, (lower > 0).all(axis=1))

@@ -4,8 +4,8 @@
 For one image x with label y and radius eps, the network's behaviour on the box B (the eps-ball
 intersected with [0, 1]) is encoded exactly. Variables: the input x' in B, and for each hidden layer
 k the outputs a^k of its *live* units (upper bound u > 0; a unit with u <= 0 is 0 on all of B and
-drops out, with its column of the next layer), and one binary z per *unstable* unit (l < 0 < u). With
-the pre-activation h = W a^{k-1} + b + e, e the float32 layer's rounding, |e| <= delta:
+drops out, with its column of the next layer), and one binary z per *unstable* unit (l < 0 < u).
+With the pre-activation h = W a^{k-1} + b + e, e the float32 layer's rounding, |e| <= delta:
 
 * on (l >= 0): a = h, i.e.  b - delta <= a - W a^{k-1} <= b + delta;
 * unstable: a >= h (a - W a^{k-1} >= b - delta), a >= 0, a <= u z, and a <= h - l (1 - z)
@@ -40,7 +40,8 @@ from attacks import ball
 from nn.backend import to_device, to_host
 from nn.validate import InputError, check_batch, check_eps, check_number
 
-VERIFY_MARGIN = 1e-5  # a minimum margin must exceed this (relative to 1 + |terms|) to count as proven
+# a minimum margin must exceed this (relative to 1 + |terms|) to count as proven
+VERIFY_MARGIN = 1e-5
 # HiGHS stops once its best margin and its proven lower bound are within this relative gap: only the
 # sign matters (a best margin m > 0 then comes with a lower bound >= m / 2 > 0), not the optimum
 MIP_GAP = 0.5
@@ -50,8 +51,9 @@ MIP_GAP = 0.5
 class Verdict:
     """One example: status 'verified', 'falsified' or 'unknown'; bound: the smallest proven lower
     bound of a margin z_y - z_j found (the MILP's dual bound, also where the time limit stopped it;
-    when falsified, the negative margin of the counterexample; None if HiGHS gave none); the counterexample (host array of the
-    input's shape) when falsified; seconds spent; the number of unstable units (binaries)."""
+    when falsified, the negative margin of the counterexample; None if HiGHS gave none); the
+    counterexample (host array of the input's shape) when falsified; seconds spent; the number of
+    unstable units (binaries)."""
     status: str
     bound: float | None
     counterexample: np.ndarray | None
@@ -115,28 +117,30 @@ def _encode(weights, boxes, deltas, x_lo, x_hi):
         entries = (np.concatenate(data), (np.concatenate(ri), np.concatenate(ci)))
         blocks.append(sparse.csr_matrix(entries, shape=(m, n)))
     A = sparse.vstack(blocks, format="csr") if blocks else sparse.csr_matrix((0, n))
-    return (A, np.concatenate(lbs), np.concatenate(ubs), np.concatenate(var_lo), np.concatenate(var_hi),
-            np.concatenate(integ), (prev_idx, prev_live), n_bin)
+    return (A, np.concatenate(lbs), np.concatenate(ubs), np.concatenate(var_lo),
+            np.concatenate(var_hi), np.concatenate(integ), (prev_idx, prev_live), n_bin)
 
 
 def verify_example(model, x, y, eps, time_limit=60.0, bounds=None, max_binaries=None):
     """Decide one example (x: (1, *input_shape), y: (1,)) of a ReLU MLP exactly, within time_limit
     seconds in all. ``bounds``: its ``analysis.proofs.crown.linear_bounds`` (computed if None).
-    ``max_binaries``: give up at once ('unknown', with CROWN's bound) when the relaxation leaves more
-    unstable units than this (each doubles the search space; on this CPU about 80 of them take
+    ``max_binaries``: give up at once ('unknown', with CROWN's bound) when the relaxation leaves
+    more unstable units than this (each doubles the search space; on this CPU about 80 of them take
     5-50 s with the paper's width 1000, and 2,000 make no progress in minutes). -> Verdict."""
     check_batch(model, x, y)
     check_eps(eps)
     check_number("time_limit", time_limit, minimum=0)
     if len(x) != 1:
-        raise InputError(f"x has {len(x)} examples; verify_example decides one, x of shape (1, ...)")
+        raise InputError(f"x has {len(x)} examples; verify_example decides one, "
+                         "x of shape (1, ...)")
     weights, acts = _mlp_parts(model)
     if any(a != "relu" for a in acts):
         raise InputError(f"the MILP encoding is exact for ReLU MLPs only; this one has {acts}")
     t0 = time.perf_counter()
     lb = bounds if bounds is not None else linear_bounds(model, x, y, eps)
     if bool(to_host(lb.verified)[0]):
-        return Verdict("verified", float(np.min(to_host(lb.diff_lower)[0])), None, time.perf_counter() - t0, 0)
+        return Verdict("verified", float(np.min(to_host(lb.diff_lower)[0])), None,
+                       time.perf_counter() - t0, 0)
     host = [(to_host(W), to_host(b)) for W, b in weights]
     boxes = [(to_host(lo)[0], to_host(hi)[0]) for lo, hi in lb.pre]
     x_lo, x_hi = (to_host(a)[0] for a in ball.box(x.reshape(1, -1), eps))
@@ -145,9 +149,11 @@ def verify_example(model, x, y, eps, time_limit=60.0, bounds=None, max_binaries=
         deltas.append(_float32_error(W, b, a_lo[None], a_hi[None])[0])
         if box is not None:
             a_lo, a_hi = np.maximum(box[0], 0), np.maximum(box[1], 0)
-    A, c_lo, c_hi, v_lo, v_hi, integ, (last_idx, last_live), n_bin = _encode(host, boxes, deltas, x_lo, x_hi)
+    A, c_lo, c_hi, v_lo, v_hi, integ, (last_idx, last_live), n_bin = _encode(
+        host, boxes, deltas, x_lo, x_hi)
     if max_binaries is not None and n_bin > max_binaries:
-        return Verdict("unknown", float(np.min(to_host(lb.diff_lower)[0])), None, time.perf_counter() - t0, n_bin)
+        return Verdict("unknown", float(np.min(to_host(lb.diff_lower)[0])), None,
+                       time.perf_counter() - t0, n_bin)
     A_one = sparse.hstack([A, sparse.csr_matrix((A.shape[0], 1))], format="csr")
     integ_one, lo_one, hi_one = np.append(integ, 0), np.append(v_lo, 1.0), np.append(v_hi, 1.0)
     W, b = host[-1]
@@ -157,16 +163,19 @@ def verify_example(model, x, y, eps, time_limit=60.0, bounds=None, max_binaries=
     for j in order:
         left = time_limit - (time.perf_counter() - t0)
         if left <= 0:
-            return Verdict("unknown", None if best == np.inf else best, None, time.perf_counter() - t0, n_bin)
+            return Verdict("unknown", None if best == np.inf else best, None,
+                           time.perf_counter() - t0, n_bin)
         cost = np.zeros(A.shape[1] + 1)  # the last variable is fixed at 1 and carries the constant
         row = W[yy, last_live] - W[j, last_live]
         cost[last_idx] = row
-        cost[-1] = b[yy] - b[j] - deltas[-1][yy] - deltas[-1][j]  # the objective is the margin itself
+        # the objective is the margin itself
+        cost[-1] = b[yy] - b[j] - deltas[-1][yy] - deltas[-1][j]
         res = milp(cost, constraints=[LinearConstraint(A_one, c_lo, c_hi)], integrality=integ_one,
                    bounds=Bounds(lo_one, hi_one),
                    options={"time_limit": max(left, 0.01), "disp": False, "mip_rel_gap": MIP_GAP})
         if res.x is not None and res.fun < 0:
-            xc = ball.project(res.x[:len(x_lo)], to_host(x).reshape(-1), eps).reshape(x.shape)  # the attacks' ball
+            # the attacks' ball
+            xc = ball.project(res.x[:len(x_lo)], to_host(x).reshape(-1), eps).reshape(x.shape)
             xd = to_device(xc, model.xp, model.dtype)
             fooled = (to_host(model.predict(xd))[0] != yy
                       and to_host(model.astype(np.float64).predict(xd.astype(np.float64)))[0] != yy)
@@ -178,8 +187,10 @@ def verify_example(model, x, y, eps, time_limit=60.0, bounds=None, max_binaries=
             return Verdict("unknown", None, None, time.perf_counter() - t0, n_bin)
         margin = dual  # a proven lower bound of this margin, also when the time ran out
         if res.status != 0:
-            return Verdict("unknown", float(min(best, margin)), None, time.perf_counter() - t0, n_bin)
-        if margin <= VERIFY_MARGIN * (1 + np.abs(row).sum() + abs(b[yy] - b[j])):  # too close to 0 to call
+            return Verdict("unknown", float(min(best, margin)), None,
+                           time.perf_counter() - t0, n_bin)
+        # too close to 0 to call
+        if margin <= VERIFY_MARGIN * (1 + np.abs(row).sum() + abs(b[yy] - b[j])):
             return Verdict("unknown", float(margin), None, time.perf_counter() - t0, n_bin)
         best = min(best, margin)
     return Verdict("verified", float(best), None, time.perf_counter() - t0, n_bin)

@@ -1,16 +1,16 @@
 """Beyond the paper: bracket each Table 1 model's robust accuracy between a proof and an attack.
 For every model and eps, the share of test images proven robust by each verifier (lower
-bounds): interval bound propagation (``analysis.proofs.ibp``, every model), linear relaxation (CROWN,
-``analysis.proofs.crown``, the MLPs) and, for ReLU MLPs, the exact MILP (``analysis.proofs.milp``) on examples
-that CROWN leaves open and the attack does not fool (at most --milp-max of them, --milp-time seconds
-each); the share that survives the attack (the audit's eps-sweep attack,
-``analysis.masking.suite.eps_sweep_attack``: per-example worst of APGD with the cross-entropy in the
-paper's numerics and APGD with the DLR loss and stable derivatives, Croce & Hein 2020; MILP
-counterexamples count as fooled too), an upper bound; and the undecided share between them. A
-verified example that an attack fooled would be a bug: their number is reported (``contradictions``)
-and must be 0.
+bounds): interval bound propagation (``analysis.proofs.ibp``, every model), linear relaxation
+(CROWN, ``analysis.proofs.crown``, the MLPs) and, for ReLU MLPs, the exact MILP
+(``analysis.proofs.milp``) on examples that CROWN leaves open and the attack does not fool (at most
+--milp-max of them, --milp-time seconds each); the share that survives the attack (the audit's
+eps-sweep attack, ``analysis.masking.suite.eps_sweep_attack``: per-example worst of APGD with the
+cross-entropy in the paper's numerics and APGD with the DLR loss and stable derivatives,
+Croce & Hein 2020; MILP counterexamples count as fooled too), an upper bound; and the undecided
+share between them. A verified example that an attack fooled would be a bug: their number is
+reported (``contradictions``) and must be 0.
 
-    python -m experiments.beyond.verify                                   # the Table 1 models in runs/table1
+    python -m experiments.beyond.verify          # the Table 1 models in runs/table1
     python -m experiments.beyond.verify --models relu_mlp-saturated --survivors 20 --milp-time 120
 
 ``--survivors K``: also take the first K test images that survive the attack (and the MILP) at the
@@ -28,7 +28,8 @@ import time
 
 from analysis.masking.suite import apgd_attacks
 from experiments.lib import presets
-from experiments.lib.cli import add_checkpoint_args, add_common_args, amount, checkpoint_stamp, cli, summary, parse, count, load_models, positive, resumable_rows
+from experiments.lib.cli import (add_checkpoint_args, add_common_args, amount, checkpoint_stamp,
+                                 cli, summary, parse, count, load_models, positive, resumable_rows)
 from experiments.lib.drawing_beyond import draw_verify
 from experiments.lib.runs import Run, write_json
 from experiments.lib.plotting import save_figure
@@ -40,9 +41,11 @@ EPS = (0.01, 0.03, 0.1, 0.25)
 
 
 def format_table(rows):
-    """Markdown: one line per model row of ``experiments.lib.verification.bracket``; per eps the shares
-    verified by IBP / CROWN / MILP and the share surviving the attack ('-' where a method does not apply). -> str."""
-    lines = ["| model | n | " + " | ".join(f"eps {e}: verified (IBP / CROWN / MILP) / attacked" for e in rows[0]["eps"])
+    """Markdown: one line per model row of ``experiments.lib.verification.bracket``; per eps the
+    shares verified by IBP / CROWN / MILP and the share surviving the attack ('-' where a method
+    does not apply). -> str."""
+    lines = ["| model | n | " + " | ".join(f"eps {e}: verified (IBP / CROWN / MILP) / attacked"
+                                           for e in rows[0]["eps"])
              + " |", "| --- | --- |" + " --- |" * len(rows[0]["eps"])]
     for r in rows:
         cells = []
@@ -52,31 +55,40 @@ def format_table(rows):
             cells.append(f"{v} / {r['attacked'][k]:.1f}")
         lines.append(f"| {r['model']} | {r['n']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + (
-        "\n\n(% of the test images proven robust by interval bound propagation / by linear relaxation (CROWN, "
-        "MLPs) / with the exact MILP on CROWN's open examples (ReLU MLPs, capped by --milp-max) / surviving the "
-        "per-example worst of APGD-CE and APGD-DLR and the MILP's counterexamples; the true robust accuracy lies "
-        "between the largest verified share and the attacked one; '-': the method does not apply)\n")
+        "\n\n(% of the test images proven robust by interval bound propagation / by linear "
+        "relaxation (CROWN, MLPs) / with the exact MILP on CROWN's open examples "
+        "(ReLU MLPs, capped by --milp-max) / surviving the per-example worst of APGD-CE and "
+        "APGD-DLR and the MILP's counterexamples; the true robust accuracy lies between the "
+        "largest verified share and the attacked one; '-': the method does not apply)\n")
 
 
 def main(argv=None):
-    """Bracket the chosen models' robust accuracy at each eps; write verify.json, verify.md and verify.png.
-    -> the rows, one per model."""
-    parser = add_checkpoint_args(add_common_args(argparse.ArgumentParser(description=summary(__doc__))),
-                                 MODELS)
+    """Bracket the chosen models' robust accuracy at each eps; write verify.json, verify.md and
+    verify.png. -> the rows, one per model."""
+    parser = add_checkpoint_args(add_common_args(argparse.ArgumentParser(
+        description=summary(__doc__))), MODELS)
     parser.add_argument("--eps", type=amount, nargs="+", default=list(EPS))
-    parser.add_argument("--n-test", type=count, default=2000, help="test images per model (default 2000)")
-    parser.add_argument("--sweep-steps", type=count, default=100, help="APGD steps per attack and eps (default 100)")
+    parser.add_argument("--n-test", type=count, default=2000,
+                        help="test images per model (default 2000)")
+    parser.add_argument("--sweep-steps", type=count, default=100,
+                        help="APGD steps per attack and eps (default 100)")
     parser.add_argument("--batch", type=count, default=250)
-    parser.add_argument("--crown-batch", type=count, default=20, help="examples per CROWN pass (memory)")
-    parser.add_argument("--milp-max", type=count, default=20, help="examples per model and eps for the MILP")
-    parser.add_argument("--milp-time", type=positive, default=60.0, help="seconds per example for the MILP")
+    parser.add_argument("--crown-batch", type=count, default=20,
+                        help="examples per CROWN pass (memory)")
+    parser.add_argument("--milp-max", type=count, default=20,
+                        help="examples per model and eps for the MILP")
+    parser.add_argument("--milp-time", type=positive, default=60.0,
+                        help="seconds per example for the MILP")
     parser.add_argument("--milp-max-binaries", type=count, default=300,
-                        help="skip the MILP for an example with more unstable units than this (default 300)")
+                        help="skip the MILP for an example with more unstable units than this "
+                             "(default 300)")
     parser.add_argument("--survivors", type=count, default=None,
-                        help="survivors at the largest eps to examine (the MILP then has no --milp-max-binaries)")
+                        help="survivors at the largest eps to examine (the MILP then has no "
+                             "--milp-max-binaries)")
     args = parse(parser, argv, quick=presets.OPTIONS["verify"])
     args.eps = sorted(args.eps)
-    # not an option: the upper bound's attacks by name, saved with the options, so that rows of another are not resumed
+    # not an option: the upper bound's attacks by name, saved with the options, so that rows of
+    # another are not resumed
     args.attacks = list(apgd_attacks(args.eps[0], args.sweep_steps, 1, args.seed))
     run = Run("verify", args)
     models = load_models(args, run.xp)  # --from checked before MNIST is read
@@ -86,25 +98,29 @@ def main(argv=None):
     for name, model in models.items():
         if name in done:
             rows.append(done[name])
-            run.log(f"{name}: bracketed before with the same options and checkpoint (verify.json); kept")
+            run.log(f"{name}: bracketed before with the same options and checkpoint "
+                    "(verify.json); kept")
             continue
         t0 = time.perf_counter()
         run.log(f"{name}:")
         bracketed, fooled = bracket(model, x, y, args.eps, args, run.log)
-        row = {"model": name, "n": len(x), **bracketed, "checkpoint": checkpoint_stamp(args.checkpoints, name)}
+        row = {"model": name, "n": len(x), **bracketed,
+               "checkpoint": checkpoint_stamp(args.checkpoints, name)}
         if args.survivors:
             row["survivors"] = survivors(model, x, y, args.eps[-1], fooled, args, run.log)
         row["total_seconds"] = time.perf_counter() - t0
         rows.append(row)
-        run.log(f"{name}: verified {[round(v, 1) for v in row['verified']]} %, attacked "
-                f"{[round(a, 1) for a in row['attacked']]} % at eps {args.eps} ({row['total_seconds']:.0f} s)")
+        run.log(f"{name}: verified {[round(v, 1) for v in row['verified']]} %, "
+                f"attacked {[round(a, 1) for a in row['attacked']]} % at eps {args.eps} "
+                f"({row['total_seconds']:.0f} s)")
         others = [r for m, r in done.items() if m not in models]
         write_json(run.path("verify.json"), {"rows": rows + others, "options": vars(args)})
     table = format_table(rows)
     run.path("verify.md").write_text(table)
     run.log("\n" + table)
     cols = min(3, len(rows))
-    if save_figure(run.path("verify.png"), lambda axes: draw_verify(axes, rows), shape=(-(-len(rows) // cols), cols),
+    if save_figure(run.path("verify.png"), lambda axes: draw_verify(axes, rows),
+                   shape=(-(-len(rows) // cols), cols),
                    figsize=(5 * cols, 4 * -(-len(rows) // cols))):
         run.log(f"figure {run.path('verify.png')}")
     return rows

@@ -1,8 +1,8 @@
-"""What ``experiments.tools.bench`` times, and how: the matmul peak and the matrix-product FLOPs of a
-training step, the workloads of the side-by-side comparison with PyTorch on the same weights
-(``experiments.lib.torch_twin``), alternating median timings, a cProfile summary per step, and saturated
-training in each numerics (flush-to-zero against float32, ``nn.numerics``). Random data of MNIST's shape
-stand in for the images except in the saturated timings from a checkpoint."""
+"""What ``experiments.tools.bench`` times, and how: the matmul peak and the matrix-product FLOPs of
+a training step, the workloads of the side-by-side comparison with PyTorch on the same weights
+(``experiments.lib.torch_twin``), alternating median timings, a cProfile summary per step, and
+saturated training in each numerics (flush-to-zero against float32, ``nn.numerics``). Random data of
+MNIST's shape stand in for the images except in the saturated timings from a checkpoint."""
 from __future__ import annotations
 
 import contextlib
@@ -45,8 +45,9 @@ def train_step_flops(spec, batch):
 
 
 def epoch_gflops(spec, xp, steps, batch=128):
-    """Achieved matmul GFLOP/s of ``steps`` training steps of a fresh model of ``spec`` on ``xp`` (steps * batch
-    random examples, after one warm-up step; FLOPs by ``train_step_flops``). -> (GFLOP/s, seconds)."""
+    """Achieved matmul GFLOP/s of ``steps`` training steps of a fresh model of ``spec`` on ``xp``
+    (steps * batch random examples, after one warm-up step; FLOPs by
+    ``train_step_flops``). -> (GFLOP/s, seconds)."""
     n = steps * batch
     rng = np.random.default_rng(0)
     data = {"train": (rng.random((n, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, n))}
@@ -76,14 +77,16 @@ def median_times(fns, repeats=5, warmup=1):
 
 
 def per_call_times(fns, reps, repeats=5, warmup=1):
-    """{name: median seconds per repetition} of each ``fn(reps)`` of ``fns``: median_times of fn(reps) / that reps."""
+    """{name: median seconds per repetition} of each ``fn(reps)`` of ``fns``: median_times of
+    fn(reps) / that reps."""
     times = median_times({k: lambda f=f: f(reps) for k, f in fns.items()}, repeats, warmup)
     return {k: t / reps for k, t in times.items()}
 
 
 def comparison_workloads(xp, device, quick=False):
-    """The workloads of the PyTorch comparison: [(name, satnets fn, torch fn, reps)], each fn(reps) running
-    one workload reps times (``per_call_times``) on the same weights and the same random MNIST-shaped data."""
+    """The workloads of the PyTorch comparison: [(name, satnets fn, torch fn, reps)], each fn(reps)
+    running one workload reps times (``per_call_times``) on the same weights and the same random
+    MNIST-shaped data."""
     import torch
 
     from experiments.lib import torch_twin
@@ -92,7 +95,8 @@ def comparison_workloads(xp, device, quick=False):
     sync = (lambda: torch.cuda.synchronize()) if tdev == "cuda" else (lambda: None)
     rng = np.random.default_rng(0)
     hidden = 64 if quick else 1000
-    archs = [("sigmoid MLP", mlp("sigmoid", hidden=hidden)), ("ReLU MLP", mlp("relu", hidden=hidden)),
+    archs = [("sigmoid MLP", mlp("sigmoid", hidden=hidden)),
+             ("ReLU MLP", mlp("relu", hidden=hidden)),
              ("CNN", cnn(channels=(4, 8), hidden=32) if quick else cnn())]
     out = []
     for name, spec in archs:
@@ -103,7 +107,8 @@ def comparison_workloads(xp, device, quick=False):
         for k, n in sizes.items():
             x = rng.random((n, 1, 28, 28), dtype=np.float32)
             y = rng.integers(0, 10, n)
-            data[k] = (to_device(x, xp), to_device(y, xp), torch.from_numpy(x).to(tdev), torch.from_numpy(y).to(tdev))
+            data[k] = (to_device(x, xp), to_device(y, xp), torch.from_numpy(x).to(tdev),
+                       torch.from_numpy(y).to(tdev))
         reps = 2 if quick else (10 if mlp_arch else 3)
 
         ours_train = model.astype(model.dtype)
@@ -157,48 +162,57 @@ def compare_with_torch(xp, device, quick=False, repeats=5):
     and PyTorch per call and their ratio. -> [(name, ours s, torch s)]."""
     import torch
     repeats = 2 if quick else repeats
-    print(f"PyTorch {torch.__version__} ({torch.get_num_threads()} threads) beside satnets on the same weights; "
-          f"alternating, median of {repeats}")
+    print(f"PyTorch {torch.__version__} ({torch.get_num_threads()} threads) beside satnets on the "
+          f"same weights; alternating, median of {repeats}")
     print(f"{'workload':42s} {'satnets ms':>11s} {'PyTorch ms':>11s} {'ratio':>6s}")
     rows = []
     for name, ours, theirs, reps in comparison_workloads(xp, device, quick):
         t = per_call_times({"ours": ours, "torch": theirs}, reps, repeats=repeats)
         rows.append((name, t["ours"], t["torch"]))
-        print(f"{name:42s} {1e3 * rows[-1][1]:11.2f} {1e3 * rows[-1][2]:11.2f} {rows[-1][1] / rows[-1][2]:6.2f}x")
+        print(f"{name:42s} {1e3 * rows[-1][1]:11.2f} {1e3 * rows[-1][2]:11.2f} "
+              f"{rows[-1][1] / rows[-1][2]:6.2f}x")
     return rows
 
 
 def print_profile(profiler, steps, top=12):
-    """The ``top`` functions by own time, in ms per training step (cProfile adds a little overhead)."""
+    """The ``top`` functions by own time, in ms per training step (cProfile adds a little
+    overhead)."""
     stats = pstats.Stats(profiler).stats  # {(file, line, name): (calls, _, own s, cumulative s, _)}
     rows = sorted(((v[2], v[0], k) for k, v in stats.items()), reverse=True)[:top]
     for own, calls, (path, line, fn) in rows:
-        print(f"    {1e3 * own / steps:7.2f} ms/step  {calls // steps:4d} calls/step  {Path(path).name}:{line} {fn}")
+        print(f"    {1e3 * own / steps:7.2f} ms/step  {calls // steps:4d} calls/step  "
+              f"{Path(path).name}:{line} {fn}")
 
 
 def flush_to_zero_timing(model, data, repeats=3, batch=128):
-    """Median seconds of an epoch of saturated training of copies of ``model`` on ``data`` in each numerics,
-    alternately. -> ({"float32": s, "paper": s, "exp then flush": s}, subnormal share of the first y)."""
+    """Median seconds of an epoch of saturated training of copies of ``model`` on ``data`` in each
+    numerics, alternately. -> ({"float32": s, "paper": s, "exp then flush": s}, subnormal share of
+    the first y)."""
     from nn.penalty import saturating_objective
     objective = saturating_objective(["sigmoid"] * 3, 1.74, 1e-3, units="mean")
-    variants = {"float32": ("float32", contextlib.nullcontext), "paper": ("paper", contextlib.nullcontext),
+    variants = {"float32": ("float32", contextlib.nullcontext),
+                "paper": ("paper", contextlib.nullcontext),
                 "exp then flush": ("paper", exp_then_flush)}
     times = {name: [] for name in variants}
     for _ in range(repeats):
         for name, (numerics, mode) in variants.items():
             m, t = model.astype(model.dtype), time.perf_counter()
             with mode():
-                train(m, data, TrainConfig(epochs=1, batch_size=batch, lr_decay=1.0, numerics=numerics),
-                      objective=lambda mm, xb, yb, step, numerics: objective(mm, xb, yb, step + 10 ** 6, numerics),
+                train(m, data, TrainConfig(epochs=1, batch_size=batch, lr_decay=1.0,
+                                           numerics=numerics),
+                      objective=lambda mm, xb, yb, step, numerics: objective(
+                          mm, xb, yb, step + 10 ** 6, numerics),
                       log=lambda s: None)
             times[name].append(time.perf_counter() - t)
     y1 = model.forward(data["train"][0][:2000])[1][2][2][1]  # the first sigmoid's outputs
-    return {k: float(np.median(v)) for k, v in times.items()}, float(((y1 != 0) & (abs(y1) < 2.0 ** -126)).mean())
+    return ({k: float(np.median(v)) for k, v in times.items()},
+            float(((y1 != 0) & (abs(y1) < 2.0 ** -126)).mean()))
 
 
 def saturated_data(args, batch=128):
-    """The model and ``args.steps`` batches that ``--flush-to-zero`` (MNIST) or ``--saturated`` times:
-    -> (``nn.model.Sequential``, {"train": (x (n, 1, 28, 28) float32, y (n,))}), n = args.steps * batch."""
+    """The model and ``args.steps`` batches that ``--flush-to-zero`` (MNIST) or ``--saturated``
+    times: -> (``nn.model.Sequential``, {"train": (x (n, 1, 28, 28) float32, y (n,))}),
+    n = args.steps * batch."""
     n = args.steps * batch
     if args.saturated:  # random images and labels
         x = np.random.default_rng(0).random((n, 1, 28, 28), dtype=np.float32)

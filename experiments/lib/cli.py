@@ -1,6 +1,6 @@
 """What every experiment script shares on its command line: the common options and their types,
-the checks of what a user names (run folders, models), and ``cli``, which turns a user's mistake into
-one line on stderr and exit status 2. The run folder itself is ``experiments.lib.runs``."""
+the checks of what a user names (run folders, models), and ``cli``, which turns a user's mistake
+into one line on stderr and exit status 2. The run folder itself is ``experiments.lib.runs``."""
 from __future__ import annotations
 
 import argparse
@@ -22,12 +22,16 @@ def add_common_args(parser: argparse.ArgumentParser):
     parser.add_argument("--device", choices=["cpu", "gpu"], default=None,
                         help="array backend (default: $SATNETS_DEVICE, else cpu)")
     parser.add_argument("--data-dir", default=None,
-                        help="folder of the MNIST IDX files (default: $SATNETS_MNIST_DIR, then the cache)")
+                        help="folder of the MNIST IDX files (default: $SATNETS_MNIST_DIR, "
+                             "then the cache)")
     parser.add_argument("--out", default=None, help="run folder (default: runs/<script>[-quick])")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the initial weights, the shuffling and the "
-                        "attacks' random starts (default 0)")
-    parser.add_argument("--quick", action="store_true", help="a small smoke-test preset (minutes on a CPU)")
-    parser.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seeds the initial weights, the shuffling and the attacks' random "
+                             "starts (default 0)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a small smoke-test preset (minutes on a CPU)")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error instead of one line")
     return parser
 
 
@@ -38,10 +42,11 @@ def summary(doc):
 
 def parse(parser, argv=None, quick=None):
     """Parse the command line. ``--quick`` sets the defaults of the options named in ``quick``
-    ({dest: value}) and of ``--from`` (Table 1's quick run folder, runs/table1-quick, so that the quick
-    presets chain); an option given explicitly always wins over the preset. ``--eps`` (one radius or
-    several), the L-inf radius of every script that has it, is checked here by ``nn.validate.check_eps``,
-    the rule of the attacks: a radius above 1 is a ``UserError`` before anything runs."""
+    ({dest: value}) and of ``--from`` (Table 1's quick run folder, runs/table1-quick, so that the
+    quick presets chain); an option given explicitly always wins over the preset. ``--eps`` (one
+    radius or several), the L-inf radius of every script that has it, is checked here by
+    ``nn.validate.check_eps``, the rule of the attacks: a radius above 1 is a ``UserError`` before
+    anything runs."""
     pre, _ = parser.parse_known_args(argv)
     if pre.quick:
         defaults = dict(quick or {})
@@ -73,7 +78,8 @@ def amount(text, positive=False):
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not np.isfinite(value) or value < 0 or (positive and value == 0):
-        raise argparse.ArgumentTypeError(f"expected a finite number {'> 0' if positive else '>= 0'}, got {text}")
+        raise argparse.ArgumentTypeError("expected a finite number "
+                                         f"{'> 0' if positive else '>= 0'}, got {text}")
     return value
 
 
@@ -95,7 +101,8 @@ def cli(main, argv=None):
                   f"{', '.join(map(str, plotting.SKIPPED_FIGURES))}", file=sys.stderr)
             plotting.SKIPPED_FIGURES.clear()
         return result
-    except BrokenPipeError:  # the output was piped into a reader that stopped (e.g. `--list | head`)
+    # the output was piped into a reader that stopped (e.g. `--list | head`)
+    except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         raise SystemExit(1) from None
     except UserError as e:
@@ -109,23 +116,26 @@ def cli(main, argv=None):
 
 @contextlib.contextmanager
 def about(name):
-    """Inside, an error the user caused (``UserError``) is raised again with ``name`` (the model being
-    processed) in front of its message, so that a script looping over models says which one failed."""
+    """Inside, an error the user caused (``UserError``) is raised again with ``name`` (the model
+    being processed) in front of its message, so that a script looping over models says which one
+    failed."""
     try:
         yield
     except UserError as e:
         raise UsageError(f"{name}: {e}") from e
 
 
-TABLE1, QUICK_TABLE1 = "runs/table1", "runs/table1-quick"  # where table1 writes, without and with --quick
+# where table1 writes, without and with --quick
+TABLE1, QUICK_TABLE1 = "runs/table1", "runs/table1-quick"
 
 
 def add_checkpoint_args(parser, default_models):
     """--from (the folder of Table 1 checkpoints) and --models (their names, <arch>-<training>)."""
     parser.add_argument("--from", dest="checkpoints", default=TABLE1,
-                        help=f"folder with the Table 1 checkpoints <arch>-<training>.npz (default {TABLE1}, "
-                             f"with --quick {QUICK_TABLE1})")
-    parser.add_argument("--models", nargs="*", default=list(default_models), help=f"default: {' '.join(default_models)}")
+                        help="folder with the Table 1 checkpoints <arch>-<training>.npz (default "
+                             f"{TABLE1}, with --quick {QUICK_TABLE1})")
+    parser.add_argument("--models", nargs="*", default=list(default_models),
+                        help=f"default: {' '.join(default_models)}")
     return parser
 
 
@@ -139,8 +149,8 @@ MODEL_NAMES = paper.MODELS + paper.CONTROLS  # every model --models may name
 def check_run_folder(folder, option="--from", made_by="python -m experiments.table1"):
     """The folder a script reads, or a UsageError saying which command makes it."""
     if not Path(folder).is_dir():
-        raise UsageError(f"{option} {folder}: no such folder; run `{made_by}` first, or pass {option} the folder "
-                         f"it wrote")
+        raise UsageError(f"{option} {folder}: no such folder; run `{made_by}` first, "
+                         f"or pass {option} the folder it wrote")
     return Path(folder)
 
 
@@ -148,7 +158,8 @@ def check_model_names(names, allowed=MODEL_NAMES):
     """--models: each one of Table 1's nine, <arch>-<training>, or a UsageError listing them."""
     unknown = [n for n in names if n not in allowed]
     if unknown:
-        raise UsageError(f"--models: unknown model(s) {', '.join(unknown)}; expected some of {' '.join(allowed)}")
+        raise UsageError(f"--models: unknown model(s) {', '.join(unknown)}; expected some of "
+                         f"{' '.join(allowed)}")
     return names
 
 
@@ -178,7 +189,8 @@ def resumable_rows(path, args):
         old = json.loads(Path(path).read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return {}
-    if {k: v for k, v in old.get("options", {}).items() if k not in NOT_RESULTS} != result_options(args):
+    if ({k: v for k, v in old.get("options", {}).items() if k not in NOT_RESULTS}
+            != result_options(args)):
         return {}
     def unchanged(r):
         try:
@@ -195,14 +207,14 @@ def check_checkpoints(args):
     check_run_folder(args.checkpoints)
     missing = [n for n in args.models if not (Path(args.checkpoints) / f"{n}.npz").exists()]
     if missing:
-        raise UsageError(f"--from {args.checkpoints} has no checkpoint of {', '.join(missing)}; train it with "
-                         f"`python -m experiments.table1 --only {' '.join(missing)} --out {args.checkpoints}`, or "
-                         f"choose other --models")
+        raise UsageError(f"--from {args.checkpoints} has no checkpoint of {', '.join(missing)}; "
+                         f"train it with `python -m experiments.table1 --only {' '.join(missing)} "
+                         f"--out {args.checkpoints}`, or choose other --models")
 
 
 def load_models(args, xp, dtype=None):
-    """{name: model} for ``args.models`` from ``args.checkpoints``, optionally cast (float64 for analysis).
-    Raises UsageError (``check_checkpoints``) before anything is read."""
+    """{name: model} for ``args.models`` from ``args.checkpoints``, optionally cast (float64 for
+    analysis). Raises UsageError (``check_checkpoints``) before anything is read."""
     from nn.checkpoint import load_checkpoint
     check_checkpoints(args)
     models = {}

@@ -1,8 +1,9 @@
 """The paper's figures, drawn from the raw data the experiments saved: Figures 1-4 and 6
 (``experiments.figures`` reads the run folders and calls these; section 7's grids are
-``experiments.lib.targeted_grid``'s, the figures beyond the paper ``experiments.lib.drawing_beyond``'s).
-Each ``figure*`` writes a PNG and returns ``save_figure``'s True, or False without matplotlib (the
-``plots`` extra); ``figure2`` returns None when the data hold none of its models."""
+``experiments.lib.targeted_grid``'s, the figures beyond the paper
+``experiments.lib.drawing_beyond``'s). Each ``figure*`` writes a PNG and returns ``save_figure``'s
+True, or False without matplotlib (the ``plots`` extra); ``figure2`` returns None when the data hold
+none of its models."""
 from __future__ import annotations
 
 import numpy as np
@@ -11,14 +12,15 @@ from experiments.lib.plotting import COLOURS, save_figure
 from experiments.lib.paper import ARCH_NAMES
 
 RDM_SCALE_QUANTILE = 0.99  # each RDM is divided by this quantile of its entries, not its maximum
-SV_FLOOR = 1e-8  # singular values below this fraction of the largest are rounding noise (analysis.fisher)
+# singular values below this fraction of the largest are rounding noise (analysis.fisher)
+SV_FLOOR = 1e-8
 TRAININGS = ("vanilla", "saturated")  # the paper compares these two in Figures 1-4
 
 
 def _layers(arrays, name, what):
     """Sorted layer numbers k with arrays '<name>/<what><k>/counts'."""
-    return sorted(int(k.split("/")[1][len(what):]) for k in arrays if k.startswith(f"{name}/{what}") and
-                  k.endswith("/counts"))
+    return sorted(int(k.split("/")[1][len(what):]) for k in arrays
+                  if k.startswith(f"{name}/{what}") and k.endswith("/counts"))
 
 
 def _density(counts, edges):
@@ -43,10 +45,13 @@ def figure1(hist, stats, arch, path):
             ax.set_xlabel(f"weight W^{k}")
             ax.set_ylabel("density")
             # the kurtosis in the title and one legend above the panels: nothing covers the tails
-            ax.set_title(f"{ARCH_NAMES[arch]}, layer {k}\nexcess kurtosis: {', '.join(kurtosis)}", fontsize=9)
-        axes[0, 0].figure.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside upper center",
+            ax.set_title(f"{ARCH_NAMES[arch]}, layer {k}\nexcess kurtosis: {', '.join(kurtosis)}",
+                         fontsize=9)
+        axes[0, 0].figure.legend(*axes[0, 0].get_legend_handles_labels(),
+                                 loc="outside upper center",
                                  ncol=len(names), fontsize=9, frameon=False)
-    return save_figure(path, fill, (1, len(layers)), (4.2 * len(layers), 3.8), dpi=100, constrained=True)
+    return save_figure(path, fill, (1, len(layers)), (4.2 * len(layers), 3.8), dpi=100,
+                       constrained=True)
 
 
 def figure2(hist, path):
@@ -68,7 +73,8 @@ def figure2(hist, path):
                 ax.set_xlabel(f"pre-activation h^{k}" + (" (logits)" if k == n_layers else ""))
                 ax.set_ylabel("density")
                 ax.set_title(f"{name}, layer {k}")
-    return save_figure(path, fill, (len(names), n_layers), (4.2 * n_layers, 3.0 * len(names)), dpi=100)
+    return save_figure(path, fill, (len(names), n_layers),
+                       (4.2 * n_layers, 3.0 * len(names)), dpi=100)
 
 
 def _block_mean(D, k):
@@ -79,10 +85,10 @@ def _block_mean(D, k):
 
 
 def figure3(mats, ratios, arch, path, k=10):
-    """RDMs: rows vanilla / saturated, one column per layer, each D divided by its 99th percentile and
-    drawn on one colour scale [0, 1], larger values at 1 (the raw scales differ by orders of magnitude
-    between the two networks, and one outlying image would set a maximum that blanks the rest; the
-    between/within ratio in each title is scale-free)."""
+    """RDMs: rows vanilla / saturated, one column per layer, each D divided by its 99th percentile
+    and drawn on one colour scale [0, 1], larger values at 1 (the raw scales differ by orders of
+    magnitude between the two networks, and one outlying image would set a maximum that blanks the
+    rest; the between/within ratio in each title is scale-free)."""
     names = [f"{arch}-{t}" for t in TRAININGS if f"{arch}-{t}/layer1" in mats]
     n_layers = max(sum(key.startswith(f"{n}/") for key in mats) for n in names)
     labels = np.array(ratios["labels"])
@@ -95,8 +101,8 @@ def figure3(mats, ratios, arch, path, k=10):
                 D = mats[f"{name}/layer{c + 1}"]
                 ax = axes[r, c]
                 scale = max(float(np.quantile(D, RDM_SCALE_QUANTILE)), 1e-300)
-                im = ax.imshow(np.minimum(_block_mean(D / scale, k), 1), cmap="viridis", vmin=0, vmax=1,
-                               interpolation="nearest")
+                im = ax.imshow(np.minimum(_block_mean(D / scale, k), 1), cmap="viridis", vmin=0,
+                               vmax=1, interpolation="nearest")
                 ax.set_xticks(centres, labels[starts])
                 ax.set_yticks(centres, labels[starts])
                 ax.tick_params(length=0, labelsize=7)
@@ -107,15 +113,17 @@ def figure3(mats, ratios, arch, path, k=10):
                     ax.set_xlabel("test image (by class)")
                 if c == 0:
                     ax.set_ylabel(f"{ARCH_NAMES[arch]}\ntest image (by class)")
-        axes[0, 0].figure.colorbar(im, ax=axes, shrink=0.6, label="D / (99th percentile of D), eq. 9")
+        axes[0, 0].figure.colorbar(im, ax=axes, shrink=0.6,
+                                   label="D / (99th percentile of D), eq. 9")
     # square panels: the width follows the height, so the colour bar sits beside the last column
-    return save_figure(path, fill, (len(names), n_layers), (3.05 * n_layers + 1.1, 3.5 * len(names)), dpi=70,
-                       constrained=True)
+    return save_figure(path, fill, (len(names), n_layers),
+                       (3.05 * n_layers + 1.1, 3.5 * len(names)), dpi=70, constrained=True)
 
 
 def figure4(paths, arch, path):
-    """Per class pair (columns): dl/dt, softmax trajectory, singular values (those below ``SV_FLOOR``
-    of the largest at the same point are rounding noise and not drawn); vanilla above saturated."""
+    """Per class pair (columns): dl/dt, softmax trajectory, singular values (those below
+    ``SV_FLOOR`` of the largest at the same point are rounding noise and not drawn); vanilla above
+    saturated."""
     names = [f"{arch}-{t}" for t in TRAININGS if any(k.startswith(f"{arch}-{t}/") for k in paths)]
     pairs = sorted({k.split("/")[1] for k in paths if k.startswith(names[0] + "/")},
                    key=lambda p: [int(v) for v in p.split("-")])
@@ -131,17 +139,20 @@ def figure4(paths, arch, path):
                 if what == "dl":
                     ax.plot(t, paths[f"{key}/dl"], color=COLOURS[training])
                     ax.set_ylabel("length element dl/dt")
-                    ax.set_title(f"{ARCH_NAMES[arch]}, {training}: path from a {pair.replace('-', ' to a ')}")
+                    ax.set_title(f"{ARCH_NAMES[arch]}, {training}: "
+                                 f"path from a {pair.replace('-', ' to a ')}")
                 elif what == "p":
                     ax.plot(t, paths[f"{key}/p"])
                     ax.set_ylabel("softmax p_k")
                     ax.set_ylim(-0.05, 1.05)
                 else:
                     sv = paths[f"{key}/sv"]  # (points, 10)
-                    ax.semilogy(t, np.where(sv >= SV_FLOOR * sv.max(axis=1, keepdims=True), sv, np.nan))
+                    ax.semilogy(t, np.where(sv >= SV_FLOOR * sv.max(axis=1, keepdims=True),
+                                            sv, np.nan))
                     ax.set_ylabel("singular values of J\n(above 1e-8 of the largest)")
                 ax.set_xlabel("t along the path")
-    return save_figure(path, fill, (len(rows), len(pairs)), (4.0 * len(pairs), 2.3 * len(rows)), dpi=60)
+    return save_figure(path, fill, (len(rows), len(pairs)),
+                       (4.0 * len(pairs), 2.3 * len(rows)), dpi=60)
 
 
 def figure6(ratios, path):
@@ -162,7 +173,8 @@ def figure6(ratios, path):
         ax.fill_between(g, m - sd, m + sd, color="0.8")
         for name, layers in ratios["learned"].items():
             ax.scatter([r["kurtosis"] for r in layers], [r["mean"] / base for r in layers],
-                       marker=markers.get(name, "x"), color=COLOURS[name.split("-")[1]], label=f"{name} layers")
+                       marker=markers.get(name, "x"), color=COLOURS[name.split("-")[1]],
+                       label=f"{name} layers")
         ax.set_xscale("symlog", linthresh=1)
         ax.set_xlabel("excess kurtosis gamma_2 of the weights")
         ax.set_ylabel("R / R(Gaussian)")

@@ -1,10 +1,12 @@
-"""Figures: the one place that imports matplotlib (the ``plots`` extra), and the colours every figure
-shares. Without matplotlib nothing is drawn and the figure is recorded as skipped, so that a script
-still writes its raw results and says in one line what it did not draw (``experiments.lib.cli.cli``)."""
+"""Figures: the one place that imports matplotlib (the ``plots`` extra), and the colours every
+figure shares. Without matplotlib nothing is drawn and the figure is recorded as skipped, so that a
+script still writes its raw results and says in one line what it did not draw
+(``experiments.lib.cli.cli``)."""
 from __future__ import annotations
 
 # one colour per training in every figure
-COLOURS = {"vanilla": "tab:blue", "adversarial": "tab:green", "saturated": "tab:red", "control": "tab:orange"}
+COLOURS = {"vanilla": "tab:blue", "adversarial": "tab:green", "saturated": "tab:red",
+           "control": "tab:orange"}
 
 # figures not drawn for want of matplotlib; ``cli`` names them in one line when the script ends
 SKIPPED_FIGURES = []
@@ -23,7 +25,8 @@ def save_figure(path, draw, shape=(1, 1), figsize=(6, 4), dpi=120, constrained=F
     except ImportError:
         SKIPPED_FIGURES.append(path)
         return False
-    fig, axes = plt.subplots(*shape, figsize=figsize, squeeze=False, layout="constrained" if constrained else None)
+    fig, axes = plt.subplots(*shape, figsize=figsize, squeeze=False,
+                             layout="constrained" if constrained else None)
     draw(axes)
     if not constrained:
         fig.tight_layout()

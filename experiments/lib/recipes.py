@@ -1,13 +1,14 @@
-"""One recipe, one model: a frozen recipe (architecture, training settings, objective) names a model,
-and ``model_key`` alone decides whether two runs are the same model.
+"""One recipe, one model: a frozen recipe (architecture, training settings, objective) names a
+model, and ``model_key`` alone decides whether two runs are the same model.
 
-A recipe is built from the paper's facts (``experiments.lib.paper``) and changed from the command line in
-one dialect, ``--set <models>.<part>.<key>=<value>``:
+A recipe is built from the paper's facts (``experiments.lib.paper``) and changed from the command
+line in one dialect, ``--set <models>.<part>.<key>=<value>``:
 
     <models>  a model (relu_mlp-saturated), an architecture (relu_mlp: its models), a training
               (saturated: its three models) or ``all``
-    <part>    arch (the architecture's arguments, ``nn.architectures``), train (``nn.train.TrainConfig``
-              but the seed) or method (the objective's arguments: ``nn.penalty.saturating_objective``,
+    <part>    arch (the architecture's arguments, ``nn.architectures``), train
+              (``nn.train.TrainConfig`` but the seed) or method (the objective's arguments:
+              ``nn.penalty.saturating_objective``,
               ``attacks.adversarial_training.adversarial_objective``)
 
 e.g. ``--set relu_mlp-saturated.method.lam_max=1e-6`` or ``--set saturated.train.epochs=800``.
@@ -36,7 +37,8 @@ from nn.train import TrainConfig, cross_entropy_objective
 
 OBJECTIVES = {"vanilla": cross_entropy_objective, "adversarial": adversarial_objective,
               "saturated": saturating_objective, paper.CONTROL: cross_entropy_objective}
-TRAININGS = (*paper.TRAININGS, paper.CONTROL)  # the paper's three, and the saturated models' controls
+# the paper's three, and the saturated models' controls
+TRAININGS = (*paper.TRAININGS, paper.CONTROL)
 PARTS = ("arch", "train", "method")
 
 
@@ -46,14 +48,16 @@ class SettingError(UserError, ValueError):
 
 def _arguments(fn):
     """{name: default} of a function's keyword arguments (None where there is no default)."""
-    return {k: None if p.default is p.empty else p.default for k, p in inspect.signature(fn).parameters.items()
-            if p.kind is not p.VAR_KEYWORD}
+    return {k: None if p.default is p.empty else p.default
+            for k, p in inspect.signature(fn).parameters.items() if p.kind is not p.VAR_KEYWORD}
 
 
 def _defaults(arch, training):
-    """Every setting a recipe of (arch, training) has, with its default: -> {part: {key: default}}."""
+    """Every setting a recipe of (arch, training) has, with its
+    default: -> {part: {key: default}}."""
     train = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.name != "seed"}
-    method = {} if OBJECTIVES[training] is cross_entropy_objective else _arguments(OBJECTIVES[training])
+    method = ({} if OBJECTIVES[training] is cross_entropy_objective
+              else _arguments(OBJECTIVES[training]))
     return {"arch": _arguments(ARCHITECTURES[arch]), "train": train, "method": method}
 
 
@@ -63,10 +67,10 @@ def _canonical(obj):
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
-    """One model of the paper: architecture ``arch`` with arguments ``arch_kwargs``, training settings
-    ``train`` (``TrainConfig`` without the seed) and the objective of ``training`` with arguments
-    ``method``. Build with ``Recipe.make``, which fills in every default, so that two recipes of the
-    same model compare equal however they were written."""
+    """One model of the paper: architecture ``arch`` with arguments ``arch_kwargs``, training
+    settings ``train`` (``TrainConfig`` without the seed) and the objective of ``training`` with
+    arguments ``method``. Build with ``Recipe.make``, which fills in every default, so that two
+    recipes of the same model compare equal however they were written."""
     arch: str
     training: str
     arch_kwargs: dict
@@ -75,8 +79,9 @@ class Recipe:
 
     @classmethod
     def make(cls, arch, training, arch_kwargs=None, train=None, method=None):
-        """The recipe with every setting not given at its default (the architecture's, ``TrainConfig``'s
-        and the objective's signatures). Raises SettingError for an unknown model or setting."""
+        """The recipe with every setting not given at its default (the architecture's,
+        ``TrainConfig``'s and the objective's signatures). Raises SettingError for an unknown model
+        or setting."""
         if arch not in paper.ARCHS or training not in TRAININGS:
             raise SettingError(f"no model {arch}-{training}; expected one of "
                                f"{' '.join(paper.MODELS + paper.CONTROLS)}")
@@ -86,18 +91,20 @@ class Recipe:
         for part, given in parts.items():
             unknown = set(given) - set(d[part])
             if unknown:
-                raise SettingError(f"{arch}-{training}: no {part} setting {', '.join(sorted(unknown))}; "
-                                   f"{part} has: {', '.join(sorted(d[part])) or 'nothing'}")
+                raise SettingError(f"{arch}-{training}: "
+                                   f"no {part} setting {', '.join(sorted(unknown))}; {part} has: "
+                                   f"{', '.join(sorted(d[part])) or 'nothing'}")
             filled[part] = _canonical({**d[part], **given})
         filled["arch"].pop("input_shape", None)  # MNIST's, always
         return cls(arch, training, filled["arch"], filled["train"], filled["method"])
 
     @classmethod
     def from_dict(cls, d):
-        """A recipe from ``as_dict`` (or from the model settings an older Table 1 wrote; their old words
-        for the numerics, "ftz" and the penalty's derivative "paper" / "stable", read as today's by
-        ``nn.numerics.upgrade_settings``)."""
-        return cls.make(d["arch"], d["training"], d.get("arch_kwargs"), upgrade_settings(d.get("train") or {}),
+        """A recipe from ``as_dict`` (or from the model settings an older Table 1 wrote; their old
+        words for the numerics, "ftz" and the penalty's derivative "paper" / "stable", read as
+        today's by ``nn.numerics.upgrade_settings``)."""
+        return cls.make(d["arch"], d["training"], d.get("arch_kwargs"),
+                        upgrade_settings(d.get("train") or {}),
                         upgrade_settings(d.get("method") or {}))
 
     def as_dict(self):
@@ -116,8 +123,8 @@ class Recipe:
 
     @property
     def readout_penalty(self):
-        """The phi of the saturating penalty on the readout (eqs. 6-8: "sigmoid", "relu", "linear"), or
-        None: a recipe without the penalty, or without it on the readout."""
+        """The phi of the saturating penalty on the readout (eqs. 6-8: "sigmoid", "relu", "linear"),
+        or None: a recipe without the penalty, or without it on the readout."""
         if self.training != "saturated" or not self.method.get("lam_max"):
             return None
         return self.method["kinds"][-1]
@@ -127,14 +134,16 @@ class Recipe:
         return build_spec(self.arch, **self.arch_kwargs)
 
     def cost(self):
-        """Training's matrix-product multiply-adds per training example, the proxy for its time by which
-        ``experiments.lib.jobs.run_all`` starts the longest runs first: epochs * the forward pass's
-        multiply-adds (``nn.spec.multiply_adds``) * 2 for adversarial training (eq. 4: every step also
-        computes the FGSM batch and trains on it)."""
-        return self.epochs * sum(multiply_adds(self.spec())) * (2 if self.training == "adversarial" else 1)
+        """Training's matrix-product multiply-adds per training example, the proxy for its time by
+        which ``experiments.lib.jobs.run_all`` starts the longest runs first: epochs * the forward
+        pass's multiply-adds (``nn.spec.multiply_adds``) * 2 for adversarial training (eq. 4: every
+        step also computes the FGSM batch and trains on it)."""
+        return (self.epochs * sum(multiply_adds(self.spec()))
+                * (2 if self.training == "adversarial" else 1))
 
     def init_model(self, seed=0, xp=np):
-        """A freshly initialised ``nn.model.Sequential`` of this spec (``seed``, array module ``xp``)."""
+        """A freshly initialised ``nn.model.Sequential`` of this spec (``seed``, array module
+        ``xp``)."""
         return Sequential.init(self.spec(), seed=seed, xp=xp)
 
     def config(self, seed=0):
@@ -154,8 +163,8 @@ class Recipe:
         return Recipe.make(self.arch, self.training, new["arch"], new["train"], new["method"])
 
     def check(self):
-        """Build everything the recipe names once (spec, training settings, objective), so that a bad
-        value stops a run at once with its name, not after an hour. -> self."""
+        """Build everything the recipe names once (spec, training settings, objective), so that a
+        bad value stops a run at once with its name, not after an hour. -> self."""
         layer_shapes(self.spec())
         self.config()
         self.objective()
@@ -163,11 +172,11 @@ class Recipe:
 
 
 def model_key(recipe, seed):
-    """The identity of a model: every setting of ``recipe`` but the number of epochs, and the seed, as
-    canonical JSON. Two runs with the same key train the same model, step for step; the one with more
-    epochs continues the other (a constant or per-epoch learning rate and a per-step lambda do not
-    depend on the total). Checkpoint reuse, resuming, continuing and the sweep's snapshots all compare
-    this key, and nothing else."""
+    """The identity of a model: every setting of ``recipe`` but the number of epochs, and the seed,
+    as canonical JSON. Two runs with the same key train the same model, step for step; the one with
+    more epochs continues the other (a constant or per-epoch learning rate and a per-step lambda do
+    not depend on the total). Checkpoint reuse, resuming, continuing and the sweep's snapshots all
+    compare this key, and nothing else."""
     d = recipe.as_dict()
     d["train"] = {k: v for k, v in d["train"].items() if k != "epochs"}
     return json.dumps({**d, "seed": seed}, sort_keys=True)
@@ -175,19 +184,20 @@ def model_key(recipe, seed):
 
 def readout_weight(recipe, n_classes, step):
     """One readout unit's penalty weight relative to one example's cross-entropy at training step
-    ``step`` (``nn.penalty.unit_weight`` with lambda from ``nn.penalty.lambda_schedule``) for a recipe
-    whose readout carries the sigma' penalty; None for any other, and while lambda is 0."""
+    ``step`` (``nn.penalty.unit_weight`` with lambda from ``nn.penalty.lambda_schedule``) for a
+    recipe whose readout carries the sigma' penalty; None for any other, and while lambda is 0."""
     if recipe.readout_penalty != "sigmoid":
         return None
     m = recipe.method
     lam = lambda_schedule(step, m["lam_max"], m["lam_step"])
-    return unit_weight(lam, n_classes, recipe.train["batch_size"], m["units"], m["batch"]) if lam > 0 else None
+    return (unit_weight(lam, n_classes, recipe.train["batch_size"], m["units"], m["batch"])
+            if lam > 0 else None)
 
 
 def table1_recipes(quick=False):
-    """The nine models of Table 1 from ``experiments.lib.paper``, then the three controls (each saturated
-    recipe with the plain cross-entropy): {name: Recipe}, in the paper's order. ``quick``: the same
-    models at the smoke sizes of ``presets.MODELS``."""
+    """The nine models of Table 1 from ``experiments.lib.paper``, then the three controls (each
+    saturated recipe with the plain cross-entropy): {name: Recipe}, in the paper's order. ``quick``:
+    the same models at the smoke sizes of ``presets.MODELS``."""
     out = {}
     for training in paper.TRAININGS:
         for arch in paper.ARCHS:
@@ -197,8 +207,10 @@ def table1_recipes(quick=False):
             if training == "adversarial":
                 method = dict(paper.ADVERSARIAL)
             if training == "saturated":
-                arch_kwargs, train = dict(paper.SATURATED_WIDTH[arch]), dict(paper.REGIME_TRAIN[arch])
-                method = {"kinds": list(paper.PHI[arch]), **paper.LAMBDA[arch], "units": paper.UNITS[arch]}
+                arch_kwargs, train = (dict(paper.SATURATED_WIDTH[arch]),
+                                      dict(paper.REGIME_TRAIN[arch]))
+                method = {"kinds": list(paper.PHI[arch]), **paper.LAMBDA[arch],
+                          "units": paper.UNITS[arch]}
             if quick:  # the model's own quick entry, else its architecture's
                 q_arch, q_model = presets.MODELS[arch], presets.MODELS.get(f"{arch}-{training}", {})
                 arch_kwargs = dict(q_model.get("arch", q_arch["arch"]))
@@ -209,16 +221,19 @@ def table1_recipes(quick=False):
             out[recipe.name] = recipe
     for arch in paper.ARCHS:
         sat = out[f"{arch}-saturated"]
-        out[f"{arch}-{paper.CONTROL}"] = Recipe.make(arch, paper.CONTROL, sat.arch_kwargs, sat.train)
+        out[f"{arch}-{paper.CONTROL}"] = Recipe.make(arch, paper.CONTROL,
+                                                     sat.arch_kwargs, sat.train)
     return {name: out[name] for name in paper.MODELS + paper.CONTROLS}
 
 
 def select(names, only, option="--only"):
-    """The names among ``names`` that ``only`` picks: each item a model, an architecture, a training or
-    ``all``. -> list, in the order of ``names``. An unknown item raises SettingError naming ``option``."""
+    """The names among ``names`` that ``only`` picks: each item a model, an architecture, a training
+    or ``all``. -> list, in the order of ``names``. An unknown item raises SettingError naming
+    ``option``."""
     if not only:
         return list(names)
-    unknown = [o for o in only if o != "all" and o not in {*paper.ARCHS, *TRAININGS, *paper.MODELS, *paper.CONTROLS}]
+    unknown = [o for o in only if o != "all"
+               and o not in {*paper.ARCHS, *TRAININGS, *paper.MODELS, *paper.CONTROLS}]
     if unknown:
         raise SettingError(f"{option}: unknown {', '.join(unknown)}; expected an architecture "
                            f"({', '.join(paper.ARCHS)}), a training ({', '.join(TRAININGS)}), "
@@ -227,8 +242,8 @@ def select(names, only, option="--only"):
 
 
 def parse_value(raw):
-    """A --set value: the Python literal the string ``raw`` spells (``ast.literal_eval``: a number, list,
-    None, True, ...), else ``raw`` itself."""
+    """A --set value: the Python literal the string ``raw`` spells (``ast.literal_eval``: a number,
+    list, None, True, ...), else ``raw`` itself."""
     try:
         return ast.literal_eval(raw)
     except (ValueError, SyntaxError):
@@ -236,8 +251,8 @@ def parse_value(raw):
 
 
 def _same_kind(old, new):
-    """True when ``new`` may replace the setting ``old``: the same type, an int for a float, anything
-    for an unset (None) setting or None for it."""
+    """True when ``new`` may replace the setting ``old``: the same type, an int for a float,
+    anything for an unset (None) setting or None for it."""
     if old is None or new is None:
         return True
     if isinstance(old, bool) or isinstance(new, bool):
@@ -248,20 +263,23 @@ def _same_kind(old, new):
 
 
 def set_value(settings, key, name, raw):
-    """``settings`` (a dict) with settings[name] replaced by the value written ``raw``, parsed and of the
-    setting's type (an int for a float becomes a float). key: the --set key, for the messages.
-    Raises SettingError. -> a new dict."""
+    """``settings`` (a dict) with settings[name] replaced by the value written ``raw``, parsed and
+    of the setting's type (an int for a float becomes a float). key: the --set key, for the
+    messages. Raises SettingError. -> a new dict."""
     if name not in settings:
-        raise SettingError(f"--set {key}: no setting {name!r}; there are: {', '.join(sorted(settings)) or 'none'}")
+        raise SettingError(f"--set {key}: no setting {name!r}; there are: "
+                           f"{', '.join(sorted(settings)) or 'none'}")
     value, old = parse_value(raw), settings[name]
     if not _same_kind(old, value):
-        raise SettingError(f"--set {key}={raw}: expected {type(old).__name__} like {old!r}, got {type(value).__name__}")
-    return {**settings, name: float(value) if isinstance(old, float) and isinstance(value, int) else value}
+        raise SettingError(f"--set {key}={raw}: expected {type(old).__name__} like {old!r}, "
+                           f"got {type(value).__name__}")
+    return {**settings,
+            name: float(value) if isinstance(old, float) and isinstance(value, int) else value}
 
 
 def apply_set(recipes, assignment):
-    """``recipes`` ({name: Recipe}) with one ``--set <models>.<part>.<key>=<value>`` applied (see the
-    module docstring). Raises SettingError naming what was wrong. -> a new dict."""
+    """``recipes`` ({name: Recipe}) with one ``--set <models>.<part>.<key>=<value>`` applied (see
+    the module docstring). Raises SettingError naming what was wrong. -> a new dict."""
     key, _, raw = assignment.partition("=")
     parts = key.split(".")
     if not raw or len(parts) != 3:
@@ -271,7 +289,8 @@ def apply_set(recipes, assignment):
         raise SettingError(f"--set {key}: no part {part!r}; expected one of {', '.join(PARTS)}")
     targets = select(list(recipes), [who], option=f"--set {key}")
     if not targets:
-        raise SettingError(f"--set {key}: {who} names none of the models here ({' '.join(recipes)})")
+        raise SettingError(f"--set {key}: {who} names none of the models here "
+                           f"({' '.join(recipes)})")
     out = dict(recipes)
     for n in targets:
         r = recipes[n]

@@ -26,22 +26,25 @@ def _table1(folder):
     """Table 1's run (``experiments.table1``): its rows as table.json holds them, the per-seed
     evaluations kept (the spread over seeds is computed from them)."""
     t = _read(folder / "table.json")
-    keep = ("model", "clean_acc", "fgsm_paper", "fgsm_float32", "fgsm_stable", "zero_grad_paper", "margin_q",
+    keep = ("model", "clean_acc", "fgsm_paper", "fgsm_float32", "fgsm_stable",
+            "zero_grad_paper", "margin_q",
             "saturated_frac", "train_seconds", "n_seeds", "seeds", "per_seed", "arch_kwargs",
             "clean_acc_std", "fgsm_paper_std", "fgsm_float32_std", "fgsm_stable_std")
     rows = [{k: r[k] for k in keep if k in r} for r in t["rows"]]
-    return {"rows": rows, "eval": t["eval"], "jobs": t.get("jobs")}, t["seeds"], t.get("wall_seconds"), t["device"]
+    return ({"rows": rows, "eval": t["eval"], "jobs": t.get("jobs")}, t["seeds"],
+            t.get("wall_seconds"), t["device"])
 
 
 def _audit(folder):
     """The gradient-masking audit's run (``experiments.beyond.audit``): per model the accuracy under
     every attack, the worst case, the exactly-zero gradient shares, the eps curve and the flags."""
     a = _read(folder / "audit.json")
-    keep = ("model", "n", "clean", "accuracy", "worst", "strongest", "zero_gradient_fraction", "eps", "curve",
-            "flags", "seconds")
+    keep = ("model", "n", "clean", "accuracy", "worst", "strongest", "zero_gradient_fraction",
+            "eps", "curve", "flags", "seconds")
     rows = [{k: r[k] for k in keep if k in r} for r in a["rows"]]
     wall = sum(r.get("seconds", 0.0) for r in a["rows"])
-    options = {k: v for k, v in a["options"].items() if k not in ("out", "debug", "device", "data_dir")}
+    options = {k: v for k, v in a["options"].items()
+               if k not in ("out", "debug", "device", "data_dir")}
     return {"rows": rows, "options": options}, [a["options"]["seed"]], wall, None
 
 
@@ -56,7 +59,8 @@ def _analysis(result_file):
     ratios.json; section 6: paths.json; section 8: ratios.json; the logit-scale probe)."""
     def kind(folder):
         config = _read(folder / "config.json")
-        return _read(folder / result_file), [config["options"].get("seed", 0)], _log_seconds(folder), None
+        return (_read(folder / result_file), [config["options"].get("seed", 0)],
+                _log_seconds(folder), None)
     return kind
 
 
@@ -64,7 +68,8 @@ def _log_seconds(folder):
     """Seconds from the first to the last line of a run folder's log.txt (its wall time when the run
     ran once, uninterrupted), or None."""
     import datetime
-    stamps = [line[1:9] for line in (Path(folder) / "log.txt").read_text().splitlines() if line.startswith("[")]
+    stamps = [line[1:9] for line in (Path(folder) / "log.txt").read_text().splitlines()
+              if line.startswith("[")]
     if len(stamps) < 2:
         return None
     first, last = (datetime.datetime.strptime(s, "%H:%M:%S") for s in (stamps[0], stamps[-1]))
@@ -74,7 +79,8 @@ def _log_seconds(folder):
 # the script whose run folder a record is made from -> how its numbers are read
 KINDS = {"experiments.table1": _table1, "experiments.beyond.audit": _audit,
          "experiments.beyond.evaluate": _evaluation, "experiments.weights": _analysis("stats.json"),
-         "experiments.rdm": _analysis("ratios.json"), "experiments.fisher_path": _analysis("paths.json"),
+         "experiments.rdm": _analysis("ratios.json"),
+         "experiments.fisher_path": _analysis("paths.json"),
          "experiments.kurtosis_linear": _analysis("ratios.json"),
          "experiments.beyond.logit_scale": _analysis("logit_scale.json")}
 
@@ -83,24 +89,26 @@ def _read(path):
     try:
         return json.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise UsageError(f"{path}: no such file; the run did not finish, or it is not the run folder of the "
-                         f"command its config.json names") from None
+        raise UsageError(f"{path}: no such file; the run did not finish, or it is not the run "
+                         "folder of the command its config.json names") from None
 
 
 def make_record(name, folder):
     """The record ``name`` of the run folder ``folder`` (its config.json and result file). -> dict.
-    Raises UsageError when the folder has no config.json or was made by a script with no record kind."""
+    Raises UsageError when the folder has no config.json or was made by a script with no record
+    kind."""
     folder = Path(folder)
     config = _read(folder / "config.json")
     kind = KINDS.get(config["script"])
     if kind is None:
-        raise UsageError(f"{folder}: made by {config['script']}, which publishes no record; records come from "
-                         f"{', '.join(sorted(KINDS))}")
+        raise UsageError(f"{folder}: made by {config['script']}, which publishes no record; "
+                         f"records come from {', '.join(sorted(KINDS))}")
     numbers, seeds, wall, device = kind(folder)
-    return {"record": name, "script": config["script"], "command": config["command"], "commit": config["commit"],
-            "date": config["date"], "machine": config["machine"], "numpy": config["numpy"], "blas": config["blas"],
-            "device": device or config["options"].get("device") or "cpu", "seeds": seeds, "wall_seconds": wall,
-            "numbers": numbers}
+    return {"record": name, "script": config["script"], "command": config["command"],
+            "commit": config["commit"], "date": config["date"], "machine": config["machine"],
+            "numpy": config["numpy"], "blas": config["blas"],
+            "device": device or config["options"].get("device") or "cpu", "seeds": seeds,
+            "wall_seconds": wall, "numbers": numbers}
 
 
 def write_record(record, results=None):
@@ -112,6 +120,7 @@ def write_record(record, results=None):
 
 
 def read_record(name, results=None):
-    """The record <results>/<name>.json (default results/), or None when it has not been published."""
+    """The record <results>/<name>.json (default results/), or None when it has not been
+    published."""
     path = Path(results or RESULTS) / f"{name}.json"
     return json.loads(path.read_text()) if path.exists() else None

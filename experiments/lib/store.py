@@ -6,8 +6,9 @@ recipe, the seed and their ``model_key``. A later call with the same key
 
 * loads it when it is complete at the recipe's epochs,
 * resumes it when it was interrupted before them,
-* continues it when the recipe asks for more epochs than it has (a model trained to E epochs continues
-  exactly to E' > E: the learning rate and lambda follow the epoch and the step, not the total),
+* continues it when the recipe asks for more epochs than it has (a model trained to E epochs
+  continues exactly to E' > E: the learning rate and lambda follow the epoch and the step, not the
+  total),
 
 and retrains from scratch when the key differs or the checkpoint lies past the recipe's epochs.
 Instead of training, a model may be taken from a snapshot of the same key at exactly the recipe's
@@ -26,23 +27,27 @@ from nn.numerics import upgrade_settings
 from nn.penalty import lambda_schedule, saturated_fraction
 from nn.train import resume_state, train
 
-RECIPE_FILE = "recipe.json"  # in a sweep run's folder: {"recipe": ..., "seed": ..., "settings": ...}
-# The checkpoint meta key of a model changed outside its recipe (e.g. ``experiments.beyond.common_mode``'s
-# shifted readout): such a model is never taken for its recipe's (``stored_key``: None).
+# in a sweep run's folder: {"recipe": ..., "seed": ..., "settings": ...}
+RECIPE_FILE = "recipe.json"
+# The checkpoint meta key of a model changed outside its recipe (e.g.
+# ``experiments.beyond.common_mode``'s shifted readout): such a model is never taken for its
+# recipe's (``stored_key``: None).
 INTERVENTION = "intervention"
 
 
 def checkpoint_name(name, seed):
-    """<name>.npz for seed 0 (what the analysis scripts read with --from), <name>-seed<s>.npz else."""
+    """<name>.npz for seed 0 (what the analysis scripts read with --from), <name>-seed<s>.npz
+    else."""
     return f"{name}.npz" if seed == 0 else f"{name}-seed{seed}.npz"
 
 
 def stored_key(meta):
-    """The ``model_key`` of the model a checkpoint's meta records, recomputed from what it holds: its
-    recipe and seed; or the model settings and config an older Table 1 wrote; or the flat settings an
-    older sweep wrote ("sweep_settings", ``experiments.lib.grids.sweep_run``'s arguments). Older words for the
-    numerics are read as today's (``Recipe.from_dict``, ``nn.numerics.upgrade_settings``). None when
-    it records no model, or a model changed outside its recipe (``INTERVENTION``)."""
+    """The ``model_key`` of the model a checkpoint's meta records, recomputed from what it holds:
+    its recipe and seed; or the model settings and config an older Table 1 wrote; or the flat
+    settings an older sweep wrote ("sweep_settings", ``experiments.lib.grids.sweep_run``'s
+    arguments). Older words for the numerics are read as today's (``Recipe.from_dict``,
+    ``nn.numerics.upgrade_settings``). None when it records no model, or a model changed outside its
+    recipe (``INTERVENTION``)."""
     if INTERVENTION in meta:
         return None
     try:
@@ -59,8 +64,8 @@ def stored_key(meta):
 
 
 def find_snapshot(root, recipe, seed):
-    """The sweep's snapshot (``<root>/<run>/snap-e<epochs>.npz``) of the model ``recipe`` and ``seed``
-    name, at exactly the recipe's epochs: -> path or None."""
+    """The sweep's snapshot (``<root>/<run>/snap-e<epochs>.npz``) of the model ``recipe`` and
+    ``seed`` name, at exactly the recipe's epochs: -> path or None."""
     key = model_key(recipe, seed)
     for info in sorted(Path(root).glob(f"*/{RECIPE_FILE}")) if root else []:
         try:
@@ -74,8 +79,9 @@ def find_snapshot(root, recipe, seed):
 
 
 def progress_for(recipe, probe):
-    """Per-epoch extras for the training log: lambda and each layer's saturated fraction on ``probe``
-    (device images) for a saturated recipe; nothing otherwise. -> progress(model, step) -> dict."""
+    """Per-epoch extras for the training log: lambda and each layer's saturated fraction on
+    ``probe`` (device images) for a saturated recipe; nothing
+    otherwise. -> progress(model, step) -> dict."""
     if recipe.training != "saturated":
         return None
     m = recipe.method
@@ -122,7 +128,11 @@ def train_or_load(recipe, seed, path, data, xp, log, *, sweep=None, label=None, 
     model = resumed[0] if resumed else recipe.init_model(seed, xp)
     probe = to_device(data["val"][0][:500], xp) if "val" in data else None
     log(f"{label}: training {cfg}  {recipe.method}")
-    history = train(model, data, cfg, objective=recipe.objective(), log=lambda line: log(f"{label} {line}"),
-                    checkpoint=path, checkpoint_meta=meta_out, resume=resumed[1] if resumed else None,
-                    progress=progress_for(recipe, probe) if probe is not None else None, **train_kwargs)
-    return model, {**meta_out, "complete": True, "epoch": recipe.epochs, "history": history, "from": how}
+    history = train(model, data, cfg, objective=recipe.objective(),
+                    log=lambda line: log(f"{label} {line}"),
+                    checkpoint=path, checkpoint_meta=meta_out,
+                    resume=resumed[1] if resumed else None,
+                    progress=progress_for(recipe, probe) if probe is not None else None,
+                    **train_kwargs)
+    return model, {**meta_out, "complete": True, "epoch": recipe.epochs,
+                   "history": history, "from": how}

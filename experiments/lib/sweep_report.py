@@ -21,8 +21,8 @@ def snapshots(folder):
 
 
 def collect(root):
-    """-> list of rows, one per run and evaluated milestone ({"run", "arch", "label", "seed", **record}),
-    sorted by run then epoch."""
+    """-> list of rows, one per run and evaluated milestone ({"run", "arch", "label", "seed",
+    **record}), sorted by run then epoch."""
     rows = []
     for folder in sorted(Path(root).glob("*/")):
         info = read_json(folder / RECIPE_FILE, None)
@@ -31,26 +31,27 @@ def collect(root):
         for snap in snapshots(folder):
             rec = read_json(snap.with_name(f"eval-e{snap.stem[len('snap-e'):]}.json"), None)
             if rec:
-                rows.append({"run": folder.name, "arch": info["recipe"]["arch"], "seed": info["seed"],
-                             "label": short_label(info["settings"]), **rec})
+                rows.append({"run": folder.name, "arch": info["recipe"]["arch"],
+                             "seed": info["seed"], "label": short_label(info["settings"]), **rec})
     return rows
 
 
 def format_table(rows):
-    """Markdown: one line per row of ``collect`` (run and milestone): clean and FGSM accuracies in each
-    numerics, exactly-zero gradients measured and predicted, the median margin, the median |h| per layer,
-    training minutes. -> str."""
-    head = ("| run | epoch | clean % | FGSM paper % | FGSM paper, permuted units/channels % | FGSM float32 % | FGSM stable % | "
-            "FGSM margin stable % | zero grads paper % | predicted: path / margin % | median margin | median abs h per layer | "
-            "train min |")
+    """Markdown: one line per row of ``collect`` (run and milestone): clean and FGSM accuracies in
+    each numerics, exactly-zero gradients measured and predicted, the median margin, the median |h|
+    per layer, training minutes. -> str."""
+    head = ("| run | epoch | clean % | FGSM paper % | FGSM paper, permuted units/channels % | "
+            "FGSM float32 % | FGSM stable % | FGSM margin stable % | zero grads paper % | "
+            "predicted: path / margin % | median margin | median abs h per layer | train min |")
     lines = [head, "|" + " --- |" * (head.count("|") - 1)]
     for r in rows:
         perm = r.get("fgsm_paper_permuted") or []
         perm = f"{100 * min(perm):.1f}-{100 * max(perm):.1f}" if perm else "-"
-        lines.append(f"| {r['run']} | {r['epoch']} | {100 * r['clean_acc']:.2f} | {100 * r['fgsm_paper']:.1f} | {perm} | "
-                     f"{percent(r['fgsm_float32'])} | {100 * r['fgsm_stable']:.1f} | {100 * r['fgsm_margin_stable']:.1f} | "
-                     f"{100 * r['zero_grad_paper']:.1f} | {percent(r.get('zero_pred_path_paper'))} / {percent(r.get('zero_pred_margin_paper'))} | "
-                     f"{r['margin_q'][2]:.1f} | "
+        lines.append(f"| {r['run']} | {r['epoch']} | {100 * r['clean_acc']:.2f} | "
+                     f"{100 * r['fgsm_paper']:.1f} | {perm} | {percent(r['fgsm_float32'])} | "
+                     f"{100 * r['fgsm_stable']:.1f} | {100 * r['fgsm_margin_stable']:.1f} | "
+                     f"{100 * r['zero_grad_paper']:.1f} | {percent(r.get('zero_pred_path_paper'))} "
+                     f"/ {percent(r.get('zero_pred_margin_paper'))} | {r['margin_q'][2]:.1f} | "
                      f"{' / '.join(f'{q[2]:.1f}' for q in r['depth_q'])} | "
                      f"{(r['train_seconds'] or 0) / 60:.0f} |")
     return "\n".join(lines) + "\n"
@@ -78,9 +79,9 @@ def frontier(rows):
 
 
 def draw(rows, path):
-    """One row of panels per architecture: FGSM accuracy (paper numerics) and the median logit margin
-    against epochs, one line per run; FGSM against clean accuracy with the paper's saturated model;
-    the runs' legend beside them (inside a panel it hid lines)."""
+    """One row of panels per architecture: FGSM accuracy (paper numerics) and the median logit
+    margin against epochs, one line per run; FGSM against clean accuracy with the paper's saturated
+    model; the runs' legend beside them (inside a panel it hid lines)."""
     archs = [a for a in ARCH_NAMES if any(r["arch"] == a for r in rows)]
 
     def fill(axes):
@@ -89,23 +90,26 @@ def draw(rows, path):
         for row_axes, arch in zip(axes, archs):
             ax, mx, bx, lx = row_axes
             rs = [r for r in rows if r["arch"] == arch]
-            floor = min((100 * r["clean_acc"] for r in rs if r["clean_acc"] >= 0.9), default=1) - 1  # runs that learned
+            # runs that learned
+            floor = min((100 * r["clean_acc"] for r in rs if r["clean_acc"] >= 0.9), default=1) - 1
             collapsed = 0
             for k, run in enumerate(sorted({r["run"] for r in rs})):
                 rr = [r for r in rs if r["run"] == run]
                 colour = colours[k % len(colours)]
-                ax.plot([r["epoch"] for r in rr], [100 * r["fgsm_paper"] for r in rr], marker="o", ms=3, color=colour,
+                ax.plot([r["epoch"] for r in rr], [100 * r["fgsm_paper"] for r in rr], marker="o",
+                        ms=3, color=colour,
                         ls="-" if k < len(colours) else "--", label=rr[0]["label"])
-                mx.plot([r["epoch"] for r in rr], [max(r["margin_q"][2], 0.1) for r in rr], marker="o", ms=3,
-                        color=colour)
+                mx.plot([r["epoch"] for r in rr], [max(r["margin_q"][2], 0.1) for r in rr],
+                        marker="o", ms=3, color=colour)
                 kept = [r for r in rr if 100 * r["clean_acc"] >= floor]
                 collapsed += len(rr) - len(kept)
-                bx.scatter([100 * r["clean_acc"] for r in kept], [100 * r["fgsm_paper"] for r in kept], s=12,
-                           color=colour)
+                bx.scatter([100 * r["clean_acc"] for r in kept],
+                           [100 * r["fgsm_paper"] for r in kept], s=12, color=colour)
             ticks = [m for m in MILESTONES if m <= max(r["epoch"] for r in rs)]
             for a in (ax, mx):
                 a.set_xscale("log")
-                a.minorticks_off()  # the milestones are the ticks; log minor labels would overlap them
+                # the milestones are the ticks; log minor labels would overlap them
+                a.minorticks_off()
                 if ticks:
                     a.set_xticks(ticks, [str(m) for m in ticks])
                 a.set_xlabel("epochs (constant learning rate)")
@@ -123,10 +127,12 @@ def draw(rows, path):
             mx.set_ylabel("median logit margin z_y - max z_j (log; 0.1 = <= 0.1)")
             mx.set_title(f"{ARCH_NAMES[arch]}: logit margin")
             c, f = paper.TABLE1[f"{arch}-saturated"]
-            bx.scatter([c], [f], marker="*", s=160, color="black", label="the paper's saturated model")
+            bx.scatter([c], [f], marker="*", s=160, color="black",
+                       label="the paper's saturated model")
             bx.axvline(c - 1, color="gray", ls=":", lw=0.8)
             bx.set_xlim(min(floor, c - 2), 100)
-            bx.set_xlabel("clean test accuracy (%)" + (f"; {collapsed} milestones below {floor:.0f} % not shown"
+            bx.set_xlabel("clean test accuracy (%)"
+                          + (f"; {collapsed} milestones below {floor:.0f} % not shown"
                                                          if collapsed else ""))
             bx.set_ylabel("FGSM accuracy, eps 0.25 (%)")
             bx.set_ylim(0, 100)
@@ -158,20 +164,24 @@ def draw_mechanism(rows, path):
                 continue
             bounded = [r for r in rr if r.get("zero_pred_path_paper") is not None]
             if bounded:
-                ax.scatter([100 * r["zero_pred_path_paper"] for r in bounded], [100 * r["zero_grad_paper"] for r in bounded],
-                           marker=marker, s=14, label=f"{ARCH_NAMES[arch]}: path bound (depths and margin)")
-            ax.scatter([100 * r["zero_pred_margin_paper"] for r in rr], [100 * r["zero_grad_paper"] for r in rr],
+                ax.scatter([100 * r["zero_pred_path_paper"] for r in bounded],
+                           [100 * r["zero_grad_paper"] for r in bounded],
+                           marker=marker, s=14,
+                           label=f"{ARCH_NAMES[arch]}: path bound (depths and margin)")
+            ax.scatter([100 * r["zero_pred_margin_paper"] for r in rr],
+                       [100 * r["zero_grad_paper"] for r in rr],
                        marker=marker, s=14, facecolors="none", edgecolors="gray",
                        label=f"{ARCH_NAMES[arch]}: margin alone")
-            bx.scatter([100 * fgsm_from_zeros(r) for r in rr], [100 * r["fgsm_paper"] for r in rr], marker=marker, s=14,
-                       label=ARCH_NAMES[arch])
+            bx.scatter([100 * fgsm_from_zeros(r) for r in rr], [100 * r["fgsm_paper"] for r in rr],
+                       marker=marker, s=14, label=ARCH_NAMES[arch])
         ax.plot([0, 100], [0, 100], color="black", lw=0.8)
         ax.set_xlabel("predicted exactly-zero input gradients (%)")
         ax.set_ylabel("measured exactly-zero input gradients (%)")
         ax.set_title("exact float32 zeros: predicted, then measured")
         ax.legend(fontsize=7)
         bx.plot([0, 100], [0, 100], color="black", lw=0.8)
-        bx.set_xlabel("z + (1 - z) x FGSM accuracy with stable derivatives (%)\n(z: share of exactly-zero gradients)")
+        bx.set_xlabel("z + (1 - z) x FGSM accuracy with stable derivatives (%)\n(z: "
+                      "share of exactly-zero gradients)")
         bx.set_ylabel("FGSM accuracy, eps 0.25, paper numerics (%)")
         bx.set_title("FGSM = unmoved images + true-gradient survivors")
         bx.legend(fontsize=7)
@@ -201,19 +211,23 @@ def draw_controls(rows, path):
                 rr = sorted(rr, key=lambda r: r["epoch"])
                 e = [r["epoch"] for r in rr]
                 label = "with the penalty" if training == "saturated" else "control: no penalty"
-                row_axes[0].plot(e, [100 * r["fgsm_paper"] for r in rr], ls=ls, marker="o", ms=3, color="black",
-                                 label=label)
-                row_axes[1].plot(e, [100 * r["zero_grad_paper"] for r in rr], ls=ls, marker="o", ms=3, color="black")
-                row_axes[2].plot(e, [max(r["margin_q"][2], 0.1) for r in rr], ls=ls, marker="o", ms=3, color="black")
+                row_axes[0].plot(e, [100 * r["fgsm_paper"] for r in rr], ls=ls, marker="o", ms=3,
+                                 color="black", label=label)
+                row_axes[1].plot(e, [100 * r["zero_grad_paper"] for r in rr], ls=ls, marker="o",
+                                 ms=3, color="black")
+                row_axes[2].plot(e, [max(r["margin_q"][2], 0.1) for r in rr], ls=ls, marker="o",
+                                 ms=3, color="black")
             ticks = [m for m in MILESTONES if m <= max(r["epoch"] for rr in runs for r in rr)]
             for ax, what in zip(row_axes, ("FGSM accuracy, eps 0.25, paper's numerics (%)",
-                                           "exactly-zero input gradients (%)", "median logit margin (log)")):
+                                           "exactly-zero input gradients (%)",
+                                           "median logit margin (log)")):
                 ax.set_xscale("log")
                 ax.minorticks_off()  # the milestones are the ticks
                 ax.set_xticks(ticks, [str(m) for m in ticks])
                 ax.set_xlabel("epochs (constant learning rate)")
                 ax.set_ylabel(what)
-                ax.set_title(f"{ARCH_NAMES[arch]}: {what.split(',')[0].split(' (')[0]}", fontsize=10)
+                ax.set_title(f"{ARCH_NAMES[arch]}: {what.split(',')[0].split(' (')[0]}",
+                             fontsize=10)
             row_axes[0].set_ylim(0, 100)
             row_axes[1].set_ylim(0, 100)
             row_axes[2].set_yscale("log")
@@ -222,7 +236,8 @@ def draw_controls(rows, path):
             marks = [v for v in (1, 3, 10, 30, 100, 300, 1000, 3000, 10000) if lo <= v <= hi]
             row_axes[2].set_yticks(marks, [str(v) for v in marks])
             row_axes[0].legend(fontsize=8, loc="upper left")
-    return bool(pairs) and save_figure(path, fill, shape=(len(pairs), 3), figsize=(14, 3.8 * len(pairs)), dpi=80)
+    return bool(pairs) and save_figure(path, fill, shape=(len(pairs), 3),
+                                       figsize=(14, 3.8 * len(pairs)), dpi=80)
 
 
 def latest(rows):
@@ -236,16 +251,17 @@ def latest(rows):
 
 def format_frontier(rows):
     """Markdown: ``frontier(rows)``, one line per architecture and clean accuracy. -> str."""
-    lines = ["| architecture | clean accuracy at least % | best FGSM in the paper's numerics % |", "| --- | --- | --- |"]
+    lines = ["| architecture | clean accuracy at least % | best FGSM in the paper's numerics % |",
+             "| --- | --- | --- |"]
     for arch, pts in frontier(rows).items():
         lines += [f"| {ARCH_NAMES[arch]} | {c:.2f} | {f:.1f} |" for c, f in pts]
     return "\n".join(lines) + "\n"
 
 
 def report(root, log):
-    """The sweep's report of the run folders in ``root``: writes table.md, summary.md (each run's last
-    milestone, the frontier), table.json and, with matplotlib, sweep.png, mechanism.png and controls.png;
-    logs the table with ``log``. -> the rows of ``collect``."""
+    """The sweep's report of the run folders in ``root``: writes table.md, summary.md (each run's
+    last milestone, the frontier), table.json and, with matplotlib, sweep.png, mechanism.png and
+    controls.png; logs the table with ``log``. -> the rows of ``collect``."""
     rows = collect(root)
     table = format_table(rows)
     Path(root, "table.md").write_text(table)

@@ -1,11 +1,13 @@
-"""PyTorch twins of satnets models, for the benchmark's side-by-side comparison (``experiments.tools.bench``).
+"""PyTorch twins of satnets models, for the benchmark's side-by-side comparison
+(``experiments.tools.bench``).
 
-Optional: needs the ``bench`` extra (PyTorch); nothing in ``nn``, ``attacks`` or ``analysis`` imports
-it. A twin is the layer list of a spec built from ``torch.nn`` modules holding *copies of the same
-weights*, so both sides compute the same function (``tests/test_torch_twin.py`` checks logits, input
-gradients and Jacobians agree in float64). Our conventions map onto PyTorch's one to one: Dense ``W``
-is ``(n_out, n_in)`` like ``nn.Linear.weight``, Conv2D ``W`` is ``(out, in, kh, kw)`` like
-``nn.Conv2d.weight``, images are NCHW and Flatten orders features (C, H, W).
+Optional: needs the ``bench`` extra (PyTorch); nothing in ``nn``, ``attacks`` or ``analysis``
+imports it. A twin is the layer list of a spec built from ``torch.nn`` modules holding *copies of
+the same weights*, so both sides compute the same function (``tests/test_torch_twin.py`` checks
+logits, input gradients and Jacobians agree in float64). Our conventions map onto PyTorch's one to
+one: Dense ``W`` is ``(n_out, n_in)`` like ``nn.Linear.weight``, Conv2D ``W`` is
+``(out, in, kh, kw)`` like ``nn.Conv2d.weight``, images are NCHW and Flatten orders features
+(C, H, W).
 
 Each workload is what a PyTorch user would write: a training step is forward, mean cross-entropy,
 ``backward`` and ``torch.optim.Adam.step`` (PyTorch's default implementation for the device); the
@@ -53,12 +55,14 @@ def twin(model, device="cpu"):
                 m.weight.copy_(torch.from_numpy(np.ascontiguousarray(W)))
                 m.bias.copy_(torch.from_numpy(to_host(p["b"])))
         layers.append(m)
-    dtype = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[np.dtype(model.dtype)]
+    dtype = {np.dtype(np.float32): torch.float32,
+             np.dtype(np.float64): torch.float64}[np.dtype(model.dtype)]
     return nn.Sequential(*layers).to(device=device, dtype=dtype)
 
 
 def train_step(module, optimizer):
-    """-> step(x, y): one Adam step on the mean cross-entropy of the batch (x (N, 1, 28, 28), y (N,))."""
+    """-> step(x, y): one Adam step on the mean cross-entropy of the batch (x (N, 1, 28, 28), y
+    (N,))."""
     import torch.nn.functional as F
 
     def step(x, y):

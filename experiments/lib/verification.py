@@ -1,8 +1,8 @@
-"""A model's robust accuracy bracketed between a proof and an attack (``experiments.beyond.verify``): per eps,
-the share of examples proven robust by interval bound propagation (``analysis.proofs.ibp``), linear
-relaxation (CROWN, ``analysis.proofs.crown``, MLPs) and the exact MILP (``analysis.proofs.milp``, ReLU MLPs),
-lower bounds, and the share that survives the eps-sweep attack (``analysis.masking.suite.eps_sweep_attack``),
-an upper bound."""
+"""A model's robust accuracy bracketed between a proof and an attack
+(``experiments.beyond.verify``): per eps, the share of examples proven robust by interval bound
+propagation (``analysis.proofs.ibp``), linear relaxation (CROWN, ``analysis.proofs.crown``, MLPs)
+and the exact MILP (``analysis.proofs.milp``, ReLU MLPs), lower bounds, and the share that survives
+the eps-sweep attack (``analysis.masking.suite.eps_sweep_attack``), an upper bound."""
 from __future__ import annotations
 
 import time
@@ -18,7 +18,8 @@ def _verified_mask(fn, model, x, y, eps, batch):
     """(N,) host bool: examples the bound function fn(model, xb, yb, eps) verifies, in batches."""
     out = []
     for i in range(0, len(x), batch):
-        xb, yb = to_device(x[i:i + batch], model.xp, model.dtype), to_device(y[i:i + batch], model.xp)
+        xb, yb = (to_device(x[i:i + batch], model.xp, model.dtype),
+                  to_device(y[i:i + batch], model.xp))
         out.append(to_host(fn(model, xb, yb, eps).verified))
     return np.concatenate(out).astype(bool)
 
@@ -28,31 +29,34 @@ def _pct(mask):
 
 
 def bracket(model, x, y, eps_values, args, log=print):
-    """Bracket ``model``'s robust accuracy on host images x (N, 1, 28, 28) with labels y (N,) at each eps of
-    ``eps_values`` (increasing): IBP on every model, CROWN on MLPs, the MILP on ReLU MLPs (at most
-    args.milp_max open examples per eps), the eps-sweep attack as the upper bound (``args``: sweep_steps,
-    seed, batch, crown_batch, milp_max, milp_time, milp_max_binaries).
+    """Bracket ``model``'s robust accuracy on host images x (N, 1, 28, 28) with labels y (N,) at
+    each eps of ``eps_values`` (increasing): IBP on every model, CROWN on MLPs, the MILP on ReLU
+    MLPs (at most args.milp_max open examples per eps), the eps-sweep attack as the upper bound
+    (``args``: sweep_steps, seed, batch, crown_batch, milp_max, milp_time, milp_max_binaries).
     -> (one row: per eps the % verified by each method and by the best of them, the % surviving
     the attack, the undecided %, the MILP's tally, contradictions and seconds per method;
     (N,) host bool, the examples fooled at the largest eps)."""
     acts = crown.mlp_activations(model)
     mlp, relu = acts is not None, acts is not None and set(acts) == {"relu"}
     xd, yd = to_device(x, model.xp, model.dtype), to_device(y, model.xp)
-    row = {"eps": list(eps_values), "methods": ["ibp"] + (["crown"] if mlp else []) + (["milp"] if relu else []),
-           "verified_by": {}, "verified": [], "attacked": [], "undecided": [], "milp": [], "contradictions": [],
-           "seconds": {"ibp": 0.0, "crown": 0.0, "milp": 0.0, "attack": 0.0}}
+    row = {"eps": list(eps_values),
+           "methods": ["ibp"] + (["crown"] if mlp else []) + (["milp"] if relu else []),
+           "verified_by": {}, "verified": [], "attacked": [], "undecided": [], "milp": [],
+           "contradictions": [], "seconds": {"ibp": 0.0, "crown": 0.0, "milp": 0.0, "attack": 0.0}}
     fooled = np.zeros(len(x), bool)
     make_attack = eps_sweep_attack(args.sweep_steps, args.seed, args.batch)
     for e in eps_values:
         t = time.perf_counter()
-        fooled |= to_host(make_attack(float(e))(model, xd, yd).success).astype(bool)  # fooled at e is fooled above
+        # fooled at e is fooled above
+        fooled |= to_host(make_attack(float(e))(model, xd, yd).success).astype(bool)
         row["seconds"]["attack"] += time.perf_counter() - t
         t = time.perf_counter()
         proven = {"ibp": _verified_mask(ibp.interval_bounds, model, x, y, e, args.batch)}
         row["seconds"]["ibp"] += time.perf_counter() - t
         if mlp:
             t = time.perf_counter()
-            proven["crown"] = _verified_mask(crown.linear_bounds, model, x, y, e, args.crown_batch) | proven["ibp"]
+            proven["crown"] = _verified_mask(crown.linear_bounds, model, x, y, e,
+                                             args.crown_batch) | proven["ibp"]
             row["seconds"]["crown"] += time.perf_counter() - t
         tally = None
         if relu:
@@ -61,7 +65,8 @@ def bracket(model, x, y, eps_values, args, log=print):
             open_ = np.where(~proven["crown"] & ~fooled)[0][:args.milp_max]
             tally = {"tried": int(len(open_)), "verified": 0, "falsified": 0, "unknown": 0}
             for i in open_:
-                v = milp.verify_example(model, xd[i:i + 1], yd[i:i + 1], float(e), time_limit=args.milp_time,
+                v = milp.verify_example(model, xd[i:i + 1], yd[i:i + 1], float(e),
+                                        time_limit=args.milp_time,
                                         max_binaries=args.milp_max_binaries)
                 tally[v.status] += 1
                 proven["milp"][i] = v.status == "verified"
@@ -82,23 +87,26 @@ def bracket(model, x, y, eps_values, args, log=print):
 
 
 def survivors(model, x, y, eps, fooled, args, log=print):
-    """The first args.survivors images of x (N, 1, 28, 28), y (N,) not ``fooled`` at eps ((N,) bool from
-    ``bracket``), through IBP, CROWN and the MILP: per image its index, label, each method's lower bound
-    of min_j (z_y - z_j) (positive = proven), the MILP's verdict and binaries. -> list of dicts."""
+    """The first args.survivors images of x (N, 1, 28, 28), y (N,) not ``fooled`` at eps ((N,) bool
+    from ``bracket``), through IBP, CROWN and the MILP: per image its index, label, each method's
+    lower bound of min_j (z_y - z_j) (positive = proven), the MILP's verdict and binaries. -> list
+    of dicts."""
     xd, yd = to_device(x, model.xp, model.dtype), to_device(y, model.xp)
     out = []
     acts = crown.mlp_activations(model)
     for i in np.where(~fooled)[0][:args.survivors]:
         xb, yb = xd[i:i + 1], yd[i:i + 1]
         ib = ibp.interval_bounds(model, xb, yb, eps)
-        rec = {"index": int(i), "label": int(y[i]), "ibp_bound": float(to_host(ib.diff_lower).min())}
+        rec = {"index": int(i), "label": int(y[i]),
+               "ibp_bound": float(to_host(ib.diff_lower).min())}
         if acts is not None:
             lb = crown.linear_bounds(model, xb, yb, eps)
             rec["crown_bound"] = float(to_host(lb.diff_lower).min())
             rec["unstable_units"] = [int(to_host((lo < 0) & (hi > 0)).sum()) for lo, hi in lb.pre]
             if set(acts) == {"relu"}:
                 v = milp.verify_example(model, xb, yb, eps, time_limit=args.milp_time, bounds=lb)
-                rec.update(milp=v.status, milp_bound=v.bound, binaries=v.binaries, milp_seconds=v.seconds)
+                rec.update(milp=v.status, milp_bound=v.bound, binaries=v.binaries,
+                           milp_seconds=v.seconds)
         out.append(rec)
         log(f"  survivor {rec}")
     return out

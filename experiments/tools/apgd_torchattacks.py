@@ -1,17 +1,18 @@
 """Our APGD beside torchattacks' on the same weights: the robust accuracy of Table 1's models under
-Auto-PGD (Croce & Hein 2020, Algorithm 1; ``attacks.apgd.APGD``) and under torchattacks' APGD / APGDT
-(Kim 2020, the PyTorch implementation most users run), at each eps.
+Auto-PGD (Croce & Hein 2020, Algorithm 1; ``attacks.apgd.APGD``) and under torchattacks'
+APGD / APGDT (Kim 2020, the PyTorch implementation most users run), at each eps.
 
 Three losses, ``--steps`` iterations and one start each, as AutoAttack's standard version uses them:
-cross-entropy (APGD-CE), the difference of logits ratio (APGD-DLR) and the targeted DLR (APGD-T, toward
-each of the 9 classes ranked highest after the true one). Ours runs on our analytic input gradients in
-numpy's float32 (no flush-to-zero: the arithmetic of PyTorch's CPU kernels); theirs on the PyTorch twin
-of the model (``experiments.lib.torch_twin``: the same weights) with autograd. The report's last line gives
-the largest excess of ours over theirs, to be held at most 1 point (``TOLERANCE``): an attack weaker
-than the reference would flatter the model.
+cross-entropy (APGD-CE), the difference of logits ratio (APGD-DLR) and the targeted DLR (APGD-T,
+toward each of the 9 classes ranked highest after the true one). Ours runs on our analytic input
+gradients in numpy's float32 (no flush-to-zero: the arithmetic of PyTorch's CPU kernels); theirs on
+the PyTorch twin of the model (``experiments.lib.torch_twin``: the same weights) with autograd. The
+report's last line gives the largest excess of ours over theirs, to be held at most 1 point
+(``TOLERANCE``): an attack weaker than the reference would flatter the model.
 
-    python -m experiments.tools.apgd_torchattacks                       # the nine models of runs/table1, 500 images
-    python -m experiments.tools.apgd_torchattacks --models relu_mlp-saturated --eps 0.1 --n-test 1000
+    python -m experiments.tools.apgd_torchattacks     # the nine models of runs/table1, 500 images
+    python -m experiments.tools.apgd_torchattacks --models relu_mlp-saturated --eps 0.1
+        --n-test 1000
 
 Needs PyTorch (the ``bench`` extra) and torchattacks (``INSTALL``). Each cell is written to
 apgd_torchattacks.json as it is measured and reused by a rerun with the same steps, images and seed
@@ -30,7 +31,9 @@ import numpy as np
 from attacks.apgd import APGD
 from experiments.lib import presets
 from experiments.lib import torch_twin
-from experiments.lib.cli import UsageError, add_checkpoint_args, add_common_args, amount, checkpoint_stamp, cli, count, load_models, parse, result_options, summary
+from experiments.lib.cli import (UsageError, add_checkpoint_args, add_common_args, amount,
+                                 checkpoint_stamp, cli, count, load_models, parse, result_options,
+                                 summary)
 from experiments.lib.runs import Run, write_json
 from experiments.lib.paper import MODELS
 from nn.mnist import load_mnist
@@ -39,28 +42,34 @@ LOSSES = ("ce", "dlr", "dlr-targeted")  # APGD-CE, APGD-DLR, APGD-T: AutoAttack'
 TOLERANCE = 0.01  # ours may exceed theirs by at most this robust accuracy (1 point)
 # torchattacks without its declared dependencies: its torchvision requirement would replace the
 # installed PyTorch (the CPU wheel) by another; it imports and runs without torchvision
-CELL_KEYS = ("models", "eps", "losses", "checkpoints", "seed", "seeds")  # options that choose cells, not what a cell means
-INSTALL = 'pip install -e ".[bench]" && pip install --no-deps "torchattacks==3.5.1" && pip install tqdm requests'
+# options that choose cells, not what a cell means
+CELL_KEYS = ("models", "eps", "losses", "checkpoints", "seed", "seeds")
+INSTALL = ('pip install -e ".[bench]" && pip install --no-deps "torchattacks==3.5.1" && pip '
+           'install tqdm requests')
 
 
 def theirs(module, x, y, eps, steps, loss, seed):
-    """torchattacks' robust accuracy on the PyTorch twin ``module``: APGD (loss "ce" or "dlr") or APGDT
-    (loss "dlr-targeted", its default 9 target classes), L-inf, one start. x: (N, ...) float32 in
-    [0, 1], y: (N,) labels (host numpy) -> float in [0, 1]."""
+    """torchattacks' robust accuracy on the PyTorch twin ``module``: APGD (loss "ce" or "dlr") or
+    APGDT (loss "dlr-targeted", its default 9 target classes), L-inf, one start. x: (N, ...) float32
+    in [0, 1], y: (N,) labels (host numpy) -> float in [0, 1]."""
     import torch
     import torchattacks
     if loss == "dlr-targeted":
-        attack = torchattacks.APGDT(module, norm="Linf", eps=eps, steps=steps, n_restarts=1, seed=seed, n_classes=10)
+        attack = torchattacks.APGDT(module, norm="Linf", eps=eps, steps=steps, n_restarts=1,
+                                    seed=seed, n_classes=10)
     else:
-        attack = torchattacks.APGD(module, norm="Linf", eps=eps, steps=steps, n_restarts=1, loss=loss, seed=seed)
+        attack = torchattacks.APGD(module, norm="Linf", eps=eps, steps=steps, n_restarts=1,
+                                   loss=loss, seed=seed)
     adv = attack(torch.from_numpy(x), torch.from_numpy(y))
     with torch.no_grad():
         return float((module(adv).argmax(1).numpy() == y).mean())
 
 
 def ours(model, x, y, eps, steps, loss, seed):
-    """Our APGD's robust accuracy, numpy float32, one start (``attacks.apgd.APGD``) -> float in [0, 1]."""
-    return APGD(eps, steps=steps, loss=loss, numerics="float32", seed=seed)(model, x, y).robust_accuracy
+    """Our APGD's robust accuracy, numpy float32, one start (``attacks.apgd.APGD``) -> float in
+    [0, 1]."""
+    return APGD(eps, steps=steps, loss=loss, numerics="float32",
+                seed=seed)(model, x, y).robust_accuracy
 
 
 def format_table(cells):
@@ -69,8 +78,8 @@ def format_table(cells):
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for c in cells:
         excess = round(100 * (c["ours"] - c["theirs"]), 1) + 0.0  # + 0.0: no "-0.0"
-        lines.append(f"| {c['model']} | {c['eps']:g} | {c['loss']} | {c['seed']} | {100 * c['ours']:.1f} | "
-                     f"{100 * c['theirs']:.1f} | {excess:+.1f} |")
+        lines.append(f"| {c['model']} | {c['eps']:g} | {c['loss']} | {c['seed']} | "
+                     f"{100 * c['ours']:.1f} | {100 * c['theirs']:.1f} | {excess:+.1f} |")
     worst = max((c["ours"] - c["theirs"] for c in cells), default=0.0)
     lines.append(f"\n(robust accuracy in % of the images; the largest excess of ours over theirs: "
                  f"{100 * worst:+.1f} points, allowed {100 * TOLERANCE:+.0f})\n")
@@ -80,13 +89,18 @@ def format_table(cells):
 def main(argv=None):
     """Run our APGD and torchattacks' on the same weights, per model, eps, loss and seed; write
     apgd_torchattacks.json and apgd_torchattacks.md. -> the cells, one dict each."""
-    parser = add_checkpoint_args(add_common_args(argparse.ArgumentParser(description=summary(__doc__))), MODELS)
-    parser.add_argument("--eps", nargs="+", type=amount, default=[0.05, 0.1, 0.25], help="L-inf radii")
+    parser = add_checkpoint_args(add_common_args(argparse.ArgumentParser(
+        description=summary(__doc__))), MODELS)
+    parser.add_argument("--eps", nargs="+", type=amount, default=[0.05, 0.1, 0.25],
+                        help="L-inf radii")
     parser.add_argument("--losses", nargs="+", choices=LOSSES, default=list(LOSSES))
-    parser.add_argument("--steps", type=count, default=100, help="iterations of each attack (default 100)")
-    parser.add_argument("--n-test", type=count, default=500, help="the first N test images (default 500)")
+    parser.add_argument("--steps", type=count, default=100,
+                        help="iterations of each attack (default 100)")
+    parser.add_argument("--n-test", type=count, default=500,
+                        help="the first N test images (default 500)")
     parser.add_argument("--seeds", nargs="+", type=int, default=None,
-                        help="random starts' seeds, one cell each (default: --seed): the spread a single start has")
+                        help="random starts' seeds, one cell each (default: --seed): "
+                             "the spread a single start has")
     args = parse(parser, argv, quick=presets.OPTIONS["apgd_torchattacks"])
     if not torch_twin.torch_available():
         raise UsageError(f"this comparison needs PyTorch and torchattacks: {INSTALL}")
@@ -99,7 +113,8 @@ def main(argv=None):
     data = load_mnist(args.data_dir)
     x, y = data["test"][0][:args.n_test], data["test"][1][:args.n_test]
     path = run.path("apgd_torchattacks.json")
-    options = {k: v for k, v in result_options(args).items() if k not in CELL_KEYS}  # what every cell shares
+    # what every cell shares
+    options = {k: v for k, v in result_options(args).items() if k not in CELL_KEYS}
     try:
         old = json.loads(path.read_text())
         kept = old["cells"] if old["options"] == options else []
@@ -120,15 +135,19 @@ def main(argv=None):
                         a = ours(model, x, y, eps, args.steps, loss, seed)
                         t1 = time.perf_counter()
                         b = theirs(module, x, y, eps, args.steps, loss, seed)
-                        cell = {"model": name, "eps": eps, "loss": loss, "seed": seed, "ours": a, "theirs": b,
-                                "checkpoint": stamp, "seconds_ours": t1 - t0, "seconds_theirs": time.perf_counter() - t1}
+                        cell = {"model": name, "eps": eps, "loss": loss, "seed": seed,
+                                "ours": a, "theirs": b,
+                                "checkpoint": stamp, "seconds_ours": t1 - t0,
+                                "seconds_theirs": time.perf_counter() - t1}
                     cells.append(cell)
-                    run.log(f"{name} eps {eps:g} {loss} seed {seed}: ours {100 * cell['ours']:.1f} %  torchattacks "
-                            f"{100 * cell['theirs']:.1f} %  ({cell['seconds_ours']:.0f} s / {cell['seconds_theirs']:.0f} s)")
-                    # the cells of other models, radii, losses and seeds measured before stay; a cell
-                    # measured again replaces its old one
+                    run.log(f"{name} eps {eps:g} {loss} seed {seed}: ours {100 * cell['ours']:.1f} "
+                            f"%  torchattacks {100 * cell['theirs']:.1f} %  "
+                            f"({cell['seconds_ours']:.0f} s / {cell['seconds_theirs']:.0f} s)")
+                    # the cells of other models, radii, losses and seeds measured before stay; a
+                    # cell measured again replaces its old one
                     fresh = {key(c) for c in cells}
-                    write_json(path, {"options": options, "cells": cells + [c for c in kept if key(c) not in fresh]})
+                    write_json(path, {"options": options,
+                                      "cells": cells + [c for c in kept if key(c) not in fresh]})
     table = format_table(cells)
     run.path("apgd_torchattacks.md").write_text(table)
     run.log("\n" + table)

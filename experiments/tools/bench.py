@@ -1,8 +1,11 @@
 """Throughput benchmark: satnets against PyTorch on the same machine, and against the matmul peak.
 
-    python -m experiments.tools.bench [--device gpu] [--steps K] [--profile] [--no-retain] [--no-torch]
-    python -m experiments.tools.bench --flush-to-zero runs/sweep/<run>/snap-e800.npz   # its effect on speed
-    python -m experiments.tools.bench --saturated     # the same on a synthetic deeply saturated sigmoid MLP
+    python -m experiments.tools.bench [--device gpu] [--steps K] [--profile] [--no-retain]
+        [--no-torch]
+    python -m experiments.tools.bench --flush-to-zero runs/sweep/<run>/snap-e800.npz
+        # its effect on speed
+    python -m experiments.tools.bench --saturated
+        # the same on a synthetic deeply saturated sigmoid MLP
 
 With PyTorch installed (the ``bench`` extra), first a side-by-side comparison: for the paper's three
 architectures (MLPs 784-1000-1000-10, the Table 2 CNN) built with the *same weights* on both sides
@@ -19,12 +22,13 @@ epoch (forward, backward, Adam) counting only the matrix products, 2 FLOPs per m
 convolution counted as its im2col product), and the ratio of the two. Random data of MNIST's shape
 stand in for the images: throughput does not depend on pixel values.
 
-With ``--flush-to-zero CHECKPOINT`` (a saturated sigmoid MLP, e.g. a snapshot of ``experiments.beyond.sweep``)
-it instead times saturated training steps on MNIST (the paper's penalty, units="mean", lambda 1.74)
-from that checkpoint in the numerics "float32", "paper" (flush-to-zero) and "paper" by exp then flush
-(``nn.numerics.exp_then_flush``), alternating, and prints the median time of each and the share of
-subnormal values among the first hidden layer's outputs: there, the pixel values do matter (x86
-processes subnormals many times more slowly). ``--saturated``: the same for ``saturated_sigmoid_mlp``.
+With ``--flush-to-zero CHECKPOINT`` (a saturated sigmoid MLP, e.g. a snapshot of
+``experiments.beyond.sweep``) it instead times saturated training steps on MNIST (the paper's
+penalty, units="mean", lambda 1.74) from that checkpoint in the numerics "float32", "paper"
+(flush-to-zero) and "paper" by exp then flush (``nn.numerics.exp_then_flush``), alternating, and
+prints the median time of each and the share of subnormal values among the first hidden layer's
+outputs: there, the pixel values do matter (x86 processes subnormals many times more slowly).
+``--saturated``: the same for ``saturated_sigmoid_mlp``.
 """
 from __future__ import annotations
 
@@ -35,8 +39,8 @@ import os
 import numpy as np
 
 from experiments.lib import presets
-from experiments.lib.benchmarks import (compare_with_torch, epoch_gflops, flush_to_zero_timing, matmul_gflops,
-                                        print_profile, saturated_data)
+from experiments.lib.benchmarks import (compare_with_torch, epoch_gflops, flush_to_zero_timing,
+                                        matmul_gflops, print_profile, saturated_data)
 from experiments.lib.cli import UsageError, add_common_args, cli, summary, parse, count
 from experiments.lib.runs import hardware
 from nn.architectures import cnn, mlp
@@ -44,32 +48,43 @@ from nn.backend import get_xp, retain_freed_memory
 
 
 def main(argv=None):
-    """Time satnets beside PyTorch and against the matmul peak, or (--flush-to-zero, --saturated) saturated
-    training in each numerics; print the results. -> {numerics: seconds} for the latter, else None."""
+    """Time satnets beside PyTorch and against the matmul peak, or (--flush-to-zero, --saturated)
+    saturated training in each numerics; print the results. -> {numerics: seconds} for the latter,
+    else None."""
     parser = add_common_args(argparse.ArgumentParser(description=summary(__doc__)))
-    parser.add_argument("--steps", type=count, default=430, help="training steps per model (430 = one epoch of 55k)")
-    parser.add_argument("--profile", action="store_true", help="also print where each step's time goes (cProfile)")
+    parser.add_argument("--steps", type=count, default=430,
+                        help="training steps per model (430 = one epoch of 55k)")
+    parser.add_argument("--profile", action="store_true",
+                        help="also print where each step's time goes (cProfile)")
     parser.add_argument("--no-retain", action="store_true",
-                        help="leave glibc's allocator at its defaults (see nn.backend.retain_freed_memory)")
+                        help="leave glibc's allocator at its defaults (see "
+                             "nn.backend.retain_freed_memory)")
     parser.add_argument("--flush-to-zero", metavar="CHECKPOINT", default=None,
-                        help="time saturated training from this checkpoint with and without flush-to-zero")
+                        help="time saturated training from this checkpoint with and without "
+                             "flush-to-zero")
     parser.add_argument("--no-torch", action="store_true", help="skip the comparison with PyTorch")
-    parser.add_argument("--only-torch", action="store_true", help="only the comparison with PyTorch")
-    parser.add_argument("--saturated", action="store_true", help="--flush-to-zero on saturated_sigmoid_mlp")
+    parser.add_argument("--only-torch", action="store_true",
+                        help="only the comparison with PyTorch")
+    parser.add_argument("--saturated", action="store_true",
+                        help="--flush-to-zero on saturated_sigmoid_mlp")
     args = parse(parser, argv, quick=presets.OPTIONS["bench"])
     if args.flush_to_zero or args.saturated:
         t, sub = flush_to_zero_timing(*saturated_data(args))
-        print(f"{hardware()}; {args.flush_to_zero or 'saturated_sigmoid_mlp'}: {100 * sub:.1f} % of the first hidden "
-              f"layer's outputs are subnormal; {args.steps} saturated training steps (medians of 3, alternating):")
-        print(", ".join(f"{k} {1e3 * v / args.steps:.2f} ms/step ({v / t['paper']:.2f} x paper)" for k, v in t.items()))
+        print(f"{hardware()}; {args.flush_to_zero or 'saturated_sigmoid_mlp'}: {100 * sub:.1f} % "
+              f"of the first hidden layer's outputs are subnormal; {args.steps} saturated training "
+              "steps (medians of 3, alternating):")
+        print(", ".join(f"{k} {1e3 * v / args.steps:.2f} ms/step ({v / t['paper']:.2f} x paper)"
+                        for k, v in t.items()))
         return t
     xp = get_xp(args.device)
     retained = xp is np and not args.no_retain and retain_freed_memory()
-    print(f"{hardware()}, device {args.device or 'cpu'}, freed memory retained for reuse: {retained}")
+    print(f"{hardware()}, device {args.device or 'cpu'}, freed memory retained for "
+          f"reuse: {retained}")
     if xp is np and os.environ.get("OPENBLAS_CORETYPE"):
-        print(f"note: OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} holds numpy's OpenBLAS to that processor's "
-              "kernels while PyTorch picks its own; for like against like run this command with "
-              "`env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE` (RESULTS, Performance)")
+        print(f"note: OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} holds numpy's OpenBLAS "
+              "to that processor's kernels while PyTorch picks its own; for like against like run "
+              "this command with `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE` (RESULTS, "
+              "Performance)")
     from experiments.lib.torch_twin import torch_available
     if args.only_torch and not torch_available():
         raise UsageError("--only-torch needs PyTorch: pip install -e '.[bench]'")
@@ -82,13 +97,15 @@ def main(argv=None):
             return None
     peak = matmul_gflops(xp)
     print(f"matmul peak (4096^3 float32): {peak:8.1f} GFLOP/s")
-    for name, spec in [("mlp 784-1000-1000-10", mlp("relu", hidden=1000)), ("cnn (Table 2)", cnn())]:
+    for name, spec in [("mlp 784-1000-1000-10", mlp("relu", hidden=1000)),
+                       ("cnn (Table 2)", cnn())]:
         steps = args.steps
         profiler = cProfile.Profile() if args.profile else None
         if profiler:
             profiler.enable()
         gf, dt = epoch_gflops(spec, xp, steps)
-        print(f"{name:22s} {steps} steps in {dt:6.2f} s: {gf:8.1f} GFLOP/s, ratio to peak {gf / peak:.2f}")
+        print(f"{name:22s} {steps} steps in {dt:6.2f} s: {gf:8.1f} GFLOP/s, "
+              f"ratio to peak {gf / peak:.2f}")
         if profiler:
             profiler.disable()
             print_profile(profiler, steps + 1)  # + 1: the warm-up step
