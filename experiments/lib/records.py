@@ -28,7 +28,7 @@ def _table1(folder):
     t = _read(folder / "table.json")
     keep = ("model", "clean_acc", "fgsm_paper", "fgsm_float32", "fgsm_stable",
             "zero_grad_paper", "margin_q",
-            "saturated_frac", "train_seconds", "n_seeds", "seeds", "per_seed", "arch_kwargs",
+            "saturated_frac", "train_seconds", "eval_seconds", "n_seeds", "seeds", "per_seed", "arch_kwargs",
             "clean_acc_std", "fgsm_paper_std", "fgsm_float32_std", "fgsm_stable_std")
     rows = [{k: r[k] for k in keep if k in r} for r in t["rows"]]
     return ({"rows": rows, "eval": t["eval"], "jobs": t.get("jobs")}, t["seeds"],
