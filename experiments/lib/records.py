@@ -44,7 +44,7 @@ def _audit(folder):
     rows = [{k: r[k] for k in keep if k in r} for r in a["rows"]]
     wall = sum(r.get("seconds", 0.0) for r in a["rows"])
     options = {k: v for k, v in a["options"].items()
-               if k not in ("out", "debug", "device", "data_dir")}
+               if k not in ("out", "debug", "device", "data_dir", "models")}
     return {"rows": rows, "options": options}, [a["options"]["seed"]], wall, None
 
 
