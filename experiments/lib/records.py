@@ -48,6 +48,17 @@ def _audit(folder):
     return {"rows": rows, "options": options}, [a["options"]["seed"]], wall, None
 
 
+def _targeted(folder):
+    """A targeted grid's run (``experiments.lbfgs_grid``, ``experiments.adam_attack``): per model and
+    source kind the pairs fooled of 90, the median iterations and distances over the successes and
+    the stop reasons; the paper's statement for the attack."""
+    t = _read(folder / "summary.json")
+    options = {k: v for k, v in t["options"].items() if k not in ("out", "debug", "device", "data_dir")}
+    wall = sum(r["seconds"] for r in t["rows"])
+    return ({"attack": t["attack"], "rows": t["rows"], "paper": t["paper"], "options": options},
+            [t["options"]["seed"]], wall, None)
+
+
 def _evaluation(folder):
     """The shipped models' evaluation (``experiments.beyond.evaluate``)."""
     e = _read(folder / "evaluation.json")
@@ -78,7 +89,8 @@ def _log_seconds(folder):
 
 # the script whose run folder a record is made from -> how its numbers are read
 KINDS = {"experiments.table1": _table1, "experiments.beyond.audit": _audit,
-         "experiments.beyond.evaluate": _evaluation, "experiments.weights": _analysis("stats.json"),
+         "experiments.beyond.evaluate": _evaluation, "experiments.lbfgs_grid": _targeted,
+         "experiments.adam_attack": _targeted, "experiments.weights": _analysis("stats.json"),
          "experiments.rdm": _analysis("ratios.json"),
          "experiments.fisher_path": _analysis("paths.json"),
          "experiments.kurtosis_linear": _analysis("ratios.json"),
