@@ -2,8 +2,8 @@
 pre-activations h^l over the 10,000 test images, vanilla vs saturated, with the fraction of
 saturated units per layer (sigmoid: |h| > 15.9, where sigma' < 2^-23; ReLU: h <= 0).
 
-    python -m experiments.weights                  # the four MLPs of runs/table1
-    python -m experiments.weights --models cnn-vanilla cnn-saturated
+    python -m experiments.weights            # the vanilla and saturated models of runs/table1
+    python -m experiments.weights --models sigmoid_mlp-vanilla sigmoid_mlp-saturated
 
 Writes stats.json (kurtosis, saturated fractions, ranges), hist.npz (counts and edges) and, with
 the plots extra, weights.png and preactivations.png.
@@ -22,7 +22,8 @@ from experiments.lib.plotting import save_figure
 from nn.backend import to_device, to_host
 from nn.mnist import load_mnist
 
-MODELS = ("sigmoid_mlp-vanilla", "sigmoid_mlp-saturated", "relu_mlp-vanilla", "relu_mlp-saturated")
+MODELS = ("sigmoid_mlp-vanilla", "sigmoid_mlp-saturated", "relu_mlp-vanilla", "relu_mlp-saturated",
+          "cnn-vanilla", "cnn-saturated")
 
 
 def layer_kind(model):
