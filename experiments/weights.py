@@ -79,8 +79,9 @@ def main(argv=None):
                 (arrays[f"{name}/h{p['layer']}/edges"],
                  arrays[f"{name}/h{p['layer']}/counts"]) = p["edges"], p["counts"]
             stats[name] = {"weights": layers,
-                           "preactivations": [{k: p[k] for k in ("layer", "min", "max", "saturated")}
-                                              for p in pre]}
+                           "preactivations": [
+                               {k: p[k] for k in ("layer", "min", "max", "saturated")}
+                               for p in pre]}
             run.log(f"{name}: weight excess kurtosis per layer "
                     f"{[round(l['kurtosis'], 2) for l in layers]}; saturated fraction per hidden "
                     f"layer {[p['saturated'] and round(p['saturated'], 3) for p in pre[:-1]]}; "

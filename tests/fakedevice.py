@@ -123,7 +123,8 @@ class _Namespace(types.ModuleType):
         obj = getattr(self._source, name)
         if isinstance(obj, types.ModuleType):
             return _Namespace(f"{self.__name__}.{name}", obj)
-        if callable(obj) and not isinstance(obj, type) and not isinstance(obj, np.ufunc) and name != "errstate":
+        if (callable(obj) and not isinstance(obj, type) and not isinstance(obj, np.ufunc)
+                and name != "errstate"):
             return _device_function(name, obj)
         if isinstance(obj, np.ufunc):
             return obj  # applied to device arrays, __array_ufunc__ applies the rules

@@ -13,7 +13,8 @@ import pytest
 from attacks import AttackResult
 from attacks.apgd import APGD, checkpoints, halve
 from attacks.ball import box
-from attacks.losses import Targeted, dlr, dlr_scaled, dlr_targeted, dlr_targeted_scaled, loss_and_input_gradient
+from attacks.losses import (Targeted, dlr, dlr_scaled, dlr_targeted, dlr_targeted_scaled,
+                            loss_and_input_gradient)
 from attacks.pgd import PGD, starting_point
 from nn import architectures
 from nn.architectures import build_spec

@@ -51,7 +51,8 @@ def test_success_is_the_models_verdict_on_the_returned_inputs(arch, mode):
     for name, attack in _untargeted(0.2, kw).items():
         r = attack(model, x, y)
         assert type(r) is AttackResult, name
-        assert r.x_adv.shape == x.shape and r.x_adv.dtype == x.dtype and r.success.dtype == bool, name
+        assert (r.x_adv.shape == x.shape and r.x_adv.dtype == x.dtype
+                and r.success.dtype == bool), name
         np.testing.assert_array_equal(r.success, model.predict(r.x_adv) != y, err_msg=name)
         d = (r.x_adv.astype(np.float64) - x.astype(np.float64)).reshape(len(x), -1)
         np.testing.assert_array_equal(r.linf, np.abs(d).max(axis=1), err_msg=name)

@@ -71,7 +71,8 @@ def test_the_shifted_run_continues_and_is_never_its_recipes_model(tmp_path, mnis
                                                                 for r in rows[first.name]] == [6]
     meta = load_checkpoint(dest / "train.npz")[1]
     rec = meta["intervention"]
-    assert rec["at_epoch"] == 6 and abs(rec["after"]["common_mode"]) < 1e-3 < abs(rec["before"]["common_mode"])
+    assert (rec["at_epoch"] == 6
+            and abs(rec["after"]["common_mode"]) < 1e-3 < abs(rec["before"]["common_mode"]))
     assert rec["source"] == str(source / "train.npz")
     assert rec["after"]["margin"] == pytest.approx(rec["before"]["margin"], abs=1e-4)
     # the shift is on record: not the recipe's model
@@ -121,7 +122,8 @@ def test_the_shifted_run_continues_and_is_never_its_recipes_model(tmp_path, mnis
     assert [r["epoch"] for r in control[f"{first.name}-from6"]] == [7, 8] and dest.name in control
     meta = load_checkpoint(out / f"{first.name}-from6" / "snap-e8.npz")[1]
     assert "intervention" not in meta and stored_key(meta) == model_key(first.recipe, first.seed)
-    assert json.loads((out / f"{first.name}.json").read_text())["interventions"][f"{first.name}-from6"] is None
+    assert (json.loads((out / f"{first.name}.json").read_text())
+            ["interventions"][f"{first.name}-from6"] is None)
 
     # a run whose name extends this one's is not one of its continuations
     other = out / f"{first.name}-readoutnone-shift6"
@@ -145,7 +147,8 @@ def test_the_shifted_run_continues_and_is_never_its_recipes_model(tmp_path, mnis
     assert [r["epoch"] for r in rows[fork.name]] == [10]
     meta = load_checkpoint(fork / "snap-e10.npz")[1]
     assert meta["intervention"]["adam_eps"] == 1e-12 and meta["intervention"]["adam_eps_from"] == 9
-    assert meta["intervention"]["readout_shift"] == rec["readout_shift"] and stored_key(meta) is None
+    assert (meta["intervention"]["readout_shift"] == rec["readout_shift"]
+            and stored_key(meta) is None)
     assert load_checkpoint(fork / "train.npz")[1]["config"]["eps"] == 1e-12
     common_mode.main(argv[:1] + ["--epochs", "10"] + argv[4:])
     # eps 1e-8 from the same state: other weights
@@ -155,7 +158,8 @@ def test_the_shifted_run_continues_and_is_never_its_recipes_model(tmp_path, mnis
                                    load_checkpoint(fork / "snap-e10.npz")[0].params) for k in a)
     assert f"| {fork.name} | 10 |" in (out / f"{first.name}.md").read_text()
     steps = json.loads((out / f"{first.name}.json").read_text())["adam_step_share"]
-    assert steps[fork.name]["eps"] == 1e-12 and steps[dest.name]["eps"] == 1e-8 and steps[dest.name]["epoch"] == 10
+    assert (steps[fork.name]["eps"] == 1e-12 and steps[dest.name]["eps"] == 1e-8
+            and steps[dest.name]["epoch"] == 10)
     assert all(0 <= v < 1 for layer in steps[fork.name]["median"] for v in layer.values())
     # a smaller eps
     assert all(a >= b for la, lb in zip(steps[fork.name]["median"], steps[dest.name]["median"])

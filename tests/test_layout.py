@@ -1,8 +1,10 @@
 """The house keeps its architecture: the floors nn <- attacks <- analysis <- experiments (a package
 imports only from its own floor and those below), no script imports another script, no module over
 300 lines; in experiments/ every public function and class has a docstring, and every script is
-short, outside lib/ and registered in ``experiments.lib.scripts.SCRIPTS``."""
+short, outside lib/ and registered in ``experiments.lib.scripts.SCRIPTS``; no line of a tracked
+Python file runs over 100 columns."""
 import ast
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -113,3 +115,29 @@ def test_scripts_are_short_registered_and_outside_the_library():
         f"not in experiments.lib.scripts.SCRIPTS: {sorted(set(scripts) - registered)}; "
         f"registered but not a script: {sorted(registered - set(scripts))}")
     assert all(name == s.module.rsplit(".", 1)[1] for name, s in SCRIPTS.items())
+
+
+def _tracked_python_files():
+    """Every ``*.py`` file git tracks in the repository, or None outside a git checkout."""
+    try:
+        listed = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z", "--", "*.py"],
+                                capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if listed.returncode != 0:
+        return None
+    return [REPO / name for name in listed.stdout.split("\0") if name]
+
+
+def test_no_line_over_100_columns():
+    """Every tracked Python file (tests and scripts included) keeps its lines within 100 columns;
+    the failure names each longer line as file:line."""
+    files = _tracked_python_files()
+    if files is None:
+        pytest.skip("not a git checkout: no list of tracked files")
+    assert any(p.name == "test_layout.py" for p in files)  # the list is the repository's
+    too_long = [f"{path.relative_to(REPO).as_posix()}:{number} ({len(line)} columns)"
+                for path in files if path.exists()
+                for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+                if len(line) > 100]
+    assert not too_long, "lines over 100 columns:\n" + "\n".join(too_long)

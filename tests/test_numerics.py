@@ -4,7 +4,8 @@ and log-softmax computed shift-first, so that a common offset of the logits chan
 import numpy as np
 import pytest
 
-from attacks.losses import cross_entropy, cross_entropy_scaled, loss_and_input_gradient, margin, scaled_input_gradient
+from attacks.losses import (cross_entropy, cross_entropy_scaled, loss_and_input_gradient, margin,
+                            scaled_input_gradient)
 from nn import architectures
 from nn import layers as L
 from nn import softmax
@@ -206,7 +207,8 @@ def test_sigma_rounds_to_one_from_24_ln_2():
     sigma_one = _first_true(lambda h: L.sigmoid(_one(h))[0] == 1, 10, 30)
     assert _near(sigma_one, SIGMOID_ONE)
     assert L.sigmoid(_one(16.64))[0] == 1 and L.sigmoid(_one(16.6))[0] < 1
-    paper_prime = lambda h: L.sigmoid_backward(_one(1), L.sigmoid_forward(_one(h))[1])[0]  # noqa: E731  y (1 - y)
+    paper_prime = lambda h: (  # noqa: E731  y (1 - y)
+        L.sigmoid_backward(_one(1), L.sigmoid_forward(_one(h))[1])[0])
     assert _first_true(lambda h: paper_prime(h) == 0, 10, 30) == sigma_one
     assert _first_true(lambda h: phi_sigmoid_autodiff(_one(h))[0][0] == 0, 10, 30) == sigma_one
     assert phi_sigmoid_autodiff(_one(17.0))[0][0] == 0
@@ -423,7 +425,8 @@ def test_the_threshold_comes_from_the_codes_own_exp(xp):
     normal = xp.exp(a) >= smallest_normal(np.float32)
     assert bool(((normal == (a >= T)) | ~ok).all())
     before = np.nextafter(T, np.float32(-np.inf))
-    assert float(xp.exp(xp.asarray([before]))[0]) < smallest_normal(np.float32) <= float(xp.exp(xp.asarray([T]))[0])
+    assert (float(xp.exp(xp.asarray([before]))[0]) < smallest_normal(np.float32)
+            <= float(xp.exp(xp.asarray([T]))[0]))
     assert exp_normal_floor(xp, np.float64) is None  # float64: exp, then flush
 
 

@@ -111,7 +111,8 @@ def test_the_intervention_end_to_end(tmp_path, mnist_dir, capsys):
                                                                          / "pinning.md").read_text()
     # the report counts what the run trains on
     dropped_row = [r for r in rows if r["run"] == dest.name][-1]
-    assert sum(dropped_row["n_class"]) == 9999 and all(i < 10000 for i in dropped_row["misclassified"]["index"])
+    assert (sum(dropped_row["n_class"]) == 9999
+            and all(i < 10000 for i in dropped_row["misclassified"]["index"]))
     if importlib.util.find_spec("matplotlib"):  # the plots extra draws one class's logit and margin
         assert (out / "pinning.png").stat().st_size > 0
 
@@ -133,7 +134,8 @@ def test_the_intervention_end_to_end(tmp_path, mnist_dir, capsys):
     control = out / f"{first.name}-e6-control{drop}"
     crec = load_checkpoint(control / "train.npz")[1]["intervention"]
     (other,) = crec[DROPPED]
-    assert other != drop and other < 10000 and crec["control_for"] == [drop] and y[other] == wrong["label"][0]
+    assert (other != drop and other < 10000 and crec["control_for"] == [drop]
+            and y[other] == wrong["label"][0])
     assert other not in misclassified(load_checkpoint(source / "snap-e6.npz")[0], x, y)["index"]
 
     snaps = {p: p.stat().st_mtime_ns for p in out.glob("*/*.npz")}

@@ -24,7 +24,8 @@ def test_a_table_edited_by_hand_fails_the_check(tmp_path, monkeypatch):
                                              "| `python -m experiments.table2` |"))
     assert rendering.differing([page]) == [(str(page), "index")]
     page.write_text(rendering.render_text(page.read_text()))
-    assert rendering.differing([page]) == [] and page.read_text().startswith("text\n") and page.read_text().endswith("more\n")
+    assert (rendering.differing([page]) == [] and page.read_text().startswith("text\n")
+            and page.read_text().endswith("more\n"))
 
 
 def _table1_run(folder):
@@ -52,7 +53,8 @@ def test_a_record_is_the_run_folders_numbers_and_provenance(tmp_path, monkeypatc
     monkeypatch.setattr(rendering, "FILES", ())  # render nothing of the repository's
     publish_record(["--record", "table1", "--from", str(tmp_path / "run")])
     r = records.read_record("table1")
-    assert r["command"] == "python -m experiments.table1 --jobs 2" and r["commit"] == "0123456789abcdef"
+    assert (r["command"] == "python -m experiments.table1 --jobs 2"
+            and r["commit"] == "0123456789abcdef")
     assert r["wall_seconds"] == 4101.0 and r["seeds"] == [0] and r["device"] == "cpu"
     row = r["numbers"]["rows"][0]
     assert row["fgsm_paper"] == 0.9557 and "not_published" not in row

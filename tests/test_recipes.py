@@ -3,7 +3,8 @@ model_key alone decides identity (Table 1, the sweep and resuming agree on it)."
 import pytest
 
 from experiments.lib import grids, paper
-from experiments.lib.recipes import Recipe, SettingError, apply_set, model_key, select, table1_recipes
+from experiments.lib.recipes import (Recipe, SettingError, apply_set, model_key, select,
+                                     table1_recipes)
 
 
 def test_table1_recipes_come_from_the_papers_facts():
@@ -34,7 +35,8 @@ def test_defaults_are_filled_so_equal_models_compare_equal():
 def test_set_dialect_addresses_models_architectures_and_trainings():
     r = table1_recipes()
     r2 = apply_set(r, "relu_mlp-saturated.method.lam_max=0")
-    assert r2["relu_mlp-saturated"].method["lam_max"] == 0.0 and r["relu_mlp-saturated"].method["lam_max"] == 3.99e-8
+    assert (r2["relu_mlp-saturated"].method["lam_max"] == 0.0
+            and r["relu_mlp-saturated"].method["lam_max"] == 3.99e-8)
     r3 = apply_set(r, "saturated.train.epochs=3")
     assert {n: x.epochs for n, x in r3.items() if n.endswith("saturated")} == dict.fromkeys(
         ["sigmoid_mlp-saturated", "relu_mlp-saturated", "cnn-saturated"], 3)
@@ -96,6 +98,7 @@ def test_a_control_is_its_saturated_recipe_without_the_penalty():
     r = table1_recipes()
     for arch in paper.ARCHS:
         sat, control = r[f"{arch}-saturated"], r[f"{arch}-control"]
-        assert control.arch_kwargs == sat.arch_kwargs and control.train == sat.train and control.method == {}
+        assert (control.arch_kwargs == sat.arch_kwargs and control.train == sat.train
+                and control.method == {})
         assert model_key(control, 0) != model_key(sat, 0)
     assert select(list(r), ["control"]) == list(paper.CONTROLS)

@@ -58,7 +58,8 @@ def test_table1_seeds_report_mean_and_std(tmp_path, mnist_dir):
         assert len(set(values)) > 1 or k != "clean_acc"  # three seeds, three different networks
         assert abs(row[k] - sum(values) / 3) < 1e-12
         assert abs(row[f"{k}_std"] - (sum((v - row[k]) ** 2 for v in values) / 2) ** 0.5) < 1e-12
-    assert f"{100 * row['clean_acc']:.2f} +- {100 * row['clean_acc_std']:.2f}" in (out / "table.md").read_text()
+    assert (f"{100 * row['clean_acc']:.2f} +- {100 * row['clean_acc_std']:.2f}"
+            in (out / "table.md").read_text())
 
 
 def _command(out, *extra):
@@ -108,7 +109,8 @@ def test_table1_continues_a_shorter_run_to_more_epochs(tmp_path, mnist_dir, caps
     _, straight = run("straight", 2)
     run("extended", 1)
     log, extended = run("extended", 2)
-    assert "relu_mlp-vanilla: continued from epoch 1 to 2" in log and "resuming after epoch 1" in log
+    assert ("relu_mlp-vanilla: continued from epoch 1 to 2" in log
+            and "resuming after epoch 1" in log)
     assert [{k: r[k] for k in KEYS} for r in straight] == [{k: r[k] for k in KEYS}
                                                            for r in extended]
     log, _ = run("extended", 1)
@@ -176,13 +178,15 @@ def test_a_device_that_flushes_reports_no_float32_numbers(monkeypatch):
     kept = evaluation.evaluate(model, x, y, batch=8)
     monkeypatch.setattr(evaluation, "flushes_subnormals", lambda xp: True)
     flushed = evaluation.evaluate(model, x, y, batch=8)
-    assert kept["fgsm_float32"] is not None and flushed["fgsm_float32"] is None and flushed["zero_grad_float32"] is None
+    assert (kept["fgsm_float32"] is not None and flushed["fgsm_float32"] is None
+            and flushed["zero_grad_float32"] is None)
     assert {k: v for k, v in flushed.items() if "float32" not in k} == {k: v
                                                                         for k, v in kept.items()
                                                                         if "float32" not in k}
     both = dict(evaluation.aggregate([flushed, flushed]), model="sigmoid_mlp-vanilla",
                 arch_kwargs={}, n_seeds=2)
-    assert both["fgsm_float32"] is None and "fgsm_float32_std" not in both and both["fgsm_paper_std"] == 0.0
+    assert (both["fgsm_float32"] is None and "fgsm_float32_std" not in both
+            and both["fgsm_paper_std"] == 0.0)
     row = next(line for line in tables.format_table([both]).splitlines()
                if line.startswith("| vanilla"))
     assert " (-, " in row

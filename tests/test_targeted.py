@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from attacks.targeted import TargetedAdam, TargetedLBFGS, grid_pairs, lbfgs_objective, select_sources
+from attacks.targeted import (TargetedAdam, TargetedLBFGS, grid_pairs, lbfgs_objective,
+                              select_sources)
 from nn import architectures
 from nn.backend import gpu_available, to_device, to_host
 from nn.gradcheck import numerical_gradient, rel_error
@@ -97,7 +98,8 @@ def test_select_sources_least_and_most_confident():
     for c in range(10):
         ok = np.flatnonzero((y == c) & (model.predict(x) == c))
         assert ok.size >= 1
-        assert src["least"][c] == ok[np.argmin(conf[ok])] and src["most"][c] == ok[np.argmax(conf[ok])]
+        assert (src["least"][c] == ok[np.argmin(conf[ok])]
+                and src["most"][c] == ok[np.argmax(conf[ok])])
 
 
 def test_select_sources_needs_each_class():

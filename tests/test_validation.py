@@ -1,5 +1,5 @@
-"""Bad input at the public boundary: every case gives an error of the right type whose message names
-the argument and what is wrong; the scripts print one line and exit with status 2."""
+"""Bad input at the public boundary: every case gives an error of the right type whose message
+names the argument and what is wrong; the scripts print one line and exit with status 2."""
 import os
 import subprocess
 import sys
@@ -67,7 +67,8 @@ def test_images_that_are_not_images(problem):
         FGSM(0.25)(model, bad, y)
     with pytest.raises(InputError, match="NaN or infinite"):
         loss_and_input_gradient(model, bad, y)
-    with pytest.raises(InputError, match=r"x has pixels in \[0.0+5.*, 1.99.*\]; the attacks work on images in \[0, 1\]"):
+    with pytest.raises(InputError, match=r"x has pixels in \[0.0+5.*, 1.99.*\]; "
+                                         r"the attacks work on images in \[0, 1\]"):
         PGD(0.25, steps=1, restarts=1)(model, x * 2, y)
     FGSM(0.25, clip=False)(model, x * 2, y)  # an unclipped FGSM does not assume the pixel box
     with pytest.raises(InputError, match=r"x has shape \(3, 16\); expected \(N, 1, 4, 4\)"):
@@ -92,8 +93,10 @@ def test_images_that_are_not_images(problem):
     (lambda: TargetedAdam(lr=0), "lr must be positive"),
     (lambda: TargetedAdam(betas=(0.9, 1.0)), r"betas\[1\] must be at most"),
     (lambda: TargetedLBFGS(max_iter=2.5), "max_iter must be a whole number"),
-    (lambda: saturating_objective(["relu"], lam_max=-1.0, lam_step=1e-3), "lam_max must be at least 0"),
-    (lambda: saturating_objective(["tanh"], lam_max=1.0, lam_step=1e-3), "unknown penalty kind 'tanh'"),
+    (lambda: saturating_objective(["relu"], lam_max=-1.0, lam_step=1e-3),
+     "lam_max must be at least 0"),
+    (lambda: saturating_objective(["tanh"], lam_max=1.0, lam_step=1e-3),
+     "unknown penalty kind 'tanh'"),
     (lambda: check_number("batch", 0, minimum=1, integer=True), "batch must be at least 1"),
     (lambda: TrainConfig(epochs=0), "epochs must be at least 1"),
     (lambda: TrainConfig(lr=-1e-3), "lr must be positive"),
@@ -107,11 +110,11 @@ def test_bad_numbers_and_names_fail_at_construction(make, message):
 
 
 def test_eps_beyond_the_pixel_range_is_refused_by_every_attack_and_script(tmp_path):
-    """On images in [0, 1] an L-inf eps of 1 reaches every image: a larger one names the same set under
-    another number. ``experiments.beyond.audit --quick --eps 25`` used to run for 95 s and label its table
-    "L-inf eps = 0.25", and ``FGSM(eps=25)`` was accepted. Every attack, verifier and script --eps
-    refuses it (nn.validate.check_eps), and eps = 0 and 1, the ends of the audit's sweep, stay valid.
-    (Found in this project, no public report.)"""
+    """On images in [0, 1] an L-inf eps of 1 reaches every image: a larger one names the same set
+    under another number. ``experiments.beyond.audit --quick --eps 25`` used to run for 95 s and
+    label its table "L-inf eps = 0.25", and ``FGSM(eps=25)`` was accepted. Every attack, verifier
+    and script --eps refuses it (nn.validate.check_eps), and eps = 0 and 1, the ends of the audit's
+    sweep, stay valid. (Found in this project, no public report.)"""
     from analysis.proofs import crown, ibp, milp
     makers = [FGSM, PGD, APGD, Square, UniformNoise]
     for make in makers:
@@ -126,18 +129,20 @@ def test_eps_beyond_the_pixel_range_is_refused_by_every_attack_and_script(tmp_pa
             verify(model, x, y, 1.5)
     with pytest.raises(InputError, match=r"eps_values\[1\] must be at most 1"):
         audit.accuracy_curve(model, x, y, [0.5, 2.0], None)
-    started = _script("experiments.beyond.audit", "--quick", "--eps", "25", "--out", str(tmp_path / "a"))
+    started = _script("experiments.beyond.audit", "--quick", "--eps", "25",
+                      "--out", str(tmp_path / "a"))
     _fails_like_a_tool(started, "--eps must be at most 1, got 25")
     assert not (tmp_path / "a").exists()  # refused before anything ran
 
 
 def test_iteration_counts_of_zero_are_refused_with_the_range_named():
-    """A budget of 0 used to pass the checks and then fail inside: ``TargetedLBFGS(max_iter=0)`` raised
-    IndexError (scipy's L-BFGS-B runs one iteration at maxiter 0, the kind of scipy issues 7854 and
-    8372) and ``PGD(eps=0.1, steps=0)`` ZeroDivisionError. Every attack's count is a whole number
-    >= 1 (nn.validate.check_count)."""
-    counts = [(PGD, "steps"), (PGD, "restarts"), (APGD, "steps"), (APGD, "restarts"), (APGD, "targets"),
-              (Square, "n_queries"), (UniformNoise, "draws"), (TargetedAdam, "max_iter"), (TargetedLBFGS, "max_iter")]
+    """A budget of 0 used to pass the checks and then fail inside: ``TargetedLBFGS(max_iter=0)``
+    raised IndexError (scipy's L-BFGS-B runs one iteration at maxiter 0, the kind of scipy issues
+    7854 and 8372) and ``PGD(eps=0.1, steps=0)`` ZeroDivisionError. Every attack's count is a whole
+    number >= 1 (nn.validate.check_count)."""
+    counts = [(PGD, "steps"), (PGD, "restarts"), (APGD, "steps"), (APGD, "restarts"),
+              (APGD, "targets"), (Square, "n_queries"), (UniformNoise, "draws"),
+              (TargetedAdam, "max_iter"), (TargetedLBFGS, "max_iter")]
     for make, name in counts:
         with pytest.raises(InputError, match=f"^{name} must be at least 1, got 0$"):
             make(**{name: 0})
@@ -180,8 +185,8 @@ def test_checkpoint_that_is_not_one(tmp_path):
 
 def _script(*args, env=None):
     """Run ``python -m experiments.<script> ...`` from the repository root: -> CompletedProcess."""
-    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, **(env or {})})
 
 
 def _fails_like_a_tool(result, *words):
@@ -197,40 +202,53 @@ def _fails_like_a_tool(result, *words):
 @pytest.mark.slow
 def test_scripts_fail_like_command_line_tools(tmp_path, mnist_dir):
     missing = str(tmp_path / "nowhere")
-    scripts = ("audit", "weights", "rdm", "fisher_path", "kurtosis_linear", "logit_scale", "lbfgs_grid", "verify")
+    scripts = ("audit", "weights", "rdm", "fisher_path", "kurtosis_linear", "logit_scale",
+               "lbfgs_grid", "verify")
     for script in scripts:
-        _fails_like_a_tool(_script(module(script), "--from", missing, "--out", str(tmp_path / script)),
+        _fails_like_a_tool(_script(module(script), "--from", missing,
+                                   "--out", str(tmp_path / script)),
                            "--from", "no such folder", "python -m experiments.table1")
-    _fails_like_a_tool(_script("experiments.beyond.audit", "--models", "sigmoid-saturated", "--out", str(tmp_path / "a")),
+    _fails_like_a_tool(_script("experiments.beyond.audit", "--models", "sigmoid-saturated",
+                               "--out", str(tmp_path / "a")),
                        "unknown model(s) sigmoid-saturated", "sigmoid_mlp-saturated")
-    _fails_like_a_tool(_script("experiments.table1", "--quick", "--set", "nonsense.key=3", "--out", str(tmp_path / "t")),
+    _fails_like_a_tool(_script("experiments.table1", "--quick", "--set", "nonsense.key=3",
+                               "--out", str(tmp_path / "t")),
                        "--set needs <models>.<part>.<key>=<value>")
     _fails_like_a_tool(_script("experiments.table1", "--quick", "--set", "eval.n_test=many",
                                "--out", str(tmp_path / "t")), "expected int")
-    _fails_like_a_tool(_script("experiments.table1", "--only", "cnn-sat", "--out", str(tmp_path / "t")),
+    _fails_like_a_tool(_script("experiments.table1", "--only", "cnn-sat",
+                               "--out", str(tmp_path / "t")),
                        "--only: unknown cnn-sat")
     folder = tmp_path / "corrupt"
     folder.mkdir()
     (folder / "sigmoid_mlp-vanilla.npz").write_bytes(b"garbage")
-    _fails_like_a_tool(_script("experiments.weights", "--from", str(folder), "--models", "sigmoid_mlp-vanilla",
-                               "--out", str(tmp_path / "w")), "not a readable satnets checkpoint")
+    _fails_like_a_tool(_script("experiments.weights", "--from", str(folder),
+                               "--models", "sigmoid_mlp-vanilla", "--out", str(tmp_path / "w")),
+                       "not a readable satnets checkpoint")
     _fails_like_a_tool(_script("experiments.rdm", "--from", str(folder), "--models", "cnn-vanilla",
                                "--out", str(tmp_path / "r")), "has no checkpoint of cnn-vanilla",
                        "python -m experiments.table1 --only cnn-vanilla")
-    _fails_like_a_tool(_script("experiments.figures", "--grids", missing), "--grids", "no such folder")
-    _fails_like_a_tool(_script("experiments.table1", "--quick", "--set", "eval.eps=-1", "--out", str(tmp_path / "t")),
+    _fails_like_a_tool(_script("experiments.figures", "--grids", missing),
+                       "--grids", "no such folder")
+    _fails_like_a_tool(_script("experiments.table1", "--quick", "--set", "eval.eps=-1",
+                               "--out", str(tmp_path / "t")),
                        "eps must be at least 0")  # refused before anything trains
     bad_option = _script("experiments.beyond.audit", "--n-test", "0", "--out", str(tmp_path / "a"))
-    assert bad_option.returncode == 2 and "--n-test: expected at least 1" in bad_option.stderr  # argparse's usage
+    assert (bad_option.returncode == 2
+            and "--n-test: expected at least 1" in bad_option.stderr)  # argparse's usage
     # no MNIST files and no network: the mirrors are unreachable file URLs here
-    no_data = {"SATNETS_MNIST_DIR": str(tmp_path / "empty"), "SATNETS_MNIST_MIRRORS": "file:///nonexistent/",
+    no_data = {"SATNETS_MNIST_DIR": str(tmp_path / "empty"),
+               "SATNETS_MNIST_MIRRORS": "file:///nonexistent/",
                "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    _fails_like_a_tool(_script("experiments.train", "relu_mlp-vanilla", "--quick", "--out", str(tmp_path / "tr"), env=no_data),
+    _fails_like_a_tool(_script("experiments.train", "relu_mlp-vanilla", "--quick",
+                               "--out", str(tmp_path / "tr"), env=no_data),
                        "not found in", "--data-dir")
-    debug = _script("experiments.table1", "--quick", "--set", "nonsense.key=3", "--debug", "--out", str(tmp_path / "t"))
+    debug = _script("experiments.table1", "--quick", "--set", "nonsense.key=3", "--debug",
+                    "--out", str(tmp_path / "t"))
     assert debug.returncode != 0 and "Traceback" in debug.stderr  # --debug shows where it came from
     made = {p.name for p in tmp_path.iterdir()}  # a failed option check leaves no run folder behind
-    assert not made & {*scripts, "a", "t", "r"}, made  # ("w", "tr": data that failed as it was read)
+    # (not "w", "tr": data that failed as it was read)
+    assert not made & {*scripts, "a", "t", "r"}, made
 
 
 def test_a_valid_model_passes_every_check(problem, tmp_path):

@@ -1,19 +1,22 @@
-"""The regime, shipped: evaluate the two committed regime MLPs in about two minutes, without training.
+"""The regime, shipped: evaluate the two committed regime MLPs in about two minutes, without
+training.
 
-    python -m experiments.beyond.evaluate                    # both shipped models, 10,000 test images
+    python -m experiments.beyond.evaluate                    # both shipped models, 10,000 test
+                                                               images
     python -m experiments.beyond.evaluate --n-test 2000      # faster, on the first 2,000
-    python -m experiments.beyond.evaluate --ship runs/table1  # (re)make results/models/ from a main job
+    python -m experiments.beyond.evaluate --ship runs/table1  # (re)make results/models/ from a
+                                                                main job
 
 The shipped models (``results/models/``: the saturated sigmoid and ReLU MLPs of the main job,
 784-200-200-10, weights only, each under 1 MB, loadable by ``nn.checkpoint.load_checkpoint``; their
-SHA-256 in ``results/models/SHA256SUMS``, checked before use) carry in their meta the recipe, seed and
-commit that trained them. Per model: clean accuracy, FGSM at eps = 0.25 in the three numerics (paper,
-float32, stable), the share of test images whose input gradient is exactly 0 in the paper's numerics,
-the logit margins (``experiments.lib.evaluation.evaluate``), and APGD's robust accuracy (the worst of
-APGD-CE along the paper's gradient and APGD-DLR along the true one, ``analysis.masking.suite``). The
-masking shows at once: FGSM in the paper's numerics in the 90s, the same attack along the true
-gradient far lower, APGD near 0. Writes evaluation.json; ``python -m experiments.publish --record
-regime --from runs/evaluate`` makes it the record RESULTS renders.
+SHA-256 in ``results/models/SHA256SUMS``, checked before use) carry in their meta the recipe, seed
+and commit that trained them. Per model: clean accuracy, FGSM at eps = 0.25 in the three numerics
+(paper, float32, stable), the share of test images whose input gradient is exactly 0 in the paper's
+numerics, the logit margins (``experiments.lib.evaluation.evaluate``), and APGD's robust accuracy
+(the worst of APGD-CE along the paper's gradient and APGD-DLR along the true one,
+``analysis.masking.suite``). The masking shows at once: FGSM in the paper's numerics in the 90s, the
+same attack along the true gradient far lower, APGD near 0. Writes evaluation.json; ``python -m
+experiments.publish --record regime --from runs/evaluate`` makes it the record RESULTS renders.
 """
 from __future__ import annotations
 
@@ -44,24 +47,26 @@ def sha256(path):
 
 def check_shipped(path):
     """A shipped model's file matches its line in SHA256SUMS; else a UsageError naming the file."""
-    sums = dict(reversed(line.split()) for line in (SHIPPED / "SHA256SUMS").read_text().splitlines() if line.strip())
+    sums = dict(reversed(line.split())
+                for line in (SHIPPED / "SHA256SUMS").read_text().splitlines() if line.strip())
     want = sums.get(Path(path).name)
     if want is not None and sha256(path) != want:
-        raise UsageError(f"{path}: its SHA-256 differs from results/models/SHA256SUMS; restore it with "
-                         f"`git checkout -- {path}`")
+        raise UsageError(f"{path}: its SHA-256 differs from results/models/SHA256SUMS; restore it "
+                         f"with `git checkout -- {path}`")
 
 
 def ship(folder):
     """Copy the weights (no optimizer state) of the main job's regime MLPs from the run folder
-    ``folder`` into results/models/, with the recipe, seed, training commit and source in their meta,
-    and write SHA256SUMS. -> the paths written."""
+    ``folder`` into results/models/, with the recipe, seed, training commit and source in their
+    meta, and write SHA256SUMS. -> the paths written."""
     config = read_json(Path(folder) / "config.json", {})
     SHIPPED.mkdir(parents=True, exist_ok=True)
     written = []
     for name in NAMES:
         source = Path(folder) / f"{name}.npz"
         if not source.exists():
-            raise UsageError(f"--ship {folder}: no {name}.npz; train it with `python -m experiments.table1 --only {name}`")
+            raise UsageError(f"--ship {folder}: no {name}.npz; train it with "
+                             f"`python -m experiments.table1 --only {name}`")
         model, meta = load_checkpoint(source)
         if not meta.get("complete"):
             raise UsageError(f"{source}: its training has not finished (epoch {meta.get('epoch')})")
@@ -78,10 +83,12 @@ def main(argv=None):
     parser = add_common_args(argparse.ArgumentParser(description=summary(__doc__)))
     parser.add_argument("--models", nargs="+", default=[str(SHIPPED / f"{n}.npz") for n in NAMES],
                         help="checkpoints to evaluate (default: the two shipped regime MLPs)")
-    parser.add_argument("--n-test", type=count, default=10000, help="test images (default 10000, all)")
+    parser.add_argument("--n-test", type=count, default=10000,
+                        help="test images (default 10000, all)")
     parser.add_argument("--batch", type=count, default=500)
     parser.add_argument("--ship", default=None, metavar="RUN",
-                        help="first copy the regime MLPs of this main-job run folder into results/models/")
+                        help="first copy the regime MLPs of this main-job run folder into "
+                             "results/models/")
     args = parse(parser, argv)
     if args.n_test > 10000:
         raise UsageError(f"--n-test {args.n_test}: MNIST has 10,000 test images")
@@ -99,19 +106,25 @@ def main(argv=None):
         model, meta = load_checkpoint(path, run.xp)
         arch = model.spec["name"]
         r = evaluate(model, x, y, batch=args.batch, kinds=list(paper.PHI.get(arch, [])) or None)
-        fooled = fooled_by(eps_sweep_attack(APGD_STEPS, args.seed, args.batch)(paper.FGSM_EPS), model,
-                           to_device(x, run.xp), to_device(y, run.xp), args.batch)
+        fooled = fooled_by(eps_sweep_attack(APGD_STEPS, args.seed, args.batch)(paper.FGSM_EPS),
+                           model, to_device(x, run.xp), to_device(y, run.xp), args.batch)
         r["apgd"] = int((~fooled).sum()) / len(x)
         name = Path(path).stem
         rows.append({"model": name, "sha256": sha256(path), "commit": meta.get("commit"), **r})
-        run.log(f"{name}: clean {100 * r['clean_acc']:.2f} %  FGSM paper {100 * r['fgsm_paper']:.2f} %  FGSM float32 "
-                f"{percent(r['fgsm_float32'], 2)} %  FGSM stable {100 * r['fgsm_stable']:.2f} %  APGD (worst of CE paper, "
-                f"DLR stable) {100 * r['apgd']:.2f} %  exactly-zero gradients {100 * r['zero_grad_paper']:.1f} %  "
+        run.log(f"{name}: clean {100 * r['clean_acc']:.2f} %  "
+                f"FGSM paper {100 * r['fgsm_paper']:.2f} %  "
+                f"FGSM float32 {percent(r['fgsm_float32'], 2)} %  "
+                f"FGSM stable {100 * r['fgsm_stable']:.2f} %  "
+                f"APGD (worst of CE paper, DLR stable) {100 * r['apgd']:.2f} %  "
+                f"exactly-zero gradients {100 * r['zero_grad_paper']:.1f} %  "
                 f"median margin {r['margin_q'][2]:.1f}")
     write_json(run.path("evaluation.json"), {
-        "rows": rows, "seed": args.seed, "device": run.device, "wall_seconds": time.perf_counter() - t0,
-        "eval": {"n_test": args.n_test, "eps": paper.FGSM_EPS, "clip": paper.FGSM_CLIP, "apgd_steps": APGD_STEPS}})
-    run.log(f"wrote {run.path('evaluation.json')}; RESULTS.md's regime table is results/regime.json, made the same way")
+        "rows": rows, "seed": args.seed, "device": run.device,
+        "wall_seconds": time.perf_counter() - t0,
+        "eval": {"n_test": args.n_test, "eps": paper.FGSM_EPS, "clip": paper.FGSM_CLIP,
+                 "apgd_steps": APGD_STEPS}})
+    run.log(f"wrote {run.path('evaluation.json')}; RESULTS.md's regime table is "
+            "results/regime.json, made the same way")
     return rows
 
 

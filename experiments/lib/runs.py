@@ -1,7 +1,7 @@
-"""A run folder: what one command made, each alike. ``config.json`` (the command, the resolved options,
-the recipes, satnets' version and git commit, the machine and numpy's BLAS), ``log.txt`` (what was
-printed, time-stamped), then the script's checkpoints and results, JSON written atomically; any
-number in README.md or RESULTS.md traces to one folder and one command.
+"""A run folder: what one command made, each alike. ``config.json`` (the command, the resolved
+options, the recipes, satnets' version and git commit, the machine and numpy's BLAS), ``log.txt``
+(what was printed, time-stamped), then the script's checkpoints and results, JSON written
+atomically; any number in README.md or RESULTS.md traces to one folder and one command.
 """
 from __future__ import annotations
 
@@ -47,8 +47,8 @@ def _jsonable(o):
 
 
 class FileLog:
-    """log(line): the line, time-stamped, on stdout and appended to a file (several processes may append
-    to one file: each line is one write)."""
+    """log(line): the line, time-stamped, on stdout and appended to a file (several processes may
+    append to one file: each line is one write)."""
 
     def __init__(self, path):
         self._file = open(path, "a", buffering=1)
@@ -61,7 +61,8 @@ class FileLog:
 
 def run_dir(script, args, default_dir=None):
     """The run folder of ``script``: --out, else runs/<script>, with -quick under --quick."""
-    return Path(args.out or (default_dir or os.path.join("runs", script)) + ("-quick" if args.quick else ""))
+    return Path(args.out or (default_dir or os.path.join("runs", script))
+                + ("-quick" if args.quick else ""))
 
 
 class Run:
@@ -104,16 +105,17 @@ def command_line(script, argv=None):
 
 def git_commit():
     """The repository's commit (40 hex digits), with ``-dirty`` when the code that runs (a tracked
-    ``.py`` file or pyproject.toml) differs from it; documents (README, RESULTS, records) do not count.
-    None outside a git checkout (an installed package) or without git."""
+    ``.py`` file or pyproject.toml) differs from it; documents (README, RESULTS, records) do not
+    count. None outside a git checkout (an installed package) or without git."""
     root = Path(__file__).resolve().parents[2]
     try:
-        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              timeout=10)
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=10)
         if head.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--",
-                                "*.py", "pyproject.toml"], capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain",
+                                "--untracked-files=no", "--", "*.py", "pyproject.toml"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return head.stdout.strip() + ("-dirty" if dirty else "")
@@ -134,8 +136,8 @@ def run_config(script, args, recipes=None):
     options = {k: v for k, v in vars(args).items() if k not in ("debug",)}
     return {"script": module(script), "command": command_line(script), "options": options,
             "recipes": recipes, "version": package_version(), "commit": git_commit(),
-            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(), "numpy": np.__version__,
-            "blas": blas()}
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(),
+            "numpy": np.__version__, "blas": blas()}
 
 
 def machine():
@@ -153,13 +155,15 @@ def machine():
 
 def hardware():
     """A one-line description of the machine (CPU count, numpy and its BLAS, GPU name if used)."""
-    desc = f"{platform.machine()} {os.cpu_count()} cpus, python {platform.python_version()}, numpy {np.__version__}"
+    desc = (f"{platform.machine()} {os.cpu_count()} cpus, python {platform.python_version()}, "
+            f"numpy {np.__version__}")
     kernel = blas()
     if kernel:
         desc += f" ({kernel})"
     try:
         import cupy
-        desc += f", cupy {cupy.__version__} on {cupy.cuda.runtime.getDeviceProperties(0)['name'].decode()}"
+        desc += (f", cupy {cupy.__version__} on "
+                 f"{cupy.cuda.runtime.getDeviceProperties(0)['name'].decode()}")
     except Exception:
         pass
     return desc
