@@ -6,7 +6,7 @@ import json
 import pytest
 
 from experiments import publish
-from experiments.lib import records, rendering
+from experiments.lib import published, records, rendering
 
 
 def test_every_table_is_its_rendering():
@@ -17,7 +17,7 @@ def test_every_table_is_its_rendering():
 
 def test_a_table_edited_by_hand_fails_the_check(tmp_path, monkeypatch):
     page = tmp_path / "page.md"
-    page.write_text("text\n<!-- rendered: index -->\n" + rendering.index()
+    page.write_text("text\n<!-- rendered: index -->\n" + published.index()
                     + "<!-- /rendered -->\nmore\n")
     assert rendering.differing([page]) == []
     page.write_text(page.read_text().replace("| `python -m experiments.table1` |",
@@ -58,7 +58,7 @@ def test_a_record_is_the_run_folders_numbers_and_provenance(tmp_path, monkeypatc
     assert r["wall_seconds"] == 4101.0 and r["seeds"] == [0] and r["device"] == "cpu"
     row = r["numbers"]["rows"][0]
     assert row["fgsm_paper"] == 0.9557 and "not_published" not in row
-    table = rendering.headline()
+    table = published.headline()
     assert "| ReLU MLP saturated | 94.59 | **95.57** | **4.70** | **95.3** | - |" in table
     assert "`python -m experiments.table1 --jobs 2` at 0123456789ab" in table
     assert "`results/audit.json`: not published yet" in table

@@ -26,10 +26,10 @@ def _table1(folder):
     """Table 1's run (``experiments.table1``): its rows as table.json holds them, the per-seed
     evaluations kept (the spread over seeds is computed from them)."""
     t = _read(folder / "table.json")
-    keep = ("model", "clean_acc", "fgsm_paper", "fgsm_float32", "fgsm_stable",
-            "zero_grad_paper", "margin_q",
-            "saturated_frac", "train_seconds", "eval_seconds", "n_seeds", "seeds", "per_seed", "arch_kwargs",
-            "clean_acc_std", "fgsm_paper_std", "fgsm_float32_std", "fgsm_stable_std")
+    keep = ("model", "clean_acc", "fgsm_paper", "fgsm_float32", "fgsm_stable", "zero_grad_paper",
+            "margin_q", "saturated_frac", "train_seconds", "eval_seconds", "n_seeds", "seeds",
+            "per_seed", "arch_kwargs", "clean_acc_std", "fgsm_paper_std", "fgsm_float32_std",
+            "fgsm_stable_std")
     rows = [{k: r[k] for k in keep if k in r} for r in t["rows"]]
     return ({"rows": rows, "eval": t["eval"], "jobs": t.get("jobs")}, t["seeds"],
             t.get("wall_seconds"), t["device"])
@@ -49,11 +49,12 @@ def _audit(folder):
 
 
 def _targeted(folder):
-    """A targeted grid's run (``experiments.lbfgs_grid``, ``experiments.adam_attack``): per model and
-    source kind the pairs fooled of 90, the median iterations and distances over the successes and
-    the stop reasons; the paper's statement for the attack."""
+    """A targeted grid's run (``experiments.lbfgs_grid``, ``experiments.adam_attack``): per model
+    and source kind the pairs fooled of 90, the median iterations and distances over the
+    successes and the stop reasons; the paper's statement for the attack."""
     t = _read(folder / "summary.json")
-    options = {k: v for k, v in t["options"].items() if k not in ("out", "debug", "device", "data_dir")}
+    options = {k: v for k, v in t["options"].items()
+               if k not in ("out", "debug", "device", "data_dir")}
     wall = sum(r["seconds"] for r in t["rows"])
     return ({"attack": t["attack"], "rows": t["rows"], "paper": t["paper"], "options": options},
             [t["options"]["seed"]], wall, None)
