@@ -156,16 +156,17 @@ def regime():
 def audit():
     """The audit's table: per model the images audited, the clean accuracy, the accuracy (%) under
     FGSM and APGD in the paper's numerics, APGD-DLR along the true gradient and Square, the worst
-    case over every attack of the suite and the attack that gave it."""
+    case over every attack of the suite, the attack that gave it, and the flags raised
+    (``analysis.masking.audit.flags``)."""
     header = ["model", "images", "clean", "FGSM (paper)", "APGD-CE (paper)", "APGD-DLR (stable)",
-              "Square", "worst case", "strongest"]
+              "Square", "worst case", "strongest", "flags"]
     rows = []
     for model, r in _rows("audit").items():
         a = r["accuracy"]
         cells = [a.get(k) for k in ("fgsm-ce-paper", "apgd-ce-paper", "apgd-dlr-stable", "square")]
         rows.append([_label(model), str(r["n"]), f"{r['clean']:.1f}",
                      *("-" if c is None else f"{c:.1f}" for c in cells),
-                     f"**{r['worst']:.1f}**", r["strongest"]])
+                     f"**{r['worst']:.1f}**", r["strongest"], ", ".join(r["flags"]) or "-"])
     return _markdown(header, rows) + "\n\n" + sources("audit") + "\n"
 
 
