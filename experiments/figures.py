@@ -21,6 +21,9 @@ Reads only the run folders (no model is loaded, nothing is recomputed) and write
 * fig-audit-eps.png (beyond the paper): robust accuracy against eps under the audit's per-example
   worst PGD, one panel per architecture, vanilla / adversarial / saturated
   (``experiments.beyond.audit``);
+* fig5-lbfgs-<sources>.png and fig8-adam-<sources>.png, with ``--grids``: Figures 5 and 8, the
+  targeted grids (``experiments.lbfgs_grid``, ``experiments.adam_attack``), drawn in their run
+  folders and copied here;
 * fig-logit-scale.png (beyond the paper): FGSM accuracy against the logit scale c, cross-entropy in
   the paper's float32 numerics beside the scale-free margin loss, and the share of exactly-zero
   input gradients (``experiments.beyond.logit_scale``).
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +45,10 @@ from experiments.lib.drawing_beyond import figure_audit, figure_logit_scale
 from experiments.lib.cli import check_run_folder, cli, summary, parse
 from experiments.lib.paper import ARCH_NAMES
 from experiments.lib.targeted_grid import draw_grids
+
+# the script of a targeted grid's run folder -> its figure's name in --out (+ "-<sources>.png")
+GRID_FIGURES = {"experiments.lbfgs_grid": "fig5-lbfgs", "experiments.adam_attack": "fig8-adam"}
+
 
 def _load(path):
     path = Path(path)
@@ -121,8 +129,12 @@ def main(argv=None):
         figure_logit_scale(ls, out / "fig-logit-scale.png")
     for line in missing:
         print(f"skipped {line}")
-    grids = [str(p) for folder in args.grids for p in draw_grids(folder)]
-    written = sorted(str(p) for p in out.glob("fig*.png")) + grids
+    for folder in args.grids:  # Figures 5 and 8: drawn in the grid's folder, copied into --out
+        config = _load(Path(folder) / "config.json") or {}
+        figure = GRID_FIGURES.get(config.get("script"), f"grid-{Path(folder).name}")
+        for png in draw_grids(folder):
+            shutil.copyfile(png, out / f"{figure}-{png.stem}.png")
+    written = sorted(str(p) for p in out.glob("fig*.png"))
     print("\n".join(written))
     return written
 

@@ -255,18 +255,23 @@ def targeted():
 
 
 def logit_scale():
-    """The logit-scale probe: FGSM accuracy (%) as every logit is multiplied by c (no prediction
-    changes), with the cross-entropy in float32 and the scale-free margin loss."""
+    """The logit-scale probe: per model, FGSM accuracy (%) with the cross-entropy in float32 as every
+    logit is multiplied by c (no prediction changes), the scale-free margin loss's FGSM (the same
+    at every c, else each c's value), and the share of exactly-zero input gradients at the
+    largest c."""
     r = _numbers("logit_scale")
     if r is None:
         return sources("logit_scale") + "\n"
-    header = ["model", "c", "clean", "FGSM, cross-entropy (float32)", "FGSM, margin (stable)",
-              "exactly-zero gradients"]
-    rows = [[_label(m["model"]), f"{s['scale']:g}", f"{s['clean']:.1f}",
-             f"{s['accuracy']['fgsm-ce-float32']:.1f}",
-             f"{s['accuracy']['fgsm-margin-stable']:.1f}",
-             f"{100 * s['zero_gradient_fraction']:.1f}"]
-            for m in r["results"] for s in m["scales"]]
+    scales = [s["scale"] for s in r["results"][0]["scales"]]
+    header = ["model", "images", "clean", *(f"c = {c:g}" for c in scales),
+              "margin loss, every c", f"exactly-zero gradients, c = {scales[-1]:g}"]
+    rows = []
+    for m in r["results"]:
+        margin = {f"{s['accuracy']['fgsm-margin-stable']:.1f}" for s in m["scales"]}
+        rows.append([_label(m["model"]), str(m["n"]), f"{m['scales'][0]['clean']:.1f}",
+                     *(f"{s['accuracy']['fgsm-ce-float32']:.1f}" for s in m["scales"]),
+                     " / ".join(sorted(margin)),
+                     f"{100 * m['scales'][-1]['zero_gradient_fraction']:.1f}"])
     return _markdown(header, rows) + "\n\n" + sources("logit_scale") + "\n"
 
 
