@@ -1,5 +1,6 @@
 """The published tables, one function per table, each rendered from its records
-(``experiments.lib.records``) alone; ``experiments.lib.rendering`` writes them between their markers.
+(``experiments.lib.records``) alone; ``experiments.lib.rendering`` writes them between their
+markers.
 
 ``TABLES[NAME]()`` is the Markdown of the table marked NAME: the table, then a line naming every
 record it was rendered from, with the command that made it and its commit. A table whose record is
@@ -255,9 +256,9 @@ def targeted():
 
 
 def logit_scale():
-    """The logit-scale probe: per model, FGSM accuracy (%) with the cross-entropy in float32 as every
-    logit is multiplied by c (no prediction changes), the scale-free margin loss's FGSM (the same
-    at every c, else each c's value), and the share of exactly-zero input gradients at the
+    """The logit-scale probe: per model, FGSM accuracy (%) with the cross-entropy in float32 as
+    every logit is multiplied by c (no prediction changes), the scale-free margin loss's FGSM (the
+    same at every c, else each c's value), and the share of exactly-zero input gradients at the
     largest c."""
     r = _numbers("logit_scale")
     if r is None:
