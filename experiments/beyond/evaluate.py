@@ -105,6 +105,8 @@ def main(argv=None):
     for path in args.models:
         model, meta = load_checkpoint(path, run.xp)
         arch = model.spec["name"]
+        run.log(f"{Path(path).stem}: clean accuracy, FGSM in three numerics and the zero-gradient "
+                f"share on {len(x):,} test images, then APGD ({APGD_STEPS} steps, two losses)")
         r = evaluate(model, x, y, batch=args.batch, kinds=list(paper.PHI.get(arch, [])) or None)
         fooled = fooled_by(eps_sweep_attack(APGD_STEPS, args.seed, args.batch)(paper.FGSM_EPS),
                            model, to_device(x, run.xp), to_device(y, run.xp), args.batch)
