@@ -64,6 +64,32 @@ def test_a_record_is_the_run_folders_numbers_and_provenance(tmp_path, monkeypatc
     assert "`results/audit.json`: not published yet" in table
 
 
+def test_the_benchmark_publishes_its_timings(tmp_path, monkeypatch):
+    """A bench run folder's bench.json becomes the record the Performance table is rendered from:
+    each workload's milliseconds per call beside PyTorch's and their ratio, each epoch's share of
+    the matmul peak."""
+    run = tmp_path / "bench"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({
+        "script": "experiments.tools.bench", "command": "python -m experiments.tools.bench",
+        "options": {"device": None, "seed": 0}, "commit": "0123456789abcdef", "date": "2026-12-07",
+        "machine": "AMD EPYC, 2 cores, x86_64", "numpy": "2.4.6", "blas": "openblas"}))
+    (run / "bench.json").write_text(json.dumps({
+        "device": "cpu", "retained": True, "openblas_coretype": None,
+        "torch": {"version": "2.13.0", "threads": 2, "rows": [
+            {"workload": "relu mlp: training step", "satnets_seconds": 0.010,
+             "torch_seconds": 0.0125}]},
+        "peak_gflops": 100.0,
+        "epochs": [{"model": "cnn (Table 2)", "steps": 430, "seconds": 40.0, "gflops": 50.0}]}))
+    monkeypatch.setattr(records, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(rendering, "FILES", ())
+    publish.main(["--record", "bench", "--from", str(run)])
+    table = published.bench()
+    assert "| relu mlp: training step | 10.00 | 12.50 | 0.80 |" in table
+    assert "| cnn (Table 2) | 430 | 40.00 | 50.0 | 0.50 |" in table
+    assert "OPENBLAS_CORETYPE unset" in table and "at 0123456789ab" in table
+
+
 def test_publish_refuses_a_folder_without_a_record_kind(tmp_path, capsys):
     folder = tmp_path / "run"
     folder.mkdir()

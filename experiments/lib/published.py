@@ -276,6 +276,31 @@ def logit_scale():
     return _markdown(header, rows) + "\n\n" + sources("logit_scale") + "\n"
 
 
+def bench():
+    """Performance: per workload the median milliseconds per call of satnets and of PyTorch on the
+    same weights and their ratio (below 1: satnets faster), then the float32 matmul peak and each
+    training epoch's achieved GFLOP/s and its ratio to the peak."""
+    r = _numbers("bench")
+    if r is None:
+        return sources("bench") + "\n"
+    out = []
+    if r["torch"]:
+        rows = [[t["workload"], f"{1e3 * t['satnets_seconds']:.2f}",
+                 f"{1e3 * t['torch_seconds']:.2f}",
+                 f"{t['satnets_seconds'] / t['torch_seconds']:.2f}"] for t in r["torch"]["rows"]]
+        out.append(_markdown(["workload", "satnets (ms)", f"PyTorch {r['torch']['version']} (ms)",
+                              "ratio"], rows))
+    if r["peak_gflops"]:
+        rows = [[e["model"], str(e["steps"]), f"{e['seconds']:.2f}", f"{e['gflops']:.1f}",
+                 f"{e['gflops'] / r['peak_gflops']:.2f}"] for e in r["epochs"]]
+        out.append(f"matmul peak (4096^3 float32): {r['peak_gflops']:.1f} GFLOP/s\n\n"
+                   + _markdown(["model", "steps", "seconds", "GFLOP/s", "ratio to peak"], rows))
+    coretype = r.get("openblas_coretype")
+    out.append(f"(device {r['device']}; OPENBLAS_CORETYPE "
+               f"{'unset' if coretype is None else coretype})")
+    return "\n\n".join(out) + "\n\n" + sources("bench") + "\n"
+
+
 def index():
     """experiments/README.md's index of every script (``experiments.lib.scripts``)."""
     return index_markdown()
@@ -288,5 +313,6 @@ def pending(name):
 
 WRITTEN = {"headline": headline, "table1": table1, "regime": regime, "audit": audit, "index": index,
            "controls": controls, "timing": timing, "targeted": targeted, "weights": weights,
-           "rdm": rdm, "fisher": fisher, "kurtosis": kurtosis, "logit_scale": logit_scale}
+           "rdm": rdm, "fisher": fisher, "kurtosis": kurtosis, "logit_scale": logit_scale,
+           "bench": bench}
 TABLES = {**{name: pending(name) for name in MAKES}, **WRITTEN}

@@ -60,6 +60,13 @@ def _targeted(folder):
             [t["options"]["seed"]], wall, None)
 
 
+def _bench(folder):
+    """The benchmark's run (``experiments.tools.bench``): seconds per call of each workload beside
+    PyTorch's, the matmul peak and each epoch's seconds and GFLOP/s."""
+    b = _read(folder / "bench.json")
+    return b, [], None, b["device"]
+
+
 def _evaluation(folder):
     """The shipped models' evaluation (``experiments.beyond.evaluate``)."""
     e = _read(folder / "evaluation.json")
@@ -91,7 +98,8 @@ def _log_seconds(folder):
 # the script whose run folder a record is made from -> how its numbers are read
 KINDS = {"experiments.table1": _table1, "experiments.beyond.audit": _audit,
          "experiments.beyond.evaluate": _evaluation, "experiments.lbfgs_grid": _targeted,
-         "experiments.adam_attack": _targeted, "experiments.weights": _analysis("stats.json"),
+         "experiments.adam_attack": _targeted, "experiments.tools.bench": _bench,
+         "experiments.weights": _analysis("stats.json"),
          "experiments.rdm": _analysis("ratios.json"),
          "experiments.fisher_path": _analysis("paths.json"),
          "experiments.kurtosis_linear": _analysis("ratios.json"),

@@ -72,9 +72,10 @@ class Run:
     models ``--models`` names must be known), so that a failed check leaves nothing behind; then
     ``config.json`` (``run_config``) is written before anything is trained or evaluated.
     ``recipes``: {name: recipe dict} of the models this run trains, when it trains any.
+    ``retain``: on the CPU, keep freed memory for reuse (``nn.backend.retain_freed_memory``).
     Raises UsageError for an option that fails its check."""
 
-    def __init__(self, script, args, default_dir=None, recipes=None):
+    def __init__(self, script, args, default_dir=None, recipes=None, retain=True):
         if getattr(args, "checkpoints", None) is not None:
             if getattr(args, "models", None) is not None:
                 check_checkpoints(args)
@@ -84,7 +85,7 @@ class Run:
         self.device = resolve_device(args.device)
         self.xp = get_xp(self.device)
         self.dir.mkdir(parents=True, exist_ok=True)
-        if self.device == "cpu":
+        if self.device == "cpu" and retain:
             retain_freed_memory()  # large numpy temporaries reused, not page-faulted in every step
         self.config = run_config(script, args, recipes)
         write_json(self.dir / "config.json", self.config)

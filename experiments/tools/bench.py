@@ -20,7 +20,9 @@ Then it prints (1) the float32 throughput of one large ``xp.matmul`` (n = 4096),
 784-1000-1000-10 ReLU MLP and the paper's CNN at batch 128, the achieved GFLOP/s of a training
 epoch (forward, backward, Adam) counting only the matrix products, 2 FLOPs per multiply-add (a
 convolution counted as its im2col product), and the ratio of the two. Random data of MNIST's shape
-stand in for the images: throughput does not depend on pixel values.
+stand in for the images: throughput does not depend on pixel values. The run folder (``--out``,
+default runs/bench) holds config.json and bench.json, every number printed
+(``python -m experiments.publish --record bench --from runs/bench`` publishes it).
 
 With ``--flush-to-zero CHECKPOINT`` (a saturated sigmoid MLP, e.g. a snapshot of
 ``experiments.beyond.sweep``) it instead times saturated training steps on MNIST (the paper's
@@ -42,15 +44,16 @@ from experiments.lib import presets
 from experiments.lib.benchmarks import (compare_with_torch, epoch_gflops, flush_to_zero_timing,
                                         matmul_gflops, print_profile, saturated_data)
 from experiments.lib.cli import UsageError, add_common_args, cli, summary, parse, count
-from experiments.lib.runs import hardware
+from experiments.lib.runs import Run, hardware, write_json
 from nn.architectures import cnn, mlp
-from nn.backend import get_xp, retain_freed_memory
+from nn.backend import retain_freed_memory
 
 
 def main(argv=None):
     """Time satnets beside PyTorch and against the matmul peak, or (--flush-to-zero, --saturated)
     saturated training in each numerics; print the results. -> {numerics: seconds} for the latter,
-    else None."""
+    else what it wrote to the run folder's bench.json (the PyTorch comparison's seconds per call,
+    the matmul peak, each epoch's seconds and GFLOP/s)."""
     parser = add_common_args(argparse.ArgumentParser(description=summary(__doc__)))
     parser.add_argument("--steps", type=count, default=430,
                         help="training steps per model (430 = one epoch of 55k)")
@@ -76,10 +79,13 @@ def main(argv=None):
         print(", ".join(f"{k} {1e3 * v / args.steps:.2f} ms/step ({v / t['paper']:.2f} x paper)"
                         for k, v in t.items()))
         return t
-    xp = get_xp(args.device)
+    run = Run("bench", args, retain=False)
+    xp = run.xp
     retained = xp is np and not args.no_retain and retain_freed_memory()
-    print(f"{hardware()}, device {args.device or 'cpu'}, freed memory retained for "
-          f"reuse: {retained}")
+    print(f"{hardware()}, device {run.device}, freed memory retained for reuse: {retained}")
+    result = {"device": run.device, "retained": bool(retained),
+              "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"), "torch": None,
+              "peak_gflops": None, "epochs": []}
     if xp is np and os.environ.get("OPENBLAS_CORETYPE"):
         print(f"note: OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} holds numpy's OpenBLAS "
               "to that processor's kernels while PyTorch picks its own; for like against like run "
@@ -90,12 +96,17 @@ def main(argv=None):
         raise UsageError("--only-torch needs PyTorch: pip install -e '.[bench]'")
     if not args.no_torch:
         if torch_available():
-            compare_with_torch(xp, args.device, args.quick)
+            import torch
+            rows = compare_with_torch(xp, args.device, args.quick)
+            result["torch"] = {"version": torch.__version__, "threads": torch.get_num_threads(),
+                               "rows": [{"workload": n, "satnets_seconds": ours,
+                                         "torch_seconds": theirs} for n, ours, theirs in rows]}
         else:
             print("PyTorch is not installed: no comparison (pip install -e '.[bench]')")
         if args.only_torch:
-            return None
+            return _written(run, result)
     peak = matmul_gflops(xp)
+    result["peak_gflops"] = peak
     print(f"matmul peak (4096^3 float32): {peak:8.1f} GFLOP/s")
     for name, spec in [("mlp 784-1000-1000-10", mlp("relu", hidden=1000)),
                        ("cnn (Table 2)", cnn())]:
@@ -106,9 +117,18 @@ def main(argv=None):
         gf, dt = epoch_gflops(spec, xp, steps)
         print(f"{name:22s} {steps} steps in {dt:6.2f} s: {gf:8.1f} GFLOP/s, "
               f"ratio to peak {gf / peak:.2f}")
+        result["epochs"].append({"model": name, "steps": steps, "seconds": dt, "gflops": gf})
         if profiler:
             profiler.disable()
             print_profile(profiler, steps + 1)  # + 1: the warm-up step
+    return _written(run, result)
+
+
+def _written(run, result):
+    """Write ``result`` as the run folder's bench.json and say where. -> result."""
+    write_json(run.path("bench.json"), result)
+    print(f"wrote {run.path('bench.json')}")
+    return result
 
 
 if __name__ == "__main__":
