@@ -64,17 +64,22 @@ class LinearBounds:
     verified: object
 
 
+def unstable(lo, hi):
+    """The ReLUs whose box [lo, hi] straddles 0, lo < 0 < hi (elementwise): neither off
+    (hi <= 0) nor on (lo >= 0)."""
+    return ~((lo >= 0) | (hi <= 0))
+
+
 def relu_relaxation(lo, hi):
     """Lines enclosing relu on [lo, hi] (elementwise, (N, n) each) -> (alpha_lo, beta_lo, alpha_hi,
     beta_hi)."""
     xp = array_module(lo)
-    on, off = lo >= 0, hi <= 0
-    unstable = ~(on | off)
-    width = xp.where(unstable, hi - lo, 1.0)
-    alpha_hi = xp.where(on, 1.0, xp.where(unstable, hi / width, 0.0))
+    on, free = lo >= 0, unstable(lo, hi)
+    width = xp.where(free, hi - lo, 1.0)
+    alpha_hi = xp.where(on, 1.0, xp.where(free, hi / width, 0.0))
     # + the chord's float64 rounding
-    beta_hi = xp.where(unstable, -lo * hi / width + 4 * U64 * (hi - lo), 0.0)
-    alpha_lo = xp.where(on | (unstable & (hi >= -lo)), 1.0, 0.0)
+    beta_hi = xp.where(free, -lo * hi / width + 4 * U64 * (hi - lo), 0.0)
+    alpha_lo = xp.where(on | (free & (hi >= -lo)), 1.0, 0.0)
     return alpha_lo, xp.zeros_like(lo), alpha_hi, beta_hi
 
 
@@ -137,12 +142,15 @@ def _float32_error(W, b, lo, hi):
     return float32_error("dense", lo, hi, W, b)
 
 
-def backsubstitute(Lam, c, k, weights, relax, deltas, x_box):
+def backsubstitute(Lam, c, k, weights, relax, deltas, x_box, trace=None):
     """Lower bound of f = Lam a^k + c over the input box, a^k the output of hidden layer k
     (a^0 = x).
 
-    Lam: (N, m, n_k), c: (N, m). relax[j]: the lines of activation j (1-based, as (N, n_j) arrays);
-    deltas[j]: the float32 error bound of weight layer j; x_box: (lo, hi) of x, (N, n_0).
+    Lam: (N, m, n_k), c: (N, m). relax[j]: the lines of activation j (1-based, as (N, n_j) arrays;
+    alpha_lo may also be (N, m, n_j), a slope per row, as alpha-CROWN's); deltas[j]: the float32
+    error bound of weight layer j; x_box: (lo, hi) of x, (N, n_0). trace: None, or a list that gets
+    (Lam, Lam') for each activation crossed, top down (its coefficients on a^j and on h^j), then the
+    input's coefficients Lam^0 (``analysis.proofs.alpha_crown`` differentiates through them).
     -> (N, m) lower bounds, widened for the float64 arithmetic (module docstring).
     """
     xp = array_module(Lam)
@@ -152,15 +160,20 @@ def backsubstitute(Lam, c, k, weights, relax, deltas, x_box):
         a_lo, b_lo, a_hi, b_hi = relax[k]
         pos, neg = xp.maximum(Lam, 0), xp.minimum(Lam, 0)
         beta = xp.einsum("nmj,nj->nm", pos, b_lo) + xp.einsum("nmj,nj->nm", neg, b_hi)
-        Lam = pos * a_lo[:, None, :] + neg * a_hi[:, None, :]  # (N, m, n_k): now f >= Lam h^k + c
+        rows = a_lo if a_lo.ndim == 3 else a_lo[:, None, :]
+        Lam_h = pos * rows + neg * a_hi[:, None, :]  # (N, m, n_k): now f >= Lam_h h^k + c
+        if trace is not None:
+            trace.append((Lam, Lam_h))
         W, b = weights[k - 1]
-        absLam = xp.abs(Lam)
+        absLam = xp.abs(Lam_h)
         err = xp.einsum("nmj,nj->nm", absLam, deltas[k])  # h^k = W a^{k-1} + b + e, |e| <= delta
-        c = c + beta + Lam @ b - err
+        c = c + beta + Lam_h @ b - err
         mag = mag + xp.abs(beta) + absLam @ xp.abs(b) + err
-        Lam = Lam @ W  # (N, m, n_{k-1})
+        Lam = Lam_h @ W  # (N, m, n_{k-1})
         fan_in += W.shape[1] + 2
         k -= 1
+    if trace is not None:
+        trace.append(Lam)
     lo, hi = x_box
     m, r = (lo + hi) / 2, (hi - lo) / 2
     absLam = xp.abs(Lam)
@@ -169,11 +182,49 @@ def backsubstitute(Lam, c, k, weights, relax, deltas, x_box):
     return bound - gamma(fan_in + Lam.shape[-1] + 2, U64) * mag
 
 
+def box_rows(W, b, delta, N):
+    """The rows whose lower bounds bound h = W a + b (float32, error at most delta) from both
+    sides: lower(+h) and lower(-h) = -upper(h). W: (m, n), b: (m,), delta: (N, m) ->
+    Lam = [W; -W] (N, 2m, n), c = [b; -b] - [delta; delta] (N, 2m)."""
+    xp = array_module(W)
+    Lam = xp.broadcast_to(xp.concatenate([W, -W])[None], (N, 2 * W.shape[0], W.shape[1]))
+    c = xp.broadcast_to(xp.concatenate([b, -b])[None], (N, 2 * W.shape[0]))
+    return Lam, c - xp.concatenate([delta, delta], axis=1)
+
+
+def margin_rows(W, b, delta, y):
+    """The rows of the margins z_y - z_j = (W_y - W_j) a + b_y - b_j, each logit's float32 error
+    (delta, (N, K)) subtracted. W: (K, n), y: (N,) -> Lam (N, K, n), c (N, K)."""
+    xp = array_module(W)
+    Lam = W[y][:, None, :] - W[None]
+    c = (b[y][:, None] - b[None]) - (delta[xp.arange(len(y)), y][:, None] + delta)
+    return Lam, c
+
+
+@dataclasses.dataclass
+class Relaxation:
+    """What CROWN built for N examples, from which alpha-CROWN starts: weights [(W, b)] float64;
+    x_box (lo, hi) (N, n_0); relax {k: lines of activation k}; deltas {k: (N, n_k)}, the float32
+    error bounds of weight layers 1 .. D; margin (Lam, c), the rows of z_y - z_j (margin_rows);
+    ibp: IBP's boxes (lo, hi) of the hidden pre-activations, (N, n_k) each, before CROWN's."""
+    weights: list
+    x_box: tuple
+    relax: dict
+    deltas: dict
+    margin: tuple
+    ibp: list
+
+
 def linear_bounds(model, x, y, eps):
     """CROWN bounds for the MLP ``model`` on images x (N, *input_shape) in [0, 1], labels y (N,), at
     L-inf radius eps. -> LinearBounds (module docstring: formulas and floating-point margins).
     Memory: (N, 2 n_k, n_{k-1}) float64 per hidden layer; pass batches of tens of examples for the
     paper's width 1000."""
+    return propagate(model, x, y, eps)[0]
+
+
+def propagate(model, x, y, eps):
+    """``linear_bounds``, and the Relaxation it was computed from. -> (LinearBounds, Relaxation)."""
     check_batch(model, x, y)
     check_eps(eps)
     weights, acts = _mlp_parts(model)
@@ -181,16 +232,15 @@ def linear_bounds(model, x, y, eps):
     N = len(x)
     # the attacks' ball (attacks.ball); N may be 0
     x_box = box(x.reshape(N, math.prod(x.shape[1:])), eps)
-    relax, deltas, boxes = {}, {}, []
+    relax, deltas, boxes, ibp_boxes = {}, {}, [], []
     a_lo, a_hi = x_box
     for k, (W, b) in enumerate(weights[:-1], start=1):
         deltas[k] = _float32_error(W, b, a_lo, a_hi)
         # IBP's (widened) box of h^k from the previous box
         lo, hi = _weight_box("dense", a_lo, a_hi, W, b)
+        ibp_boxes.append((lo, hi))
         if k > 1:  # CROWN's box of h^k: lower bounds of +h^k and -h^k, in one pass
-            Lam = xp.broadcast_to(xp.concatenate([W, -W])[None], (N, 2 * W.shape[0], W.shape[1]))
-            c = xp.broadcast_to(xp.concatenate([b, -b])[None], (N, 2 * W.shape[0]))
-            c = c - xp.concatenate([deltas[k], deltas[k]], axis=1)
+            Lam, c = box_rows(W, b, deltas[k], N)
             bnd = backsubstitute(Lam, c, k - 1, weights, relax, deltas, x_box)
             lo, hi = xp.maximum(lo, bnd[:, :W.shape[0]]), xp.minimum(hi, -bnd[:, W.shape[0]:])
         boxes.append((lo, hi))
@@ -199,9 +249,7 @@ def linear_bounds(model, x, y, eps):
     W, b = weights[-1]
     D = len(weights)
     deltas[D] = _float32_error(W, b, a_lo, a_hi)  # (N, K)
-    rows = xp.arange(N)
-    Lam = W[y][:, None, :] - W[None]  # (N, K, n): z_y - z_j = (W_y - W_j) a + b_y - b_j
-    c = (b[y][:, None] - b[None]) - (deltas[D][rows, y][:, None] + deltas[D])
+    Lam, c = margin_rows(W, b, deltas[D], y)  # (N, K, n), (N, K)
     crown = backsubstitute(Lam, c, D - 1, weights, relax, deltas, x_box)
     # IBP's bound on the same last box, for the intersection
     m, r = (a_lo + a_hi) / 2, (a_hi - a_lo) / 2
@@ -209,8 +257,9 @@ def linear_bounds(model, x, y, eps):
            - gamma(W.shape[1] + 2, U64) * (xp.einsum("nkd,nd->nk", xp.abs(Lam), xp.abs(m) + r)
                                            + xp.abs(c)))
     lower = xp.maximum(crown, ibp)
-    lower[rows, y] = xp.inf
-    return LinearBounds(boxes, lower, (lower > 0).all(axis=1))
+    lower[xp.arange(N), y] = xp.inf
+    return (LinearBounds(boxes, lower, (lower > 0).all(axis=1)),
+            Relaxation(weights, x_box, relax, deltas, (Lam, c), ibp_boxes))
 
 
 def verified_fraction(model, x, y, eps, batch=25):
