@@ -180,10 +180,10 @@ def test_verify_quick_end_to_end(tmp_path, mnist_dir, small_mnist_models):
             "--data-dir", str(mnist_dir)]
     (row,) = verify.main(argv + ["--survivors", "2"])
     assert row["eps"] == [0.003, 0.01, 0.1] and row["n"] == 100
-    assert row["methods"] == ["ibp", "crown", "milp"]
+    assert row["methods"] == ["ibp", "crown", "alpha_crown", "milp"]
     by = row["verified_by"]
-    assert all(i <= c <= m == v
-               for i, c, m, v in zip(by["ibp"], by["crown"], by["milp"], row["verified"]))
+    assert all(i <= c <= a <= m == v for i, c, a, m, v in zip(
+        by["ibp"], by["crown"], by["alpha_crown"], by["milp"], row["verified"]))
     assert by["crown"][1] > by["ibp"][1]  # the relaxation proves more than intervals
     assert row["contradictions"] == [0, 0, 0]  # nothing proven robust was fooled
     assert all(t["tried"] <= 3 and t["verified"] + t["falsified"] + t["unknown"] == t["tried"]
@@ -211,7 +211,7 @@ def test_the_brackets_upper_bound_is_apgd_and_no_weaker_than_pgd(mnist_test, sma
     # an MLP without ReLU: IBP and CROWN, no MILP
     model = small_mnist_models[1]["sigmoid_mlp-vanilla"]
     x, y, eps = mnist_test[0][:200], mnist_test[1][:200], [0.05, 0.1]
-    args = SimpleNamespace(sweep_steps=20, seed=0, batch=100, crown_batch=50)
+    args = SimpleNamespace(sweep_steps=20, seed=0, batch=100, crown_batch=50, alpha_steps=20)
     row, _ = bracket(model, x, y, eps, args, log=lambda line: None)
     assert row["attacked"] == audit.accuracy_curve(model, x, y, eps, eps_sweep_attack(20, 0, 100))
 

@@ -1,13 +1,14 @@
 """Beyond the paper: bracket each Table 1 model's robust accuracy between a proof and an attack.
 For every model and eps, the share of test images proven robust by each verifier (lower
 bounds): interval bound propagation (``analysis.proofs.ibp``, every model), linear relaxation
-(CROWN, ``analysis.proofs.crown``, the MLPs) and, for ReLU MLPs, the exact MILP
-(``analysis.proofs.milp``) on examples that CROWN leaves open and the attack does not fool (at most
---milp-max of them, --milp-time seconds each); the share that survives the attack (the audit's
-eps-sweep attack, ``analysis.masking.suite.eps_sweep_attack``: per-example worst of APGD with the
-cross-entropy in the paper's numerics and APGD with the DLR loss and stable derivatives,
-Croce & Hein 2020; MILP counterexamples count as fooled too), an upper bound; and the undecided
-share between them. A verified example that an attack fooled would be a bug: their number is
+(CROWN, ``analysis.proofs.crown``, the MLPs) and, for ReLU MLPs, CROWN with its slopes optimised
+(alpha-CROWN, ``analysis.proofs.alpha_crown``, --alpha-steps) on the examples CROWN leaves open and
+the attack does not fool, then the exact MILP (``analysis.proofs.milp``) on those alpha-CROWN
+leaves open (at most --milp-max of them, --milp-time seconds each); the share that survives the
+attack (the audit's eps-sweep attack, ``analysis.masking.suite.eps_sweep_attack``: per-example
+worst of APGD with the cross-entropy in the paper's numerics and APGD with the DLR loss and stable
+derivatives, Croce & Hein 2020; MILP counterexamples count as fooled too), an upper bound; and the
+undecided share between them. A verified example that an attack fooled would be a bug: their number is
 reported (``contradictions``) and must be 0.
 
     python -m experiments.beyond.verify          # the Table 1 models in runs/table1
@@ -42,21 +43,23 @@ EPS = (0.01, 0.03, 0.1, 0.25)
 
 def format_table(rows):
     """Markdown: one line per model row of ``experiments.lib.verification.bracket``; per eps the
-    shares verified by IBP / CROWN / MILP and the share surviving the attack ('-' where a method
+    shares verified by IBP / CROWN / alpha-CROWN / MILP and the share surviving the attack ('-'
+    where a method
     does not apply). -> str."""
-    lines = ["| model | n | " + " | ".join(f"eps {e}: verified (IBP / CROWN / MILP) / attacked"
-                                           for e in rows[0]["eps"])
+    lines = ["| model | n | " + " | ".join(f"eps {e}: verified (IBP / CROWN / alpha-CROWN / MILP)"
+                                           " / attacked" for e in rows[0]["eps"])
              + " |", "| --- | --- |" + " --- |" * len(rows[0]["eps"])]
     for r in rows:
         cells = []
         for k in range(len(r["eps"])):
             v = " / ".join(f"{r['verified_by'][m][k]:.1f}" if m in r["verified_by"] else "-"
-                           for m in ("ibp", "crown", "milp"))
+                           for m in ("ibp", "crown", "alpha_crown", "milp"))
             cells.append(f"{v} / {r['attacked'][k]:.1f}")
         lines.append(f"| {r['model']} | {r['n']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + (
         "\n\n(% of the test images proven robust by interval bound propagation / by linear "
-        "relaxation (CROWN, MLPs) / with the exact MILP on CROWN's open examples "
+        "relaxation (CROWN, MLPs) / with its slopes optimised (alpha-CROWN, ReLU MLPs) / with "
+        "the exact MILP on alpha-CROWN's open examples "
         "(ReLU MLPs, capped by --milp-max) / surviving the per-example worst of APGD-CE and "
         "APGD-DLR and the MILP's counterexamples; the true robust accuracy lies between the "
         "largest verified share and the attacked one; '-': the method does not apply)\n")
@@ -75,6 +78,8 @@ def main(argv=None):
     parser.add_argument("--batch", type=count, default=250)
     parser.add_argument("--crown-batch", type=count, default=20,
                         help="examples per CROWN pass (memory)")
+    parser.add_argument("--alpha-steps", type=count, default=20,
+                        help="alpha-CROWN's gradient steps on the slopes (ReLU MLPs; default 20)")
     parser.add_argument("--milp-max", type=count, default=20,
                         help="examples per model and eps for the MILP")
     parser.add_argument("--milp-time", type=positive, default=60.0,

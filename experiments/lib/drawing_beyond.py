@@ -12,6 +12,7 @@ import re
 from experiments.lib.intervention import ADAM_EPS, DROPPED
 from experiments.lib.plotting import COLOURS, save_figure
 from experiments.lib.paper import ARCH_NAMES
+from experiments.lib.verification import METHOD_NAMES
 
 
 def _arch_panels(names):
@@ -87,9 +88,9 @@ def draw_verify(axes, rows):
     for ax, r in zip(axes.ravel(), rows):
         ax.fill_between(r["eps"], r["verified"], r["attacked"], color="0.85", label="undecided")
         ax.plot(r["eps"], r["attacked"], marker="o", color="C3", label="attacked (upper bound)")
-        for m, mark in zip(r["methods"], "s^D"):
+        for m, mark in zip(r["methods"], "s^vD"):
             ax.plot(r["eps"], r["verified_by"][m], marker=mark,
-                    label=f"verified by {m.upper()} (lower bound)")
+                    label=f"verified by {METHOD_NAMES[m]} (lower bound)")
         ax.set_xscale("log")
         ax.set_ylim(0, 100)
         ax.set_xlabel("eps (L-inf)")
