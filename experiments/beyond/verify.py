@@ -7,8 +7,8 @@ the attack does not fool, then the exact MILP (``analysis.proofs.milp``) on thos
 leaves open (at most --milp-max of them, --milp-time seconds each); the share that survives the
 attack (the audit's eps-sweep attack, ``analysis.masking.suite.eps_sweep_attack``: per-example
 worst of APGD with the cross-entropy in the paper's numerics and APGD with the DLR loss and stable
-derivatives, Croce & Hein 2020; MILP counterexamples count as fooled too), an upper bound; and the
-undecided share between them. A verified example that an attack fooled would be a bug: their number is
+derivatives, Croce & Hein 2020; MILP counterexamples count as fooled too), an upper bound; and
+the undecided share between them. A verified example that an attack fooled would be a bug: their number is
 reported (``contradictions``) and must be 0.
 
     python -m experiments.beyond.verify          # the Table 1 models in runs/table1
