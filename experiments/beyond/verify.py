@@ -8,8 +8,8 @@ leaves open (at most --milp-max of them, --milp-time seconds each); the share th
 attack (the audit's eps-sweep attack, ``analysis.masking.suite.eps_sweep_attack``: per-example
 worst of APGD with the cross-entropy in the paper's numerics and APGD with the DLR loss and stable
 derivatives, Croce & Hein 2020; MILP counterexamples count as fooled too), an upper bound; and
-the undecided share between them. A verified example that an attack fooled would be a bug: their number is
-reported (``contradictions``) and must be 0.
+the undecided share between them. A verified example that an attack fooled would be a bug: their
+number is reported (``contradictions``) and must be 0.
 
     python -m experiments.beyond.verify          # the Table 1 models in runs/table1
     python -m experiments.beyond.verify --models relu_mlp-saturated --survivors 20 --milp-time 120
