@@ -47,10 +47,10 @@ def _table1(path):
 def _weights(path):
     stats = json.loads(path.read_text())
     assert {"sigmoid_mlp-vanilla", "sigmoid_mlp-saturated", "relu_mlp-vanilla",
-            "relu_mlp-saturated"} <= set(stats)
-    for s in stats.values():
-        # one per layer of a 2-hidden-layer MLP
-        assert len(s["weights"]) == len(s["preactivations"]) == 3
+            "relu_mlp-saturated", "cnn-vanilla", "cnn-saturated"} == set(stats)
+    for name, s in stats.items():
+        # one per weight layer: a 2-hidden-layer MLP has 3, the CNN 4 (two convolutions, two dense)
+        assert len(s["weights"]) == len(s["preactivations"]) == (4 if name.startswith("cnn") else 3)
 
 
 def _rdm(path):

@@ -279,9 +279,9 @@ def logit_scale():
 
 
 def bench(name="bench"):
-    """Performance (the record ``name``): per workload the median milliseconds per call of satnets and of PyTorch on the
-    same weights and their ratio (below 1: satnets faster), then the float32 matmul peak and each
-    training epoch's achieved GFLOP/s and its ratio to the peak."""
+    """Performance (the record ``name``): per workload the median milliseconds per call of satnets
+    and of PyTorch on the same weights and their ratio (below 1: satnets faster), then the float32
+    matmul peak and each training epoch's achieved GFLOP/s and its ratio to the peak."""
     r = _numbers(name)
     if r is None:
         return sources(name) + "\n"
