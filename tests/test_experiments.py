@@ -312,12 +312,15 @@ def test_blas_reads_the_running_kernel_with_threadpoolctl():
     assert " kernels, " in blas() and " threads" in blas()
 
 
-def test_bench_says_when_openblas_is_held_to_a_kernel(monkeypatch, capsys):
+def test_bench_says_when_openblas_is_held_to_a_kernel(monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
     monkeypatch.setattr(bench, "matmul_gflops", lambda xp: 1.0)
     monkeypatch.setattr(bench, "epoch_gflops", lambda spec, xp, steps: (1.0, 1.0))
-    bench.main(["--no-torch", "--steps", "1"])
+    result = bench.main(["--no-torch", "--steps", "1", "--out", str(tmp_path / "b")])
     assert "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE" in capsys.readouterr().out
+    written = json.loads((tmp_path / "b" / "bench.json").read_text())
+    assert written == result and written["openblas_coretype"] == "Haswell"
+    assert written["peak_gflops"] == 1.0 and len(written["epochs"]) == 2
 
 
 def test_tables_name_the_eps_they_ran_at():
