@@ -42,7 +42,7 @@ import numpy as np
 
 from experiments.lib.drawing import figure1, figure2, figure3, figure4, figure6
 from experiments.lib.drawing_beyond import figure_audit, figure_logit_scale
-from experiments.lib.cli import check_run_folder, cli, summary, parse
+from experiments.lib.cli import add_debug_arg, check_run_folder, cli, summary, parse
 from experiments.lib.paper import ARCH_NAMES
 from experiments.lib.targeted_grid import draw_grids
 
@@ -76,8 +76,7 @@ def main(argv=None):
                              "of python -m experiments.lbfgs_grid / experiments.adam_attack")
     parser.add_argument("--quick", action="store_true",
                         help="read and write the quick presets' folders")
-    parser.add_argument("--debug", action="store_true",
-                        help="show the traceback of an error instead of one line")
+    add_debug_arg(parser)
     args = parse(parser, argv,
                  quick={dest: f"runs/{script}-quick" for dest, script in folders.items()})
     for folder in args.grids:

@@ -17,7 +17,7 @@ import re
 import sys
 from pathlib import Path
 
-from experiments.lib.cli import UsageError, check_run_folder, cli, summary
+from experiments.lib.cli import UsageError, add_debug_arg, check_run_folder, cli, summary
 from experiments.lib.records import make_record, write_record
 from experiments.lib import rendering
 
@@ -32,8 +32,7 @@ def main(argv=None):
                         help="name of the record to make (results/<name>.json)")
     parser.add_argument("--from", dest="folder", default=None,
                         help="the run folder the record is made from")
-    parser.add_argument("--debug", action="store_true",
-                        help="show the traceback of an error instead of one line")
+    add_debug_arg(parser)
     args = parser.parse_args(argv)
     if (args.record is None) != (args.folder is None):
         raise UsageError("--record and --from go together: the record's name and the run folder "

@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 
 from experiments.lib import paper, presets
-from experiments.lib.cli import UsageError, add_common_args, cli, summary, parse, count
+from experiments.lib.cli import (UsageError, add_common_args, add_pool_args, cli, summary,
+                                 parse)
 from experiments.lib.runs import Run, run_dir, hardware, write_json
 from experiments.lib.evaluation import aggregate
 from experiments.lib.jobs import command, run_all
@@ -66,10 +67,7 @@ def main(argv=None):
                              "'none' to always train)")
     parser.add_argument("--controls", action="store_true",
                         help="also each saturated model's control: its recipe without the penalty")
-    parser.add_argument("--jobs", type=count, default=1,
-                        help="models trained at a time, one core each")
-    parser.add_argument("--list", action="store_true",
-                        help="print one command per model and seed, run nothing")
+    add_pool_args(parser, "models", "model and seed")
     args = parse(parser, argv, quick=presets.OPTIONS["table1"])
     seeds = args.seeds or [args.seed]
     if len(set(seeds)) != len(seeds):

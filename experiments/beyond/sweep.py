@@ -21,7 +21,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from experiments.lib.cli import UsageError, add_common_args, cli, summary, parse, count
+from experiments.lib.cli import (UsageError, add_common_args, add_pool_args, cli, summary,
+                                 parse, count)
 from experiments.lib.runs import FileLog, Run, run_dir, write_json
 from experiments.lib.evaluation import evaluate_snapshot
 from experiments.lib.grids import GRIDS, MILESTONES
@@ -96,10 +97,7 @@ def main(argv=None):
                         help="train only this run (repeatable)")
     parser.add_argument("--report", action="store_true",
                         help="only (re)evaluate snapshots and write the report")
-    parser.add_argument("--jobs", type=count, default=1,
-                        help="runs trained at a time, one core each")
-    parser.add_argument("--list", action="store_true",
-                        help="print one command per run, run nothing")
+    add_pool_args(parser, "runs", "run")
     parser.add_argument("--n-test", type=count, default=2000,
                         help="test images per evaluation (default 2000)")
     parser.add_argument("--batch", type=count, default=500)

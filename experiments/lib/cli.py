@@ -18,7 +18,7 @@ from nn.validate import UserError, check_eps
 
 
 def add_common_args(parser: argparse.ArgumentParser):
-    """Options every script takes: --device, --data-dir, --out, --seed, --quick."""
+    """Options every script takes: --device, --data-dir, --out, --seed, --quick, --debug."""
     parser.add_argument("--device", choices=["cpu", "gpu"], default=None,
                         help="array backend (default: $SATNETS_DEVICE, else cpu)")
     parser.add_argument("--data-dir", default=None,
@@ -30,8 +30,23 @@ def add_common_args(parser: argparse.ArgumentParser):
                              "starts (default 0)")
     parser.add_argument("--quick", action="store_true",
                         help="a small smoke-test preset (minutes on a CPU)")
+    return add_debug_arg(parser)
+
+
+def add_debug_arg(parser: argparse.ArgumentParser):
+    """--debug, which ``cli`` reads: the traceback of an error instead of its one line."""
     parser.add_argument("--debug", action="store_true",
                         help="show the traceback of an error instead of one line")
+    return parser
+
+
+def add_pool_args(parser: argparse.ArgumentParser, trained, each):
+    """--jobs (``trained``, e.g. "models", trained at a time in a process pool, one core each) and
+    --list (one self-contained command per ``each``, nothing run), ``experiments.lib.jobs``."""
+    parser.add_argument("--jobs", type=count, default=1,
+                        help=f"{trained} trained at a time, one core each")
+    parser.add_argument("--list", action="store_true",
+                        help=f"print one command per {each}, run nothing")
     return parser
 
 
