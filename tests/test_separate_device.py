@@ -50,8 +50,9 @@ def test_the_stand_in_refuses_what_cupy_refuses(device):
 def test_quick_presets_on_a_separate_device(device, tmp_path, mnist_dir):
     """table1 (which trains the models), the sweep, the audit, the analyses and the section 7
     grids."""
-    from experiments import (adam_attack, audit, fisher_path, kurtosis_linear, lbfgs_grid,
-                             logit_scale, rdm, sweep, table1, verify, weights)
+    from experiments import (adam_attack, fisher_path, kurtosis_linear, lbfgs_grid, rdm, table1,
+                             weights)
+    from experiments.beyond import audit, logit_scale, sweep, verify
     common = ["--device", "gpu", "--data-dir", str(mnist_dir)]
     models = tmp_path / "table1"
     rows = table1.main(["--quick", "--out", str(models), *common])
