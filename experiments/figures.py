@@ -26,7 +26,9 @@ Reads only the run folders (no model is loaded, nothing is recomputed) and write
   folders and copied here;
 * fig-logit-scale.png (beyond the paper): FGSM accuracy against the logit scale c, cross-entropy in
   the paper's float32 numerics beside the scale-free margin loss, and the share of exactly-zero
-  input gradients (``experiments.beyond.logit_scale``).
+  input gradients (``experiments.beyond.logit_scale``);
+* fig-verify.png (beyond the paper): per model, the share proven robust by each verifier and the
+  share the attack leaves, against eps (``experiments.beyond.verify``).
 
 A figure whose data are missing is skipped with a line saying which command makes them. Needs the
 ``plots`` extra; without matplotlib nothing is drawn and the command says so.
@@ -41,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments.lib.drawing import figure1, figure2, figure3, figure4, figure6
-from experiments.lib.drawing_beyond import figure_audit, figure_logit_scale
+from experiments.lib.drawing_beyond import figure_audit, figure_logit_scale, figure_verify
 from experiments.lib.cli import add_debug_arg, check_run_folder, cli, summary, parse
 from experiments.lib.paper import ARCH_NAMES
 from experiments.lib.targeted_grid import draw_grids
@@ -65,10 +67,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=summary(__doc__))
     folders = {"weights": "weights", "rdm": "rdm", "fisher": "fisher_path",
                "kurtosis": "kurtosis_linear",
-               "audit": "audit", "logit_scale": "logit_scale", "out": "figures"}
+               "audit": "audit", "logit_scale": "logit_scale", "verify": "verify",
+               "out": "figures"}
     for dest, script in folders.items():
         parser.add_argument("--" + dest.replace("_", "-"), default=f"runs/{script}",
-                            help=(f"folder of experiments.{script} (default runs/{script}[-quick])"
+                            help=(f"its run folder (default runs/{script}[-quick])"
                                   if dest != "out"
                                   else "where the PNGs go (default runs/figures[-quick])"))
     parser.add_argument("--grids", nargs="*", default=[], metavar="FOLDER",
@@ -126,6 +129,12 @@ def main(argv=None):
                        "(python -m experiments.beyond.logit_scale)")
     else:
         figure_logit_scale(ls, out / "fig-logit-scale.png")
+    verify = _load(Path(args.verify) / "verify.json")
+    if verify is None:
+        missing.append(f"the proofs: no {args.verify}/verify.json (python -m "
+                       "experiments.beyond.verify)")
+    else:
+        figure_verify(verify["rows"], out / "fig-verify.png")
     for line in missing:
         print(f"skipped {line}")
     for folder in args.grids:  # Figures 5 and 8: drawn in the grid's folder, copied into --out

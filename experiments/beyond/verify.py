@@ -31,9 +31,8 @@ from analysis.masking.suite import apgd_attacks
 from experiments.lib import presets
 from experiments.lib.cli import (add_checkpoint_args, add_common_args, amount, checkpoint_stamp,
                                  cli, summary, parse, count, load_models, positive, resumable_rows)
-from experiments.lib.drawing_beyond import draw_verify
+from experiments.lib.drawing_beyond import figure_verify
 from experiments.lib.runs import Run, write_json
-from experiments.lib.plotting import save_figure
 from experiments.lib.paper import MODELS
 from experiments.lib.verification import bracket, survivors
 from nn.mnist import load_mnist
@@ -123,10 +122,7 @@ def main(argv=None):
     table = format_table(rows)
     run.path("verify.md").write_text(table)
     run.log("\n" + table)
-    cols = min(3, len(rows))
-    if save_figure(run.path("verify.png"), lambda axes: draw_verify(axes, rows),
-                   shape=(-(-len(rows) // cols), cols),
-                   figsize=(5 * cols, 4 * -(-len(rows) // cols))):
+    if figure_verify(rows, run.path("verify.png")):
         run.log(f"figure {run.path('verify.png')}")
     return rows
 

@@ -101,6 +101,15 @@ def draw_verify(axes, rows):
         ax.set_visible(False)
 
 
+def figure_verify(rows, path):
+    """verify.json's model rows, one panel per model (``draw_verify``), three to a line, into the
+    PNG ``path``. -> whether it was drawn (False without matplotlib)."""
+    cols = min(3, len(rows))
+    lines = -(-len(rows) // cols)
+    return save_figure(path, lambda axes: draw_verify(axes, rows), shape=(lines, cols),
+                       figsize=(5 * cols, 4 * lines))
+
+
 def draw_common_mode(axes, rows, source, records):
     """Median margin and common mode against epochs, one line per run (the source, then its
     continuations, labelled from their intervention ``records``: {folder name: record or None}); a

@@ -2,9 +2,11 @@
 (``experiments.lib.records``) alone; ``experiments.lib.rendering`` writes them between their
 markers.
 
-``TABLES[NAME]()`` is the Markdown of the table marked NAME: the table, then a line naming every
-record it was rendered from, with the command that made it and its commit. A table whose record is
-not published yet renders as that line alone, naming the command that makes the record (``MAKES``).
+``PAPER[NAME]()`` is the Markdown of the table marked NAME (the paper's chapters, the headline and
+the index; beyond the paper: ``experiments.lib.published_beyond``): the table, then a line naming
+every record it was rendered from, with the command that made it and its commit. A table whose
+record is not published yet renders as that line alone, naming the command that makes the record
+(``MAKES``).
 """
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ from experiments.lib.tables import format_table
 # --from <that folder>`` then publishes it)
 MAKES = {"table1": "python -m experiments.table1 --jobs 2",
          "controls": "python -m experiments.table1 --only control --jobs 2 --out runs/controls",
-         "seeds": "python -m experiments.table1 --seeds 0 1 2 --controls --jobs 2 --out runs/seeds",
+         "seeds": "python -m experiments.table1 --seeds 0 1 2 --controls --only sigmoid_mlp "
+                  "relu_mlp --jobs 2 --out runs/seeds",
          "regime": "python -m experiments.beyond.evaluate",
          "weights": "python -m experiments.weights",
          "rdm": "python -m experiments.rdm",
@@ -109,6 +112,21 @@ def table1():
     return body + "\n" + sources("table1") + "\n"
 
 
+def seeds():
+    """Table 1 over seeds: each model's mean +- sample standard deviation
+    (``experiments.lib.tables.format_table``), then its FGSM accuracy (%) in the paper's numerics
+    and along the true gradient (stable) seed by seed."""
+    r = read_record("seeds")
+    if r is None:
+        return sources("seeds") + "\n"
+    seeds = r["numbers"]["rows"][0]["seeds"]
+    header = ["model", *(f"seed {s}: FGSM paper / stable" for s in seeds)]
+    rows = [[_label(model), *(f"{pct(e['fgsm_paper'])} / {pct(e['fgsm_stable'])}"
+                              for e in row["per_seed"])] for model, row in _rows("seeds").items()]
+    return (format_table(r["numbers"]["rows"]) + "\n" + _markdown(header, rows) + "\n\n"
+            + sources("seeds") + "\n")
+
+
 def controls():
     """Each saturated model beside its control (the same recipe without the penalty) and its vanilla
     twin: clean and FGSM accuracy (%) in the three numerics, and the exactly-zero gradient share."""
@@ -154,23 +172,6 @@ def regime():
              pct(r["fgsm_stable"]), pct(r["apgd"]), pct(r["zero_grad_paper"], 1),
              f"{r['margin_q'][2]:.1f}"] for model, r in _rows("regime").items()]
     return _markdown(header, rows) + "\n\n" + sources("regime") + "\n"
-
-
-def audit():
-    """The audit's table: per model the images audited, the clean accuracy, the accuracy (%) under
-    FGSM and APGD in the paper's numerics, APGD-DLR along the true gradient and Square, the worst
-    case over every attack of the suite, the attack that gave it, and the flags raised
-    (``analysis.masking.audit.flags``)."""
-    header = ["model", "images", "clean", "FGSM (paper)", "APGD-CE (paper)", "APGD-DLR (stable)",
-              "Square", "worst case", "strongest", "flags"]
-    rows = []
-    for model, r in _rows("audit").items():
-        a = r["accuracy"]
-        cells = [a.get(k) for k in ("fgsm-ce-paper", "apgd-ce-paper", "apgd-dlr-stable", "square")]
-        rows.append([_label(model), str(r["n"]), f"{r['clean']:.1f}",
-                     *("-" if c is None else f"{c:.1f}" for c in cells),
-                     f"**{r['worst']:.1f}**", r["strongest"], ", ".join(r["flags"]) or "-"])
-    return _markdown(header, rows) + "\n\n" + sources("audit") + "\n"
 
 
 def _label(model):
@@ -257,64 +258,11 @@ def targeted():
     return _markdown(header, rows) + "\n\n" + sources("lbfgs", "adam") + "\n"
 
 
-def logit_scale():
-    """The logit-scale probe: per model, FGSM accuracy (%) with the cross-entropy in float32 as
-    every logit is multiplied by c (no prediction changes), the scale-free margin loss's FGSM (the
-    same at every c, else each c's value), and the share of exactly-zero input gradients at the
-    largest c."""
-    r = _numbers("logit_scale")
-    if r is None:
-        return sources("logit_scale") + "\n"
-    scales = [s["scale"] for s in r["results"][0]["scales"]]
-    header = ["model", "images", "clean", *(f"c = {c:g}" for c in scales),
-              "margin loss, every c", f"exactly-zero gradients, c = {scales[-1]:g}"]
-    rows = []
-    for m in r["results"]:
-        margin = {f"{s['accuracy']['fgsm-margin-stable']:.1f}" for s in m["scales"]}
-        rows.append([_label(m["model"]), str(m["n"]), f"{m['scales'][0]['clean']:.1f}",
-                     *(f"{s['accuracy']['fgsm-ce-float32']:.1f}" for s in m["scales"]),
-                     " / ".join(sorted(margin)),
-                     f"{100 * m['scales'][-1]['zero_gradient_fraction']:.1f}"])
-    return _markdown(header, rows) + "\n\n" + sources("logit_scale") + "\n"
-
-
-def bench(name="bench"):
-    """Performance (the record ``name``): per workload the median milliseconds per call of satnets
-    and of PyTorch on the same weights and their ratio (below 1: satnets faster), then the float32
-    matmul peak and each training epoch's achieved GFLOP/s and its ratio to the peak."""
-    r = _numbers(name)
-    if r is None:
-        return sources(name) + "\n"
-    out = []
-    if r["torch"]:
-        rows = [[t["workload"], f"{1e3 * t['satnets_seconds']:.2f}",
-                 f"{1e3 * t['torch_seconds']:.2f}",
-                 f"{t['satnets_seconds'] / t['torch_seconds']:.2f}"] for t in r["torch"]["rows"]]
-        out.append(_markdown(["workload", "satnets (ms)", f"PyTorch {r['torch']['version']} (ms)",
-                              "ratio"], rows))
-    if r["peak_gflops"]:
-        rows = [[e["model"], str(e["steps"]), f"{e['seconds']:.2f}", f"{e['gflops']:.1f}",
-                 f"{e['gflops'] / r['peak_gflops']:.2f}"] for e in r["epochs"]]
-        out.append(f"matmul peak (4096^3 float32): {r['peak_gflops']:.1f} GFLOP/s\n\n"
-                   + _markdown(["model", "steps", "seconds", "GFLOP/s", "ratio to peak"], rows))
-    coretype = r.get("openblas_coretype")
-    out.append(f"(device {r['device']}; OPENBLAS_CORETYPE "
-               f"{'unset' if coretype is None else coretype})")
-    return "\n\n".join(out) + "\n\n" + sources(name) + "\n"
-
-
 def index():
     """experiments/README.md's index of every script (``experiments.lib.scripts``)."""
     return index_markdown()
 
 
-def pending(name):
-    """A table whose renderer is not written yet: the line that names its record and command."""
-    return lambda: sources(name) + "\n"
-
-
-WRITTEN = {"headline": headline, "table1": table1, "regime": regime, "audit": audit, "index": index,
-           "controls": controls, "timing": timing, "targeted": targeted, "weights": weights,
-           "rdm": rdm, "fisher": fisher, "kurtosis": kurtosis, "logit_scale": logit_scale,
-           "bench": bench, "bench_native": lambda: bench("bench_native")}
-TABLES = {**{name: pending(name) for name in MAKES}, **WRITTEN}
+PAPER = {"headline": headline, "table1": table1, "seeds": seeds, "regime": regime,
+         "index": index, "controls": controls, "timing": timing, "targeted": targeted,
+         "weights": weights, "rdm": rdm, "fisher": fisher, "kurtosis": kurtosis}

@@ -60,6 +60,20 @@ def _targeted(folder):
             [t["options"]["seed"]], wall, None)
 
 
+def _verify(folder):
+    """The proofs' run (``experiments.beyond.verify``): per model and eps the share verified by each
+    method, the share attacked, the undecided share, the MILP's tally, the contradictions (must be
+    0) and each method's seconds; the survivors' per-image details stay in the run folder."""
+    v = _read(folder / "verify.json")
+    keep = ("model", "n", "eps", "methods", "verified_by", "verified", "attacked", "undecided",
+            "milp", "contradictions", "seconds", "total_seconds")
+    rows = [{k: r[k] for k in keep if k in r} for r in v["rows"]]
+    options = {k: o for k, o in v["options"].items()
+               if k not in ("out", "debug", "device", "data_dir", "models")}
+    return ({"rows": rows, "options": options}, [v["options"]["seed"]],
+            sum(r["total_seconds"] for r in rows), None)
+
+
 def _bench(folder):
     """The benchmark's run (``experiments.tools.bench``): seconds per call of each workload beside
     PyTorch's, the matmul peak and each epoch's seconds and GFLOP/s."""
@@ -99,6 +113,7 @@ def _log_seconds(folder):
 KINDS = {"experiments.table1": _table1, "experiments.beyond.audit": _audit,
          "experiments.beyond.evaluate": _evaluation, "experiments.lbfgs_grid": _targeted,
          "experiments.adam_attack": _targeted, "experiments.tools.bench": _bench,
+         "experiments.beyond.verify": _verify,
          "experiments.weights": _analysis("stats.json"),
          "experiments.rdm": _analysis("ratios.json"),
          "experiments.fisher_path": _analysis("paths.json"),

@@ -7,19 +7,23 @@ A table lives in a Markdown file between two markers,
     <!-- /rendered -->
 
 and ``python -m experiments.publish`` rewrites what lies between them with ``TABLES[NAME]()``
-(``experiments.lib.published``, one function per table); ``--check`` fails where a file's table
-differs from its rendering (a test runs the check).
+(``experiments.lib.published`` and ``published_beyond``, one function per table); ``--check``
+fails where a file's table differs from its rendering (a test runs the check).
 """
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from experiments.lib.published import TABLES
+from experiments.lib.published import MAKES, PAPER, sources
+from experiments.lib.published_beyond import BEYOND
 from experiments.lib.records import ROOT
 
 # where tables live
 FILES = (ROOT / "README.md", ROOT / "RESULTS.md", ROOT / "experiments" / "README.md")
+# NAME -> the function that renders the table marked NAME; a record with no renderer yet renders
+# as the line naming it and the command that makes it
+TABLES = {**{name: (lambda n=name: sources(n) + "\n") for name in MAKES}, **PAPER, **BEYOND}
 MARKER = re.compile(r"(<!-- rendered: ([a-z0-9_-]+) -->\n)(.*?)(<!-- /rendered -->)", re.S)
 def render_text(text):
     """``text`` with every table between markers rendered anew. Raises KeyError for an unknown
