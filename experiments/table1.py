@@ -27,6 +27,7 @@ from experiments.lib import paper, presets
 from experiments.lib.cli import (UsageError, add_common_args, add_pool_args, cli, summary,
                                  parse)
 from experiments.lib.runs import Run, run_dir, hardware, write_json
+from experiments.lib.shipped import NAMES, SHIPPED
 from experiments.lib.evaluation import aggregate
 from experiments.lib.jobs import command, run_all
 from experiments.lib.recipes import apply_set, select, set_value, table1_recipes
@@ -47,6 +48,20 @@ def eval_settings(quick, assignments):
     return ev
 
 
+def shipped_recipes(overrides, seeds):
+    """The recipes the shipped regime MLPs stand in for: {name: the paper's recipe} for each shipped
+    model that no --set changes, when the seeds are [0] (theirs); {} otherwise, and the models are
+    trained by the recipes asked for."""
+    if list(seeds) != [0]:
+        return {}
+    full = table1_recipes()
+    changed = dict(full)
+    for a in overrides:
+        if not a.startswith("eval."):
+            changed = apply_set(changed, a)
+    return {n: full[n] for n in NAMES if changed[n] == full[n]}
+
+
 def main(argv=None):
     """Train (or load) and evaluate the chosen models, write the table; with ``--list`` only print
     one command per model and seed. -> the table's rows (dicts of ``experiments.lib.evaluation``'s
@@ -65,6 +80,10 @@ def main(argv=None):
                         help="sweep folder whose snapshots stand in for models of the same recipe "
                              "(default runs/sweep, with --quick runs/sweep-quick; "
                              "'none' to always train)")
+    parser.add_argument("--shipped", action=argparse.BooleanOptionalAction, default=False,
+                        help="the shipped regime MLPs (results/models) stand in for the saturated "
+                             "MLPs at seed 0, at the paper's recipe, instead of training (default "
+                             "with --quick, so that its analyses see the regime)")
     parser.add_argument("--controls", action="store_true",
                         help="also each saturated model's control: its recipe without the penalty")
     add_pool_args(parser, "models", "model and seed")
@@ -76,6 +95,8 @@ def main(argv=None):
     for a in args.overrides:
         if not a.startswith("eval."):
             recipes = apply_set(recipes, a)
+    if args.shipped:
+        recipes.update(shipped_recipes(args.overrides, seeds))
     ev = eval_settings(args.quick, [a for a in args.overrides if a.startswith("eval.")])
     # --only control, --only relu_mlp-control
     asked = any(paper.CONTROL in o for o in args.only or [])
@@ -89,7 +110,8 @@ def main(argv=None):
     if args.list:  # commands only, on stdout: nothing is run or logged
         sweep = args.sweep if args.sweep == "none" else Path(args.sweep).resolve()
         opts = ["--out", run_dir("table1", args).resolve(), *(["--quick"] if args.quick else []),
-                "--sweep", sweep, *(x for a in args.overrides for x in ("--set", a))]
+                "--sweep", sweep, "--shipped" if args.shipped else "--no-shipped",
+                *(x for a in args.overrides for x in ("--set", a))]
         for n in names:
             for s in seeds:
                 print(command("table1", "--only", n, "--seeds", s, *opts, data_dir=args.data_dir))
@@ -98,6 +120,7 @@ def main(argv=None):
     tasks = [{"recipe": recipes[n].as_dict(), "seed": s, "folder": str(run.dir),
               "data_dir": args.data_dir,
               "sweep": None if args.sweep == "none" else args.sweep,
+              "shipped": str(SHIPPED) if args.shipped else None,
               "device": run.device, "eval": ev}
              for n in names for s in seeds]
     t0 = time.perf_counter()

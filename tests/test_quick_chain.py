@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from experiments.lib import cli as common, plotting
+from experiments.lib import cli as common, plotting, shipped
 from experiments.lib.scripts import module
 
 # script -> (extra arguments, a raw result file it must write, whether it draws figures)
@@ -42,6 +42,10 @@ def _table1(path):
         assert all(_share(r[k]) for k in ("fgsm_paper", "fgsm_float32", "fgsm_stable",
                                           "zero_grad_paper"))
         assert r["n_seeds"] == 1 and len(r["per_seed"]) == 1
+    for name in shipped.NAMES:  # the shipped regime MLPs stand in for the saturated MLPs: the
+        r = rows[name]          # quick chain sees the masking (most gradients exactly 0, FGSM in
+        assert r["arch_kwargs"]["hidden"] == 200  # the paper's numerics far above stable FGSM)
+        assert r["zero_grad_paper"] > 0.5 and r["fgsm_paper"] > r["fgsm_stable"] + 0.3, r
 
 
 def _weights(path):
@@ -51,6 +55,8 @@ def _weights(path):
     for name, s in stats.items():
         # one per weight layer: a 2-hidden-layer MLP has 3, the CNN 4 (two convolutions, two dense)
         assert len(s["weights"]) == len(s["preactivations"]) == (4 if name.startswith("cnn") else 3)
+    for name in shipped.NAMES:  # the regime: most hidden units saturated on the test images
+        assert all(u["saturated"] > 0.5 for u in stats[name]["preactivations"][:2]), name
 
 
 def _rdm(path):

@@ -61,9 +61,7 @@ def test_quick_presets_on_a_separate_device(device, tmp_path, mnist_dir):
     from_models = ["--quick", "--from", str(models), *common]
     assert audit.main([*from_models, "--models", "relu_mlp-vanilla", "sigmoid_mlp-saturated",
                        "cnn-saturated", "--out", str(tmp_path / "audit")])
-    # (the quick sigmoid
     trained = ["--models", "relu_mlp-vanilla", "relu_mlp-saturated", "cnn-vanilla"]
-    # saturated MLP is at chance)
     for script in (weights, rdm, fisher_path, logit_scale, verify):
         script.main([*from_models, *trained, "--out",
                      str(tmp_path / script.__name__.split(".")[-1])])

@@ -21,7 +21,6 @@ experiments.publish --record regime --from runs/evaluate`` makes it the record R
 from __future__ import annotations
 
 import argparse
-import hashlib
 import time
 from pathlib import Path
 
@@ -29,30 +28,13 @@ from analysis.masking.suite import eps_sweep_attack, fooled_by
 from experiments.lib import paper
 from experiments.lib.cli import UsageError, add_common_args, cli, count, parse, summary
 from experiments.lib.evaluation import evaluate, percent
-from experiments.lib.records import RESULTS
+from experiments.lib.shipped import NAMES, SHIPPED, check_shipped, sha256
 from experiments.lib.runs import Run, read_json, write_json
 from nn.backend import to_device
 from nn.checkpoint import load_checkpoint, save_checkpoint
 from nn.mnist import load_mnist
 
-SHIPPED = RESULTS / "models"  # the committed regime MLPs
-NAMES = ("sigmoid_mlp-saturated", "relu_mlp-saturated")
 APGD_STEPS = 100  # APGD's iterations, one random start each loss
-
-
-def sha256(path):
-    """The SHA-256 of a file's bytes, as 64 hex digits."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def check_shipped(path):
-    """A shipped model's file matches its line in SHA256SUMS; else a UsageError naming the file."""
-    sums = dict(reversed(line.split())
-                for line in (SHIPPED / "SHA256SUMS").read_text().splitlines() if line.strip())
-    want = sums.get(Path(path).name)
-    if want is not None and sha256(path) != want:
-        raise UsageError(f"{path}: its SHA-256 differs from results/models/SHA256SUMS; restore it "
-                         f"with `git checkout -- {path}`")
 
 
 def ship(folder):

@@ -3,7 +3,10 @@
 script's quick run reading what ``table1 --quick`` wrote (``runs/<script>-quick``), so they chain.
 
 ``MODELS``: the Table 1 models' sizes; ``EVAL``: the evaluation's; ``OPTIONS``: each script's option
-defaults under ``--quick`` (an option given explicitly wins, ``experiments.lib.cli.parse``).
+defaults under ``--quick`` (an option given explicitly wins, ``experiments.lib.cli.parse``). The
+quick Table 1 takes the shipped regime MLPs (``experiments.lib.shipped``) for its saturated MLPs
+(``table1 --shipped``), so the chain sees the regime; their quick sizes below stay for the controls,
+the other seeds and ``--no-shipped``.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ MODELS = {
 EVAL = {"n_test": 1000}
 
 OPTIONS = {
-    "table1": {"sweep": "runs/sweep-quick"},
+    "table1": {"sweep": "runs/sweep-quick", "shipped": True},
     "rdm": {"per_class": 10},
     "kurtosis_linear": {"draws": 10},
     "fisher_path": {"points": 20},

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from experiments.lib.grids import sweep_run
 from experiments.lib.recipes import Recipe, SettingError, model_key
+from experiments.lib.shipped import check_shipped
 from nn.backend import to_device
 from nn.checkpoint import atomic_write, load_checkpoint
 from nn.numerics import upgrade_settings
@@ -78,6 +79,19 @@ def find_snapshot(root, recipe, seed):
     return None
 
 
+def find_shipped(folder, recipe, seed):
+    """The shipped model (``experiments.lib.shipped``: ``<folder>/<name>.npz``) that is the model
+    ``recipe`` and ``seed`` name (the same model key, at the recipe's epochs), its checksum
+    checked: -> path or None."""
+    path = Path(folder) / f"{recipe.name}.npz" if folder else None
+    if path is None or not path.exists():
+        return None
+    check_shipped(path)  # before its bytes are read as a model
+    _, meta = load_checkpoint(path)
+    same = stored_key(meta) == model_key(recipe, seed) and meta.get("epoch") == recipe.epochs
+    return path if same else None
+
+
 def progress_for(recipe, probe):
     """Per-epoch extras for the training log: lambda and each layer's saturated fraction on
     ``probe`` (device images) for a saturated recipe; nothing
@@ -93,14 +107,17 @@ def progress_for(recipe, probe):
     return progress
 
 
-def train_or_load(recipe, seed, path, data, xp, log, *, sweep=None, label=None, **train_kwargs):
+def train_or_load(recipe, seed, path, data, xp, log, *, sweep=None, shipped=None, label=None,
+                  **train_kwargs):
     """The model ``recipe`` and ``seed`` name, from checkpoint ``path`` or trained into it.
 
     data: ``nn.mnist.load_mnist``'s dict (host arrays); xp: numpy or cupy; log: one line -> None;
-    sweep: a sweep folder whose snapshots may stand in (``find_snapshot``); train_kwargs go to
+    sweep: a sweep folder whose snapshots may stand in (``find_snapshot``); shipped: a folder of
+    shipped models that may stand in (``find_shipped``); train_kwargs go to
     ``nn.train.train`` (checkpoint_every, after_epoch, ...). -> (model, meta): meta holds "recipe",
     "seed", "key", "history" (one record per epoch trained) and "from" (how it was obtained:
-    "checkpoint", "sweep snapshot <path>", "resumed", "continued" or "trained").
+    "checkpoint", "sweep snapshot <path>", "shipped <path>", "resumed", "continued" or
+    "trained").
     Raises CheckpointError for a corrupt file at ``path``.
     """
     path, key, cfg = Path(path), model_key(recipe, seed), recipe.config(seed)
@@ -117,6 +134,13 @@ def train_or_load(recipe, seed, path, data, xp, log, *, sweep=None, label=None, 
         model, meta = load_checkpoint(path, xp)
         log(f"{label}: taken from the sweep's {snap} (the same recipe)")
         return model, {**meta, **meta_out, "from": f"sweep snapshot {snap}"}
+    shipped = find_shipped(shipped, recipe, seed)
+    if shipped is not None:
+        if not path.exists() or path.read_bytes() != shipped.read_bytes():
+            atomic_write(path, lambda f: f.write(shipped.read_bytes()))
+        model, meta = load_checkpoint(path, xp)
+        log(f"{label}: the shipped {shipped} (the same recipe and seed)")
+        return model, {**meta, **meta_out, "from": f"shipped {shipped}"}
     resumed = resume_state(path, cfg, xp)
     if resumed and (stored_key(resumed[2]) != key or resumed[1].epoch > recipe.epochs):
         log(f"{label}: {path} holds another model or a longer run; retraining")

@@ -24,8 +24,8 @@ from nn.mnist import load_mnist
 
 
 def train_and_evaluate(task):
-    """task: {"recipe": Recipe.as_dict(), "seed", "folder", "sweep", "data_dir", "device",
-    "eval"} -> the evaluation (``experiments.lib.evaluation.evaluate``) with "train_seconds" and
+    """task: {"recipe": Recipe.as_dict(), "seed", "folder", "sweep", "shipped", "data_dir",
+    "device", "eval"} -> the evaluation (``experiments.lib.evaluation.evaluate``) with "train_seconds" and
     "eval_seconds" added, computed once per checkpoint and evaluation settings and read back from
     <checkpoint>.eval.json after."""
     recipe, seed, folder = Recipe.from_dict(task["recipe"]), task["seed"], Path(task["folder"])
@@ -33,7 +33,8 @@ def train_and_evaluate(task):
     path = folder / checkpoint_name(recipe.name, seed)
     saved = path.with_suffix(".eval.json")
     data = load_mnist(task["data_dir"])
-    model, meta = train_or_load(recipe, seed, path, data, xp, log, sweep=task["sweep"])
+    model, meta = train_or_load(recipe, seed, path, data, xp, log, sweep=task["sweep"],
+                                shipped=task.get("shipped"))
     stamp = [path.stat().st_size, path.stat().st_mtime_ns]
     try:
         old = json.loads(saved.read_text())
