@@ -98,3 +98,59 @@ def test_publish_refuses_a_folder_without_a_record_kind(tmp_path, capsys):
         from experiments.lib.cli import cli
         cli(publish.main, ["--record", "x", "--from", str(folder)])
     assert e.value.code == 2 and "publishes no record" in capsys.readouterr().err
+
+
+def _config(folder, script, command):
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({
+        "script": script, "command": command, "options": {"device": None, "seed": 0},
+        "commit": "0123456789abcdef", "date": "2026-12-07", "machine": "a CPU, 2 cores, x86_64",
+        "numpy": "2.4.6", "blas": "openblas"}))
+
+
+def test_the_seeds_record_renders_mean_std_and_each_seed(tmp_path, monkeypatch):
+    """Table 1 over seeds: each cell mean +- sample std, then each seed's FGSM (paper / stable)."""
+    run = tmp_path / "seeds"
+    _config(run, "experiments.table1", "python -m experiments.table1 --seeds 0 1 --out s")
+    per_seed = [{"clean_acc": c, "fgsm_paper": p, "fgsm_float32": p, "fgsm_stable": s}
+                for c, p, s in ((0.97, 0.90, 0.30), (0.96, 0.80, 0.20))]
+    row = {"model": "sigmoid_mlp-saturated", "clean_acc": 0.965, "clean_acc_std": 0.00707,
+           "fgsm_paper": 0.85, "fgsm_paper_std": 0.0707, "fgsm_float32": 0.85,
+           "fgsm_float32_std": 0.0707, "fgsm_stable": 0.25, "fgsm_stable_std": 0.0707,
+           "n_seeds": 2, "seeds": [0, 1], "per_seed": per_seed, "arch_kwargs": {"hidden": 200}}
+    (run / "table.json").write_text(json.dumps({"rows": [row], "seeds": [0, 1], "device": "cpu",
+                                                "wall_seconds": 10.0, "eval": {}}))
+    monkeypatch.setattr(records, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(rendering, "FILES", ())
+    publish.main(["--record", "seeds", "--from", str(run)])
+    table = published.seeds()
+    assert "96.50 +- 0.71 / 85.00 +- 7.07" in table
+    assert "| sigmoid MLP saturated | 90.00 / 30.00 | 80.00 / 20.00 |" in table
+    assert "`python -m experiments.table1 --seeds 0 1 --out s` at 0123456789ab" in table
+
+
+def test_the_proofs_record_renders_each_method_and_its_time(tmp_path, monkeypatch):
+    """verify.json -> the record: per model and eps IBP / CROWN / alpha-CROWN / MILP and the
+    attacked share, then each method's seconds and the contradictions; survivors stay behind."""
+    run = tmp_path / "verify"
+    _config(run, "experiments.beyond.verify", "python -m experiments.beyond.verify")
+    row = {"model": "relu_mlp-saturated", "n": 500, "eps": [0.01, 0.03],
+           "methods": ["ibp", "crown", "alpha_crown", "milp"],
+           "verified_by": {"ibp": [1.0, 0.0], "crown": [50.0, 1.0], "alpha_crown": [66.2, 1.4],
+                           "milp": [66.4, 1.4]},
+           "verified": [66.4, 1.4], "attacked": [90.0, 40.0], "undecided": [23.6, 38.6],
+           "milp": [], "contradictions": [0, 0], "total_seconds": 100.0, "survivors": [1],
+           "seconds": {"ibp": 1.0, "crown": 20.0, "alpha_crown": 50.0, "milp": 9.0,
+                       "attack": 20.0}}
+    (run / "verify.json").write_text(json.dumps({"rows": [row], "options": {"seed": 0,
+                                                                            "out": "x"}}))
+    monkeypatch.setattr(records, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(rendering, "FILES", ())
+    publish.main(["--record", "verify", "--from", str(run)])
+    r = records.read_record("verify")
+    assert "survivors" not in r["numbers"]["rows"][0] and r["wall_seconds"] == 100.0
+    assert "out" not in r["numbers"]["options"]
+    table = published_beyond.verify()
+    assert ("| ReLU MLP saturated | 500 | 1.0/50.0/66.2/66.4 (90.0) | 0.0/1.0/1.4/1.4 (40.0) |"
+            in table)
+    assert "| ReLU MLP saturated | 1 | 20 | 50 | 9 | 20 | 0 |" in table
