@@ -1,6 +1,6 @@
-"""The published tables beyond the paper (the audit, the logit-scale probe, the proofs, performance),
-one function per table, each rendered from its records alone, as ``experiments.lib.published``
-renders the paper's."""
+"""The published tables beyond the paper (the audit, the logit-scale probe, the proofs,
+performance), one function per table, each rendered from its records alone, as
+``experiments.lib.published`` renders the paper's."""
 from __future__ import annotations
 
 from experiments.lib.published import _label, _markdown, _numbers, _rows, sources

@@ -51,7 +51,7 @@ SCRIPTS = {s.module.rsplit(".", 1)[1]: s for s in (
            "every table of README.md and RESULTS.md, rendered from results/",
            "the tables between the markers; --check fails where one differs"),
     Script("experiments.beyond.evaluate", "beyond",
-           "the shipped regime MLPs: the masking seen in a minute, without training",
+           "the shipped regime MLPs: the masking seen in minutes, without training",
            "evaluation.json"),
     Script("experiments.beyond.audit", "beyond",
            "is the robustness real? PGD, APGD, Square, transfer, noise: the worst case per image",
