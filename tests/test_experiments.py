@@ -346,7 +346,8 @@ def test_benchmark_divides_by_the_count_a_workload_ran(monkeypatch):
     project, no public report.)"""
     clock = [0.0]
     from experiments.lib import benchmarks
-    monkeypatch.setattr(benchmarks, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    monkeypatch.setattr(benchmarks, "time", types.SimpleNamespace(perf_counter=lambda: clock[0],
+                                                                  sleep=lambda s: None))
     ran = []
 
     def workload(reps):
@@ -359,3 +360,27 @@ def test_benchmark_divides_by_the_count_a_workload_ran(monkeypatch):
                                          warmup=1) == {"ours": 0.25, "torch": 0.25}
         # (1 warm-up + 3 timed rounds) x 2 workloads, each of reps repetitions
         assert ran == [reps] * 8
+
+
+def test_benchmark_lets_the_other_sides_threads_settle(monkeypatch):
+    """Each timed call of the comparison starts after a pause (``benchmarks.SETTLE``) that the
+    timing does not include: the other library's spinning worker threads must not share the
+    cores with it, nor the pause count as its time."""
+    from experiments.lib import benchmarks
+    clock, events = [0.0], []
+    monkeypatch.setattr(benchmarks, "time", types.SimpleNamespace(
+        perf_counter=lambda: clock[0],
+        sleep=lambda s: (events.append(("sleep", s)), clock.__setitem__(0, clock[0] + s))))
+
+    def workload(name):
+        def run(reps):
+            events.append(("run", name))
+            clock[0] += 0.1 * reps
+        return run
+
+    t = benchmarks.per_call_times({"ours": workload("ours"), "torch": workload("torch")}, 2,
+                                  repeats=2, warmup=0)
+    assert t == pytest.approx({"ours": 0.1, "torch": 0.1}, abs=1e-12)  # pauses are not timed
+    assert events == [("sleep", benchmarks.SETTLE), ("run", "ours"),
+                      ("sleep", benchmarks.SETTLE), ("run", "torch")] * 2
+    assert benchmarks.SETTLE >= 0.2

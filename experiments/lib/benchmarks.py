@@ -62,13 +62,23 @@ def epoch_gflops(spec, xp, steps, batch=128):
     return train_step_flops(spec, batch) * steps / dt / 1e9, dt
 
 
-def median_times(fns, repeats=5, warmup=1):
+SETTLE = 0.5  # seconds before each timed call (median_times)
+
+
+def median_times(fns, repeats=5, warmup=1, settle=SETTLE):
     """Median wall seconds of each zero-argument function in ``fns`` ({name: fn}), run alternately
     (a, b, a, b, ...) ``repeats`` times after ``warmup`` untimed rounds, so that both sides see the
-    same machine state (clock boost, other load) -> {name: seconds}."""
+    same machine state (clock boost, other load) -> {name: seconds}.
+
+    Each timed call starts ``settle`` seconds after the previous one ended: a library's worker
+    threads spin-wait for a while after its last call (OpenBLAS's, PyTorch's OpenMP pool) and, on
+    two cores, take the cores from the other library's threads. Timed back to back, the sigmoid
+    MLP's training step of PyTorch ran 18.6-19.0 ms against 11.4-11.6 ms after a 0.5 s pause
+    (numpy's 11.5-15.2 against 12.8; docs/performance.md, a plain loop beside the benchmark)."""
     times = {k: [] for k in fns}
     for r in range(warmup + repeats):
         for k, fn in fns.items():
+            time.sleep(settle)
             t = time.perf_counter()
             fn()
             if r >= warmup:
@@ -76,10 +86,11 @@ def median_times(fns, repeats=5, warmup=1):
     return {k: float(np.median(v)) for k, v in times.items()}
 
 
-def per_call_times(fns, reps, repeats=5, warmup=1):
+def per_call_times(fns, reps, repeats=5, warmup=1, settle=SETTLE):
     """{name: median seconds per repetition} of each ``fn(reps)`` of ``fns``: median_times of
     fn(reps) / that reps."""
-    times = median_times({k: lambda f=f: f(reps) for k, f in fns.items()}, repeats, warmup)
+    times = median_times({k: lambda f=f: f(reps) for k, f in fns.items()}, repeats, warmup,
+                         settle)
     return {k: t / reps for k, t in times.items()}
 
 
