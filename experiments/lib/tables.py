@@ -26,8 +26,8 @@ from nn.mnist import load_mnist
 def train_and_evaluate(task):
     """task: {"recipe": Recipe.as_dict(), "seed", "folder", "sweep", "shipped", "data_dir",
     "device", "eval"} -> the evaluation (``experiments.lib.evaluation.evaluate``) with
-    "train_seconds" and "eval_seconds" added, computed once per checkpoint and evaluation settings and read back from
-    <checkpoint>.eval.json after."""
+    "train_seconds" and "eval_seconds" added, computed once per checkpoint and evaluation settings
+    and read back from <checkpoint>.eval.json after."""
     recipe, seed, folder = Recipe.from_dict(task["recipe"]), task["seed"], Path(task["folder"])
     log, xp, ev = FileLog(folder / "log.txt"), get_xp(task["device"]), task["eval"]
     path = folder / checkpoint_name(recipe.name, seed)
