@@ -225,6 +225,35 @@ def test_the_brackets_upper_bound_is_apgd_and_no_weaker_than_pgd(mnist_test, sma
             and row["contradictions"] == [0, 0])
 
 
+def test_an_unsound_proof_is_caught_by_the_sampled_attacks(monkeypatch, mnist_test,
+                                                          small_mnist_models):
+    """A prover that "verifies" every example, with the bracket's APGD pair made blind (it fools
+    nothing): Square and the random points of the ball (``verification.sampled_attacks``), run on
+    the examples proven robust, find the false proofs and count them as contradictions; without
+    them (0 queries, 0 points) nothing would."""
+    from types import SimpleNamespace
+
+    from attacks.result import AttackResult
+    from experiments.lib import verification
+    model = small_mnist_models[1]["sigmoid_mlp-vanilla"]
+    x, y = mnist_test[0][:60], mnist_test[1][:60]
+    right = model.predict(x) == y  # no clean error: only an attack can fool these
+    x, y = x[right][:40], y[right][:40]
+    everything = lambda m, xb, yb, e: SimpleNamespace(  # noqa: E731
+        verified=m.xp.ones(len(xb), dtype=bool))
+    monkeypatch.setattr(verification.ibp, "interval_bounds", everything)
+    monkeypatch.setattr(verification.crown, "linear_bounds", everything)
+    blind = lambda m, xb, yb: AttackResult.of_search(m, xb, xb.copy(), yb)  # noqa: E731
+    monkeypatch.setattr(verification, "eps_sweep_attack", lambda *a: lambda e: blind)
+    args = SimpleNamespace(sweep_steps=5, seed=0, batch=40, crown_batch=40, alpha_steps=0,
+                           square_queries=50, ball_points=50)
+    row, _ = verification.bracket(model, x, y, [0.2], args, log=lambda line: None)
+    assert row["verified"] == [100.0] and row["contradictions"][0] > 0
+    args.square_queries = args.ball_points = 0
+    row, _ = verification.bracket(model, x, y, [0.2], args, log=lambda line: None)
+    assert row["contradictions"] == [0]
+
+
 def test_logit_scale_quick_end_to_end(tmp_path, mnist_dir, small_mnist_models):
     from experiments.beyond import logit_scale
     folder, _ = small_mnist_models

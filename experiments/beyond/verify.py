@@ -9,7 +9,9 @@ attack (the audit's eps-sweep attack, ``analysis.masking.suite.eps_sweep_attack`
 worst of APGD with the cross-entropy in the paper's numerics and APGD with the DLR loss and stable
 derivatives, Croce & Hein 2020; MILP counterexamples count as fooled too), an upper bound; and
 the undecided share between them. A verified example that an attack fooled would be a bug: their
-number is reported (``contradictions``) and must be 0.
+number is reported (``contradictions``) and must be 0; to look for one, the examples proven robust
+are attacked again by attacks the proofs never saw, Square and random points of the ball
+(--square-queries, --ball-points).
 
     python -m experiments.beyond.verify          # the Table 1 models in runs/table1
     python -m experiments.beyond.verify --models relu_mlp-saturated --survivors 20 --milp-time 120
@@ -30,7 +32,8 @@ import time
 from analysis.masking.suite import apgd_attacks
 from experiments.lib import presets
 from experiments.lib.cli import (add_checkpoint_args, add_common_args, amount, checkpoint_stamp,
-                                 cli, summary, parse, count, load_models, positive, resumable_rows)
+                                 cli, summary, parse, count, load_models, positive, resumable_rows,
+                                 whole)
 from experiments.lib.drawing_beyond import figure_verify
 from experiments.lib.runs import Run, write_json
 from experiments.lib.paper import MODELS
@@ -87,6 +90,12 @@ def main(argv=None):
     parser.add_argument("--milp-max-binaries", type=count, default=300,
                         help="skip the MILP for an example with more unstable units than this "
                              "(default 300)")
+    parser.add_argument("--square-queries", type=whole, default=1000,
+                        help="Square's queries on every example proven robust, a check of the "
+                             "proofs (default 1000; 0: none)")
+    parser.add_argument("--ball-points", type=whole, default=1000,
+                        help="uniform random points of the ball tried on every example proven "
+                             "robust, a check of the proofs (default 1000; 0: none)")
     parser.add_argument("--survivors", type=count, default=None,
                         help="survivors at the largest eps to examine (the MILP then has no "
                              "--milp-max-binaries)")

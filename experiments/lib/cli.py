@@ -86,6 +86,17 @@ def count(text):
     return value
 
 
+def whole(text):
+    """argparse type: a whole number >= 0 (0: none)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected at least 0, got {value}")
+    return value
+
+
 def amount(text, positive=False):
     """argparse type: a finite number >= 0 (> 0 with ``positive``): eps, learning rates, scales."""
     try:

@@ -12,7 +12,9 @@ import time
 import numpy as np
 
 from analysis.proofs import alpha_crown, crown, ibp, milp
-from analysis.masking.suite import eps_sweep_attack
+from analysis.masking.suite import eps_sweep_attack, fooled_by
+from attacks.noise import UniformNoise
+from attacks.square import Square
 from nn.backend import to_device, to_host
 
 
@@ -39,8 +41,11 @@ def bracket(model, x, y, eps_values, args, log=print):
     each eps of ``eps_values`` (increasing): IBP on every model, CROWN on MLPs, alpha-CROWN
     (args.alpha_steps steps) on the ReLU MLPs' examples CROWN leaves open and the attack does not
     fool, then the MILP on those alpha-CROWN leaves open (at most args.milp_max per eps), the
-    eps-sweep attack as the upper bound (``args``: sweep_steps, seed, batch, crown_batch,
-    alpha_steps, milp_max, milp_time, milp_max_binaries).
+    eps-sweep attack as the upper bound; then the examples proven robust are attacked again by
+    attacks the proofs never saw (``sampled_attacks``: Square and random points of the ball), and
+    any they fool counts as fooled and as a contradiction (``args``: sweep_steps, seed, batch,
+    crown_batch, alpha_steps, milp_max, milp_time, milp_max_binaries, square_queries,
+    ball_points).
     -> (one row: per eps the % verified by each method and by the best of them, the % surviving
     the attack, the undecided %, the MILP's tally, contradictions and seconds per method;
     (N,) host bool, the examples fooled at the largest eps)."""
@@ -92,6 +97,12 @@ def bracket(model, x, y, eps_values, args, log=print):
                 fooled[i] |= v.status == "falsified"
             row["seconds"]["milp"] += time.perf_counter() - t
         best = np.any(list(proven.values()), axis=0)
+        t = time.perf_counter()
+        proved = np.where(best)[0]
+        for attack in sampled_attacks(float(e), args) if len(proved) else ():
+            fooled[proved] |= to_host(fooled_by(attack, model, xd[proved], yd[proved],
+                                                args.batch)).astype(bool)
+        row["seconds"]["attack"] += time.perf_counter() - t
         for k, v in proven.items():
             row["verified_by"].setdefault(k, []).append(_pct(v))
         row["verified"].append(_pct(best))
@@ -103,6 +114,19 @@ def bracket(model, x, y, eps_values, args, log=print):
             + f" %; attacked {_pct(~fooled):.1f} %" + (f"; MILP {tally}" if tally else "")
             + f"; contradictions {row['contradictions'][-1]}")
     return row, fooled
+
+
+def sampled_attacks(eps, args):
+    """The attacks that check the proofs (a proof holds for every point of the ball, so none may
+    fool an example it verifies): Square (Andriushchenko et al. 2020, args.square_queries queries;
+    score-based, blind to gradients) and args.ball_points uniform random points of the ball
+    (``attacks.noise.UniformNoise``), each left out at 0. -> list of attacks."""
+    out = []
+    if getattr(args, "square_queries", 0):
+        out.append(Square(eps=eps, n_queries=args.square_queries, seed=args.seed))
+    if getattr(args, "ball_points", 0):
+        out.append(UniformNoise(eps=eps, draws=args.ball_points, seed=args.seed))
+    return out
 
 
 def survivors(model, x, y, eps, fooled, args, log=print):
