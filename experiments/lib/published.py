@@ -31,7 +31,11 @@ MAKES = {"table1": "python -m experiments.table1 --jobs 2",
          "sweep": "python -m experiments.beyond.sweep --grid all --jobs 2",
          "logit_scale": "python -m experiments.beyond.logit_scale",
          "audit": "python -m experiments.beyond.audit",
-         "verify": "python -m experiments.beyond.verify",
+         "verify": "python -m experiments.beyond.verify --models sigmoid_mlp-vanilla "
+                   "sigmoid_mlp-adversarial sigmoid_mlp-saturated relu_mlp-vanilla "
+                   "relu_mlp-adversarial relu_mlp-saturated",
+         "verify_cnn": "python -m experiments.beyond.verify --models cnn-vanilla cnn-adversarial "
+                       "cnn-saturated --out runs/verify-cnn",
          "bench": "python -m experiments.tools.bench --out runs/bench",
          "bench_native": "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m "
                          "experiments.tools.bench --only-torch --out runs/bench-native"}

@@ -71,18 +71,20 @@ def bench(name="bench"):
 
 
 def verify():
-    """The proofs: per model, for each eps the share (%) proven robust by IBP / CROWN / alpha-CROWN
+    """The proofs (the records of the MLPs, ``verify``, and of the CNNs, ``verify_cnn``): per model,
+    for each eps the share (%) proven robust by IBP / CROWN / alpha-CROWN
     / the MILP ('-' where a method does not apply) and the share the attack leaves (an upper
     bound); then each method's seconds over every eps and the contradictions (verified yet fooled,
     which must be 0)."""
-    r = _numbers("verify")
-    if r is None:
-        return sources("verify") + "\n"
+    records = [_numbers(name) for name in ("verify", "verify_cnn")]
+    found = [row for r in records if r is not None for row in r["rows"]]
+    if not found:
+        return sources("verify", "verify_cnn") + "\n"
     methods = list(METHOD_NAMES)
-    eps = r["rows"][0]["eps"]
+    eps = found[0]["eps"]
     header = ["model", "n", *(f"eps {e:g}" for e in eps)]
     rows, times = [], []
-    for row in r["rows"]:
+    for row in found:
         by = row["verified_by"]
         rows.append([_label(row["model"]), str(row["n"]), *(
             "/".join("-" if m not in by else f"{by[m][k]:.1f}" for m in methods)
@@ -94,7 +96,8 @@ def verify():
     return (_markdown(header, rows) + "\n\n(% verified by " + " / ".join(names)
             + " (attacked: the share surviving the attack))\n\n"
             + _markdown(["model", *(f"{n} (s)" for n in names), "attack (s)",
-                         "contradictions"], times) + "\n\n" + sources("verify") + "\n")
+                         "contradictions"], times) + "\n\n" + sources("verify", "verify_cnn")
+            + "\n")
 
 
 BEYOND = {"audit": audit, "logit_scale": logit_scale, "verify": verify, "bench": bench,
