@@ -40,12 +40,12 @@ def bracket(model, x, y, eps_values, args, log=print):
     """Bracket ``model``'s robust accuracy on host images x (N, 1, 28, 28) with labels y (N,) at
     each eps of ``eps_values`` (increasing): IBP on every model, CROWN on MLPs, alpha-CROWN
     (args.alpha_steps steps) on the ReLU MLPs' examples CROWN leaves open and the attack does not
-    fool, then the MILP on those alpha-CROWN leaves open (at most args.milp_max per eps), the
-    eps-sweep attack as the upper bound; then the examples proven robust are attacked again by
-    attacks the proofs never saw (``sampled_attacks``: Square and random points of the ball), and
-    any they fool counts as fooled and as a contradiction (``args``: sweep_steps, seed, batch,
-    crown_batch, alpha_steps, milp_max, milp_time, milp_max_binaries, square_queries,
-    ball_points).
+    fool, then the MILP, from alpha-CROWN's boxes, on those alpha-CROWN leaves open (at most
+    args.milp_max per eps), the eps-sweep attack as the upper bound; then the examples proven
+    robust are attacked again by attacks the proofs never saw (``sampled_attacks``: Square and
+    random points of the ball), and any they fool counts as fooled and as a contradiction
+    (``args``: sweep_steps, seed, batch, crown_batch, alpha_steps, milp_max, milp_time,
+    milp_max_binaries, square_queries, ball_points).
     -> (one row: per eps the % verified by each method and by the best of them, the % surviving
     the attack, the undecided %, the MILP's tally, contradictions and seconds per method;
     (N,) host bool, the examples fooled at the largest eps)."""
@@ -88,10 +88,11 @@ def bracket(model, x, y, eps_values, args, log=print):
             proven["milp"] = proven["alpha_crown"].copy()
             open_ = np.where(~proven["alpha_crown"] & ~fooled)[0][:args.milp_max]
             tally = {"tried": int(len(open_)), "verified": 0, "falsified": 0, "unknown": 0}
-            for i in open_:
-                v = milp.verify_example(model, xd[i:i + 1], yd[i:i + 1], float(e),
-                                        time_limit=args.milp_time,
-                                        max_binaries=args.milp_max_binaries)
+            for i in open_:  # from alpha-CROWN's boxes: fewer unstable units, tighter big-M
+                xb, yb = xd[i:i + 1], yd[i:i + 1]
+                v = milp.verify_example(model, xb, yb, float(e), time_limit=args.milp_time,
+                                        max_binaries=args.milp_max_binaries,
+                                        bounds=optimised(model, xb, yb, float(e)))
                 tally[v.status] += 1
                 proven["milp"][i] = v.status == "verified"
                 fooled[i] |= v.status == "falsified"
