@@ -33,7 +33,7 @@ MAKES = {"table1": "python -m experiments.table1 --jobs 2",
          "audit": "python -m experiments.beyond.audit",
          "verify": "python -m experiments.beyond.verify --models sigmoid_mlp-vanilla "
                    "sigmoid_mlp-adversarial sigmoid_mlp-saturated relu_mlp-vanilla "
-                   "relu_mlp-adversarial relu_mlp-saturated",
+                   "relu_mlp-saturated relu_mlp-adversarial",
          "verify_cnn": "python -m experiments.beyond.verify --models cnn-vanilla cnn-adversarial "
                        "cnn-saturated --out runs/verify-cnn",
          "bench": "python -m experiments.tools.bench --out runs/bench",

@@ -90,6 +90,7 @@ def verify():
             "/".join("-" if m not in by else f"{by[m][k]:.1f}" for m in methods)
             + f" ({row['attacked'][k]:.1f})" for k in range(len(eps)))])
         times.append([_label(row["model"]), *(f"{row['seconds'][m]:,.0f}"
+                                              if m in row["methods"] or m == "attack" else "-"
                                               for m in (*methods, "attack")),
                       str(sum(row["contradictions"]))])
     names = [METHOD_NAMES[m] for m in methods]
