@@ -117,7 +117,7 @@ def test_analysis_scripts_quick_end_to_end(tmp_path, mnist_dir, small_mnist_mode
     written = figures.main(["--weights", str(tmp_path / "w"), "--rdm", str(tmp_path / "r"),
                             "--fisher", str(tmp_path / "f"), "--kurtosis", str(tmp_path / "k"),
                             "--audit", str(tmp_path / "a"), "--logit-scale", str(tmp_path / "ls"),
-                            "--out", str(tmp_path / "figs")])
+                            "--verify", str(tmp_path / "none"), "--out", str(tmp_path / "figs")])
     expected = ({f"fig{n}-{what}-{arch}.png"
                  for n, what in ((1, "weights"), (3, "rdm"), (4, "fisher"))
                  for arch in ("sigmoid_mlp", "relu_mlp")}
@@ -130,7 +130,7 @@ def test_analysis_scripts_quick_end_to_end(tmp_path, mnist_dir, small_mnist_mode
     nowhere = str(tmp_path / "none")
     assert figures.main(["--weights", nowhere, "--rdm", nowhere, "--fisher", nowhere,
                          "--kurtosis", nowhere, "--audit", nowhere, "--logit-scale", nowhere,
-                         "--out", str(tmp_path / "figs2")]) == []
+                         "--verify", nowhere, "--out", str(tmp_path / "figs2")]) == []
 
 
 @pytest.mark.slow
