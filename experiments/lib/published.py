@@ -19,8 +19,8 @@ from experiments.lib.tables import format_table
 # --from <that folder>`` then publishes it)
 MAKES = {"table1": "python -m experiments.table1 --jobs 2",
          "controls": "python -m experiments.table1 --only control --jobs 2 --out runs/controls",
-         "seeds": "python -m experiments.table1 --seeds 0 1 2 --controls --only sigmoid_mlp "
-                  "relu_mlp --jobs 2 --out runs/seeds",
+         "seeds": "python -m experiments.table1 --seeds 0 1 2 --only sigmoid_mlp-saturated "
+                  "relu_mlp-saturated --jobs 2 --out runs/seeds",
          "regime": "python -m experiments.beyond.evaluate",
          "weights": "python -m experiments.weights",
          "rdm": "python -m experiments.rdm",
