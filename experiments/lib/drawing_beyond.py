@@ -87,7 +87,7 @@ def draw_verify(axes, rows):
     eps (log scale); panels beyond len(rows) hidden."""
     for ax, r in zip(axes.ravel(), rows):
         ax.fill_between(r["eps"], r["verified"], r["attacked"], color="0.85", label="undecided")
-        ax.plot(r["eps"], r["attacked"], marker="o", color="C3", label="attacked (upper bound)")
+        ax.plot(r["eps"], r["attacked"], marker="o", color="black", label="attacked (upper bound)")
         for m, mark in zip(r["methods"], "s^vD"):
             ax.plot(r["eps"], r["verified_by"][m], marker=mark,
                     label=f"verified by {METHOD_NAMES[m]} (lower bound)")
