@@ -43,10 +43,10 @@ def test_sweep_quick_end_to_end_and_continues(tmp_path, mnist_dir, capsys):
     assert find_snapshot(out, first.recipe, first.seed + 1) is None
     assert find_snapshot(out, first.recipe.replace("train", lr=0.5), first.seed) is None
     # Table 1 takes the snapshot of its quick sigmoid MLP (the same recipe) once, then loads its
-    # copy
+    # copy (--no-shipped: the quick recipe, not the shipped regime model)
     from experiments import table1
-    t1 = ["--quick", "--only", "sigmoid_mlp-saturated", "--sweep", str(out), "--out",
-          str(tmp_path / "t1"), "--data-dir", str(mnist_dir)]
+    t1 = ["--quick", "--no-shipped", "--only", "sigmoid_mlp-saturated", "--sweep", str(out),
+          "--out", str(tmp_path / "t1"), "--data-dir", str(mnist_dir)]
     capsys.readouterr()
     table1.main(t1)
     assert "taken from the sweep's" in capsys.readouterr().out
