@@ -60,3 +60,14 @@ def test_errors_inside_a_model_loop_name_the_model():
     with pytest.raises(common.UsageError, match="^relu_mlp-saturated: no example of class 0"):
         with common.about("relu_mlp-saturated"):
             raise common.UsageError("no example of class 0")
+
+
+def test_whole_numbers_take_zero_and_counts_do_not():
+    """``whole`` (0: none, as --ball-points 0) and ``count`` (at least 1) refuse what lies outside,
+    naming the bound."""
+    import argparse
+    assert common.whole("0") == 0 and common.count("3") == 3
+    for fn, bad, said in ((common.whole, "-1", "at least 0"), (common.count, "0", "at least 1"),
+                          (common.whole, "1.5", "whole number")):
+        with pytest.raises(argparse.ArgumentTypeError, match=said):
+            fn(bad)

@@ -64,6 +64,14 @@ def test_a_record_is_the_run_folders_numbers_and_provenance(tmp_path, monkeypatc
     assert "`results/audit.json`: not published yet" in table
 
 
+def _publish(monkeypatch, tmp_path, name, run):
+    """``python -m experiments.publish --record name --from run`` into tmp_path/results, rendering
+    none of the repository's files."""
+    monkeypatch.setattr(records, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(rendering, "FILES", ())
+    publish.main(["--record", name, "--from", str(run)])
+
+
 def test_the_benchmark_publishes_its_timings(tmp_path, monkeypatch):
     """A bench run folder's bench.json becomes the record the Performance table is rendered from:
     each workload's milliseconds per call beside PyTorch's and their ratio, each epoch's share of
@@ -81,9 +89,7 @@ def test_the_benchmark_publishes_its_timings(tmp_path, monkeypatch):
              "torch_seconds": 0.0125}]},
         "peak_gflops": 100.0,
         "epochs": [{"model": "cnn (Table 2)", "steps": 430, "seconds": 40.0, "gflops": 50.0}]}))
-    monkeypatch.setattr(records, "RESULTS", tmp_path / "results")
-    monkeypatch.setattr(rendering, "FILES", ())
-    publish.main(["--record", "bench", "--from", str(run)])
+    _publish(monkeypatch, tmp_path, "bench", run)
     table = published_beyond.bench()
     assert "| relu mlp: training step | 10.00 | 12.50 | 0.80 |" in table
     assert "| cnn (Table 2) | 430 | 40.00 | 50.0 | 0.50 |" in table
@@ -120,9 +126,7 @@ def test_the_seeds_record_renders_mean_std_and_each_seed(tmp_path, monkeypatch):
            "n_seeds": 2, "seeds": [0, 1], "per_seed": per_seed, "arch_kwargs": {"hidden": 200}}
     (run / "table.json").write_text(json.dumps({"rows": [row], "seeds": [0, 1], "device": "cpu",
                                                 "wall_seconds": 10.0, "eval": {}}))
-    monkeypatch.setattr(records, "RESULTS", tmp_path / "results")
-    monkeypatch.setattr(rendering, "FILES", ())
-    publish.main(["--record", "seeds", "--from", str(run)])
+    _publish(monkeypatch, tmp_path, "seeds", run)
     table = published.seeds()
     assert "96.50 +- 0.71 / 85.00 +- 7.07" in table
     assert "| sigmoid MLP saturated | 90.00 / 30.00 | 80.00 / 20.00 |" in table
@@ -144,9 +148,7 @@ def test_the_proofs_record_renders_each_method_and_its_time(tmp_path, monkeypatc
                        "attack": 20.0}}
     (run / "verify.json").write_text(json.dumps({"rows": [row], "options": {"seed": 0,
                                                                             "out": "x"}}))
-    monkeypatch.setattr(records, "RESULTS", tmp_path / "results")
-    monkeypatch.setattr(rendering, "FILES", ())
-    publish.main(["--record", "verify", "--from", str(run)])
+    _publish(monkeypatch, tmp_path, "verify", run)
     r = records.read_record("verify")
     assert "survivors" not in r["numbers"]["rows"][0] and r["wall_seconds"] == 100.0
     assert "out" not in r["numbers"]["options"]

@@ -75,26 +75,25 @@ def parse(parser, argv=None, quick=None):
     return args
 
 
-def count(text):
-    """argparse type: a whole number >= 1 (images, steps, restarts, queries, iterations, widths)."""
+def _whole_number(text, minimum):
+    """``text`` as a whole number >= ``minimum``, else argparse's error naming what was wrong."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected at least {minimum}, got {value}")
     return value
+
+
+def count(text):
+    """argparse type: a whole number >= 1 (images, steps, restarts, queries, iterations, widths)."""
+    return _whole_number(text, 1)
 
 
 def whole(text):
     """argparse type: a whole number >= 0 (0: none)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected at least 0, got {value}")
-    return value
+    return _whole_number(text, 0)
 
 
 def amount(text, positive=False):
