@@ -1,8 +1,9 @@
 """Beyond the paper: bracket each Table 1 model's robust accuracy between a proof and an attack.
 For every model and eps, the share of test images proven robust by each verifier (lower
 bounds): interval bound propagation (``analysis.proofs.ibp``, every model), linear relaxation
-(CROWN, ``analysis.proofs.crown``, the MLPs) and, for ReLU MLPs, CROWN with its slopes optimised
-(alpha-CROWN, ``analysis.proofs.alpha_crown``, --alpha-steps) on the examples CROWN leaves open and
+(CROWN: ``analysis.proofs.crown`` on the MLPs, ``analysis.proofs.crown_cnn`` through the CNNs,
+on the examples IBP leaves open and the attack does not fool) and, for ReLU MLPs, CROWN with its
+slopes optimised (alpha-CROWN, ``analysis.proofs.alpha_crown``, --alpha-steps) on the examples CROWN leaves open and
 the attack does not fool, then the exact MILP (``analysis.proofs.milp``) on those alpha-CROWN
 leaves open (at most --milp-max of them, --milp-time seconds each); the share that survives the
 attack (the audit's eps-sweep attack, ``analysis.masking.suite.eps_sweep_attack``: per-example
@@ -60,7 +61,7 @@ def format_table(rows):
         lines.append(f"| {r['model']} | {r['n']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + (
         "\n\n(% of the test images proven robust by interval bound propagation / by linear "
-        "relaxation (CROWN, MLPs) / with its slopes optimised (alpha-CROWN, ReLU MLPs) / with "
+        "relaxation (CROWN) / with its slopes optimised (alpha-CROWN, ReLU MLPs) / with "
         "the exact MILP on alpha-CROWN's open examples "
         "(ReLU MLPs, capped by --milp-max) / surviving the per-example worst of APGD-CE and "
         "APGD-DLR and the MILP's counterexamples; the true robust accuracy lies between the "
