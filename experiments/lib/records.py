@@ -118,7 +118,8 @@ KINDS = {"experiments.table1": _table1, "experiments.beyond.audit": _audit,
          "experiments.rdm": _analysis("ratios.json"),
          "experiments.fisher_path": _analysis("paths.json"),
          "experiments.kurtosis_linear": _analysis("ratios.json"),
-         "experiments.beyond.logit_scale": _analysis("logit_scale.json")}
+         "experiments.beyond.logit_scale": _analysis("logit_scale.json"),
+         "experiments.tools.auto_lirpa": _analysis("auto_lirpa.json")}
 
 
 def _read(path):

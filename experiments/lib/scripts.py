@@ -57,7 +57,7 @@ SCRIPTS = {s.module.rsplit(".", 1)[1]: s for s in (
            "is the robustness real? PGD, APGD, Square, transfer, noise: the worst case per image",
            "audit.json, audit.md"),
     Script("experiments.beyond.verify", "beyond",
-           "robust accuracy between a proof (IBP, CROWN, MILP) and an attack",
+           "robust accuracy between a proof (IBP, CROWN, alpha-CROWN, MILP) and an attack",
            "verify.json, verify.md"),
     Script("experiments.beyond.logit_scale", "beyond",
            "FGSM against a prediction-preserving logit scale", "logit_scale.json, logit_scale.md"),
@@ -77,6 +77,9 @@ SCRIPTS = {s.module.rsplit(".", 1)[1]: s for s in (
     Script("experiments.tools.apgd_torchattacks", "tool",
            "our APGD beside torchattacks' on the same weights",
            "apgd_torchattacks.json, apgd_torchattacks.md"),
+    Script("experiments.tools.auto_lirpa", "tool",
+           "our proofs (IBP, CROWN, alpha-CROWN) beside auto_LiRPA's on the same weights",
+           "auto_lirpa.json, auto_lirpa.md"),
 )}
 
 
