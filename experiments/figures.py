@@ -28,8 +28,8 @@ Reads only the run folders (no model is loaded, nothing is recomputed) and write
   the paper's float32 numerics beside the scale-free margin loss, and the share of exactly-zero
   input gradients (``experiments.beyond.logit_scale``);
 * fig-verify.png (beyond the paper): per model, the share proven robust by each verifier and the
-  share the attack leaves, against eps (``experiments.beyond.verify``; the MLPs' run folder, then
-  the CNNs', --verify-cnn).
+  share the attack leaves, against eps (``experiments.beyond.verify``; the run folder --verify,
+  then those of --verify-also).
 
 A figure whose data are missing is skipped with a line saying which command makes them. Needs the
 ``plots`` extra; without matplotlib nothing is drawn and the command says so.
@@ -75,9 +75,12 @@ def main(argv=None):
                             help=(f"its run folder (default runs/{script}[-quick])"
                                   if dest != "out"
                                   else "where the PNGs go (default runs/figures[-quick])"))
-    parser.add_argument("--verify-cnn", default="runs/verify-cnn",
-                        help="the CNNs' run folder of experiments.beyond.verify, drawn beside "
-                             "--verify's (default runs/verify-cnn; 'none' for none)")
+    parser.add_argument("--verify-also", nargs="*", default=["runs/verify-relu",
+                                                             "runs/verify-cnn-crown"],
+                        metavar="FOLDER",
+                        help="more run folders of experiments.beyond.verify, their models drawn "
+                             "after --verify's (default runs/verify-relu runs/verify-cnn-crown, "
+                             "the records' other two runs; none: the option alone)")
     parser.add_argument("--grids", nargs="*", default=[], metavar="FOLDER",
                         help="also redraw section 7's grids (Figures 5 and 8) into these folders "
                              "of python -m experiments.lbfgs_grid / experiments.adam_attack")
@@ -86,7 +89,7 @@ def main(argv=None):
     add_debug_arg(parser)
     args = parse(parser, argv,
                  quick={**{dest: f"runs/{script}-quick" for dest, script in folders.items()},
-                        "verify_cnn": "none"})  # the quick verify run holds every model
+                        "verify_also": []})  # the quick verify run holds every model
     for folder in args.grids:
         check_run_folder(folder, "--grids", "python -m experiments.lbfgs_grid")
     out = Path(args.out)
@@ -139,8 +142,9 @@ def main(argv=None):
         missing.append(f"the proofs: no {args.verify}/verify.json (python -m "
                        "experiments.beyond.verify)")
     else:
-        cnn = _load(Path(args.verify_cnn) / "verify.json") if args.verify_cnn != "none" else None
-        figure_verify(verify["rows"] + (cnn["rows"] if cnn else []), out / "fig-verify.png")
+        more = [_load(Path(folder) / "verify.json") for folder in args.verify_also]
+        figure_verify(verify["rows"] + [row for m in more if m for row in m["rows"]],
+                      out / "fig-verify.png")
     for line in missing:
         print(f"skipped {line}")
     for folder in args.grids:  # Figures 5 and 8: drawn in the grid's folder, copied into --out

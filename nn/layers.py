@@ -69,7 +69,7 @@ def dense_backward(dh, cache):
 # MaxPool2D: 2x2 windows, stride 2
 
 
-_WINDOW = ((0, 0), (0, 1), (1, 0), (1, 1))  # row-major order within a 2x2 window
+WINDOW = ((0, 0), (0, 1), (1, 0), (1, 1))  # row-major order within a 2x2 window
 
 
 def maxpool2d_forward(x):
@@ -84,7 +84,7 @@ def maxpool2d_forward(x):
     H, W = x.shape[-2:]
     if H % 2 or W % 2:
         raise ValueError(f"maxpool2d needs even spatial sizes, got {H}x{W}")
-    a, b, c, d = (x[..., i::2, j::2] for i, j in _WINDOW)
+    a, b, c, d = (x[..., i::2, j::2] for i, j in WINDOW)
     y = xp.maximum(xp.maximum(a, b), xp.maximum(c, d))
     ka = a == y
     kb = (b == y) & ~ka
@@ -109,7 +109,7 @@ def maxpool2d_backward(dy, masks):
     dy = xp.ascontiguousarray(dy.transpose(to_memory)).transpose(to_logical)
     # (..., N, C, H, W)
     dx = xp.empty((C, 2 * h, 2 * w, *lead, N), dtype=dy.dtype).transpose(to_logical)
-    for (i, j), m in zip(_WINDOW, masks):
+    for (i, j), m in zip(WINDOW, masks):
         xp.multiply(dy, m, out=dx[..., i::2, j::2])
     return dx
 

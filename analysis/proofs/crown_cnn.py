@@ -120,18 +120,17 @@ def pool_relaxation(lo, hi):
     the position i* of each window, else 0.0, and relu(max h) >= alpha_lo h_i*,
     relu(max h) <= alpha_hi h_i* + beta_hi, each (N, C*H/2*W/2)."""
     xp = array_module(lo)
-    low, masks = L.maxpool2d_forward(lo)  # L = l_i*, and i*
-    top = L.maxpool2d_forward(hi)[0]  # U
-    parts = [hi[..., i::2, j::2] for i, j in L._WINDOW]
-    others = xp.maximum(*(xp.maximum(*(xp.where(k, -xp.inf, u) for k, u in
-                                       zip(masks[s:s + 2], parts[s:s + 2]))) for s in (0, 2)))
-    decided = low >= others
+    low, masks = L.maxpool2d_forward(lo)  # l_i* (the largest lower end), and i*
+    top = L.maxpool2d_forward(hi)[0]  # U, the largest upper end
+    # the largest upper end of the three positions other than i*
+    rest = [xp.where(k, -xp.inf, hi[..., i::2, j::2]) for (i, j), k in zip(L.WINDOW, masks)]
+    decided = low >= xp.maximum(xp.maximum(rest[0], rest[1]), xp.maximum(rest[2], rest[3]))
     a_lo, _, a_hi, b_hi = relu_relaxation(low, top)
     a_hi = xp.where(decided, a_hi, 0.0)
     b_hi = xp.where(decided, b_hi, xp.maximum(top, 0.0))
     N, C, h, w = low.shape
     window = xp.zeros((N, C, h, 2, w, 2))
-    for (i, j), mask in zip(L._WINDOW, masks):
+    for (i, j), mask in zip(L.WINDOW, masks):
         window[:, :, :, i, :, j] = mask
     return window, a_lo.reshape(N, -1), a_hi.reshape(N, -1), b_hi.reshape(N, -1)
 

@@ -32,10 +32,14 @@ MAKES = {"table1": "python -m experiments.table1 --jobs 2",
          "logit_scale": "python -m experiments.beyond.logit_scale",
          "audit": "python -m experiments.beyond.audit",
          "verify": "python -m experiments.beyond.verify --models sigmoid_mlp-vanilla "
-                   "sigmoid_mlp-adversarial sigmoid_mlp-saturated relu_mlp-vanilla "
-                   "relu_mlp-saturated relu_mlp-adversarial",
+                   "sigmoid_mlp-adversarial sigmoid_mlp-saturated relu_mlp-vanilla",
+         "verify_relu": "python -m experiments.beyond.verify --models relu_mlp-saturated "
+                        "relu_mlp-adversarial --out runs/verify-relu",
          "verify_cnn": "python -m experiments.beyond.verify --models cnn-vanilla cnn-adversarial "
-                       "cnn-saturated --out runs/verify-cnn",
+                       "cnn-saturated --eps 0.003 0.01 0.03 --n-test 100 --out "
+                       "runs/verify-cnn-crown",
+         "auto_lirpa": "python -m experiments.tools.auto_lirpa --from results/models --out "
+                       "runs/auto-lirpa",
          "bench": "python -m experiments.tools.bench --out runs/bench",
          "bench_native": "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m "
                          "experiments.tools.bench --only-torch --out runs/bench-native"}

@@ -70,36 +70,56 @@ def bench(name="bench"):
     return "\n\n".join(out) + "\n\n" + sources(name) + "\n"
 
 
+VERIFY = ("verify", "verify_relu", "verify_cnn")  # the proofs' records: MLPs, ReLU MLPs, CNNs
+
+
 def verify():
-    """The proofs (the records of the MLPs, ``verify``, and of the CNNs, ``verify_cnn``): per model,
-    for each eps the share (%) proven robust by IBP / CROWN / alpha-CROWN
-    / the MILP ('-' where a method does not apply) and the share the attack leaves (an upper
-    bound); then each method's seconds over every eps and the contradictions (verified yet fooled,
-    which must be 0)."""
-    records = [_numbers(name) for name in ("verify", "verify_cnn")]
-    found = [row for r in records if r is not None for row in r["rows"]]
+    """The proofs (the records ``VERIFY``): per model, for each eps the share (%) proven robust by
+    IBP / CROWN / alpha-CROWN / the MILP ('-' where a method does not apply) and the share the
+    attack leaves (an upper bound), one table per set of radii; then each method's seconds over
+    every eps and the contradictions (verified yet fooled, which must be 0)."""
+    found = [row for name in VERIFY if (r := _numbers(name)) is not None for row in r["rows"]]
     if not found:
-        return sources("verify", "verify_cnn") + "\n"
+        return sources(*VERIFY) + "\n"
     methods = list(METHOD_NAMES)
-    eps = found[0]["eps"]
-    header = ["model", "n", *(f"eps {e:g}" for e in eps)]
-    rows, times = [], []
+    names = [METHOD_NAMES[m] for m in methods]
+    tables, times = [], []
+    for eps in dict.fromkeys(tuple(row["eps"]) for row in found):
+        rows = []
+        for row in (r for r in found if tuple(r["eps"]) == eps):
+            by = row["verified_by"]
+            rows.append([_label(row["model"]), str(row["n"]), *(
+                "/".join("-" if m not in by else f"{by[m][k]:.1f}" for m in methods)
+                + f" ({row['attacked'][k]:.1f})" for k in range(len(eps)))])
+        tables.append(_markdown(["model", "n", *(f"eps {e:g}" for e in eps)], rows))
     for row in found:
-        by = row["verified_by"]
-        rows.append([_label(row["model"]), str(row["n"]), *(
-            "/".join("-" if m not in by else f"{by[m][k]:.1f}" for m in methods)
-            + f" ({row['attacked'][k]:.1f})" for k in range(len(eps)))])
         times.append([_label(row["model"]), *(f"{row['seconds'][m]:,.0f}"
                                               if m in row["methods"] or m == "attack" else "-"
                                               for m in (*methods, "attack")),
                       str(sum(row["contradictions"]))])
-    names = [METHOD_NAMES[m] for m in methods]
-    return (_markdown(header, rows) + "\n\n(% verified by " + " / ".join(names)
+    return ("\n\n".join(tables) + "\n\n(% verified by " + " / ".join(names)
             + " (attacked: the share surviving the attack))\n\n"
             + _markdown(["model", *(f"{n} (s)" for n in names), "attack (s)",
-                         "contradictions"], times) + "\n\n" + sources("verify", "verify_cnn")
-            + "\n")
+                         "contradictions"], times) + "\n\n" + sources(*VERIFY) + "\n")
 
 
-BEYOND = {"audit": audit, "logit_scale": logit_scale, "verify": verify, "bench": bench,
+def auto_lirpa():
+    """Our proofs beside auto_LiRPA's (the record ``auto_lirpa``): per model and eps, the share (%)
+    proven robust by IBP, CROWN and alpha-CROWN, ours / auto_LiRPA's, and each side's seconds for
+    alpha-CROWN."""
+    r = _numbers("auto_lirpa")
+    if r is None:
+        return sources("auto_lirpa") + "\n"
+    methods = ("ibp", "crown", "alpha_crown")
+    rows = [[_label(row["model"]), str(row["n"]), f"{row['eps']:g}",
+             *(f"{100 * row['ours'][m]:.1f} / {100 * row['theirs'][m]:.1f}" for m in methods),
+             f"{row['seconds_ours']['alpha_crown']:,.0f} / "
+             f"{row['seconds_theirs']['alpha_crown']:,.0f}"] for row in r["rows"]]
+    header = ["model", "n", "eps", *(f"{METHOD_NAMES[m]}: ours / auto_LiRPA" for m in methods),
+              "alpha-CROWN seconds: ours / auto_LiRPA"]
+    return _markdown(header, rows) + "\n\n" + sources("auto_lirpa") + "\n"
+
+
+BEYOND = {"audit": audit, "logit_scale": logit_scale, "verify": verify, "auto_lirpa": auto_lirpa,
+          "bench": bench,
           "bench_native": lambda: bench("bench_native")}
