@@ -138,3 +138,11 @@ def test_the_bracket_proves_with_crown_through_a_cnn(mnist_test):
                                                      row["attacked"]))
     assert by["crown"][0] > by["ibp"][0] and row["contradictions"] == [0, 0]
     assert row["seconds"]["crown"] > 0
+
+
+def test_verified_fraction_is_the_mean_of_verified(xp):
+    model, x, y = _cnn(xp, n=8)
+    eps = 0.01
+    share = crown_cnn.verified_fraction(model, to_host(x), to_host(y), eps, batch=3)
+    assert share == float(to_host(crown_cnn.linear_bounds(model, x, y, eps).verified).mean())
+    assert 0 < share < 1

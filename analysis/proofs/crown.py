@@ -44,11 +44,11 @@ import math
 import numpy as np
 
 from analysis.proofs.ibp import (SIGMOID_REL, TINY32, U64, _monotone_box, _weight_box,
-                                 float32_error, gamma)
+                                 float32_error, gamma, share_verified)
 from attacks.ball import box
 from nn import layers as L
 from nn.backend import array_module
-from nn.validate import InputError, check_batch, check_eps, check_number
+from nn.validate import InputError, check_batch, check_eps
 
 
 @dataclasses.dataclass
@@ -122,7 +122,8 @@ def _mlp_parts(model):
     if (len(types) % 2 != 1 or any(t != "dense" for t in types[::2])
             or any(t not in RELAXATIONS for t in types[1::2])):
         raise InputError("linear relaxation bounds need an MLP: flatten, then dense and "
-                         f"relu/sigmoid layers alternating, a dense readout; got layers {types}")
+                         "relu/sigmoid layers alternating, a dense readout (a CNN: "
+                         f"analysis.proofs.crown_cnn); got layers {types}")
     weights = [(p["W"].astype(np.float64), p["b"].astype(np.float64)) for p in params[::2]]
     return weights, types[1::2]
 
@@ -264,14 +265,4 @@ def propagate(model, x, y, eps):
 
 def verified_fraction(model, x, y, eps, batch=25):
     """The share of examples CROWN proves robust at radius eps, in batches. -> float in [0, 1]."""
-    from nn.backend import to_device
-    check_number("batch", batch, minimum=1, integer=True)
-    if len(x) == 0:
-        raise InputError("x is an empty batch (N = 0); a verified fraction is a mean over examples")
-    n = 0
-    for i in range(0, len(x), batch):
-        xb, yb = (to_device(x[i:i + batch], model.xp, model.dtype),
-                  to_device(y[i:i + batch], model.xp))
-        n += int(linear_bounds(model, xb, yb, eps).verified.sum())
-    return n / len(x)
-
+    return share_verified(linear_bounds, model, x, y, eps, batch)

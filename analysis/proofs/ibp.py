@@ -150,9 +150,10 @@ def interval_bounds(model, x, y, eps):
     return IntervalBounds(pre, lower, (lower > 0).all(axis=1))
 
 
-def verified_fraction(model, x, y, eps, batch=500):
-    """The share of examples IBP proves robust at radius eps, in batches. x, y on the host or the
-    model's device. -> float in [0, 1]."""
+def share_verified(bounds, model, x, y, eps, batch):
+    """The share of examples that ``bounds(model, xb, yb, eps)`` (an IntervalBounds or
+    LinearBounds with ``verified``) proves robust, ``batch`` examples at a time. x, y on the host or
+    the model's device. -> float in [0, 1]. Raises InputError for a bad batch or an empty x."""
     check_number("batch", batch, minimum=1, integer=True)
     if len(x) == 0:
         raise InputError("x is an empty batch (N = 0); a verified fraction is a mean over examples")
@@ -160,5 +161,11 @@ def verified_fraction(model, x, y, eps, batch=500):
     n = 0
     for i in range(0, len(x), batch):
         xb, yb = to_device(x[i:i + batch], xp, model.dtype), to_device(y[i:i + batch], xp)
-        n += int(interval_bounds(model, xb, yb, eps).verified.sum())
+        n += int(bounds(model, xb, yb, eps).verified.sum())
     return n / len(x)
+
+
+def verified_fraction(model, x, y, eps, batch=500):
+    """The share of examples IBP proves robust at radius eps, in batches. x, y on the host or the
+    model's device. -> float in [0, 1]."""
+    return share_verified(interval_bounds, model, x, y, eps, batch)
