@@ -11,8 +11,8 @@ the identity and a linear function of a layer is Lam a + c with Lam (N, m, n_k).
 Back-substitution through each piece (m rows at a time):
 
 * dense: Lam h = (Lam W) a + Lam b;
-* conv2d: Lam h = (W^T Lam) a + Lam b, W^T Lam the convolution's input gradient with Lam as the
-  output gradient, one row per batch entry (``nn.conv.conv2d_vjp``);
+* conv2d: Lam h = (W^T Lam) a + Lam b, W^T Lam the transposed convolution: the convolution's
+  input gradient with each row of Lam as an output gradient (``_transpose``);
 * relu on the box [l, u]: CROWN's lines (``crown.relu_relaxation``);
 * relu(maxpool(h)), a window's four pre-activations h_1..h_4 with boxes [l_i, u_i]: let i* be the
   window's first position with the largest lower end, m = max_i h_i in [L, U] = [l_i*, max_i u_i].
@@ -28,10 +28,11 @@ Back-substitution through each piece (m rows at a time):
 Boxes: the first weight layer's is IBP's (exact up to rounding). A conv layer above it gets the
 bounds of the units in undecided windows (neither relu(m) = 0 everywhere, U <= 0, nor a decided
 window with L >= 0, where the pair is exactly h_i*); a layer before a plain relu, every unit (as
-``crown``: a stable unit's box still bounds the next layer's IBP box); every box is intersected with IBP's from the box below. The margins z_y - z_j are
-bounded last and the example is verified when all are positive, as in ``crown``. The rows of a
-conv unit start at the layer below from the unit's kernel placed at its window (``conv_rows``),
-not from a transposed convolution of a one-hot image.
+``crown``: a stable unit's box still bounds the next layer's IBP box); every box is intersected
+with IBP's from the box below. The margins z_y - z_j are bounded last and the example is verified
+when all are positive, as in ``crown``. The rows of a conv unit start at the layer below from the
+unit's kernel placed at its window (``conv_rows``), not from a transposed convolution of a one-hot
+image.
 
 Soundness in floating point: as in ``crown``: every weight layer's float32 error bound
 (``ibp.float32_error``, n = C kh kw + 1 terms for a convolution, in any order of summation, so also
@@ -40,9 +41,11 @@ chord's float64 rounding is in ``crown.relu_relaxation``; the bound's own float6
 covered by gamma^64 of the sum of the absolute values of its terms, the chain's fan-in counted
 with every layer's input and output sizes (more than any one sum has).
 
-Memory: per pass (N, rows, n_k) float64 for the widest layer crossed (32 x 28 x 28 = 25,088 for the
-paper's CNN): ``rows`` units at a time (2 rows each), and the transposed convolution's im2col columns, (N rows, C kh kw, H W) (about 1 GB at N = 1,
-rows = 250 for the paper's CNN).
+Memory and time: per pass, a few float64 arrays (N, 2 rows, n_k) for the widest layer crossed
+(32 x 28 x 28 = 25,088 for the paper's CNN; ``rows`` units at a time, 2 rows each) and the
+transposed convolution's columns (N, 2 rows, C kh kw, H W): about 1 GB at N = 1, rows = 250. On
+the paper's CNN an example takes 3-10 s of one core, most of it in the rows of the second
+convolution's box, each as wide as the first convolution's output.
 """
 from __future__ import annotations
 
@@ -101,7 +104,7 @@ def parse(model):
         shape = out if act != "relu_pool" else (out[0], out[1] // 2, out[2] // 2)
         if act is None:
             break
-    if i != len(layers) or chain[-1].act is not None or chain[-1].kind != "dense":
+    if not chain or i != len(layers) or chain[-1].act is not None or chain[-1].kind != "dense":
         raise InputError("CROWN through a CNN needs conv2d and dense layers, each followed by relu "
                          "or relu then maxpool2d, and a dense readout; got layers " + str(types))
     return chain
