@@ -202,6 +202,18 @@ def margin_rows(W, b, delta, y):
     return Lam, c
 
 
+def box_bound(Lam, c, lo, hi):
+    """Lower bound of Lam a + c over the box lo <= a <= hi (IBP's bound of the margins on the last
+    hidden box): Lam m + c - |Lam| r, m and r the box's centre and radius, widened for its float64
+    arithmetic. Lam: (N, K, n), c: (N, K), lo, hi: (N, n) -> (N, K)."""
+    xp = array_module(Lam)
+    m, r = (lo + hi) / 2, (hi - lo) / 2
+    absLam = xp.abs(Lam)
+    return (xp.einsum("nkd,nd->nk", Lam, m) + c - xp.einsum("nkd,nd->nk", absLam, r)
+            - gamma(Lam.shape[-1] + 2, U64) * (xp.einsum("nkd,nd->nk", absLam, xp.abs(m) + r)
+                                                + xp.abs(c)))
+
+
 @dataclasses.dataclass
 class Relaxation:
     """What CROWN built for N examples, from which alpha-CROWN starts: weights [(W, b)] float64;
@@ -252,12 +264,7 @@ def propagate(model, x, y, eps):
     deltas[D] = _float32_error(W, b, a_lo, a_hi)  # (N, K)
     Lam, c = margin_rows(W, b, deltas[D], y)  # (N, K, n), (N, K)
     crown = backsubstitute(Lam, c, D - 1, weights, relax, deltas, x_box)
-    # IBP's bound on the same last box, for the intersection
-    m, r = (a_lo + a_hi) / 2, (a_hi - a_lo) / 2
-    ibp = (xp.einsum("nkd,nd->nk", Lam, m) + c - xp.einsum("nkd,nd->nk", xp.abs(Lam), r)
-           - gamma(W.shape[1] + 2, U64) * (xp.einsum("nkd,nd->nk", xp.abs(Lam), xp.abs(m) + r)
-                                           + xp.abs(c)))
-    lower = xp.maximum(crown, ibp)
+    lower = xp.maximum(crown, box_bound(Lam, c, a_lo, a_hi))  # and IBP's on the last box
     lower[xp.arange(N), y] = xp.inf
     return (LinearBounds(boxes, lower, (lower > 0).all(axis=1)),
             Relaxation(weights, x_box, relax, deltas, (Lam, c), ibp_boxes))

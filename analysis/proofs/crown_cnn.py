@@ -55,7 +55,8 @@ import math
 
 import numpy as np
 
-from analysis.proofs.crown import LinearBounds, box_rows, margin_rows, relu_relaxation
+from analysis.proofs.crown import (LinearBounds, box_bound, box_rows, margin_rows,
+                                   relu_relaxation)
 from analysis.proofs.ibp import (U64, _monotone_box, _weight_box, float32_error, gamma,
                                  share_verified)
 from attacks.ball import box
@@ -236,6 +237,7 @@ def _to_bound(layer, lo, hi):
 
 
 def _relaxation(layer, lo, hi):
+    """The lines of the layer's activation on the boxes lo, hi (N, n_k) of its pre-activation."""
     if layer.act == "relu":
         return relu_relaxation(lo, hi)
     shape = (len(lo),) + layer.out_shape
@@ -287,13 +289,8 @@ def linear_bounds(model, x, y, eps, rows=250):
     top, D = chain[-1], len(chain)
     deltas[D] = float32_error("dense", a_lo, a_hi, top.W, top.b)  # (N, K)
     Lam, c = margin_rows(top.W, top.b, deltas[D], y)  # (N, K, n), (N, K)
-    lower = backsubstitute(Lam, c, D - 1, chain, relax, deltas, x_box)
-    m, r = (a_lo + a_hi) / 2, (a_hi - a_lo) / 2  # IBP's bound on the same last box
-    absLam = xp.abs(Lam)
-    ibp = (xp.einsum("nkd,nd->nk", Lam, m) + c - xp.einsum("nkd,nd->nk", absLam, r)
-           - gamma(top.W.shape[1] + 2, U64) * (xp.einsum("nkd,nd->nk", absLam, xp.abs(m) + r)
-                                               + xp.abs(c)))
-    lower = xp.maximum(lower, ibp)
+    lower = xp.maximum(backsubstitute(Lam, c, D - 1, chain, relax, deltas, x_box),
+                       box_bound(Lam, c, a_lo, a_hi))  # and IBP's on the last box
     lower[xp.arange(N), y] = xp.inf
     return LinearBounds(boxes, lower, (lower > 0).all(axis=1))
 
