@@ -1,18 +1,18 @@
-"""Beyond the paper: bracket each Table 1 model's robust accuracy between a proof and an attack.
-For every model and eps, the share of test images proven robust by each verifier (lower
-bounds): interval bound propagation (``analysis.proofs.ibp``, every model), linear relaxation
-(CROWN: ``analysis.proofs.crown`` on the MLPs, ``analysis.proofs.crown_cnn`` through the CNNs,
-on the examples IBP leaves open and the attack does not fool) and, for ReLU MLPs, CROWN with its
-slopes optimised (alpha-CROWN, ``analysis.proofs.alpha_crown``, --alpha-steps) on the examples CROWN leaves open and
-the attack does not fool, then the exact MILP (``analysis.proofs.milp``) on those alpha-CROWN
-leaves open (at most --milp-max of them, --milp-time seconds each); the share that survives the
-attack (the audit's eps-sweep attack, ``analysis.masking.suite.eps_sweep_attack``: per-example
-worst of APGD with the cross-entropy in the paper's numerics and APGD with the DLR loss and stable
-derivatives, Croce & Hein 2020; MILP counterexamples count as fooled too), an upper bound; and
-the undecided share between them. A verified example that an attack fooled would be a bug: their
-number is reported (``contradictions``) and must be 0; to look for one, the examples proven robust
-are attacked again by attacks the proofs never saw, Square and random points of the ball
-(--square-queries, --ball-points).
+"""Beyond the paper: bracket each Table 1 model's robust accuracy between a proof and an attack. For
+every model and eps, the share of test images proven robust by each verifier (lower bounds):
+interval bound propagation (``analysis.proofs.ibp``, every model), linear relaxation (CROWN:
+``analysis.proofs.crown`` on the MLPs, ``analysis.proofs.crown_cnn`` through the CNNs, on the
+examples IBP leaves open and the attack does not fool) and, for ReLU MLPs, CROWN with its slopes
+optimised (alpha-CROWN, ``analysis.proofs.alpha_crown``, --alpha-steps) on the examples CROWN
+leaves open and the attack does not fool, then the exact MILP (``analysis.proofs.milp``) on those
+alpha-CROWN leaves open (at most --milp-max of them, --milp-time seconds each); the share that
+survives the attack (the audit's eps-sweep attack, ``analysis.masking.suite.eps_sweep_attack``:
+per-example worst of APGD with the cross-entropy in the paper's numerics and APGD with the DLR loss
+and stable derivatives, Croce & Hein 2020; MILP counterexamples count as fooled too), an upper
+bound; and the undecided share between them. A verified example that an attack fooled would be a
+bug: their number is reported (``contradictions``) and must be 0; to look for one, the examples
+proven robust are attacked again by attacks the proofs never saw, Square and random points of the
+ball (--square-queries, --ball-points).
 
     python -m experiments.beyond.verify          # the Table 1 models in runs/table1
     python -m experiments.beyond.verify --models relu_mlp-saturated --survivors 20 --milp-time 120
