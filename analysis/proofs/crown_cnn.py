@@ -265,6 +265,10 @@ def linear_bounds(model, x, y, eps, rows=250):
     check_number("rows", rows, minimum=1, integer=True)
     chain = parse(model)
     xp, N = model.xp, len(x)
+    if N == 0:  # an empty batch: empty boxes and bounds, as ``crown`` and ``ibp`` give
+        empty = [xp.zeros((0, math.prod(layer.out_shape))) for layer in chain[:-1]]
+        return LinearBounds([(e, e.copy()) for e in empty], xp.zeros((0, chain[-1].W.shape[0])),
+                            xp.zeros(0, bool))
     x_box = box(x.reshape(N, -1), eps)
     relax, deltas, boxes = {}, {}, []
     a_lo, a_hi = x_box

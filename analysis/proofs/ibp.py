@@ -27,7 +27,11 @@ Each weight layer's box is therefore widened by
 delta = gamma^32_{n+1} (|W| max(|l|, |u|) + |b|) + gamma^64_{n+1} (|W| (|m| + r) + |b|)
 (n inputs per unit: n_in for dense, C kh kw for conv; the first term covers the float32 network,
 u = 2^-24, and, by induction, the float32 activations it was given lie in [l, u]; the second covers
-the float64 arithmetic of the bounds themselves). The float32 sigmoid is within a few ulp of the
+the float64 arithmetic of the bounds themselves). Higham's bound assumes no underflow: a product or
+a sum below float32's smallest normal number 2^-126 may be flushed to 0 or rounded to a subnormal,
+an absolute error below 2^-126 each, so the float32 term gets 2 (n + 1) 2^-126 more (``TINY32``;
+nothing at the paper's scales, but sound for a network whose values fall that low). The float32
+sigmoid is within a few ulp of the
 exact one: its box is widened by 8 u relative and by 2^-126 below (flush-to-zero sets values under
 that to 0); ReLU and max-pool are exact. The logit difference is widened by both logits' delta.
 """
@@ -76,11 +80,13 @@ def _affine(t, a, W, b):
 
 
 def float32_error(t, lo, hi, W, b):
-    """delta = gamma^32_{n+1} (|W| max(|lo|, |hi|) + |b|): how far the float32 layer h = W a + b
-    (t = 'dense' or 'conv2d') can be from the exact one for a in [lo, hi] (module docstring)."""
+    """delta = gamma^32_{n+1} (|W| max(|lo|, |hi|) + |b|) + 2 (n + 1) 2^-126: how far the float32
+    layer h = W a + b (t = 'dense' or 'conv2d') can be from the exact one for a in [lo, hi], its
+    rounding and its underflow (module docstring)."""
     xp = array_module(lo)
     reach = _affine(t, xp.maximum(xp.abs(lo), xp.abs(hi)), xp.abs(W), xp.abs(b))  # |W| max|a| + |b|
-    return gamma(math.prod(W.shape[1:]) + 1, U32) * reach
+    n = math.prod(W.shape[1:]) + 1
+    return gamma(n, U32) * reach + 2 * n * TINY32
 
 
 def _weight_box(t, lo, hi, W, b):
@@ -140,12 +146,13 @@ def interval_bounds(model, x, y, eps):
     amax = xp.maximum(xp.abs(lo), xp.abs(hi))
     reach = xp.abs(W) @ amax.T  # (K, N): |W_k| max|a|
     reach = reach.T + xp.abs(b)  # (N, K)
-    # float32 error of z_y and of z_j (each one dot product), and float64 error of the bound itself
-    delta = gamma(n, U32) * (reach[xp.arange(len(y)), y][:, None] + reach) + gamma(n + 1, U64) * (
-        xp.einsum("nkd,nd->nk", xp.abs(dW), xp.abs(m) + r) + xp.abs(by)[:, None] + xp.abs(b)[None])
+    # float32 error of z_y and of z_j (each one dot product: ``float32_error``'s two terms), and
+    # float64 error of the bound itself
+    f32 = gamma(n, U32) * (reach[xp.arange(len(y)), y][:, None] + reach) + 4 * n * TINY32
+    f64 = gamma(n + 1, U64) * (xp.einsum("nkd,nd->nk", xp.abs(dW), xp.abs(m) + r)
+                               + xp.abs(by)[:, None] + xp.abs(b)[None])
     lower = (xp.einsum("nkd,nd->nk", dW, m) + (by[:, None] - b[None])
-             - xp.einsum("nkd,nd->nk", xp.abs(dW), r))
-    lower = lower - delta
+             - xp.einsum("nkd,nd->nk", xp.abs(dW), r)) - f32 - f64
     lower[xp.arange(len(y)), y] = xp.inf
     return IntervalBounds(pre, lower, (lower > 0).all(axis=1))
 

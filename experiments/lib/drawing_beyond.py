@@ -95,7 +95,7 @@ def draw_verify(axes, rows):
         ax.set_ylim(0, 100)
         ax.set_xlabel("eps (L-inf)")
         ax.set_ylabel("robust accuracy (%)")
-        ax.set_title(r["model"])
+        ax.set_title(f"{r['model']}, first {r['n']} test images", fontsize=10)
         ax.legend(fontsize=7)
     for ax in axes.ravel()[len(rows):]:
         ax.set_visible(False)
