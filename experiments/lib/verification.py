@@ -1,10 +1,10 @@
 """A model's robust accuracy bracketed between a proof and an attack
 (``experiments.beyond.verify``): per eps, the share of examples proven robust by interval bound
-propagation (``analysis.proofs.ibp``), linear relaxation (CROWN: ``analysis.proofs.crown`` for MLPs,
-``analysis.proofs.crown_cnn`` for the CNN),
-CROWN with optimised slopes (alpha-CROWN, ``analysis.proofs.alpha_crown``, ReLU MLPs) and the
-exact MILP (``analysis.proofs.milp``, ReLU MLPs), lower bounds, and the share that survives
-the eps-sweep attack (``analysis.masking.suite.eps_sweep_attack``), an upper bound."""
+propagation (``analysis.proofs.ibp``), linear relaxation (CROWN: ``analysis.proofs.crown`` for
+MLPs, ``analysis.proofs.crown_cnn`` for the CNN), CROWN with optimised slopes (alpha-CROWN,
+``analysis.proofs.alpha_crown``, ReLU MLPs) and the exact MILP (``analysis.proofs.milp``, ReLU
+MLPs), lower bounds, and the share that survives the eps-sweep attack
+(``analysis.masking.suite.eps_sweep_attack``), an upper bound."""
 from __future__ import annotations
 
 import functools
@@ -42,14 +42,13 @@ def bracket(model, x, y, eps_values, args, log=print):
     """Bracket ``model``'s robust accuracy on host images x (N, 1, 28, 28) with labels y (N,) at
     each eps of ``eps_values`` (increasing): IBP on every model, CROWN on every model (on a CNN,
     one example per pass and only on the examples IBP leaves open and the attack does not fool:
-    seconds each), alpha-CROWN
-    (args.alpha_steps steps) on the ReLU MLPs' examples CROWN leaves open and the attack does not
-    fool, then the MILP, from alpha-CROWN's boxes, on those alpha-CROWN leaves open (at most
-    args.milp_max per eps), the eps-sweep attack as the upper bound; then the examples proven
-    robust are attacked again by attacks the proofs never saw (``sampled_attacks``: Square and
-    random points of the ball), and any they fool counts as fooled and as a contradiction
-    (``args``: sweep_steps, seed, batch, crown_batch, alpha_steps, milp_max, milp_time,
-    milp_max_binaries, square_queries, ball_points).
+    seconds each), alpha-CROWN (args.alpha_steps steps) on the ReLU MLPs' examples CROWN leaves
+    open and the attack does not fool, then the MILP, from alpha-CROWN's boxes, on those
+    alpha-CROWN leaves open (at most args.milp_max per eps), the eps-sweep attack as the upper
+    bound; then the examples proven robust are attacked again by attacks the proofs never saw
+    (``sampled_attacks``: Square and random points of the ball), and any they fool counts as fooled
+    and as a contradiction (``args``: sweep_steps, seed, batch, crown_batch, alpha_steps, milp_max,
+    milp_time, milp_max_binaries, square_queries, ball_points).
     -> (one row: per eps the % verified by each method and by the best of them, the % surviving
     the attack, the undecided %, the MILP's tally, contradictions and seconds per method;
     (N,) host bool, the examples fooled at the largest eps)."""
