@@ -25,7 +25,7 @@ import types
 import numpy as np
 
 from analysis.proofs import alpha_crown, crown, ibp
-from experiments.lib import torch_twin
+from experiments.lib import presets, torch_twin
 from experiments.lib.cli import (UsageError, add_checkpoint_args, add_common_args, amount,
                                  checkpoint_stamp, cli, count, load_models, parse, positive,
                                  summary)
@@ -133,7 +133,7 @@ def main(argv=None):
                         help="alpha-CROWN's Adam steps, both sides (default 20)")
     parser.add_argument("--alpha-lr", type=positive, default=0.1,
                         help="our alpha-CROWN's step size (default 0.1)")
-    args = parse(parser, argv)
+    args = parse(parser, argv, quick=presets.OPTIONS["auto_lirpa"])
     models = load_models(args, np)
     other = [n for n, m in models.items() if set(crown.mlp_activations(m) or ["conv"]) != {"relu"}]
     if other:
