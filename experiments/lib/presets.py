@@ -39,6 +39,6 @@ OPTIONS = {
     "logit_scale": {"n_test": 200, "n_test_cnn": 50},
     "silence": {"n": 500},
     "apgd_torchattacks": {"n_test": 50, "steps": 10},
-    "auto_lirpa": {"n_test": 20, "alpha_steps": 5},
+    "auto_lirpa": {"n_test": 20},
     "bench": {"steps": 20},
 }
