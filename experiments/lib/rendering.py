@@ -20,7 +20,8 @@ from experiments.lib.published_beyond import BEYOND
 from experiments.lib.records import ROOT
 
 # where tables live
-FILES = (ROOT / "README.md", ROOT / "RESULTS.md", ROOT / "experiments" / "README.md")
+FILES = (ROOT / "README.md", ROOT / "RESULTS.md", ROOT / "experiments" / "README.md",
+         ROOT / "docs" / "proofs.md")
 # NAME -> the function that renders the table marked NAME; a record with no renderer yet renders
 # as the line naming it and the command that makes it
 TABLES = {**{name: (lambda n=name: sources(n) + "\n") for name in MAKES}, **PAPER, **BEYOND}
