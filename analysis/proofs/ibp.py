@@ -19,21 +19,21 @@ lower(z_y - z_j) = (W_y - W_j) m + b_y - b_j - |W_y - W_j| r. The example is ver
 positive for every j != y: then the prediction is y everywhere in B.
 
 Soundness in floating point. The bounds are computed in float64 from the model's float32 weights,
-and must contain what the *float32* network computes, whose results differ from the exact ones.
-A dot product of n terms computed in floating point with unit roundoff u, in any order of summation
-(so also in any BLAS blocking), is within gamma_n sum_j |w_j a_j| of the exact value, with
-gamma_n = n u / (1 - n u) (Higham, "Accuracy and stability of numerical algorithms", section 3.1).
-Each weight layer's box is therefore widened by
+and must contain what the *float32* network computes, whose results differ from the exact ones. A
+dot product of n terms computed in floating point with unit roundoff u, in any order of summation
+(so also in any BLAS blocking), is within gamma_n sum_j |w_j a_j| of the exact value, with gamma_n
+= n u / (1 - n u) (Higham, "Accuracy and stability of numerical algorithms", section 3.1). Each
+weight layer's box is therefore widened by
 delta = gamma^32_{n+1} (|W| max(|l|, |u|) + |b|) + gamma^64_{n+1} (|W| (|m| + r) + |b|)
-(n inputs per unit: n_in for dense, C kh kw for conv; the first term covers the float32 network,
-u = 2^-24, and, by induction, the float32 activations it was given lie in [l, u]; the second covers
+(n inputs per unit: n_in for dense, C kh kw for conv; the first term covers the float32 network, u
+= 2^-24, and, by induction, the float32 activations it was given lie in [l, u]; the second covers
 the float64 arithmetic of the bounds themselves). Higham's bound assumes no underflow: a product or
 a sum below float32's smallest normal number 2^-126 may be flushed to 0 or rounded to a subnormal,
 an absolute error below 2^-126 each, so the float32 term gets 2 (n + 1) 2^-126 more (``TINY32``;
 nothing at the paper's scales, but sound for a network whose values fall that low). The float32
-sigmoid is within a few ulp of the
-exact one: its box is widened by 8 u relative and by 2^-126 below (flush-to-zero sets values under
-that to 0); ReLU and max-pool are exact. The logit difference is widened by both logits' delta.
+sigmoid is within a few ulp of the exact one: its box is widened by 8 u relative and by 2^-126
+below (flush-to-zero sets values under that to 0); ReLU and max-pool are exact. The logit
+difference is widened by both logits' delta.
 """
 from __future__ import annotations
 
