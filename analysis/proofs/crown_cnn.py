@@ -179,12 +179,8 @@ def _transpose(layer, Lam):
 
 
 def _bias(layer):
-    """b over every output unit, (n_out,)."""
-    if layer.kind == "dense":
-        return layer.b
-    xp = array_module(layer.b)
-    return xp.broadcast_to(layer.b[:, None], (layer.out_shape[0], math.prod(layer.out_shape[1:])))\
-        .reshape(-1)
+    """b over every output unit, (n_out,): a conv channel's b[o] at each of its H W units."""
+    return array_module(layer.b).repeat(layer.b, math.prod(layer.out_shape[1:]))
 
 
 def backsubstitute(Lam, c, k, chain, relax, deltas, x_box):

@@ -73,9 +73,18 @@ def import_auto_lirpa():
     return auto_LiRPA
 
 
-def theirs(lirpa, module, x, y, eps, steps):
+def bounded(lirpa, module, x, steps):
+    """auto_LiRPA's BoundedModule of the PyTorch twin ``module`` (its graph traced once on x[:1]),
+    alpha-CROWN taking ``steps`` steps, the sparse-alpha options off."""
+    import torch
+    return lirpa.BoundedModule(module, torch.from_numpy(x[:1]), bound_opts={
+        **SPARSE_OFF, "optimize_bound_args": {"iteration": steps}})
+
+
+def theirs(lirpa, bounded_module, x, y, eps):
     """auto_LiRPA's verified share per method on host x (N, 1, 28, 28) float32, y (N,), radius eps
-    (the ball intersected with [0, 1]). -> ({method: float in [0, 1]}, {method: seconds})."""
+    (the ball intersected with [0, 1]), ``bounded_module`` from ``bounded``. -> ({method: float in
+    [0, 1]}, {method: seconds})."""
     import torch
     n, k = len(y), 10
     C = torch.zeros(n, k - 1, k)  # the margins z_y - z_j, j != y
@@ -84,14 +93,12 @@ def theirs(lirpa, module, x, y, eps, steps):
     C[rows, torch.arange(k - 1)[None], torch.from_numpy(y)[:, None]] = 1.0
     C[rows, torch.arange(k - 1)[None], torch.from_numpy(others)] = -1.0
     xt = torch.from_numpy(x)
-    bounded = lirpa.BoundedModule(module, xt[:1], bound_opts={
-        **SPARSE_OFF, "optimize_bound_args": {"iteration": steps}})
     ball = lirpa.PerturbationLpNorm(norm=np.inf, eps=eps, x_L=(xt - eps).clamp(0, 1),
                                     x_U=(xt + eps).clamp(0, 1))
     shares, seconds = {}, {}
     for method in METHODS:
         t = time.perf_counter()
-        lower, _ = bounded.compute_bounds(x=(lirpa.BoundedTensor(xt, ball),), C=C,
+        lower, _ = bounded_module.compute_bounds(x=(lirpa.BoundedTensor(xt, ball),), C=C,
                                           method=THEIRS[method], bound_upper=False)
         seconds[method] = time.perf_counter() - t
         shares[method] = float((lower.min(dim=1).values > 0).float().mean())
@@ -135,19 +142,20 @@ def main(argv=None):
                         help="our alpha-CROWN's step size (default 0.1)")
     args = parse(parser, argv, quick=presets.OPTIONS["auto_lirpa"])
     models = load_models(args, np)
-    other = [n for n, m in models.items() if set(crown.mlp_activations(m) or ["conv"]) != {"relu"}]
-    if other:
-        raise UsageError(f"auto_LiRPA is compared here on ReLU MLPs; {', '.join(other)} is not "
+    not_relu = [n for n, m in models.items()
+                if set(crown.mlp_activations(m) or ["conv"]) != {"relu"}]
+    if not_relu:
+        raise UsageError(f"auto_LiRPA is compared here on ReLU MLPs; {', '.join(not_relu)} is not "
                          "one (choose --models relu_mlp-...)")
     lirpa = import_auto_lirpa()
     run = Run("auto_lirpa", args)
     x, y = (a[:args.n_test] for a in load_mnist(args.data_dir)["test"])
     rows = []
     for name, model in models.items():
-        module = torch_twin.freeze(torch_twin.twin(model))
+        reference = bounded(lirpa, torch_twin.freeze(torch_twin.twin(model)), x, args.alpha_steps)
         for eps in args.eps:
             mine, my_seconds = ours(model, x, y, eps, args.alpha_steps, args.alpha_lr)
-            other, their_seconds = theirs(lirpa, module, x, y, eps, args.alpha_steps)
+            other, their_seconds = theirs(lirpa, reference, x, y, eps)
             rows.append({"model": name, "n": len(y), "eps": eps, "ours": mine, "theirs": other,
                          "seconds_ours": my_seconds, "seconds_theirs": their_seconds,
                          "checkpoint": checkpoint_stamp(args.checkpoints, name)})
